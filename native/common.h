@@ -1,0 +1,28 @@
+// Shared helpers for the addon. The C++ side only wraps OS calls: on failure it throws an Error
+// carrying `errno` (the name, e.g. "ENOENT") and `syscall`; TypeScript decides what it means.
+#pragma once
+
+#include <memory>
+#include <node.h>
+#include <v8.h>
+
+namespace ipc {
+
+// Throws an Error with .errno = uv_err_name(-err) and .syscall = syscall.
+void ThrowErrno(v8::Isolate* isolate, const char* syscall, int err);
+void ThrowTypeError(v8::Isolate* isolate, const char* message);
+void ThrowRangeError(v8::Isolate* isolate, const char* message);
+
+// Resolves args[sab_index] (a SharedArrayBuffer) and args[offset_index] (a byte offset) to a
+// 4-byte-aligned int32 inside it. Throws and returns nullptr when they do not fit. When `keep`
+// is given it receives the backing store, so the caller can keep the memory mapped.
+int32_t* WordAt(const v8::FunctionCallbackInfo<v8::Value>& args, int sab_index, int offset_index,
+                std::shared_ptr<v8::BackingStore>* keep = nullptr);
+
+void SetMethod(v8::Local<v8::Context> context, v8::Local<v8::Object> target, const char* name,
+               v8::FunctionCallback callback, v8::Local<v8::Value> data = v8::Local<v8::Value>());
+
+void InitShm(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
+void InitFutex(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
+
+}  // namespace ipc

@@ -1,0 +1,9 @@
+// The whole public surface of `interprocess`: re-exports only.
+export { IpcError, isIpcError } from './errors.js';
+export type { ErrorCode, IpcErrorOptions } from './errors.js';
+export { SharedMemory } from './shm/shared-memory.js';
+export type { SharedMemoryCreateOptions, SharedMemoryOpenOptions } from './shm/shared-memory.js';
+export { futex } from './sync/futex.js';
+export type { WaitResult } from './sync/futex.js';
+export { resolveCodec } from './codec/index.js';
+export type { Codec, CodecName, CodecOption } from './codec/index.js';

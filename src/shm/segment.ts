@@ -1,0 +1,77 @@
+/**
+ * Named objects of the library (a Mutex, a Queue...) are SharedMemory with the common header in
+ * front. This module is the one lifecycle they all share: create writes the header and the
+ * kind's layout and publishes it last; open validates the header before anything else reads
+ * the memory; openOrCreate does whichever applies.
+ */
+import { checkInteger, checkOptions } from '../options.js';
+import { HEADER_BYTES, publishHeader, validateHeader, writeHeader } from './header.js';
+import { SharedMemory } from './shared-memory.js';
+
+export interface ObjectLayout {
+  kind: number;
+  version: number;
+  /** Total bytes, header included (used when creating). */
+  byteLength: number;
+  /** Writes the kind's initial state behind the header, before the object is published. */
+  init(buffer: SharedArrayBuffer): void;
+}
+
+export interface NamedObjectOptions {
+  /** Permission bits for a new object, 0o600 by default. */
+  mode?: number;
+  /** How long open waits for a creator that has not finished initializing (ms, default 2000). */
+  initTimeout?: number;
+}
+
+export const NAMED_OPTIONS = ['mode', 'initTimeout'] as const;
+const DEFAULT_INIT_TIMEOUT = 2000;
+
+export type How = 'create' | 'open' | 'openOrCreate';
+
+/**
+ * Creates, opens or opens-or-creates a named library object. `layout` is needed to create; for
+ * a pure open only kind and version are checked (the size comes from the header).
+ */
+export function openObject(
+  name: string,
+  how: How,
+  kindName: string,
+  layout: ObjectLayout,
+  options: NamedObjectOptions,
+): SharedMemory {
+  const mode = options.mode;
+  const initTimeout =
+    options.initTimeout === undefined ? DEFAULT_INIT_TIMEOUT : checkInteger(options.initTimeout, 'initTimeout', 0, 600_000);
+  const shm =
+    how === 'create'
+      ? SharedMemory.create(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) })
+      : how === 'open'
+        ? SharedMemory.open(name)
+        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) });
+  if (shm.created) {
+    try {
+      writeHeader(shm.buffer, 0, layout.kind, layout.version, shm.byteLength);
+      layout.init(shm.buffer);
+      publishHeader(shm.buffer, 0);
+    } catch (err) {
+      SharedMemory.remove(name);
+      throw err;
+    }
+    return shm;
+  }
+  try {
+    validateHeader(shm.buffer, 0, shm.byteLength, layout.kind, layout.version, `${kindName} '${name}'`, initTimeout);
+  } catch (err) {
+    shm.close();
+    throw err;
+  }
+  return shm;
+}
+
+/** Splits an options object into the shared named-object options and the kind's own. */
+export function namedOptions<T extends object>(options: unknown, own: readonly string[], where: string): Partial<T> & NamedObjectOptions {
+  return checkOptions<T & NamedObjectOptions>(options, [...own, ...NAMED_OPTIONS], where);
+}
+
+export { HEADER_BYTES };

@@ -1,0 +1,160 @@
+/**
+ * SharedMemory: a named POSIX shared-memory object mapped into this process and handed to
+ * JavaScript as a real SharedArrayBuffer.
+ *
+ * - create: shm_open(O_CREAT|O_EXCL) with the mode forced by fchmod (not subject to umask), then
+ *   posix_fallocate reserves every page so a full /dev/shm is IPC_ERR_NO_SPACE, never SIGBUS.
+ * - open: finds the object and maps its real size (fstat). An object whose creator has not yet
+ *   sized it is waited for, briefly (`sizeWait` ms), then refused with IPC_ERR_INCOMPATIBLE.
+ * - close: drops this object's reference. The pages are unmapped by V8 when no JavaScript
+ *   object can reach the buffer any more (including copies posted to workers), so closing can
+ *   never leave a dangling view and nothing can crash the process.
+ *
+ * The bytes belong to the user entirely: raw shared memory has no header. The library's own
+ * objects (locks, queues) are shared memory with a header, see header.ts and segment.ts.
+ */
+import { IpcError, closedError, fromNative } from '../errors.js';
+import { native } from '../native.js';
+import { osName, validateName } from '../naming.js';
+import { checkInteger, checkOptions } from '../options.js';
+import { listShm, statShm } from './platform.js';
+
+export interface SharedMemoryCreateOptions {
+  /** Size in bytes, 1 to 2^46. */
+  byteLength: number;
+  /** Permission bits, 0o600 (owner only) by default, applied regardless of umask. */
+  mode?: number;
+}
+
+export interface SharedMemoryOpenOptions {
+  /** If given, the object must have exactly this size, or IPC_ERR_INCOMPATIBLE. */
+  byteLength?: number;
+  /** How long to wait for a creator that has created but not yet sized the object (ms). */
+  sizeWait?: number;
+}
+
+const MAX_BYTE_LENGTH = 2 ** 46;
+const DEFAULT_SIZE_WAIT = 1000;
+type How = 0 | 1 | 2;
+const CREATE: How = 0;
+const OPEN: How = 1;
+const OPEN_OR_CREATE: How = 2;
+
+const token = Symbol('SharedMemory');
+
+export class SharedMemory {
+  readonly name: string;
+  readonly byteLength: number;
+  /** True when this call created the object (false when it opened an existing one). */
+  readonly created: boolean;
+  #buffer: SharedArrayBuffer | undefined;
+
+  /** @internal use create / open / openOrCreate */
+  constructor(key: symbol, name: string, buffer: SharedArrayBuffer, created: boolean) {
+    if (key !== token) throw new TypeError('use SharedMemory.create, open or openOrCreate');
+    this.name = name;
+    this.byteLength = buffer.byteLength;
+    this.created = created;
+    this.#buffer = buffer;
+  }
+
+  /** Creates `name`; fails with IPC_ERR_EXISTS if it exists. */
+  static create(name: string, options: SharedMemoryCreateOptions): SharedMemory {
+    const opts = checkOptions<SharedMemoryCreateOptions>(options, ['byteLength', 'mode'], 'SharedMemory.create');
+    return map(name, CREATE, createArgs(opts, 'SharedMemory.create'), {});
+  }
+
+  /** Opens an existing `name`; fails with IPC_ERR_NOT_FOUND if it is missing. */
+  static open(name: string, options?: SharedMemoryOpenOptions): SharedMemory {
+    const opts = checkOptions<SharedMemoryOpenOptions>(options, ['byteLength', 'sizeWait'], 'SharedMemory.open');
+    return map(name, OPEN, { byteLength: 0, mode: 0 }, opts);
+  }
+
+  /** Opens `name`, creating it if it is missing. An existing object must have the same size. */
+  static openOrCreate(name: string, options: SharedMemoryCreateOptions & Pick<SharedMemoryOpenOptions, 'sizeWait'>): SharedMemory {
+    const opts = checkOptions<SharedMemoryCreateOptions & SharedMemoryOpenOptions>(
+      options,
+      ['byteLength', 'mode', 'sizeWait'],
+      'SharedMemory.openOrCreate',
+    );
+    const args = createArgs(opts, 'SharedMemory.openOrCreate');
+    return map(name, OPEN_OR_CREATE, args, { byteLength: args.byteLength, ...(opts.sizeWait !== undefined ? { sizeWait: opts.sizeWait } : {}) });
+  }
+
+  /** Removes the name. Processes that have it mapped keep their memory. True if it existed. */
+  static remove(name: string): boolean {
+    const os = osName(name);
+    try {
+      return native().shmUnlink(os);
+    } catch (err) {
+      throw fromNative(err, `shared memory '${name}'`);
+    }
+  }
+
+  static exists(name: string): boolean {
+    validateName(name);
+    return statShm(name) !== undefined;
+  }
+
+  /** Names of this library's shared-memory objects (raw segments and the library's own objects). */
+  static list(): string[] {
+    return listShm().map((entry) => entry.name);
+  }
+
+  /** The mapped bytes. The same memory in every process that opened this name. */
+  get buffer(): SharedArrayBuffer {
+    if (this.#buffer === undefined) throw closedError(`shared memory '${this.name}'`);
+    return this.#buffer;
+  }
+
+  get closed(): boolean {
+    return this.#buffer === undefined;
+  }
+
+  /** Idempotent. Views made from `buffer` stay valid; the pages go when nothing can reach them. */
+  close(): void {
+    this.#buffer = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function createArgs(opts: Partial<SharedMemoryCreateOptions>, where: string): { byteLength: number; mode: number } {
+  if (opts.byteLength === undefined) throw new TypeError(`${where}: option 'byteLength' is required`);
+  const byteLength = checkInteger(opts.byteLength, `${where}: byteLength`, 1, MAX_BYTE_LENGTH);
+  const mode = opts.mode === undefined ? 0o600 : checkInteger(opts.mode, `${where}: mode`, 0, 0o777);
+  return { byteLength, mode };
+}
+
+function map(
+  name: string,
+  how: How,
+  create: { byteLength: number; mode: number },
+  open: Partial<SharedMemoryOpenOptions>,
+): SharedMemory {
+  const os = osName(name);
+  const what = `shared memory '${name}'`;
+  const sizeWait = open.sizeWait === undefined ? DEFAULT_SIZE_WAIT : checkInteger(open.sizeWait, 'sizeWait', 0, 60_000);
+  if (open.byteLength !== undefined) checkInteger(open.byteLength, 'byteLength', 1, MAX_BYTE_LENGTH);
+  let result;
+  try {
+    result = native().shmOpen(os, how, create.mode, create.byteLength, sizeWait);
+  } catch (err) {
+    throw fromNative(err, what);
+  }
+  if (result.buffer === undefined) {
+    throw new IpcError(
+      'IPC_ERR_INCOMPATIBLE',
+      `${what}: size is 0 after waiting ${sizeWait} ms (its creator may have died while creating it)`,
+    );
+  }
+  if (!result.created && open.byteLength !== undefined && result.byteLength !== open.byteLength) {
+    throw new IpcError(
+      'IPC_ERR_INCOMPATIBLE',
+      `${what}: size is ${result.byteLength} bytes, expected ${open.byteLength}`,
+    );
+  }
+  return new SharedMemory(token, name, result.buffer, result.created);
+}
