@@ -1,0 +1,81 @@
+// Helpers for multi-process tests. Children are fixture scripts in test/fixtures/ that report
+// each state they reach over Node's fork IPC channel (the control channel, always separate from
+// the mechanism under test); the parent waits for those reports instead of sleeping.
+import { fork } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+let counter = 0;
+
+/** A name no other test (or run) uses; every test name starts with `t-` for the leftover check. */
+export function uniqueName(tag = 'x') {
+  return `t-${process.pid}-${tag}-${counter++}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * Starts test/fixtures/<fixture> with args. Returns a handle:
+ *   next(state?)  resolves with the next control message (whose .state equals `state` if given)
+ *   send(msg)     sends a control message to the child
+ *   exited        resolves with { code, signal } when the child ends
+ *   kill(signal)  kills the child
+ */
+export function startChild(fixture, args = [], { env, execArgv } = {}) {
+  const child = fork(path.join(here, 'fixtures', fixture), args.map(String), {
+    env: { ...process.env, ...env },
+    execArgv: execArgv ?? [],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const inbox = [];
+  const waiting = [];
+  child.on('message', (msg) => {
+    const i = waiting.findIndex((w) => w.state === undefined || w.state === msg.state);
+    if (i >= 0) waiting.splice(i, 1)[0].resolve(msg);
+    else inbox.push(msg);
+  });
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  exited.then(({ code, signal }) => {
+    for (const w of waiting.splice(0)) w.reject(new Error(`child ${fixture} exited (code ${code}, signal ${signal}) before reporting ${w.state ?? 'a message'}`));
+  });
+  return {
+    child,
+    pid: child.pid,
+    exited,
+    next(state) {
+      const i = inbox.findIndex((m) => state === undefined || m.state === state);
+      if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0]);
+      if (child.exitCode !== null || child.signalCode !== null) {
+        return Promise.reject(new Error(`child ${fixture} already exited before reporting ${state ?? 'a message'}`));
+      }
+      return new Promise((resolve, reject) => waiting.push({ state, resolve, reject }));
+    },
+    send(msg) {
+      child.send(msg);
+    },
+    kill(signal = 'SIGKILL') {
+      child.kill(signal);
+    },
+  };
+}
+
+/** Rejects if `promise` has not settled within ms: every multi-process test has a watchdog. */
+export function watchdog(promise, ms, what = 'operation') {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`watchdog: ${what} did not finish within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Asserts fn throws/rejects an IpcError with `code`. */
+export async function expectCode(fn, code) {
+  try {
+    await fn();
+  } catch (err) {
+    if (err?.code === code) return err;
+    throw new Error(`expected ${code}, got ${err?.code ?? err}`, { cause: err });
+  }
+  throw new Error(`expected ${code}, but nothing was thrown`);
+}
