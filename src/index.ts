@@ -7,3 +7,5 @@ export { futex } from './sync/futex.js';
 export type { WaitResult } from './sync/futex.js';
 export { resolveCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecOption } from './codec/index.js';
+export { Mutex } from './sync/mutex.js';
+export type { MutexOptions, MutexPlacedOptions, LockOptions, LockSyncOptions } from './sync/mutex.js';
