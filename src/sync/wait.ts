@@ -35,14 +35,14 @@ const SPIN_SYNC_ROUNDS = 200;
 const SPIN_ASYNC_NS = 20_000;
 
 export function runSync(op: WaitOp, timeout: number, what: string): void {
-  if (op.attempt()) return;
-  if (timeout === 0) throw timeoutError(what, timeout);
-  if (op.spinWorthwhile()) {
-    for (let i = 0; i < SPIN_SYNC_ROUNDS; i++) if (op.attempt()) return;
-  }
-  const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
-  let check = true;
   try {
+    if (op.attempt()) return;
+    if (timeout === 0) throw timeoutError(what, timeout);
+    if (op.spinWorthwhile()) {
+      for (let i = 0; i < SPIN_SYNC_ROUNDS; i++) if (op.attempt()) return;
+    }
+    const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
+    let check = true;
     for (;;) {
       if (op.prepare(check)) return;
       const left = deadline - performance.now();
@@ -58,21 +58,21 @@ export function runSync(op: WaitOp, timeout: number, what: string): void {
 
 export async function runAsync(op: WaitOp, timeout: number, signal: AbortSignal | undefined, what: string): Promise<void> {
   if (signal?.aborted) throw abortError(what, signal.reason);
-  if (op.attempt()) return;
-  if (timeout === 0) throw timeoutError(what, timeout);
-  // A short spin blocks the loop for at most SPIN_ASYNC_NS, and turns a ~30 µs wake through a
-  // watcher thread into a sub-µs hand-off when the holder is about to let go.
-  if (op.spinWorthwhile()) {
-    const spinUntil = process.hrtime.bigint() + BigInt(SPIN_ASYNC_NS);
-    for (let i = 1; ; i++) {
-      if (op.attempt()) return;
-      if ((i & 31) === 0 && process.hrtime.bigint() > spinUntil) break;
-    }
-  }
-  const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
-  const options = signal === undefined ? undefined : { signal };
-  let check = true;
   try {
+    if (op.attempt()) return;
+    if (timeout === 0) throw timeoutError(what, timeout);
+    // A short spin blocks the loop for at most SPIN_ASYNC_NS, and turns a ~30 µs wake through a
+    // watcher thread into a sub-µs hand-off when the holder is about to let go.
+    if (op.spinWorthwhile()) {
+      const spinUntil = process.hrtime.bigint() + BigInt(SPIN_ASYNC_NS);
+      for (let i = 1; ; i++) {
+        if (op.attempt()) return;
+        if ((i & 31) === 0 && process.hrtime.bigint() > spinUntil) break;
+      }
+    }
+    const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
+    const options = signal === undefined ? undefined : { signal };
+    let check = true;
     for (;;) {
       if (op.prepare(check)) return;
       const left = deadline - performance.now();
