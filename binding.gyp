@@ -12,6 +12,13 @@
       "sources": ["bench/native/futex_pingpong.c"],
       "cflags": ["-O2", "-Wall"],
       "libraries": ["-lrt", "-lpthread"]
+    },
+    {
+      "target_name": "sync_ref",
+      "type": "executable",
+      "sources": ["bench/native/sync_ref.c"],
+      "cflags": ["-O2", "-Wall"],
+      "libraries": ["-lrt", "-lpthread"]
     }
   ]
 }
