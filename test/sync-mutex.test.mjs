@@ -206,3 +206,27 @@ test('owner killed while other processes wait: every waiter returns, exactly one
     await holder.exited;
   }
 }));
+
+test('a worker thread is an owner of its own: terminated while holding, it is recovered', named(async (name) => {
+  const { Worker } = await import('node:worker_threads');
+  const m = Mutex.create(name);
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const { Mutex } = require(workerData.entry);
+     const m = Mutex.open(workerData.name);
+     m.lockSync();
+     parentPort.postMessage('holding');
+     setInterval(() => {}, 1 << 30);`,
+    { eval: true, workerData: { name, entry: new URL('../dist/cjs/index.js', import.meta.url).pathname } },
+  );
+  const holding = new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  assert.equal(await watchdog(holding, 10_000, 'worker holding'), 'holding');
+  await expectCode(() => m.lockSync({ timeout: 30 }), 'IPC_ERR_TIMEOUT'); // another thread holds it
+  await worker.terminate();
+  await expectCode(() => m.lock({ timeout: 5000 }), 'IPC_ERR_OWNER_DEAD');
+  m.markConsistent();
+  m.unlock();
+}));

@@ -118,3 +118,29 @@ test('reader killed while holding: a writer gets in, without OWNER_DEAD', async 
     RWLock.remove(name);
   }
 });
+
+test('a writer killed while readers drain: the lock is handed on as owner-dead, even after a timed-out recovery', async () => {
+  const name = uniqueName('rw');
+  const rw = RWLock.create(name);
+  try {
+    const reader = startChild('sync-child.mjs', ['rwHold', name, 'read']);
+    await watchdog(reader.next('holding'), 10_000, 'reader holding');
+    const writer = startChild('sync-child.mjs', ['rwWrite', name]);
+    await watchdog(writer.next('draining'), 10_000, 'writer draining');
+    writer.kill('SIGKILL');
+    await writer.exited;
+    // We recover the writer word, but the live reader keeps us out: time out, and hand the
+    // recovered state on instead of forgetting it.
+    await expectCode(() => rw.writeLock({ timeout: 200 }), 'IPC_ERR_TIMEOUT');
+    assert.equal(rw.tryReadLock(), false); // still no readers admitted
+    reader.kill('SIGKILL');
+    await reader.exited;
+    await expectCode(() => rw.writeLock({ timeout: 5000 }), 'IPC_ERR_OWNER_DEAD');
+    rw.markConsistent();
+    rw.writeUnlock();
+    assert.equal(rw.tryReadLock(), true);
+    rw.readUnlock();
+  } finally {
+    RWLock.remove(name);
+  }
+});
