@@ -5,7 +5,7 @@
 // is shared by every process of the machine. Each thread that takes a robust lock (a JS
 // environment: the main thread or a worker) opens its own description of that file and holds an
 // open-file-description lock (fcntl F_OFD_SETLK, F_WRLCK) on the single byte at offset `token`.
-// The token (1 .. 2^29-2) is what the lock word stores as its owner. The kernel releases the byte
+// The token (1 .. 2^28-2) is what the lock word stores as its owner. The kernel releases the byte
 // lock when the last descriptor of that description closes: when the process dies (SIGKILL
 // included), or when the worker's environment is torn down (the cleanup hook closes it).
 //
@@ -35,7 +35,7 @@ using v8::Local;
 using v8::Object;
 using v8::Value;
 
-static constexpr uint32_t kTokenLimit = (1u << 29) - 1;  // tokens are 1 .. kTokenLimit - 1
+static constexpr uint32_t kTokenLimit = (1u << 28) - 1;  // tokens are 1 .. kTokenLimit - 1
 
 struct Lifeline {
   int fd = -1;

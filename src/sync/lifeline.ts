@@ -2,7 +2,7 @@
  * Owner identity and liveness for robust locks (Mutex, the write side of RWLock, RWLock reader
  * slots).
  *
- * Each thread that takes such a lock gets a token (1 .. 2^29-2) held by a kernel byte-range lock
+ * Each thread that takes such a lock gets a token (1 .. 2^28-2) held by a kernel byte-range lock
  * on the machine-wide lifeline registry (native/lifeline.cc). The lock word stores the token;
  * `isAlive(token)` asks the kernel whether anyone still holds that byte, which is false only
  * once the owning process (or worker thread) is gone. A PID is never used and a timeout never
@@ -15,7 +15,7 @@ import { fromNative } from '../errors.js';
 import { native, type LifelineApi } from '../native.js';
 import { LIFELINE_REGISTRY } from '../naming.js';
 
-export const OWNER_MASK = 0x1fffffff;
+export const OWNER_MASK = 0x0fffffff;
 export const DEAD_TOKEN = OWNER_MASK;
 
 let lifeline: LifelineApi | undefined;

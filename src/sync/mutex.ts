@@ -5,12 +5,11 @@
  *
  * Body layout (behind the 64-byte common header; int32 words, one cache line):
  *   offset  size  field
- *   0       4     state         the robust lock word (robust.ts): 0 | owner token [| WAITERS]
- *                               | NOT_RECOVERABLE
- *   4       4     inconsistent  1 from a recovery until markConsistent(); read by unlock
- *   8       56    reserved (zero)
+ *   0       4     state         the robust lock word (robust.ts): 0 | owner token
+ *                               [| WAITERS] [| INCONSISTENT] | NOT_RECOVERABLE
+ *   4       60    reserved (zero)
  *
- * Uncontended lock + unlock is one CAS, two loads and one exchange: no native call, no system
+ * Uncontended lock + unlock is one CAS, one load and one exchange: no native call, no system
  * call. futex.notify is called only when the WAITERS flag says someone sleeps. Ownership is per
  * thread (the lifeline token), so two async tasks of one thread queue up behind each other.
  */
@@ -32,16 +31,15 @@ import {
   notOwnerError,
   notRecoverableError,
   ownerDeadError,
+  markConsistent,
   ownerOf,
-  poison,
-  release,
   take,
+  unlockWord,
   type Got,
 } from './robust.js';
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const STATE = 0;
-const INCONSISTENT = 1;
 
 const layout: SyncLayout = {
   kind: Kind.Mutex,
@@ -143,12 +141,9 @@ export class MutexCore {
     this.#acquired(op.got);
   }
 
-  /** Returns true, or throws IPC_ERR_OWNER_DEAD with the lock held. */
+  /** Returns true, or throws IPC_ERR_OWNER_DEAD with the lock held (INCONSISTENT is set). */
   #acquired(got: Got): true {
-    if (got === RECOVERED || Atomics.load(this.i32, INCONSISTENT) !== 0) {
-      Atomics.store(this.i32, INCONSISTENT, 1); // read by our own unlock; survives our death
-      throw ownerDeadError(this.what, 'the lock');
-    }
+    if (got === RECOVERED) throw ownerDeadError(this.what, 'the lock');
     return true;
   }
 
@@ -158,18 +153,15 @@ export class MutexCore {
   }
 
   unlock(): void {
-    if (!this.holds()) throw notOwnerError(this.what, 'unlock');
-    if (Atomics.load(this.i32, INCONSISTENT) !== 0) {
-      // A recovered state that was never accepted: the lock is unusable for everyone, forever.
-      poison(this.i32, STATE);
-      return;
-    }
-    release(this.i32, STATE, 1);
+    const value = Atomics.load(this.i32, STATE);
+    if (value === NOT_RECOVERABLE || (value & OWNER_MASK) !== this.token) throw notOwnerError(this.what, 'unlock');
+    // A recovered state that was never accepted poisons the lock for everyone, forever.
+    unlockWord(this.i32, STATE, value, 1);
   }
 
   markConsistent(): void {
     if (!this.holds()) throw notOwnerError(this.what, 'markConsistent');
-    Atomics.store(this.i32, INCONSISTENT, 0); // published to the next owner by release()
+    markConsistent(this.i32, STATE);
   }
 }
 

@@ -4,8 +4,9 @@
  *
  *   value            meaning
  *   0                free
- *   token            held by the thread whose lifeline is `token` (bits 0-28), no sleepers
- *   token | WAITERS  held, and someone may sleep in the kernel on this word: unlock must wake
+ *   token            held by the thread whose lifeline is `token` (bits 0-27), no sleepers
+ *   | WAITERS        (bit 29) someone may sleep in the kernel on this word: unlock must wake
+ *   | INCONSISTENT   (bit 28) taken over from a dead owner, not yet accepted (markConsistent)
  *   NOT_RECOVERABLE  a dead owner's state was never accepted; every acquirer fails, forever
  *
  * The algorithm is Drepper's three-state futex mutex ("Futexes are tricky", mutex 3) with the
@@ -13,13 +14,15 @@
  * sets WAITERS before sleeping on the exact value it saw, and after having slept it acquires
  * with WAITERS set (it cannot know whether others still sleep), so a wake-up is never lost and
  * a waiter that died costs at most one spare wake. Recovery is a CAS from the dead owner's
- * value to ours: of all the processes that noticed the death, exactly one wins it.
+ * value to ours with INCONSISTENT set: of all the processes that noticed the death, exactly
+ * one wins it, and the flag travels in the same word (so unlock needs one load, no other word).
  */
 import { IpcError } from '../errors.js';
 import { futex } from './futex.js';
 import { OWNER_MASK, isAlive } from './lifeline.js';
 
 export const WAITERS = 0x20000000;
+export const INCONSISTENT = 0x10000000;
 export const NOT_RECOVERABLE = 0x40000000;
 /** How often a sleeping waiter wakes up to check that the owner's lifeline still holds (ms). */
 export const CHECK_INTERVAL_MS = 50;
@@ -73,7 +76,8 @@ export function take(i32: Int32Array, index: number, token: number, sleeper: boo
     if (!check || owner === token || isAlive(owner)) return NO;
     // The owner is dead (the kernel released its lifeline). Exactly one CAS from the value we
     // saw succeeds; sleepers stay flagged so that our unlock wakes them.
-    if (Atomics.compareExchange(i32, index, value, token | (value & WAITERS) | (sleeper ? WAITERS : 0)) === value) {
+    const taken = token | INCONSISTENT | (value & WAITERS) | (sleeper ? WAITERS : 0);
+    if (Atomics.compareExchange(i32, index, value, taken) === value) {
       return RECOVERED;
     }
   }
@@ -101,6 +105,21 @@ export function release(i32: Int32Array, index: number, wake: number): void {
 export function poison(i32: Int32Array, index: number): void {
   Atomics.store(i32, index, NOT_RECOVERABLE);
   futex.notify(i32, index);
+}
+
+/** Accepts a recovered state: clears INCONSISTENT (the caller holds the word). */
+export function markConsistent(i32: Int32Array, index: number): void {
+  for (;;) {
+    const value = Atomics.load(i32, index);
+    // Sleepers may add WAITERS meanwhile: a CAS keeps their flag.
+    if (Atomics.compareExchange(i32, index, value, value & ~INCONSISTENT) === value) return;
+  }
+}
+
+/** Frees the word held by its owner: poisons it if the owner never accepted a recovery. */
+export function unlockWord(i32: Int32Array, index: number, value: number, wake: number): void {
+  if ((value & INCONSISTENT) !== 0) poison(i32, index);
+  else release(i32, index, wake);
 }
 
 export function ownerOf(i32: Int32Array, index: number): number {

@@ -7,8 +7,9 @@
  * Body layout (behind the 64-byte common header; int32 words):
  *   offset  size  field
  *   0       4     writer        the robust lock word (robust.ts) of the writer: 0 | token
- *                               [| WAITERS] | NOT_RECOVERABLE. Readers sleep on it too.
- *   4       4     inconsistent  1 from a recovery until markConsistent()
+ *                               [| WAITERS] [| INCONSISTENT] | NOT_RECOVERABLE. Readers sleep
+ *                               on it too.
+ *   4       4     reserved
  *   8       4     overflow      read locks of threads that found no free slot (not tracked)
  *   12      4     reserved
  *   16      128   slot tokens   32 x int32: 0 free | reader thread's token [| RECLAIMING]
@@ -35,6 +36,7 @@ import { DEAD_TOKEN, OWNER_MASK, isAlive, ownToken } from './lifeline.js';
 import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,
+  INCONSISTENT,
   NO,
   NOT_RECOVERABLE,
   RECOVERED,
@@ -45,16 +47,16 @@ import {
   notOwnerError,
   notRecoverableError,
   ownerDeadError,
+  markConsistent,
   ownerOf,
-  poison,
   release,
   take,
+  unlockWord,
   type Got,
 } from './robust.js';
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const WRITER = 0;
-const INCONSISTENT = 1;
 const OVERFLOW = 2;
 const SLOTS = 32;
 const TOKENS = 4;
@@ -165,19 +167,16 @@ class Core {
     return value !== NOT_RECOVERABLE && (value & OWNER_MASK) === this.token;
   }
 
-  /** Returns true, or throws IPC_ERR_OWNER_DEAD with the write lock held. */
+  /** Returns true, or throws IPC_ERR_OWNER_DEAD with the write lock held (INCONSISTENT set). */
   acquiredWrite(got: Got): true {
-    if (got === RECOVERED || Atomics.load(this.i32, INCONSISTENT) !== 0) {
-      Atomics.store(this.i32, INCONSISTENT, 1);
-      throw ownerDeadError(this.what, 'the write lock');
-    }
+    if (got === RECOVERED) throw ownerDeadError(this.what, 'the write lock');
     return true;
   }
 
   writeUnlock(): void {
-    if (!this.holdsWrite()) throw notOwnerError(this.what, 'writeUnlock');
-    if (Atomics.load(this.i32, INCONSISTENT) !== 0) return poison(this.i32, WRITER);
-    release(this.i32, WRITER, Infinity); // readers and writers all sleep on this word
+    const value = Atomics.load(this.i32, WRITER);
+    if (value === NOT_RECOVERABLE || (value & OWNER_MASK) !== this.token) throw notOwnerError(this.what, 'writeUnlock');
+    unlockWord(this.i32, WRITER, value, Infinity); // readers and writers all sleep on this word
   }
 }
 
@@ -239,8 +238,7 @@ class WriteOp implements WaitOp {
     if (!this.draining) return; // a writer release wakes everyone: no wake-up to hand on
     // Giving up while readers drain: hand the word back. A recovered, unaccepted state is
     // handed on as a dead owner, so that the next acquirer is told IPC_ERR_OWNER_DEAD too.
-    const poisoned = this.got === RECOVERED || Atomics.load(this.i32, INCONSISTENT) !== 0;
-    if (poisoned) {
+    if ((Atomics.load(this.i32, WRITER) & INCONSISTENT) !== 0) {
       Atomics.store(this.i32, WRITER, DEAD_TOKEN | WAITERS);
       futex.notify(this.i32, WRITER);
     } else {
@@ -290,7 +288,8 @@ class ReadOp implements WaitOp {
       } else if (check && !isAlive(owner)) {
         // The writer died: recover the word (one CAS wins) and hold the write lock, so that the
         // data it was writing is checked before anyone reads it.
-        if (Atomics.compareExchange(this.i32, WRITER, value, this.core.token | (value & WAITERS)) === value) {
+        const taken = this.core.token | INCONSISTENT | (value & WAITERS);
+        if (Atomics.compareExchange(this.i32, WRITER, value, taken) === value) {
           this.asWriter = new WriteOp(this.core, this.sync);
           this.asWriter.got = RECOVERED;
           this.asWriter.draining = true;
@@ -465,7 +464,7 @@ export class RWLock {
   markConsistent(): void {
     const core = this.#live();
     if (!core.holdsWrite()) throw notOwnerError(this.#what, 'markConsistent');
-    Atomics.store(core.i32, INCONSISTENT, 0); // published to the next owner by the release
+    markConsistent(core.i32, WRITER);
   }
 
   get closed(): boolean {
