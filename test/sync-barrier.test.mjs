@@ -1,7 +1,7 @@
 // Barrier: all parties released together, round after round, across processes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Barrier, SharedMemory } from 'interprocess';
+import { Barrier, Condition, SharedMemory } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 
 test('n parties over many rounds: nobody passes a round early, one leader per round', async () => {
@@ -53,6 +53,13 @@ test('timeouts and aborts withdraw the arrival; tryWait; options', async () => {
     const one = Barrier.createAt(new SharedArrayBuffer(256), 0, { parties: 1 });
     assert.equal(one.waitSync(), true);
     assert.equal(await one.wait(), true);
+    await expectCode(() => Condition.open(name), 'IPC_ERR_INCOMPATIBLE');
+    const sab = new SharedArrayBuffer(256);
+    Condition.createAt(sab, 0);
+    await expectCode(() => Barrier.openAt(sab, 0), 'IPC_ERR_INCOMPATIBLE');
+    one.close();
+    await expectCode(() => one.wait(), 'IPC_ERR_CLOSED');
+    assert.throws(() => one.waitSync(), (e) => e.code === 'IPC_ERR_CLOSED');
   } finally {
     Barrier.remove(name);
   }

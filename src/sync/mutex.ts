@@ -136,6 +136,7 @@ export class MutexCore {
   }
 
   async lock(timeout: number, signal: AbortSignal | undefined): Promise<void> {
+    if (signal?.aborted !== true && Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) return;
     const op = new LockOp(this.i32, this.token, this.what, false);
     await runAsync(op, timeout, signal, `${this.what}: lock`);
     this.#acquired(op.got);
