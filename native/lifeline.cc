@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <string>
+
 #include "common.h"
 
 namespace ipc {
@@ -40,7 +42,19 @@ static constexpr uint32_t kTokenLimit = (1u << 28) - 1;  // tokens are 1 .. kTok
 struct Lifeline {
   int fd = -1;
   uint32_t token = 0;
+  std::string name;
 };
+
+// True when some description holds a write-conflicting lock on byte `token` of `fd`.
+static int Held(int fd, uint32_t token) {
+  struct flock probe = {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  probe.l_start = static_cast<off_t>(token);
+  probe.l_len = 1;
+  if (fcntl(fd, F_OFD_GETLK, &probe) != 0) return -errno;
+  return probe.l_type != F_UNLCK ? 1 : 0;
+}
 
 static void CloseLifeline(void* arg) {
   Lifeline* self = static_cast<Lifeline*>(arg);
@@ -72,15 +86,24 @@ static void LifelineAlive(const FunctionCallbackInfo<Value>& args) {
   double token = args[0].As<v8::Number>()->Value();
   if (!(token >= 1 && token < kTokenLimit)) return args.GetReturnValue().Set(false);
   if (static_cast<uint32_t>(token) == self->token) return args.GetReturnValue().Set(true);
-  struct flock probe = {};
-  probe.l_type = F_WRLCK;
-  probe.l_whence = SEEK_SET;
-  probe.l_start = static_cast<off_t>(token);
-  probe.l_len = 1;
-  if (fcntl(self->fd, F_OFD_GETLK, &probe) != 0) {
-    return ThrowErrno(args.GetIsolate(), "fcntl(F_OFD_GETLK)", -errno);
+  int held = Held(self->fd, static_cast<uint32_t>(token));
+  if (held < 0) return ThrowErrno(args.GetIsolate(), "fcntl(F_OFD_GETLK)", held);
+  if (held == 0) {
+    // Before calling an owner dead, make sure nobody replaced the registry under its name (an
+    // `rm /dev/shm/interprocess.*`): an owner that registered in the new file must be found
+    // there, never declared dead because our descriptor points at the old one.
+    struct stat ours, named;
+    int fd = shm_open(self->name.c_str(), O_RDONLY | O_CLOEXEC, 0);
+    if (fd >= 0) {
+      if (fstat(self->fd, &ours) == 0 && fstat(fd, &named) == 0 &&
+          (ours.st_ino != named.st_ino || ours.st_dev != named.st_dev)) {
+        held = Held(fd, static_cast<uint32_t>(token));
+      }
+      close(fd);
+      if (held < 0) return ThrowErrno(args.GetIsolate(), "fcntl(F_OFD_GETLK)", held);
+    }
   }
-  args.GetReturnValue().Set(probe.l_type != F_UNLCK);
+  args.GetReturnValue().Set(held == 1);
 }
 
 static void LifelineInit(const FunctionCallbackInfo<Value>& args) {
@@ -112,7 +135,7 @@ static void LifelineInit(const FunctionCallbackInfo<Value>& args) {
     close(fd);
     return ThrowErrno(isolate, "fcntl(F_OFD_SETLK)", -EAGAIN);
   }
-  Lifeline* self = new Lifeline{fd, token};
+  Lifeline* self = new Lifeline{fd, token, *name};
   node::AddEnvironmentCleanupHook(isolate, CloseLifeline, self);
   Local<v8::External> data = v8::External::New(isolate, self);
   Local<Object> api = Object::New(isolate);
