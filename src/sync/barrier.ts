@@ -229,6 +229,7 @@ export class Barrier {
     for (;;) {
       const state = Atomics.load(i32, STATE);
       if (roundOf(state) !== round) return; // released after all: not a failure
+      // Takes our arrival back only in our round: the CAS fails if the round completed since.
       if (Atomics.compareExchange(i32, STATE, state, state - 1) === state) break;
     }
     throw err;

@@ -113,7 +113,8 @@ class Core {
     if (Atomics.sub(i32, index, 1) === 1) {
       // Our count reached 0: a writer draining may sleep on exactly this word.
       if (Atomics.load(i32, WRITER) !== 0) futex.notify(i32, index);
-      if (this.reads === 0 && index !== OVERFLOW) Atomics.store(i32, TOKENS + this.slot, 0); // slot free again
+      // Frees the slot for any reader's claiming CAS; our count in it is already 0.
+      if (this.reads === 0 && index !== OVERFLOW) Atomics.store(i32, TOKENS + this.slot, 0);
     }
   }
 
@@ -158,8 +159,8 @@ class Core {
     // The CAS makes us the one reclaimer; our token in it lets a later writer finish the job
     // if we die halfway.
     if (Atomics.compareExchange(i32, TOKENS + k, owner, this.token | RECLAIMING) !== owner) return;
-    Atomics.store(i32, COUNTS + k, 0);
-    Atomics.store(i32, TOKENS + k, 0);
+    Atomics.store(i32, COUNTS + k, 0); // the dead reader can no longer change it
+    Atomics.store(i32, TOKENS + k, 0); // after the count: a new claimant starts from 0
   }
 
   holdsWrite(): boolean {
@@ -239,6 +240,7 @@ class WriteOp implements WaitOp {
     // Giving up while readers drain: hand the word back. A recovered, unaccepted state is
     // handed on as a dead owner, so that the next acquirer is told IPC_ERR_OWNER_DEAD too.
     if ((Atomics.load(this.i32, WRITER) & INCONSISTENT) !== 0) {
+      // Hands the word to an owner that is always dead: the next acquirer's take() recovers it.
       Atomics.store(this.i32, WRITER, DEAD_TOKEN | WAITERS);
       futex.notify(this.i32, WRITER);
     } else {
