@@ -19,7 +19,7 @@
  */
 import { IpcError } from '../errors.js';
 import { futex } from './futex.js';
-import { OWNER_MASK, isAlive } from './lifeline.js';
+import { DEAD_TOKEN, OWNER_MASK, isAlive } from './lifeline.js';
 
 export const WAITERS = 0x20000000;
 export const INCONSISTENT = 0x10000000;
@@ -73,7 +73,8 @@ export function take(i32: Int32Array, index: number, token: number, sleeper: boo
     }
     if (value === NOT_RECOVERABLE) throw notRecoverableError(what);
     const owner = value & OWNER_MASK;
-    if (!check || owner === token || isAlive(owner)) return NO;
+    // DEAD_TOKEN needs no system call to be known dead: recover it without waiting for a check.
+    if ((!check && owner !== DEAD_TOKEN) || owner === token || isAlive(owner)) return NO;
     // The owner is dead (the kernel released its lifeline). Exactly one CAS from the value we
     // saw succeeds; sleepers stay flagged so that our unlock wakes them.
     const taken = token | INCONSISTENT | (value & WAITERS) | (sleeper ? WAITERS : 0);

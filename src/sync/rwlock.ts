@@ -287,7 +287,7 @@ class ReadOp implements WaitOp {
       const owner = value & OWNER_MASK;
       if (owner === this.core.token) {
         if (this.sync) throw deadlockError(this.core.what);
-      } else if (check && !isAlive(owner)) {
+      } else if ((check || owner === DEAD_TOKEN) && !isAlive(owner)) {
         // The writer died: recover the word (one CAS wins) and hold the write lock, so that the
         // data it was writing is checked before anyone reads it.
         const taken = this.core.token | INCONSISTENT | (value & WAITERS);
