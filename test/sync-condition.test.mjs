@@ -10,7 +10,7 @@ test('producer and consumer processes: every item is consumed, no wake-up lost',
   const items = new Int32Array(shm.buffer, 0, 2);
   const m = Mutex.createAt(shm, 64);
   const c = Condition.createAt(shm, 64 + Mutex.byteLength);
-  const perConsumer = 1500;
+  const perConsumer = process.env.INTERPROCESS_STRESS === '1' ? 30_000 : 1500;
   const hows = ['async', 'sync', 'async'];
   const consumers = hows.map((how) => startChild('sync-child.mjs', ['consume', name, perConsumer, how]));
   try {
@@ -25,7 +25,7 @@ test('producer and consumer processes: every item is consumed, no wake-up lost',
       m.unlock();
       if (i % 16 === 0) await new Promise((r) => setImmediate(r));
     }
-    const done = await watchdog(Promise.all(consumers.map((k) => k.next())), 60_000, 'consumers');
+    const done = await watchdog(Promise.all(consumers.map((k) => k.next())), process.env.INTERPROCESS_STRESS === '1' ? 600_000 : 60_000, 'consumers');
     for (const d of done) assert.equal(d.state, 'done', d.message);
     assert.equal(items[1], total);
     assert.equal(items[0], 0);

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { Mutex, Semaphore, SharedMemory, isIpcError } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 
+const STRESS = process.env.INTERPROCESS_STRESS === '1';
+
 function named(fn) {
   return async () => {
     const name = uniqueName('mutex');
@@ -114,13 +116,13 @@ test('N processes x M increments under the lock: the total is exact', async () =
   const shm = SharedMemory.create(name, { byteLength: 4096 });
   const counter = new Uint32Array(shm.buffer, Mutex.byteLength, 1);
   Mutex.createAt(shm, 0);
-  const perChild = 4000;
+  const perChild = STRESS ? 100_000 : 4000;
   const plans = [0, 4, 0, 8]; // lockSync, and async with 4 and 8 concurrent tasks per process
   const children = plans.map((tasks) => startChild('sync-child.mjs', ['count', name, perChild, tasks]));
   try {
     await watchdog(Promise.all(children.map((c) => c.next('ready'))), 20_000, 'children ready');
     for (const c of children) c.send({ cmd: 'go' });
-    const done = await watchdog(Promise.all(children.map((c) => c.next())), 60_000, 'increments');
+    const done = await watchdog(Promise.all(children.map((c) => c.next())), STRESS ? 600_000 : 60_000, 'increments');
     for (const d of done) assert.equal(d.state, 'done', d.message);
     assert.equal(counter[0], perChild * plans.length);
   } finally {
@@ -128,8 +130,6 @@ test('N processes x M increments under the lock: the total is exact', async () =
     SharedMemory.remove(name);
   }
 });
-
-const STRESS = process.env.INTERPROCESS_STRESS === '1';
 
 test('owner killed while holding: next locker gets OWNER_DEAD; markConsistent recovers', async (t) => {
   // Several mutexes, many rounds under INTERPROCESS_STRESS=1; the parent may already be parked

@@ -10,13 +10,13 @@ test('readers and writers in several processes: never a writer beside anyone', a
   RWLock.create(name);
   const shm = SharedMemory.create(shmName, { byteLength: 64 });
   const stats = new Int32Array(shm.buffer, 0, 5);
-  const rounds = 1200;
+  const rounds = process.env.INTERPROCESS_STRESS === '1' ? 30_000 : 1200;
   const every = [3, 5, 4];
   const children = every.map((e) => startChild('sync-child.mjs', ['rw', name, shmName, rounds, e]));
   try {
     await watchdog(Promise.all(children.map((c) => c.next('ready'))), 20_000, 'ready');
     for (const c of children) c.send({ cmd: 'go' });
-    const done = await watchdog(Promise.all(children.map((c) => c.next())), 60_000, 'rounds');
+    const done = await watchdog(Promise.all(children.map((c) => c.next())), process.env.INTERPROCESS_STRESS === '1' ? 600_000 : 60_000, 'rounds');
     for (const d of done) assert.equal(d.state, 'done', d.message);
     assert.equal(stats[2], 0, 'violations');
     const writes = every.reduce((n, e) => n + Math.ceil(rounds / e), 0);
