@@ -7,3 +7,14 @@ export { futex } from './sync/futex.js';
 export type { WaitResult } from './sync/futex.js';
 export { resolveCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecOption } from './codec/index.js';
+export { listen, connect, ChannelServer, Channel, RemoteError, channelFromStreams, childChannel } from './channel/index.js';
+export type {
+  ListenOptions,
+  ConnectOptions,
+  AcceptOptions,
+  ChannelOptions,
+  SendOptions,
+  ReceiveOptions,
+  RequestOptions,
+  ChildChannelOptions,
+} from './channel/index.js';

@@ -27,6 +27,8 @@ export interface NativeBinding {
   futexWake(sab: SharedArrayBuffer, byteOffset: number, count: number): number;
   asyncInit(onFired: (ids: number[]) => void): AsyncWaitApi;
   pinToCpu(cpu: number): void;
+  /** Creates a FIFO with exactly `mode` (fifo:// channels). */
+  mkfifo(path: string, mode: number): void;
 }
 
 /** Where the addon is looked for; INTERPROCESS_NATIVE overrides it (used by tests and packagers). */
