@@ -242,6 +242,60 @@ for (const transport of transports) {
   });
 }
 
+for (const transport of ['unix', 'tcp', 'fifo']) {
+  test(`${transport}: one server serves 20 clients connecting at once, each on its own channel`, async () => {
+    const { listen, connect } = await import('interprocess');
+    const { addressFor } = await import('./channel-common.mjs');
+    const server = await listen(addressFor(transport), { codec: 'json' });
+    const served = [];
+    const loop = (async () => {
+      for await (const ch of server) {
+        ch.handle((m) => ({ client: m.client, n: m.n + 1 }));
+        served.push(ch);
+      }
+    })();
+    try {
+      const clients = await watchdog(Promise.all(Array.from({ length: 20 }, () => connect(server.address, { codec: 'json' }))), WATCHDOG, 'connect');
+      const answers = await watchdog(
+        Promise.all(clients.flatMap((ch, client) => Array.from({ length: 10 }, (_, n) => ch.request({ client, n })))),
+        WATCHDOG,
+        'requests',
+      );
+      answers.forEach((a, i) => assert.deepEqual(a, { client: Math.floor(i / 10), n: (i % 10) + 1 }));
+      await Promise.all(clients.map((ch) => ch.close()));
+    } finally {
+      await server.close();
+      await loop;
+      await Promise.all(served.map((ch) => ch.close()));
+    }
+    assert.equal(served.length, 20);
+  });
+}
+
+test('close with a stalled reader: gives up after closeTimeout; unsent messages reject IPC_ERR_CLOSED, none is lost silently', async () => {
+  const { a, b, cleanup } = await channelPair('unix', { closeTimeout: 100 });
+  try {
+    const size = 64 * 1024;
+    const outcomes = [];
+    for (let i = 0; i < 200; i++) outcomes.push(a.send(payload(size, i)).then(() => 'sent', (e) => e.code));
+    await a.close();
+    const results = await watchdog(Promise.all(outcomes), WATCHDOG, 'sends settle');
+    const sent = results.filter((r) => r === 'sent').length;
+    assert.ok(results.every((r) => r === 'sent' || r === 'IPC_ERR_CLOSED'), results.join());
+    assert.ok(results.slice(0, sent).every((r) => r === 'sent'), 'resolved sends form a prefix');
+    assert.ok(sent < 200, 'the stalled reader could not have taken everything');
+    let n = 0;
+    try {
+      for await (const m of b) checkPayload(m, size, n++);
+    } catch (err) {
+      assert.equal(err.code, 'IPC_ERR_CLOSED'); // the last frame was cut off
+    }
+    assert.ok(n >= sent, `received ${n}, but ${sent} sends resolved`);
+  } finally {
+    await cleanup();
+  }
+});
+
 async function waitBuffered(ch) {
   for (;;) {
     const m = ch.tryReceive();

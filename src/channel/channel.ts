@@ -191,7 +191,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#sendFrame(FrameType.Message, 0, payload, timeout, signal, 'send');
+    return this.#sendFrame(FrameType.Message, 0, payload, payload === message, timeout, signal, 'send');
   }
 
   /**
@@ -204,7 +204,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (this.#terminal !== undefined) throw this.#sendClosedError();
     const payload = this.#encode(message, 'trySend');
     if (this.#sendQueue.length > 0 || this.#link.needsDrain) return false;
-    this.#link.write(FrameType.Message, 0, payload, noop);
+    this.#link.write(FrameType.Message, 0, payload, noop, payload === message);
     return true;
   }
 
@@ -231,10 +231,15 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     return new IpcError('IPC_ERR_CLOSED', `${this.#what} is closed: ${this.#terminal.message}`, { cause: this.#terminal });
   }
 
+  /**
+   * `borrowed`: the payload is the application's own buffer (codec 'bytes'), which it may
+   * reuse as soon as send() returns; it is copied before it is kept.
+   */
   #sendFrame(
     type: FrameType,
     id: number,
     payload: Uint8Array,
+    borrowed: boolean,
     timeout: number,
     signal: AbortSignal | undefined,
     what: string,
@@ -242,8 +247,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (this.#terminal !== undefined) return Promise.reject(this.#sendClosedError());
     if (signal?.aborted) return Promise.reject(abortError(`${this.#what}: ${what}`, signal.reason));
     if (this.#sendQueue.length === 0 && !this.#link.needsDrain) {
-      return this.#commit(type, id, payload, timeout, signal, what);
+      return this.#commit(type, id, payload, borrowed, timeout, signal, what);
     }
+    if (borrowed) payload = Buffer.from(payload); // it waits in our queue: take a copy now
     // No room: wait in line. A timeout or abort here means nothing was sent.
     return new Promise<void>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
@@ -260,7 +266,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
         commit: () => {
           entry.cleanup();
           const left = timeout === Infinity ? Infinity : Math.max(0, timeout - (performance.now() - started));
-          this.#commit(type, id, payload, left, signal, what).then(resolve, reject);
+          this.#commit(type, id, payload, false, left, signal, what).then(resolve, reject);
         },
         reject: (error) => {
           entry.cleanup();
@@ -285,10 +291,18 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   }
 
   /** Hands a frame to the link; resolves when the OS has it. */
-  #commit(type: FrameType, id: number, payload: Uint8Array, timeout: number, signal: AbortSignal | undefined, what: string): Promise<void> {
+  #commit(
+    type: FrameType,
+    id: number,
+    payload: Uint8Array,
+    borrowed: boolean,
+    timeout: number,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<void> {
     if (timeout === Infinity && signal === undefined) {
       return new Promise<void>((resolve, reject) => {
-        this.#link.write(type, id, payload, (error) => (error ? reject(this.#writeError(error)) : resolve()));
+        this.#link.write(type, id, payload, (error) => (error ? reject(this.#writeError(error)) : resolve()), borrowed);
       });
     }
     // The frame is committed: it cannot be taken back halfway without breaking the stream, so
@@ -313,7 +327,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
         );
       }
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#link.write(type, id, payload, (error) => settle(error ? this.#writeError(error) : undefined));
+      this.#link.write(type, id, payload, (error) => settle(error ? this.#writeError(error) : undefined), borrowed);
     });
   }
 
@@ -439,7 +453,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
       signal,
       'request',
     );
-    this.#sendFrame(FrameType.Request, id, payload, Infinity, undefined, 'request').catch((error) => {
+    this.#sendFrame(FrameType.Request, id, payload, payload === message, Infinity, undefined, 'request').catch((error) => {
       const waiter = this.#requests.get(id);
       if (waiter === undefined) return;
       this.#requests.delete(id);
@@ -473,7 +487,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
           } catch (err) {
             return this.#sendFailure(id, err);
           }
-          return this.#sendFrame(FrameType.Reply, id, payload, Infinity, undefined, 'reply');
+          return this.#sendFrame(FrameType.Reply, id, payload, payload === reply, Infinity, undefined, 'reply');
         },
         (err) => this.#sendFailure(id, err),
       )
@@ -491,7 +505,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     });
     let payload: Uint8Array = Buffer.from(text, 'utf8');
     if (payload.byteLength > this.#maxMessageSize) payload = Buffer.from('{"message":"(error message too large)"}').subarray(0, this.#maxMessageSize);
-    return this.#sendFrame(FrameType.Failure, id, payload, Infinity, undefined, 'reply');
+    return this.#sendFrame(FrameType.Failure, id, payload, false, Infinity, undefined, 'reply');
   }
 
   // ---- incoming frames ----

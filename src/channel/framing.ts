@@ -34,10 +34,13 @@ export const LIMIT_MAX_MESSAGE_SIZE = 2 ** 31 - 1;
 /** Frames up to this size are written as one buffer (one syscall); larger ones as header + payload. */
 const COPY_LIMIT = 16 * 1024;
 
-/** Encodes a frame as the buffers to write, in order. */
-export function encodeFrame(type: FrameType, id: number, payload: Uint8Array): Buffer[] {
+/**
+ * Encodes a frame as the buffers to write, in order. A `borrowed` payload (the caller may
+ * change it once this returns) is copied; an owned large one is written by reference.
+ */
+export function encodeFrame(type: FrameType, id: number, payload: Uint8Array, borrowed = false): Buffer[] {
   const length = payload.byteLength;
-  if (length <= COPY_LIMIT) {
+  if (length <= COPY_LIMIT || borrowed) {
     const frame = Buffer.allocUnsafe(HEADER_BYTES + length);
     writeHeader(frame, length, type, id);
     frame.set(payload, HEADER_BYTES);

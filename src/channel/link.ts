@@ -27,9 +27,11 @@ export interface Link {
   start(handler: LinkHandler): void;
   /**
    * Commits one frame. `done` runs once: without an error when the frame has been handed to
-   * the OS (it survives this process exiting), with one when it never will be.
+   * the OS (it survives this process exiting), with one when it never will be. A `borrowed`
+   * payload is the application's buffer, which it may change as soon as write returns: the
+   * link must copy it (or be done with it) before returning; otherwise the link owns it.
    */
-  write(type: FrameType, id: number, payload: Uint8Array, done: (error?: Error | null) => void): void;
+  write(type: FrameType, id: number, payload: Uint8Array, done: (error?: Error | null) => void, borrowed?: boolean): void;
   /** True while the link holds as much unsent data as it wants: wait for onceDrain. */
   readonly needsDrain: boolean;
   /** Runs `callback` once the link wants more data (or has ended). */
@@ -41,6 +43,10 @@ export interface Link {
   close(): Promise<void>;
   /** Immediate teardown; committed frames not yet handed to the OS fail. */
   destroy(error?: IpcError): void;
+}
+
+interface InflightWrite {
+  done: (error?: Error | null) => void;
 }
 
 export interface StreamLinkOptions {
@@ -72,6 +78,7 @@ export class StreamLink implements Link {
   #progress = 0;
   #stallMark = 0;
   #drainWaiters: (() => void)[] = [];
+  readonly #inflight = new Set<InflightWrite>();
 
   constructor(input: Readable, output: Writable, options: StreamLinkOptions) {
     this.#in = input;
@@ -137,6 +144,8 @@ export class StreamLink implements Link {
     this.#ended = true;
     this.#endReason = reason;
     if (this.#stallTimer !== undefined) clearTimeout(this.#stallTimer);
+    // A failed connection will complete none of the writes still in flight.
+    if (reason !== undefined) this.#failInflight();
     // Wake writers waiting for room: there will never be any, and they must learn it.
     this.#runDrainWaiters();
     const handler = this.#handler;
@@ -145,15 +154,34 @@ export class StreamLink implements Link {
     if (reason === undefined && this.#closing === undefined) void this.close();
   }
 
-  write(type: FrameType, id: number, payload: Uint8Array, done: (error?: Error | null) => void): void {
+  write(type: FrameType, id: number, payload: Uint8Array, done: (error?: Error | null) => void, borrowed = false): void {
     const out = this.#out;
     if (this.#ended || out.writableEnded || out.destroyed) {
       process.nextTick(done, new IpcError('IPC_ERR_CLOSED', `${this.#options.what}: connection is closed`));
       return;
     }
-    const parts = encodeFrame(type, id, payload);
+    const parts = encodeFrame(type, id, payload, borrowed);
     for (let i = 0; i < parts.length - 1; i++) out.write(parts[i]);
-    out.write(parts[parts.length - 1], done);
+    // Node calls the callbacks of writes still queued or in flight when a stream is destroyed
+    // with *no* error (onWriteComplete on a destroyed stream): a send would then resolve for
+    // bytes that never left. So the link tracks its unfinished writes and fails them itself
+    // when it tears the stream down; Node's late callback is then ignored.
+    const entry: InflightWrite = { done };
+    this.#inflight.add(entry);
+    out.write(parts[parts.length - 1], (error?: Error | null) => {
+      if (!this.#inflight.delete(entry)) return;
+      done(error);
+    });
+  }
+
+  #failInflight(): void {
+    if (this.#inflight.size === 0) return;
+    const error = this.#endReason !== undefined && this.#endReason.code === 'IPC_ERR_CLOSED'
+      ? this.#endReason
+      : new IpcError('IPC_ERR_CLOSED', `${this.#options.what}: connection closed before the message was written`, { cause: this.#endReason });
+    const entries = [...this.#inflight];
+    this.#inflight.clear();
+    for (const entry of entries) entry.done(error);
   }
 
   get needsDrain(): boolean {
@@ -200,6 +228,7 @@ export class StreamLink implements Link {
       let timer: NodeJS.Timeout | undefined;
       const done = () => {
         if (timer !== undefined) clearTimeout(timer);
+        this.#failInflight(); // empty after 'finish'; not after a closeTimeout
         if (!input.destroyed) input.destroy();
         if (!out.destroyed) out.destroy();
         this.#finish(undefined);
@@ -220,6 +249,7 @@ export class StreamLink implements Link {
 
   destroy(error?: IpcError): void {
     if (error !== undefined) this.#finish(error);
+    this.#failInflight();
     if (!this.#in.destroyed) this.#in.destroy();
     if (!this.#out.destroyed) this.#out.destroy();
     this.#finish(undefined);
