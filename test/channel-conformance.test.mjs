@@ -173,6 +173,25 @@ for (const transport of transports) {
       }
     });
 
+    test("codec 'bytes': the sender may reuse its buffer as soon as send returns", async () => {
+      const { a, b, cleanup } = await channelPair(transport, { readBufferBytes: 64 * 1024 });
+      try {
+        const buf = Buffer.alloc(200 * 1024);
+        const sends = [];
+        for (let i = 0; i < 40; i++) {
+          buf.fill(i); // overwrite the previous message while it may still be in flight or queued
+          sends.push(a.send(buf));
+        }
+        for (let i = 0; i < 40; i++) {
+          const m = await watchdog(b.receive(), WATCHDOG, 'receive');
+          assert.ok(m[0] === i && m[m.length - 1] === i, `message ${i} was changed after send`);
+        }
+        await Promise.all(sends);
+      } finally {
+        await cleanup();
+      }
+    });
+
     test('codecs: json, structured, msgpack and a custom codec', async () => {
       for (const codec of ['json', 'structured', 'msgpack']) {
         const { a, b, cleanup } = await channelPair(transport, { codec });

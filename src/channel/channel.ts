@@ -387,6 +387,10 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
 
   /** A promise settled through a Waiter that `enlist` files; `withdraw` takes it back on timeout/abort. */
   #wait(enlist: (waiter: Waiter<T>) => void, withdraw: (waiter: Waiter<T>) => void, timeout: number, signal: AbortSignal | undefined, what: string): Promise<T> {
+    if (timeout === Infinity && signal === undefined) {
+      // The common case costs one promise and one small object: nothing to clean up.
+      return new Promise<T>((resolve, reject) => enlist({ resolve, reject, cleanup: noop }));
+    }
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const giveUp = (error: IpcError) => {
