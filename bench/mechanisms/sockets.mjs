@@ -3,8 +3,10 @@
 //   channel-unix, channel-tcp, channel-pipe   interprocess Channels (codec 'bytes')
 //   net-unix-raw        hand-written node:net framing (4-byte length + payload) over a Unix socket
 //   child-process-ipc   Node's own process.send / child.send ('advanced' serialization)
-// node-ipc and zeromq are not measured: they are not installed here (no downloads during the
-// run), see docs/guarantees.md.
+//   node-ipc, zeromq    the npm packages, when installed: they are not dependencies of this
+//                       package; they are looked up in node_modules and in the folder named
+//                       by INTERPROCESS_BENCH_DEPS (e.g. a scratch `npm install node-ipc zeromq`)
+//                       and the mechanisms are left out when absent.
 //
 // Run directly for a quick standalone look:  node bench/mechanisms/sockets.mjs [count] [ids...]
 // The same file is also the peer process (argv[2] === 'peer').
@@ -15,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const self = fileURLToPath(import.meta.url);
@@ -324,12 +327,229 @@ function ipcPeer(role, size, count) {
   process.send({ type: 'ready' });
 }
 
+// ---- optional npm comparisons ----
+
+/** Imports an optional package from node_modules or $INTERPROCESS_BENCH_DEPS; undefined if absent. */
+async function optional(name) {
+  const bases = [import.meta.url];
+  if (process.env.INTERPROCESS_BENCH_DEPS) bases.push(path.join(process.env.INTERPROCESS_BENCH_DEPS, 'x.js'));
+  for (const base of bases) {
+    try {
+      const resolved = createRequire(base).resolve(name);
+      return await import(pathToFileURL(resolved).href);
+    } catch {
+      // try the next place
+    }
+  }
+  return undefined;
+}
+
+const nodeIpc = (await optional('node-ipc'))?.default;
+const zmq = await optional('zeromq');
+
+/** node-ipc ('fast' profile: JSON event envelopes); payloads travel as base64 strings. */
+function nodeIpcMechanism() {
+  const open = async (role, size, count, cpus) => {
+    const id = `interprocess-bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const p = path.join(os.tmpdir(), `${id}.sock`);
+    nodeIpc.config.silent = true;
+    nodeIpc.config.id = id;
+    nodeIpc.config.maxMessageSize = 64 * 1024 * 1024;
+    const connected = new Promise((resolve) => {
+      nodeIpc.serve(p, () => nodeIpc.server.on('ready', (_data, socket) => resolve(socket)));
+      nodeIpc.server.start();
+    });
+    const child = forkPeer(self, ['peer', 'node-ipc', p, role, size, count], cpus?.[1]);
+    const socket = await connected;
+    const inbox = [];
+    const waiters = [];
+    nodeIpc.server.on('m', (data) => (waiters.length > 0 ? waiters.shift()(data) : inbox.push(data)));
+    const receive = () => (inbox.length > 0 ? Promise.resolve(inbox.shift()) : new Promise((r) => waiters.push(r)));
+    return {
+      send: (buf) => nodeIpc.server.emit(socket, 'm', buf.toString('base64')),
+      receive,
+      cleanup: async () => {
+        nodeIpc.server.emit(socket, 'bye', '');
+        await exited(child);
+        nodeIpc.server.stop();
+        fs.rmSync(p, { force: true });
+      },
+    };
+  };
+  return {
+    id: 'node-ipc',
+    label: `node-ipc ${createRequireVersion('node-ipc')} (unix socket, JSON envelopes, base64 payload)`,
+    family: 'baseline',
+    sizes: SIZES,
+    async roundTrip({ size, count, cpus }) {
+      pinSelf(cpus?.[0]);
+      const link = await open('echo', size, count, cpus);
+      const out = new Float64Array(count);
+      const msg = Buffer.alloc(size);
+      try {
+        for (let i = 0; i < count; i++) {
+          stamp(msg, i);
+          const t0 = now();
+          link.send(msg);
+          const reply = Buffer.from(await link.receive(), 'base64');
+          out[i] = Number(now() - t0);
+          check(reply, size, i, 'node-ipc round trip');
+        }
+      } finally {
+        await link.cleanup();
+      }
+      return out;
+    },
+    async throughput({ size, count, cpus }) {
+      pinSelf(cpus?.[0]);
+      const link = await open('sink', size, count, cpus);
+      try {
+        const msg = Buffer.alloc(size);
+        const t0 = now();
+        for (let i = 0; i < count; i++) {
+          stamp(msg, i);
+          link.send(msg);
+          // node-ipc has no backpressure signal: yield now and then so its queue can drain
+          if (i % 64 === 63) await new Promise((r) => setImmediate(r));
+        }
+        const done = Number(await link.receive());
+        const seconds = Number(now() - t0) / 1e9;
+        if (done !== count) throw new Error(`peer received ${done} of ${count}`);
+        return { messages: count, seconds };
+      } finally {
+        await link.cleanup();
+      }
+    },
+  };
+}
+
+function createRequireVersion(name) {
+  for (const base of [import.meta.url, path.join(process.env.INTERPROCESS_BENCH_DEPS ?? '.', 'x.js')]) {
+    try {
+      const dir = path.dirname(createRequire(base).resolve(name));
+      for (let d = dir; d !== path.dirname(d); d = path.dirname(d)) {
+        const pkg = path.join(d, 'package.json');
+        if (fs.existsSync(pkg)) {
+          const json = JSON.parse(fs.readFileSync(pkg, 'utf8'));
+          if (json.name === name) return json.version;
+        }
+      }
+    } catch {
+      // not here
+    }
+  }
+  return '?';
+}
+
+function nodeIpcPeer(p, role, size, count) {
+  nodeIpc.config.silent = true;
+  nodeIpc.config.id = `peer-${process.pid}`;
+  nodeIpc.config.maxRetries = 0;
+  nodeIpc.config.maxMessageSize = 64 * 1024 * 1024;
+  let seq = 0;
+  nodeIpc.connectTo('server', p, () => {
+    const server = nodeIpc.of.server;
+    server.on('connect', () => server.emit('ready', ''));
+    server.on('bye', () => process.exit(0));
+    server.on('m', (data) => {
+      if (role === 'echo') return server.emit('m', data);
+      check(Buffer.from(data, 'base64'), size, seq++, 'node-ipc sink');
+      if (seq === count) server.emit('m', String(seq));
+    });
+  });
+}
+
+/** zeromq PAIR sockets over ipc:// (a Unix socket). */
+function zmqMechanism() {
+  const open = async (role, size, count, cpus) => {
+    const p = path.join(os.tmpdir(), `interprocess-bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}.zmq`);
+    const sock = new zmq.Pair({ sendHighWaterMark: 1000, receiveHighWaterMark: 1000 });
+    await sock.bind(`ipc://${p}`);
+    const child = forkPeer(self, ['peer', 'zeromq', p, role, size, count], cpus?.[1]);
+    await nextMessage(child, 'ready');
+    return {
+      sock,
+      cleanup: async () => {
+        await sock.send(Buffer.alloc(0)); // goodbye
+        await exited(child);
+        sock.close();
+        fs.rmSync(p, { force: true });
+      },
+    };
+  };
+  return {
+    id: 'zeromq',
+    label: `zeromq ${createRequireVersion('zeromq')} (PAIR over ipc://)`,
+    family: 'baseline',
+    sizes: SIZES,
+    async roundTrip({ size, count, cpus }) {
+      pinSelf(cpus?.[0]);
+      const { sock, cleanup } = await open('echo', size, count, cpus);
+      const out = new Float64Array(count);
+      const msg = Buffer.alloc(size);
+      try {
+        for (let i = 0; i < count; i++) {
+          stamp(msg, i);
+          const t0 = now();
+          await sock.send(Buffer.from(msg));
+          const [reply] = await sock.receive();
+          out[i] = Number(now() - t0);
+          check(reply, size, i, 'zeromq round trip');
+        }
+      } finally {
+        await cleanup();
+      }
+      return out;
+    },
+    async throughput({ size, count, cpus }) {
+      pinSelf(cpus?.[0]);
+      const { sock, cleanup } = await open('sink', size, count, cpus);
+      try {
+        const msg = Buffer.alloc(size);
+        const t0 = now();
+        // zeromq sends the Buffer without copying: give it its own copy, as Channel.send does.
+        for (let i = 0; i < count; i++) await sock.send(Buffer.from(stamp(msg, i)));
+        const [done] = await sock.receive();
+        const seconds = Number(now() - t0) / 1e9;
+        if (done.readUInt32LE(0) !== count) throw new Error(`peer received ${done.readUInt32LE(0)} of ${count}`);
+        return { messages: count, seconds };
+      } finally {
+        await cleanup();
+      }
+    },
+  };
+}
+
+async function zmqPeer(p, role, size, count) {
+  const sock = new zmq.Pair({ sendHighWaterMark: 1000, receiveHighWaterMark: 1000 });
+  sock.connect(`ipc://${p}`);
+  process.send({ type: 'ready' });
+  let seq = 0;
+  for (;;) {
+    const [m] = await sock.receive();
+    if (m.length === 0) break;
+    if (role === 'echo') await sock.send(m);
+    else {
+      check(m, size, seq++, 'zeromq sink');
+      if (seq === count) {
+        const done = Buffer.alloc(4);
+        done.writeUInt32LE(seq, 0);
+        await sock.send(done);
+      }
+    }
+  }
+  sock.close();
+  process.exit(0);
+}
+
 const mechanisms = [
   channelMechanism('unix', 'interprocess Channel, unix://'),
   channelMechanism('tcp', 'interprocess Channel, tcp:// (loopback)'),
   channelMechanism('pipe', 'interprocess Channel, pipe to a child (fd 4)'),
   rawMechanism,
   ipcMechanism,
+  ...(nodeIpc ? [nodeIpcMechanism()] : []),
+  ...(zmq ? [zmqMechanism()] : []),
 ];
 export default mechanisms;
 
@@ -341,6 +561,8 @@ if (process.argv[1] === self) {
     pinSelf();
     if (kind === 'channel') await channelPeer(address, role, Number(size), Number(count));
     else if (kind === 'raw') await rawPeer(address, role, Number(size), Number(count));
+    else if (kind === 'node-ipc') nodeIpcPeer(address, role, Number(size), Number(count));
+    else if (kind === 'zeromq') await zmqPeer(address, role, Number(size), Number(count));
     else ipcPeer(role, Number(size), Number(count));
   } else {
     const count = Number(process.argv[2] ?? 2000);
