@@ -1,7 +1,18 @@
 /**
  * The transport registry: an address's scheme picks the transport (`unix://`, `tcp://`,
  * `fifo://`, `pipe://`). A transport is one file exporting a `Transport`; adding one is that
- * file plus one line in `transports` (see index.ts of this folder).
+ * file plus one `registerTransport(...)` line in index.ts of this folder.
+ *
+ * Writing a transport (e.g. `shm://name`, a pair of shared-memory queues per connection):
+ *   - `connect` resolves with a Link; `listen` with a Listener whose `start(onLink)` hands
+ *     over one Link per accepted connection and whose `close()` releases the address.
+ *   - A Link carries (type, id, payload) frames (see framing.ts for the types); it need not
+ *     use the byte framing, but it must enforce `options.maxMessageSize` on what it accepts
+ *     from the peer, call `done` of every write exactly once (error = not delivered), copy a
+ *     `borrowed` payload before write() returns if it keeps it, report the peer's end or
+ *     death through `ended` (never synchronously from start), and honour pause/resume.
+ *   - Add the scheme to `transports` and `channelPair` in test/channel-common.mjs: the
+ *     conformance suite then runs against it unchanged.
  */
 import { IpcError } from '../errors.js';
 import type { Link } from './link.js';
