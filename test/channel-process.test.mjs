@@ -209,6 +209,10 @@ test('bad addresses and options are TypeError / RangeError / IPC_ERR_INVALID_NAM
   await assert.rejects(() => listen('tcp://127.0.0.1:0', { maxMessageSize: 2 ** 31 }), RangeError);
   await assert.rejects(() => listen('tcp://127.0.0.1:0', { codec: 'yaml' }), TypeError);
   await expectCode(() => listen(`unix:///tmp/interprocess-t-${'x'.repeat(120)}`), 'IPC_ERR_INVALID_NAME');
+  for (const scheme of ['unix', 'fifo']) {
+    const err = await expectCode(() => listen(`${scheme}://${tmpPath('nodir')}/sub/x`), 'IPC_ERR_NOT_FOUND');
+    assert.match(err.message, /directory does not exist/);
+  }
 });
 
 test('server: accept timeout/abort, close rejects waiting accepts and ends iteration', async () => {

@@ -47,7 +47,7 @@ function mkfifo(p: string, mode: number, what: string): void {
     native().mkfifo(p, mode);
   } catch (err) {
     const e = err as { errno?: string; syscall?: string };
-    if (typeof e?.errno === 'string') throw socketError({ code: e.errno, syscall: e.syscall, message: String(err) }, what);
+    if (typeof e?.errno === 'string') throw socketError({ code: e.errno, syscall: e.syscall, message: String(err) }, what, true);
     throw err;
   }
 }

@@ -57,7 +57,7 @@ export function whenListening(server: net.Server, what: string): Promise<void> {
     if (server.listening) return resolve();
     const onError = (err: Error) => {
       server.off('listening', onListening);
-      reject(socketError(err, `${what}: listen`));
+      reject(socketError(err, `${what}: listen`, true));
     };
     const onListening = () => {
       server.off('error', onError);

@@ -60,8 +60,11 @@ export function parseAddress(address: unknown, where: string): URL {
   return url;
 }
 
-/** Maps a Node socket/fs error to a coded IpcError. */
-export function socketError(err: unknown, what: string): IpcError {
+/**
+ * Maps a Node socket/fs error to a coded IpcError. `listening`: the error came from creating
+ * an address (ENOENT then means a missing directory, not a missing server).
+ */
+export function socketError(err: unknown, what: string, listening = false): IpcError {
   const e = err as NodeJS.ErrnoException;
   const errno = typeof e?.code === 'string' ? e.code : undefined;
   let code: IpcError['code'];
@@ -71,7 +74,7 @@ export function socketError(err: unknown, what: string): IpcError {
     case 'ECONNREFUSED':
     case 'ENXIO':
       code = 'IPC_ERR_NOT_FOUND';
-      reason = 'no server is listening';
+      reason = listening ? 'the directory does not exist' : 'no server is listening';
       break;
     case 'EADDRINUSE':
     case 'EEXIST':

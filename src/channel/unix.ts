@@ -10,6 +10,7 @@
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import { dirname } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { IpcError } from '../errors.js';
 import { checkInteger } from '../options.js';
@@ -51,8 +52,14 @@ async function clearStale(path: string, what: string): Promise<void> {
   try {
     stat = fs.lstatSync(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw socketError(err, what);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw socketError(err, what);
+    // bind() would report a missing directory as EACCES through Node: say what it is.
+    try {
+      fs.statSync(dirname(path));
+    } catch (dirErr) {
+      throw socketError(dirErr, what, true);
+    }
+    return;
   }
   if (!stat.isSocket()) throw new IpcError('IPC_ERR_EXISTS', `${what}: ${path} exists and is not a socket; it was left alone`);
   if (await probe(path, what)) throw new IpcError('IPC_ERR_EXISTS', `${what}: a live server is listening on ${path}`);
