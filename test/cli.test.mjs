@@ -1,0 +1,111 @@
+// The CLI end to end, as a user runs it: real processes, real output, documented exit codes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'interprocess.js');
+
+export function cli(args, options = {}) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { timeout: 120_000, ...options }, (err, stdout, stderr) => {
+      resolve({ code: err ? err.code : 0, stdout, stderr });
+    });
+  });
+}
+
+test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML report', async () => {
+  const html = path.join(os.tmpdir(), `interprocess-t-bench-${process.pid}.html`);
+  try {
+    const { code, stdout, stderr } = await cli(['bench', '--quick', '--only', 'word-spin,futex-wait,c-futex,message-port', '--count', '200', '--json', '--html', html]);
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /\[1\/\d+\] /);
+    const report = JSON.parse(stdout);
+    assert.ok(report.machine.node.startsWith('v'));
+    const ids = new Set(report.results.map((r) => r.id));
+    for (const id of ['word-spin', 'futex-wait', 'futex-waitAsync', 'c-futex', 'message-port']) assert.ok(ids.has(id), id);
+    for (const r of report.results) {
+      assert.equal(r.error, undefined, `${r.id}: ${r.error}`);
+      assert.equal(r.n, r.mode === 'roundTrip' && r.id.startsWith('c-') ? 200 : r.count);
+    }
+    assert.ok(report.advice.some((a) => a.startsWith('lowest latency')));
+    const page = fs.readFileSync(html, 'utf8');
+    assert.match(page, /<svg/);
+    assert.match(page, /word-spin/);
+  } finally {
+    fs.rmSync(html, { force: true });
+  }
+});
+
+test('bench prints a table by default and rejects bad options with exit code 2', async () => {
+  const ok = await cli(['bench', '--only', 'word-spin', '--sizes', '64', '--count', '100', '--no-html']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /round trip, 64 B/);
+  assert.match(ok.stdout, /word-spin\s+spin/);
+  assert.equal((await cli(['bench', '--bogus'])).code, 2);
+  assert.equal((await cli(['bench', '--sizes', 'abc'])).code, 2);
+  assert.equal((await cli(['bench', '--only', 'no-such-mechanism'])).code, 2);
+  assert.equal((await cli(['frobnicate'])).code, 2);
+  const help = await cli(['--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /bench/);
+});
+
+test('ls, inspect, rm and gc: gc removes only objects no live process uses', async (t) => {
+  const { startChild, uniqueName, watchdog } = await import('./helpers.mjs');
+  const held = uniqueName('held');
+  const orphan = uniqueName('orphan');
+  t.after(() => {
+    for (const n of [held, orphan]) fs.rmSync(`/dev/shm/interprocess.${n}`, { force: true });
+  });
+  const holder = startChild('shm-child.mjs', ['hold', held, 4096]);
+  const { pid } = await watchdog(holder.next('holding'), 10_000, 'holder');
+  const creator = startChild('shm-child.mjs', ['create', orphan, 128]);
+  await watchdog(creator.next('created'), 10_000, 'creator');
+  creator.send({ cmd: 'exit' });
+  await creator.exited;
+
+  const ls = await cli(['ls', '--json']);
+  assert.equal(ls.code, 0, ls.stderr);
+  const objects = JSON.parse(ls.stdout);
+  const heldInfo = objects.find((o) => o.name === held);
+  assert.equal(heldInfo.kind, 'shm');
+  assert.equal(heldInfo.byteLength, 4096);
+  assert.deepEqual(heldInfo.attached.map((a) => a.pid), [pid]);
+  assert.deepEqual(objects.find((o) => o.name === orphan).attached, []);
+  assert.match((await cli(['ls'])).stdout, new RegExp(`${held}\\s+4096`));
+
+  const inspect = await cli(['inspect', held, '--json']);
+  assert.equal(inspect.code, 0);
+  assert.equal(JSON.parse(inspect.stdout).mode, 0o600);
+  assert.match((await cli(['inspect', held])).stdout, new RegExp(`attached\\s+${pid} \\(node\\)`));
+  const missing = await cli(['inspect', uniqueName('none')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /IPC_ERR_NOT_FOUND/);
+  assert.match((await cli(['inspect', 'bad/name'])).stderr, /IPC_ERR_INVALID_NAME/);
+  assert.equal((await cli(['inspect'])).code, 2);
+
+  const young = JSON.parse((await cli(['gc', '--json', '--min-age', '3600'])).stdout);
+  assert.ok(!young.removed.includes(orphan), 'objects younger than --min-age are kept');
+  const dry = JSON.parse((await cli(['gc', '--json', '--dry-run', '--min-age', '0'])).stdout);
+  assert.ok(dry.removed.includes(orphan));
+  assert.ok(fs.existsSync(`/dev/shm/interprocess.${orphan}`), 'dry run removes nothing');
+  const gc = JSON.parse((await cli(['gc', '--json', '--min-age', '0'])).stdout);
+  assert.ok(gc.removed.includes(orphan));
+  assert.ok(!gc.removed.includes(held));
+  assert.ok(gc.kept.some((k) => k.name === held && k.reason.includes(String(pid))));
+  assert.ok(!fs.existsSync(`/dev/shm/interprocess.${orphan}`));
+  assert.ok(fs.existsSync(`/dev/shm/interprocess.${held}`), 'gc never touches a live object');
+
+  holder.send({ cmd: 'exit' });
+  await holder.exited;
+  const rm = await cli(['rm', held, '--json']);
+  assert.equal(rm.code, 0);
+  assert.deepEqual(JSON.parse(rm.stdout), { removed: [held], missing: [] });
+  const again = await cli(['rm', held]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /IPC_ERR_NOT_FOUND/);
+});
