@@ -3,6 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { listen, connect, childChannel, RemoteError } from 'interprocess';
 import { expectCode, startChild, watchdog } from './helpers.mjs';
@@ -273,5 +276,65 @@ test('soak: senders killed mid-stream, again and again; what arrives is an exact
     } finally {
       await server.close();
     }
+  }
+});
+
+test('an address in use is IPC_ERR_EXISTS; running out of descriptors is IPC_ERR_LIMIT', async () => {
+  const first = await listen('tcp://127.0.0.1:0');
+  try {
+    await expectCode(() => listen(first.address), 'IPC_ERR_EXISTS');
+    const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'channel-peer.mjs');
+    const server = await listen(addressFor('unix'));
+    const accepted = [];
+    const loop = (async () => {
+      for await (const ch of server) accepted.push(ch);
+    })();
+    try {
+      const out = await watchdog(
+        new Promise((resolve, reject) =>
+          execFile('sh', ['-c', `ulimit -n 64 && exec "${process.execPath}" "${fixture}" exhaust "${server.address}"`], (err, stdout) =>
+            err ? reject(err) : resolve(stdout),
+          ),
+        ),
+        WATCHDOG,
+        'exhaust',
+      );
+      const result = JSON.parse(out.trim().split('\n').pop());
+      assert.equal(result.code, 'IPC_ERR_LIMIT');
+      assert.ok(result.opened > 0);
+    } finally {
+      await server.close();
+      await loop;
+      await Promise.all(accepted.map((ch) => ch.close()));
+    }
+  } finally {
+    await first.close();
+  }
+});
+
+test('unix: a server in a worker thread (no umask there) still creates its socket 0o600', async () => {
+  const { Worker } = await import('node:worker_threads');
+  const address = addressFor('unix');
+  const socketFile = new URL(address).pathname;
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const { listen } = require(workerData.lib);
+     listen(workerData.address).then(async (server) => {
+       parentPort.postMessage('listening');
+       parentPort.once('message', async () => { await server.close(); parentPort.postMessage('closed'); });
+     }, (err) => parentPort.postMessage('failed: ' + err.message));`,
+    { eval: true, workerData: { address, lib: require.resolve('../dist/cjs/index.js') } },
+  );
+  const next = () => new Promise((resolve) => worker.once('message', resolve));
+  try {
+    assert.equal(await watchdog(next(), WATCHDOG, 'worker listen'), 'listening');
+    assert.equal(fs.statSync(socketFile).mode & 0o777, 0o600);
+    const ch = await connect(address);
+    await ch.close();
+    worker.postMessage('close');
+    assert.equal(await watchdog(next(), WATCHDOG, 'worker close'), 'closed');
+    assert.equal(fs.existsSync(socketFile), false);
+  } finally {
+    await worker.terminate();
   }
 });
