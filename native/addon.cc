@@ -86,5 +86,6 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   ipc::InitShm(exports, context);
   ipc::InitFutex(exports, context);
   ipc::InitLifeline(exports, context);
+  ipc::InitFifo(exports, context);
   ipc::SetMethod(context, exports, "pinToCpu", ipc::PinToCpu);
 }

@@ -17,3 +17,14 @@ export { RWLock } from './sync/rwlock.js';
 export type { RWLockOptions, RWLockPlacedOptions, RWLockWaitOptions, RWLockWaitSyncOptions } from './sync/rwlock.js';
 export { Barrier } from './sync/barrier.js';
 export type { BarrierOptions, BarrierPlacedOptions, BarrierWaitOptions, BarrierWaitSyncOptions } from './sync/barrier.js';
+export { listen, connect, ChannelServer, Channel, RemoteError, channelFromStreams, childChannel } from './channel/index.js';
+export type {
+  ListenOptions,
+  ConnectOptions,
+  AcceptOptions,
+  ChannelOptions,
+  SendOptions,
+  ReceiveOptions,
+  RequestOptions,
+  ChildChannelOptions,
+} from './channel/index.js';

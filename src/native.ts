@@ -35,6 +35,8 @@ export interface NativeBinding {
   asyncInit(onFired: (ids: number[]) => void): AsyncWaitApi;
   pinToCpu(cpu: number): void;
   lifelineInit(registryName: string): LifelineApi;
+  /** Creates a FIFO with exactly `mode` (fifo:// channels). */
+  mkfifo(path: string, mode: number): void;
 }
 
 /** Where the addon is looked for; INTERPROCESS_NATIVE overrides it (used by tests and packagers). */
