@@ -109,3 +109,23 @@ test('ls, inspect, rm and gc: gc removes only objects no live process uses', asy
   assert.equal(again.code, 1);
   assert.match(again.stderr, /IPC_ERR_NOT_FOUND/);
 });
+
+test('ls and inspect show the kind and state of library objects', async (t) => {
+  const { Mutex, Semaphore, SharedMemory } = await import('interprocess');
+  const { uniqueName } = await import('./helpers.mjs');
+  const m = uniqueName('mx');
+  const s = uniqueName('sem');
+  t.after(() => [m, s].forEach((n) => SharedMemory.remove(n)));
+  const mutex = Mutex.create(m);
+  mutex.lockSync();
+  Semaphore.create(s, { initial: 3 });
+  const objects = JSON.parse((await cli(['ls', '--json'])).stdout);
+  const mi = objects.find((o) => o.name === m);
+  assert.equal(mi.kind, 'Mutex');
+  assert.equal(mi.header.valid, true);
+  assert.deepEqual(mi.details, { state: 'held', ownerAlive: true, waiters: false });
+  assert.deepEqual(objects.find((o) => o.name === s).details, { permits: 3, sleepers: 0 });
+  mutex.unlock();
+  assert.equal(JSON.parse((await cli(['inspect', m, '--json'])).stdout).details.state, 'free');
+  assert.match((await cli(['inspect', s])).stdout, /permits\s+3/);
+});
