@@ -85,5 +85,6 @@ static void PinToCpu(const FunctionCallbackInfo<Value>& args) {
 NODE_MODULE_INIT(/* exports, module, context */) {
   ipc::InitShm(exports, context);
   ipc::InitFutex(exports, context);
+  ipc::InitMq(exports, context);
   ipc::SetMethod(context, exports, "pinToCpu", ipc::PinToCpu);
 }

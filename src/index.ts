@@ -7,3 +7,13 @@ export { futex } from './sync/futex.js';
 export type { WaitResult } from './sync/futex.js';
 export { resolveCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecOption } from './codec/index.js';
+export { MessageQueue } from './mq/message-queue.js';
+export type {
+  MessageQueueCreateOptions,
+  MessageQueueOpenOptions,
+  MessageQueueSendOptions,
+  MessageQueueSendSyncOptions,
+  MessageQueueReceiveOptions,
+  MessageQueueReceiveSyncOptions,
+  PrioritizedMessage,
+} from './mq/message-queue.js';
