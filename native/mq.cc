@@ -4,8 +4,9 @@
 // message, writable while it has room. Every queue this addon opens is opened O_NONBLOCK, so a
 // send or receive is first simply *tried*; only when the kernel says EAGAIN does JavaScript ask
 // for a wake-up, and that wake-up is a uv_poll_t on the descriptor itself: no polling loop, no
-// thread per queue, no thread pool. A poll handle is started only while some operation waits
-// (so an idle queue keeps no loop alive) and closed with the queue or at environment teardown.
+// thread per queue, no thread pool. A poll handle is active only while some operation waits (an
+// idle one is unref'd, then stopped, so it keeps no loop alive) and closed with the queue or at
+// environment teardown.
 //
 // Blocking (xSync) calls on the same descriptor clear O_NONBLOCK with mq_setattr around one
 // mq_timedsend/mq_timedreceive and set it again afterwards. That is safe because a descriptor
@@ -48,7 +49,8 @@ struct MqHandle {
   mqd_t fd;
   long msgsize;
   uv_poll_t poll;
-  int events = 0;  // what the poll handle currently watches (kReadable | kWritable), 0 = stopped
+  int events = 0;     // what the poll handle currently watches (kReadable | kWritable), 0 = stopped
+  bool idle = false;  // started but nobody waits: unref'd, and stopped by its next callback
   MqEnv* env;
 };
 
@@ -282,6 +284,14 @@ static void ReceiveSync(const FunctionCallbackInfo<Value>& args) {
 
 static void OnPoll(uv_poll_t* poll, int status, int events) {
   MqHandle* h = static_cast<MqHandle*>(poll->data);
+  if (h->idle) {
+    // Nobody waits any more: this is the moment to stop watching (see Watch).
+    uv_poll_stop(poll);
+    uv_ref(reinterpret_cast<uv_handle_t*>(poll));
+    h->idle = false;
+    h->events = 0;
+    return;
+  }
   MqEnv* env = h->env;
   Isolate* isolate = env->isolate;
   v8::HandleScope scope(isolate);
@@ -293,25 +303,36 @@ static void OnPoll(uv_poll_t* poll, int status, int events) {
   node::MakeCallback(isolate, context->Global(), env->callback.Get(isolate), 3, argv, {0, 0});
 }
 
-// watch(id, events): the poll handle watches kReadable | kWritable; 0 stops it, which also
-// stops it from keeping the event loop alive.
+// watch(id, events): the poll handle watches kReadable | kWritable exactly; 0 = nobody waits.
+// Going idle does not stop the handle at once: it is unref'd (so it keeps no loop alive) and
+// stopped by its next callback, if no one has asked for it again by then. In a request/reply
+// pattern the next receive usually comes first, which saves an epoll_ctl DEL + ADD per message.
+// A non-zero set must be exact, or a level-triggered event nobody waits for would spin the loop.
 static void Watch(const FunctionCallbackInfo<Value>& args) {
   Isolate* isolate = args.GetIsolate();
   MqHandle* h = HandleOf(args);
   if (h == nullptr) return;
+  uv_handle_t* handle = reinterpret_cast<uv_handle_t*>(&h->poll);
   int events = args[1]->Int32Value(isolate->GetCurrentContext()).FromJust() & (kReadable | kWritable);
-  if (events == h->events) return;
-  h->events = events;
   if (events == 0) {
-    uv_poll_stop(&h->poll);
+    if (h->events != 0 && !h->idle) {
+      h->idle = true;
+      uv_unref(handle);
+    }
     return;
   }
+  if (h->idle) {
+    h->idle = false;
+    uv_ref(handle);
+  }
+  if (events == h->events) return;
   int uv_events = (events & kReadable ? UV_READABLE : 0) | (events & kWritable ? UV_WRITABLE : 0);
   int err = uv_poll_start(&h->poll, uv_events, OnPoll);
   if (err != 0) {
     h->events = 0;
-    ThrowErrno(isolate, "uv_poll_start", err);
+    return ThrowErrno(isolate, "uv_poll_start", err);
   }
+  h->events = events;
 }
 
 // attributes(id) -> { maxMessages, maxMessageSize, messageCount, mode, uid }
