@@ -105,6 +105,44 @@ test('two producers, one consumer: exact counts, FIFO per producer', async () =>
   });
 });
 
+// Quick by default; INTERPROCESS_STRESS=1 runs 4 producers x 50000 messages into 4 consumers.
+const STRESS = process.env.INTERPROCESS_STRESS === '1';
+test(`many producers and many consumers (${STRESS ? 'stress' : 'quick'}): each message exactly once, FIFO per producer`, async (t) => {
+  const producersCount = STRESS ? 4 : 3;
+  const consumersCount = STRESS ? 4 : 3;
+  const N = STRESS ? 50_000 : 2_000;
+  await withQueue({ maxMessages: 10, maxMessageSize: 128, codec: 'json' }, async (q, name) => {
+    const producers = Array.from({ length: producersCount }, (_, i) => startChild('mq-peer.mjs', [name, i + 1]));
+    const consumers = Array.from({ length: consumersCount }, (_, i) => startChild('mq-peer.mjs', [name, 100 + i]));
+    try {
+      await watchdog(Promise.all([...producers, ...consumers].map((c) => c.next('ready'))), WATCHDOG, 'ready');
+      consumers.forEach((c, i) => c.send({ cmd: 'drain', mode: i % 2 ? 'sync' : 'async' }));
+      await watchdog(Promise.all(consumers.map((c) => c.next('draining'))), WATCHDOG, 'draining');
+      const started = performance.now();
+      producers.forEach((p, i) => p.send({ cmd: 'send', from: 0, count: N, mode: i % 2 ? 'sync' : 'async', priorities: [0] }));
+      await watchdog(Promise.all(producers.map((p) => p.next('sent'))), STRESS ? 600_000 : WATCHDOG, 'producers');
+      for (let i = 0; i < consumersCount; i++) q.sendSync('stop');
+      const reports = await watchdog(Promise.all(consumers.map((c) => c.next('drained'))), WATCHDOG, 'drained');
+      const seconds = (performance.now() - started) / 1000;
+      t.diagnostic(`${producersCount * N} messages through ${consumersCount} consumers in ${seconds.toFixed(2)} s`);
+      for (let p = 1; p <= producersCount; p++) {
+        const all = [];
+        for (const r of reports) {
+          const mine = r.byProducer[p] ?? [];
+          for (let i = 1; i < mine.length; i++) assert.ok(mine[i] > mine[i - 1], `producer ${p} out of order at a consumer`);
+          all.push(...mine);
+        }
+        all.sort((a, b) => a - b);
+        assert.equal(all.length, N, `producer ${p}: ${all.length} received of ${N}`);
+        assert.ok(all.every((seq, i) => seq === i), `producer ${p}: lost or duplicated messages`);
+      }
+      assert.equal(q.messageCount, 0);
+    } finally {
+      await stop(...producers, ...consumers);
+    }
+  });
+});
+
 test('priority order across processes: higher first, FIFO within a priority, round after round', async () => {
   await withQueue({ maxMessages: 10, maxMessageSize: 128, codec: 'json' }, async (q, name) => {
     const producer = startChild('mq-peer.mjs', [name, 1]);
