@@ -297,6 +297,8 @@ static void OnPoll(uv_poll_t* poll, int status, int events) {
   v8::HandleScope scope(isolate);
   Local<Context> context = env->context.Get(isolate);
   v8::Context::Scope context_scope(context);
+  // On an error libuv has already stopped the handle; JavaScript rejects the waiters.
+  if (status < 0) h->events = 0;
   int ready = (events & UV_READABLE ? kReadable : 0) | (events & UV_WRITABLE ? kWritable : 0);
   Local<Value> argv[] = {v8::Number::New(isolate, h->id), v8::Integer::New(isolate, ready),
                          v8::Integer::New(isolate, status)};

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { MessageQueue, IpcError } from 'interprocess';
 import { expectCode, uniqueName, watchdog } from './helpers.mjs';
 
@@ -292,5 +294,33 @@ test('a worker thread opens the same queues by name and waits on its own event l
         await worker.terminate();
       }
     });
+  });
+});
+
+test('an unreachable idle MessageQueue closes its descriptor; one with a waiting receive stays open', async () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc');
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const collect = async () => {
+    for (let i = 0; i < 5; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  };
+  await withQueue({ maxMessages: 1, maxMessageSize: 8 }, async (q, name) => {
+    await collect();
+    const before = fds();
+    for (let i = 0; i < 200; i++) {
+      const leaked = MessageQueue.open(name);
+      leaked.trySend(bytes(i));
+      leaked.tryReceive();
+    }
+    assert.ok(fds() >= before + 200, 'each open holds a descriptor');
+    await collect();
+    assert.ok(fds() < before + 10, `descriptors after gc: ${fds() - before} more than before`);
+    const pending = MessageQueue.open(name).receive();
+    await collect();
+    q.trySend(bytes(42));
+    assert.deepEqual(await watchdog(pending, 5000, 'receive on an otherwise unreachable queue'), bytes(42));
   });
 });

@@ -479,13 +479,23 @@ export class MessageQueue<T = Uint8Array> {
     this.#events = events;
     mq().watch(id, events);
     if (events === 0) waiting.delete(id);
-    else if (!waiting.has(id)) waiting.set(id, () => this.#ready());
+    else if (!waiting.has(id)) waiting.set(id, (_events, status) => this.#ready(status));
   }
 
-  /** The descriptor is ready (or reported an error): retry the waiters in FIFO order. */
-  #ready(): void {
+  /** The descriptor is ready: retry the waiters in FIFO order. */
+  #ready(status: number): void {
     const id = this.#id;
     if (id === undefined) return;
+    if (status < 0) {
+      // The event loop could not watch the descriptor (libuv stopped the handle): fail the
+      // waiters instead of leaving them hanging. They took and sent nothing.
+      this.#events = 0;
+      waiting.delete(id);
+      const err = new IpcError('IPC_ERR_SYSTEM', `${this.#what}: the event loop failed to watch the queue (libuv status ${status})`);
+      for (const r of this.#receivers) r.reject(err);
+      for (const s of this.#senders) s.reject(err);
+      return;
+    }
     for (const receiver of this.#receivers) {
       let value: unknown;
       try {
