@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -418,11 +419,35 @@ static void MqExists(const FunctionCallbackInfo<Value>& args) {
   ThrowErrno(isolate, "mq_open", -errno);
 }
 
+static double Limit(rlim_t value) {
+  return value == RLIM_INFINITY ? INFINITY : static_cast<double>(value);
+}
+
+// mqLimits() -> { openFiles, msgqueueBytes, descriptorAvailable }: the soft limits that an EMFILE
+// from mq_open can come from, and whether this process can still open a descriptor (it cannot
+// even read /proc when the descriptors are what ran out).
+static void MqLimits(const FunctionCallbackInfo<Value>& args) {
+  Isolate* isolate = args.GetIsolate();
+  Local<Context> context = isolate->GetCurrentContext();
+  struct rlimit files, queues;
+  getrlimit(RLIMIT_NOFILE, &files);
+  getrlimit(RLIMIT_MSGQUEUE, &queues);
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  bool available = fd >= 0 || errno != EMFILE;
+  if (fd >= 0) close(fd);
+  Local<Object> result = Object::New(isolate);
+  result->Set(context, Key(isolate, "openFiles"), v8::Number::New(isolate, Limit(files.rlim_cur))).Check();
+  result->Set(context, Key(isolate, "msgqueueBytes"), v8::Number::New(isolate, Limit(queues.rlim_cur))).Check();
+  result->Set(context, Key(isolate, "descriptorAvailable"), v8::Boolean::New(isolate, available)).Check();
+  args.GetReturnValue().Set(result);
+}
+
 void InitMq(Local<Object> exports, Local<Context> context) {
   Isolate* isolate = context->GetIsolate();
   SetMethod(context, exports, "mqInit", MqInit);
   SetMethod(context, exports, "mqUnlink", MqUnlink);
   SetMethod(context, exports, "mqExists", MqExists);
+  SetMethod(context, exports, "mqLimits", MqLimits);
   long prio_max = sysconf(_SC_MQ_PRIO_MAX);
   exports->Set(context, Key(isolate, "mqPrioMax"), v8::Number::New(isolate, prio_max > 0 ? static_cast<double>(prio_max) : 32768))
       .Check();

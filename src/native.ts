@@ -54,6 +54,8 @@ export interface NativeBinding {
   mqInit(onReady: (id: number, events: number, status: number) => void, out: Uint32Array): MqApi;
   mqUnlink(osName: string): boolean;
   mqExists(osName: string): boolean;
+  /** Soft RLIMIT_NOFILE and RLIMIT_MSGQUEUE, and whether a descriptor can still be opened. */
+  mqLimits(): { openFiles: number; msgqueueBytes: number; descriptorAvailable: boolean };
   /** sysconf(_SC_MQ_PRIO_MAX): priorities are 0 .. mqPrioMax - 1. */
   readonly mqPrioMax: number;
 }

@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageQueue } from 'interprocess';
@@ -283,6 +284,39 @@ test('RLIMIT_MSGQUEUE exhausted: IPC_ERR_LIMIT saying which limit (child under p
   assert.match(result.message, /RLIMIT_MSGQUEUE \(ulimit -q\) = 4096 bytes/);
   assert.match(result.message, /needs about \d+ bytes/);
   assert.equal(MessageQueue.exists(name), false);
+});
+
+test('the queue count limit (queues_max) is IPC_ERR_LIMIT naming it (child in its own IPC namespace)', (t) => {
+  const status = fs.readFileSync('/proc/self/status', 'utf8');
+  if (((BigInt('0x' + /CapEff:\s*([0-9a-f]+)/.exec(status)[1]) >> 24n) & 1n) === 1n) {
+    return t.skip('this process has CAP_SYS_RESOURCE, which lifts queues_max');
+  }
+  let out;
+  try {
+    // A fresh IPC namespace has its own queue count (and its own queues_max, default 256), so
+    // filling it up cannot disturb anyone else's queues.
+    out = execFileSync('unshare', ['-i', process.execPath, tool, 'exhaust', uniqueName('mq')], { timeout: WATCHDOG, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    return t.skip(`cannot make an IPC namespace: ${String(err.stderr ?? err.message).trim().split('\n')[0]}`);
+  }
+  const { created, failure } = JSON.parse(out);
+  assert.equal(failure?.code, 'IPC_ERR_LIMIT', JSON.stringify(failure));
+  assert.equal(failure.errno, 'ENOSPC');
+  assert.match(failure.message, new RegExp(`queues_max = ${created}`));
+});
+
+test('out of file descriptors is IPC_ERR_LIMIT saying so (child under prlimit --nofile)', (t) => {
+  let out;
+  try {
+    out = execFileSync('prlimit', ['--nofile=100', process.execPath, tool, 'exhaust', uniqueName('mq')], { timeout: WATCHDOG, encoding: 'utf8' });
+  } catch (err) {
+    if (err.code === 'ENOENT') return t.skip('prlimit (util-linux) is not installed');
+    throw err;
+  }
+  const { created, failure } = JSON.parse(out);
+  assert.ok(created > 0 && created < 100, `created ${created}`);
+  assert.equal(failure?.code, 'IPC_ERR_LIMIT', JSON.stringify(failure));
+  assert.match(failure.message, /no file descriptors left \(ulimit -n = 100\)/);
 });
 
 // The kernel lists queues only through an mqueue file system. This machine may not have one

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IpcError, closedError, fromNative } from '../errors.js';
 import { OS_PREFIX, userNameOf } from '../naming.js';
+import { native, type NativeBinding } from '../native.js';
 
 export const LIMITS_DIR = '/proc/sys/fs/mqueue';
 // The kernel's ceilings for a process with CAP_SYS_RESOURCE (include/linux/ipc_namespace.h).
@@ -18,18 +19,6 @@ function readNumber(file: string): number | undefined {
   try {
     const value = Number(fs.readFileSync(file, 'utf8').trim());
     return Number.isFinite(value) ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The soft limit of one row of /proc/self/limits ('Max msgqueue size', 'Max open files'). */
-function softLimit(row: string): number | undefined {
-  try {
-    const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith(row));
-    if (line === undefined) return undefined;
-    const soft = line.slice(row.length).trim().split(/\s+/)[0];
-    return soft === 'unlimited' ? Infinity : Number(soft);
   } catch {
     return undefined;
   }
@@ -150,22 +139,21 @@ export function mqError(
       }
       break;
     case 'EMFILE': {
-      const files = softLimit('Max open files');
-      let open = 0;
+      let limits: ReturnType<NativeBinding['mqLimits']> | undefined;
       try {
-        open = fs.readdirSync('/proc/self/fd').length;
+        limits = native().mqLimits();
       } catch {
-        // unknown: blame the queue limit below
+        // cannot tell which limit: the message names both
       }
-      if (files !== undefined && open >= files - 1) {
-        return new IpcError('IPC_ERR_LIMIT', `${what}: this process has no file descriptors left (ulimit -n = ${files}) ${tag}`, facts);
+      if (limits !== undefined && !limits.descriptorAvailable) {
+        return new IpcError('IPC_ERR_LIMIT', `${what}: this process has no file descriptors left (ulimit -n = ${limits.openFiles}) ${tag}`, facts);
       }
-      const rlimit = softLimit('Max msgqueue size');
       const need = creating === undefined ? '' : `; this queue needs about ${chargedBytes(creating.maxMessages, creating.maxMessageSize)} bytes`;
       return new IpcError(
         'IPC_ERR_LIMIT',
-        `${what}: RLIMIT_MSGQUEUE (ulimit -q) = ${rlimit ?? 'unknown'} bytes for all queues of this user is used up${need}. ` +
-          `Remove unused queues, make them smaller, or raise the limit ${tag}`,
+        `${what}: RLIMIT_MSGQUEUE (ulimit -q) = ${limits?.msgqueueBytes ?? 'unknown'} bytes for all queues of this user is used up${need}. ` +
+          `Remove unused queues, make them smaller, or raise the limit` +
+          `${limits === undefined ? ' (or the process ran out of file descriptors, ulimit -n)' : ''} ${tag}`,
         facts,
       );
     }
