@@ -146,7 +146,9 @@ test('abort: an aborted receive takes nothing, an aborted send sends nothing, th
     q.trySend(bytes(11));
     const sendAbort = new AbortController();
     const blocked = q.send(bytes(12), { signal: sendAbort.signal });
-    const after = q.send(bytes(13));
+    const reused = bytes(13);
+    const after = q.send(reused);
+    reused[0] = 99; // what send was given is what is sent, even if the caller reuses the buffer
     sendAbort.abort();
     await expectCode(() => blocked, 'IPC_ERR_ABORTED');
     assert.deepEqual(q.tryReceive(), bytes(10));

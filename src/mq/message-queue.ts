@@ -233,7 +233,9 @@ export class MessageQueue<T = Uint8Array> {
       if (timeout === 0) return Promise.reject(timeoutError(`${this.#what}: send`, timeout));
       return new Promise<void>((resolve, reject) => {
         const sender: Sender = {
-          bytes,
+          // A snapshot: the caller may reuse its buffer (and codecs such as msgpackr reuse theirs)
+          // before the message can actually be sent.
+          bytes: bytes.slice(),
           priority,
           resolve: () => {
             sender.done();
