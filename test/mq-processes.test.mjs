@@ -233,6 +233,62 @@ test('several receiver processes; one is SIGKILLed while blocked in receiveSync;
   });
 });
 
+test(`consumers SIGKILLed at random moments (${STRESS ? 'stress' : 'quick'}): nothing doubled, at most the one message each victim held is lost`, async (t) => {
+  const kills = STRESS ? 40 : 4;
+  const N = STRESS ? 100_000 : 4_000;
+  await withQueue({ maxMessages: 10, maxMessageSize: 128, codec: 'json' }, async (q, name) => {
+    const seen = [];
+    let onGot = () => {};
+    let nextId = 100;
+    const startConsumer = async () => {
+      const c = startChild('mq-peer.mjs', [name, nextId++]);
+      c.child.on('message', (msg) => {
+        if (msg.state !== 'got') return;
+        seen.push(msg.message.seq);
+        onGot();
+      });
+      await watchdog(c.next('ready'), WATCHDOG, 'consumer ready');
+      c.send({ cmd: 'consume', mode: nextId % 2 ? 'sync' : 'async' });
+      await watchdog(c.next('consuming'), WATCHDOG, 'consuming');
+      return c;
+    };
+    const reached = (n) =>
+      watchdog(new Promise((resolve) => {
+        onGot = () => seen.length >= n && resolve();
+        onGot();
+      }), WATCHDOG, `${n} messages received`);
+    const producer = startChild('mq-peer.mjs', [name, 1]);
+    const live = [];
+    try {
+      await watchdog(producer.next('ready'), WATCHDOG, 'producer ready');
+      for (let i = 0; i < 3; i++) live.push(await startConsumer());
+      const sent = producer.next('sent');
+      producer.send({ cmd: 'send', from: 0, count: N, mode: 'async' });
+      for (let k = 0; k < kills; k++) {
+        await reached(Math.floor(((k + 1) * N) / (kills + 2)));
+        // Killed wherever it is: between mq_receive and its report, blocked in the kernel, or
+        // inside the event loop's wait.
+        const victim = live.splice(Math.floor(Math.random() * live.length), 1)[0];
+        victim.kill('SIGKILL');
+        await watchdog(victim.exited, WATCHDOG, 'victim exit');
+        live.push(await startConsumer());
+      }
+      await watchdog(sent, STRESS ? 600_000 : WATCHDOG, 'producer done');
+      for (let i = 0; i < live.length; i++) q.sendSync('stop');
+      await watchdog(Promise.all(live.map((c) => c.next('stopped'))), WATCHDOG, 'survivors stopped');
+      const unique = new Set(seen);
+      assert.equal(unique.size, seen.length, 'a message was received twice');
+      assert.ok(seen.every((seq) => Number.isInteger(seq) && seq >= 0 && seq < N));
+      const lost = N - unique.size;
+      t.diagnostic(`${N} messages, ${kills} consumers killed, ${lost} lost with them (bound: ${kills})`);
+      assert.ok(lost <= kills, `${lost} messages missing after ${kills} kills`);
+      assert.equal(q.messageCount, 0);
+    } finally {
+      await stop(producer, ...live);
+    }
+  });
+});
+
 test('a full queue: send waits and completes when a consumer process drains it', async () => {
   await withQueue({ maxMessages: 4, maxMessageSize: 128, codec: 'json' }, async (q, name) => {
     let seq = 0;
