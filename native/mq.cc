@@ -97,6 +97,9 @@ static bool CheckBytes(Isolate* isolate, Local<Value> v) {
   return true;
 }
 
+// Timeouts beyond this (about 31 years) are waits without a deadline.
+static constexpr double kForeverMs = 1e12;
+
 static void AbsoluteDeadline(double timeout_ms, struct timespec* ts) {
   // mq_timed* take an absolute CLOCK_REALTIME deadline (POSIX); EINTR then retries with the
   // same deadline, so the total wait never grows.
@@ -238,7 +241,7 @@ static void SendSync(const FunctionCallbackInfo<Value>& args) {
   if (timeout_ms <= 0) return args.GetReturnValue().Set(false);
 
   struct timespec deadline;
-  bool finite = std::isfinite(timeout_ms);
+  bool finite = timeout_ms < kForeverMs;  // also keeps the deadline within time_t
   if (finite) AbsoluteDeadline(timeout_ms, &deadline);
   if (SetNonBlocking(h->fd, false) != 0) return ThrowErrno(isolate, "mq_setattr", -errno);
   int r, err;
@@ -265,7 +268,7 @@ static void ReceiveSync(const FunctionCallbackInfo<Value>& args) {
   int err = n >= 0 ? 0 : errno;
   if (err == EAGAIN && timeout_ms > 0) {
     struct timespec deadline;
-    bool finite = std::isfinite(timeout_ms);
+    bool finite = timeout_ms < kForeverMs;  // also keeps the deadline within time_t
     if (finite) AbsoluteDeadline(timeout_ms, &deadline);
     if (SetNonBlocking(h->fd, false) != 0) return ThrowErrno(isolate, "mq_setattr", -errno);
     do {

@@ -118,6 +118,11 @@ test('an empty queue: tryReceive is undefined, receiveSync and receive time out'
     await expectCode(() => q.receiveSync({ timeout: 0 }), 'IPC_ERR_TIMEOUT');
     await expectCode(() => watchdog(q.receive({ timeout: 20 }), 5000, 'receive timeout'), 'IPC_ERR_TIMEOUT');
     await expectCode(() => q.receiveWithPriority({ timeout: 0 }), 'IPC_ERR_TIMEOUT');
+    // a timeout beyond Node's timer range (2^31-1 ms) must not fire at once
+    const long = q.receive({ timeout: 2 ** 32 });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    q.trySend(bytes(3));
+    assert.deepEqual(await watchdog(long, 5000, 'long receive'), bytes(3));
     // the timed-out waiters are gone: the next message goes to the next receiver
     const next = q.receive({ timeout: 5000 });
     q.trySend(bytes(4));

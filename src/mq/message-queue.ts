@@ -73,6 +73,7 @@ const OPEN_OR_CREATE: How = 2;
 const READABLE = 1;
 const WRITABLE = 2;
 const MAX_LONG = 2 ** 31 - 1;
+const MAX_TIMER = 2 ** 31 - 1;
 
 interface Receiver {
   withPriority: boolean;
@@ -467,7 +468,16 @@ export class MessageQueue<T = Uint8Array> {
       this.#watch();
     };
     set.add(waiter);
-    if (timeout !== Infinity) timer = setTimeout(() => waiter.reject(timeoutError(`${this.#what}: ${where}`, timeout)), timeout);
+    if (timeout !== Infinity) {
+      // Node timers cap at 2^31-1 ms (a longer one fires at once): re-arm until the deadline.
+      const deadline = performance.now() + timeout;
+      const arm = (): void => {
+        const left = deadline - performance.now();
+        if (left <= 0) waiter.reject(timeoutError(`${this.#what}: ${where}`, timeout));
+        else timer = setTimeout(arm, Math.min(left, MAX_TIMER));
+      };
+      timer = setTimeout(arm, Math.min(timeout, MAX_TIMER));
+    }
     signal?.addEventListener('abort', onAbort, { once: true });
     this.#watch();
   }
