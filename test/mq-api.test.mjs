@@ -331,3 +331,24 @@ test('an unreachable idle MessageQueue closes its descriptor; one with a waiting
     assert.deepEqual(await watchdog(pending, 5000, 'receive on an otherwise unreachable queue'), bytes(42));
   });
 });
+
+test('workers that exit or are terminated with open queues and waiting receives leave the queue intact', async () => {
+  const entry = createRequire(import.meta.url).resolve('interprocess');
+  await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q, name) => {
+    const source = `const { MessageQueue } = require(${JSON.stringify(entry)});
+      const { parentPort } = require('node:worker_threads');
+      const idle = MessageQueue.open(${JSON.stringify(name)});
+      idle.trySend(new Uint8Array([1]));
+      idle.tryReceive();
+      MessageQueue.open(${JSON.stringify(name)}).receive();
+      parentPort.postMessage('waiting');`;
+    for (let i = 0; i < 5; i++) {
+      const worker = new Worker(source, { eval: true });
+      await watchdog(new Promise((resolve, reject) => worker.once('message', resolve).once('error', reject)), 10_000, 'worker');
+      await worker.terminate();
+    }
+    // the terminated workers' waiting receives took nothing
+    q.trySend(bytes(5));
+    assert.deepEqual(q.tryReceive(), bytes(5));
+  });
+});
