@@ -375,6 +375,31 @@ test('out of file descriptors is IPC_ERR_LIMIT saying so (child under prlimit --
   assert.match(failure.message, /no file descriptors left \(ulimit -n = 100\)/);
 });
 
+test('the mode is enforced: another user cannot open a 0o600 queue but can open one created 0o606', (t) => {
+  if (process.getuid() !== 0) return t.skip('needs root to run a child as another user');
+  const asNobody = (name) =>
+    JSON.parse(
+      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, tool, 'access', name], {
+        timeout: WATCHDOG,
+        encoding: 'utf8',
+      }),
+    );
+  const closed = uniqueName('mq');
+  const shared = uniqueName('mq');
+  const a = MessageQueue.create(closed, { maxMessages: 1, maxMessageSize: 8 });
+  const b = MessageQueue.create(shared, { maxMessages: 1, maxMessageSize: 8, mode: 0o606 });
+  try {
+    assert.deepEqual(asNobody(closed), { exists: true, code: 'IPC_ERR_PERMISSION', errno: 'EACCES' });
+    assert.deepEqual(asNobody(shared), { exists: true, opened: true, sent: true });
+    assert.deepEqual(b.tryReceive(), new Uint8Array([9]));
+  } finally {
+    a.close();
+    b.close();
+    MessageQueue.remove(closed);
+    MessageQueue.remove(shared);
+  }
+});
+
 // The kernel lists queues only through an mqueue file system. This machine may not have one
 // mounted at /dev/mqueue, and mounting one for the whole system is not a test's business: the
 // child mounts a private one inside its own mount namespace (unshare -m), which vanishes with it.
