@@ -60,7 +60,8 @@ static void FutexWait(const FunctionCallbackInfo<Value>& args) {
 
   struct timespec deadline;
   const struct timespec* deadline_ptr = nullptr;
-  if (std::isfinite(timeout_ms)) {
+  // Beyond ~31 years a deadline would overflow time_t arithmetic: that is "forever" anyway.
+  if (std::isfinite(timeout_ms) && timeout_ms < 1e12) {
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     double ns = std::floor(timeout_ms * 1e6);
     deadline.tv_sec += static_cast<time_t>(ns / 1e9);
