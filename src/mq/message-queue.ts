@@ -12,8 +12,8 @@
  * - async: try first; only on EAGAIN the descriptor is handed to the event loop (a uv_poll_t
  *   watching readable / writable), and when it fires the waiting operations of this object are
  *   retried in FIFO order. Losing a race to another process is just another EAGAIN and another
- *   wait. No thread and no timer loop; the watch is stopped (and keeps nothing alive) whenever
- *   no operation waits.
+ *   wait. No thread and no timer loop. When no operation waits, the watch keeps no event loop
+ *   alive (unref'd at once, stopped at its next event: see native/mq.cc).
  * - sync: mq_timedsend / mq_timedreceive with a CLOCK_REALTIME absolute deadline, on the same
  *   descriptor switched to blocking for the duration of the call (see native/mq.cc).
  *
