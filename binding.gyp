@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "interprocess",
-      "sources": ["native/addon.cc", "native/shm.cc", "native/futex.cc", "native/lifeline.cc", "native/fifo.cc"],
+      "sources": ["native/addon.cc", "native/shm.cc", "native/futex.cc", "native/lifeline.cc", "native/fifo.cc", "native/mq.cc"],
       "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-lrt", "-lpthread"]
     },

@@ -87,5 +87,6 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   ipc::InitFutex(exports, context);
   ipc::InitLifeline(exports, context);
   ipc::InitFifo(exports, context);
+  ipc::InitMq(exports, context);
   ipc::SetMethod(context, exports, "pinToCpu", ipc::PinToCpu);
 }

@@ -28,3 +28,13 @@ export type {
   RequestOptions,
   ChildChannelOptions,
 } from './channel/index.js';
+export { MessageQueue } from './mq/message-queue.js';
+export type {
+  MessageQueueCreateOptions,
+  MessageQueueOpenOptions,
+  MessageQueueSendOptions,
+  MessageQueueSendSyncOptions,
+  MessageQueueReceiveOptions,
+  MessageQueueReceiveSyncOptions,
+  PrioritizedMessage,
+} from './mq/message-queue.js';

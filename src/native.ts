@@ -19,6 +19,27 @@ export interface LifelineApi {
   token: number;
   /** True while some live thread holds `token`'s lifeline. */
   alive(token: number): boolean;
+/** One environment's POSIX message-queue handles (see native/mq.cc); ids name open descriptors. */
+export interface MqApi {
+  open(
+    osName: string,
+    how: 0 | 1 | 2,
+    mode: number,
+    maxMessages: number,
+    maxMessageSize: number,
+  ): { id: number; created: boolean; maxMessages: number; maxMessageSize: number };
+  close(id: number): boolean;
+  /** true sent, false full. */
+  trySend(id: number, bytes: Uint8Array, priority: number): boolean;
+  /** Length of the message taken into `scratch`, or -1 when empty; its priority goes to out[0]. */
+  tryReceive(id: number, scratch: Uint8Array): number;
+  /** Blocks up to timeoutMs (Infinity: forever); false when it timed out. */
+  sendSync(id: number, bytes: Uint8Array, priority: number, timeoutMs: number): boolean;
+  /** Blocks up to timeoutMs; the length, or -1 when it timed out; priority to out[0]. */
+  receiveSync(id: number, scratch: Uint8Array, timeoutMs: number): number;
+  /** Starts (1 readable | 2 writable) or stops (0) the event-loop watch of the descriptor. */
+  watch(id: number, events: number): void;
+  attributes(id: number): { maxMessages: number; maxMessageSize: number; messageCount: number; mode: number; uid: number };
 }
 
 export interface NativeBinding {
@@ -37,6 +58,14 @@ export interface NativeBinding {
   lifelineInit(registryName: string): LifelineApi;
   /** Creates a FIFO with exactly `mode` (fifo:// channels). */
   mkfifo(path: string, mode: number): void;
+  /** onReady(id, events, status) runs on this thread when a watched queue is ready. */
+  mqInit(onReady: (id: number, events: number, status: number) => void, out: Uint32Array): MqApi;
+  mqUnlink(osName: string): boolean;
+  mqExists(osName: string): boolean;
+  /** Soft RLIMIT_NOFILE and RLIMIT_MSGQUEUE, and whether a descriptor can still be opened. */
+  mqLimits(): { openFiles: number; msgqueueBytes: number; descriptorAvailable: boolean };
+  /** sysconf(_SC_MQ_PRIO_MAX): priorities are 0 .. mqPrioMax - 1. */
+  readonly mqPrioMax: number;
 }
 
 /** Where the addon is looked for; INTERPROCESS_NATIVE overrides it (used by tests and packagers). */
