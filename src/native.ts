@@ -19,6 +19,8 @@ export interface LifelineApi {
   token: number;
   /** True while some live thread holds `token`'s lifeline. */
   alive(token: number): boolean;
+}
+
 /** One environment's POSIX message-queue handles (see native/mq.cc); ids name open descriptors. */
 export interface MqApi {
   open(
