@@ -7,3 +7,13 @@ export { futex } from './sync/futex.js';
 export type { WaitResult } from './sync/futex.js';
 export { resolveCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecOption } from './codec/index.js';
+export { Queue } from './queue/index.js';
+export type {
+  QueueCreateOptions,
+  QueueHandleOptions,
+  QueueOpenOptions,
+  QueueStats,
+  WaitOptions as QueueWaitOptions,
+  SyncWaitOptions as QueueSyncWaitOptions,
+  WaitStrategy,
+} from './queue/index.js';

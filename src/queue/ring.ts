@@ -1,0 +1,245 @@
+/**
+ * The queue's lock-free core: Vyukov's bounded MPMC algorithm on the layout drawn in
+ * layout.ts (read its header for the protocol and the crash-recovery rules). This module does
+ * claims, commits, releases, wake-ups and stall reclamation on raw slots; queue.ts turns that
+ * into the public API (codecs, waiting, timeouts).
+ *
+ * Hot-path notes: one Int32Array for every control word (no DataView), one Buffer over the
+ * whole segment for payload copies (Buffer#copy needs no subarray allocation), plain stores
+ * where a later seq-cst CAS publishes them, and no system call unless a peer sleeps.
+ */
+import * as fs from 'node:fs';
+import { futex } from '../sync/futex.js';
+import { SLOT_LENGTH, SLOT_OWNER, SLOT_SEQ, SLOTS_OFFSET, W, type QueueGeometry } from './layout.js';
+
+const PID = process.pid;
+
+/** Result of a claim: which position and where its slot starts (int32 index). */
+export class Ring {
+  readonly i32: Int32Array;
+  readonly bytes: Buffer;
+  readonly capacity: number;
+  readonly maxMessageSize: number;
+  readonly slotBytes: number;
+  readonly stallTimeout: number;
+  readonly #mask: number;
+  readonly #slotInts: number;
+
+  /** Filled by a successful claimSend / claimReceive; read at once by the caller. */
+  pos = 0;
+  base = 0;
+
+  // Stall tracking, per side: the position seen stuck, since when, and when to look again.
+  #sendStallPos = 0;
+  #sendStallSince = -1;
+  #recvStallPos = 0;
+  #recvStallSince = -1;
+
+  constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number) {
+    this.i32 = new Int32Array(buffer);
+    this.bytes = Buffer.from(buffer);
+    this.capacity = g.capacity;
+    this.maxMessageSize = g.maxMessageSize;
+    this.slotBytes = g.slotBytes;
+    this.stallTimeout = stallTimeout;
+    this.#mask = g.capacity - 1;
+    this.#slotInts = g.slotBytes >> 2;
+  }
+
+  /** Int32 index where the slot of `pos` starts. */
+  slotOf(pos: number): number {
+    return (SLOTS_OFFSET >> 2) + (pos & this.#mask) * this.#slotInts;
+  }
+
+  /** Claims the slot at the tail for writing. False when the queue is full. */
+  claimSend(): boolean {
+    const i32 = this.i32;
+    for (;;) {
+      const pos = Atomics.load(i32, W.tail);
+      const base = this.slotOf(pos);
+      // Acquire: pairs with the releasing CAS of the consumer that freed the slot for this lap.
+      const seq = Atomics.load(i32, base + SLOT_SEQ);
+      const dif = (seq - pos) | 0;
+      if (dif === 0) {
+        // The claim: from here the slot is ours until we commit.
+        if (Atomics.compareExchange(i32, W.tail, pos, (pos + 1) | 0) === pos) {
+          // Plain store: read by a reclaimer only after stallTimeout, long after it is visible.
+          i32[base + SLOT_OWNER] = PID;
+          this.pos = pos;
+          this.base = base;
+          return true;
+        }
+      } else if (dif < 0) {
+        // The slot still holds the previous lap: full, or a consumer died while taking it.
+        if (this.#sendStall(pos, base, seq)) continue;
+        return false;
+      }
+      // dif > 0: another producer claimed pos; read the new tail.
+    }
+  }
+
+  /**
+   * Commits the claimed record at (pos, base) with `length` payload bytes already written (or
+   * SKIP). False when a consumer reclaimed the slot meanwhile: nothing was delivered.
+   */
+  commitSend(pos: number, base: number, length: number): boolean {
+    const i32 = this.i32;
+    i32[base + SLOT_LENGTH] = length;
+    i32[base + SLOT_OWNER] = 0;
+    // The commit, written last: publishes length and payload to the consumer whose acquire
+    // load of seq sees pos + 1 (claimReceive).
+    const ok = Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + 1) | 0) === pos;
+    // Seq-cst read after the commit: pairs with the sleeper's increment before its re-check.
+    if (Atomics.load(i32, W.receiversSleeping) !== 0) this.wakeReceivers();
+    return ok;
+  }
+
+  /** Claims the committed record at the head. False when the queue is empty. */
+  claimReceive(): boolean {
+    const i32 = this.i32;
+    for (;;) {
+      const pos = Atomics.load(i32, W.head);
+      const base = this.slotOf(pos);
+      // Acquire: pairs with the producer's committing CAS.
+      const seq = Atomics.load(i32, base + SLOT_SEQ);
+      const dif = (seq - ((pos + 1) | 0)) | 0;
+      if (dif === 0) {
+        if (Atomics.compareExchange(i32, W.head, pos, (pos + 1) | 0) === pos) {
+          i32[base + SLOT_OWNER] = PID;
+          this.pos = pos;
+          this.base = base;
+          return true;
+        }
+      } else if (dif < 0) {
+        // Not committed: empty, or a producer claimed it and has not committed (or died).
+        const stall = this.#receiveStall(pos, base, seq);
+        if (stall === RETRY) continue;
+        return stall === CLAIMED;
+      }
+    }
+  }
+
+  /**
+   * Hands the slot at (pos, base) back to producers. False when a producer reclaimed it while
+   * we read (we were taken for dead): the bytes read may be torn and must be discarded.
+   */
+  release(pos: number, base: number): boolean {
+    const i32 = this.i32;
+    i32[base + SLOT_OWNER] = 0;
+    // The release: pairs with the next lap's producer's acquire load of seq in claimSend.
+    const ok = Atomics.compareExchange(i32, base + SLOT_SEQ, (pos + 1) | 0, (pos + this.capacity) | 0) === ((pos + 1) | 0);
+    if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders();
+    return ok;
+  }
+
+  wakeReceivers(): void {
+    // Bump first so that a sleeper between reading the word and sleeping gets 'not-equal'.
+    Atomics.add(this.i32, W.dataEvents, 1);
+    futex.notify(this.i32, W.dataEvents);
+  }
+
+  wakeSenders(): void {
+    Atomics.add(this.i32, W.spaceEvents, 1);
+    futex.notify(this.i32, W.spaceEvents);
+  }
+
+  /** Remaining ms before a stall this side watches could be reclaimed (Infinity: none seen). */
+  stallDeadline(sending: boolean): number {
+    const since = sending ? this.#sendStallSince : this.#recvStallSince;
+    return since < 0 ? Infinity : Math.max(1, since + this.stallTimeout - Date.now());
+  }
+
+  // --- crash recovery (slow path only) ---------------------------------------------------------
+
+  /** True when it reclaimed a dead consumer's slot (the caller retries the claim). */
+  #sendStall(pos: number, base: number, seq: number): boolean {
+    const i32 = this.i32;
+    const previous = (pos - this.capacity) | 0;
+    const head = Atomics.load(i32, W.head);
+    // A stall is a previous-lap record that a consumer claimed (head moved past it) but never
+    // released. Anything else is a plain full queue, or a slot in transition.
+    if (seq !== ((previous + 1) | 0) || ((head - previous) | 0) <= 0) {
+      this.#sendStallSince = -1;
+      return false;
+    }
+    const now = Date.now();
+    if (this.#sendStallSince < 0 || this.#sendStallPos !== pos) {
+      this.#sendStallPos = pos;
+      this.#sendStallSince = now;
+      return false;
+    }
+    if (now - this.#sendStallSince < this.stallTimeout) return false;
+    if (!ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+      // A living consumer is slow; look again after another stallTimeout.
+      this.#sendStallSince = now;
+      return false;
+    }
+    Atomics.store(i32, base + SLOT_OWNER, 0);
+    // Frees the slot for this lap, exactly as the dead consumer's release would have.
+    if (Atomics.compareExchange(i32, base + SLOT_SEQ, seq, pos) === seq) {
+      Atomics.add(i32, W.reclaimedSlots, 1);
+    }
+    this.#sendStallSince = -1;
+    return true;
+  }
+
+  #receiveStall(pos: number, base: number, seq: number): number {
+    const i32 = this.i32;
+    const tail = Atomics.load(i32, W.tail);
+    // A stall is a record a producer claimed (tail moved past it) and never committed.
+    if (seq !== pos || tail === pos) {
+      this.#recvStallSince = -1;
+      return EMPTY;
+    }
+    const now = Date.now();
+    if (this.#recvStallSince < 0 || this.#recvStallPos !== pos) {
+      this.#recvStallPos = pos;
+      this.#recvStallSince = now;
+      return EMPTY;
+    }
+    if (now - this.#recvStallSince < this.stallTimeout) return EMPTY;
+    if (!ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+      this.#recvStallSince = now;
+      return EMPTY;
+    }
+    this.#recvStallSince = -1;
+    // Take the position as a consumer would, then free the slot without reading it.
+    if (Atomics.compareExchange(i32, W.head, pos, (pos + 1) | 0) !== pos) return RETRY;
+    if (Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + this.capacity) | 0) === pos) {
+      Atomics.add(i32, W.skippedRecords, 1);
+      if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders();
+      return RETRY;
+    }
+    // The producer committed after all: we own a committed record at pos.
+    i32[base + SLOT_OWNER] = PID;
+    this.pos = pos;
+    this.base = base;
+    return CLAIMED;
+  }
+}
+
+const EMPTY = 0;
+const RETRY = 1;
+const CLAIMED = 2;
+
+/**
+ * Whether the process `pid` is gone. 0 means the owner died before it could record itself.
+ * kill(pid, 0) asks the kernel; a zombie (killed, not yet reaped) is dead for our purpose.
+ * A reused pid makes a dead owner look alive: the safe direction (we wait, we never corrupt).
+ */
+export function ownerDead(pid: number): boolean {
+  if (pid === 0) return true;
+  if (pid === PID) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state === 'Z' || state === 'X';
+  } catch {
+    return true; // vanished between the two checks
+  }
+}
