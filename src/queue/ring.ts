@@ -4,8 +4,8 @@
  * claims, commits, releases, wake-ups and stall reclamation on raw slots; queue.ts turns that
  * into the public API (codecs, waiting, timeouts).
  *
- * Hot-path notes: one Int32Array for every control word (no DataView), one Buffer over the
- * whole segment for payload copies (Buffer#copy needs no subarray allocation), plain stores
+ * Hot-path notes: one Int32Array for every control word (no DataView), one Uint8Array over
+ * the whole segment for payload copies (slice/set, the fastest copies V8 has), plain stores
  * where a later seq-cst CAS publishes them, and no system call unless a peer sleeps.
  */
 import * as fs from 'node:fs';
@@ -17,7 +17,8 @@ const PID = process.pid;
 /** Result of a claim: which position and where its slot starts (int32 index). */
 export class Ring {
   readonly i32: Int32Array;
-  readonly bytes: Buffer;
+  /** The whole segment as bytes, for payload copies. */
+  readonly u8: Uint8Array;
   readonly capacity: number;
   readonly maxMessageSize: number;
   readonly slotBytes: number;
@@ -37,7 +38,7 @@ export class Ring {
 
   constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number) {
     this.i32 = new Int32Array(buffer);
-    this.bytes = Buffer.from(buffer);
+    this.u8 = new Uint8Array(buffer);
     this.capacity = g.capacity;
     this.maxMessageSize = g.maxMessageSize;
     this.slotBytes = g.slotBytes;

@@ -1,0 +1,148 @@
+// The shared-memory Queue between two processes, in its three wait modes:
+//   queue-spin   both sides busy-spin (receiveSync / sendSync with wait: 'spin')
+//   queue-block  both sides sleep in the kernel when they must wait (wait: 'block')
+//   queue-async  both sides `await q.receive()` on their event loop (default spin-then-block)
+// Round trip: two queues (ping, pong), the peer echoes each message. Throughput: one queue,
+// the peer receives and checks every sequence number. bytes codec throughout, every message
+// checked (size and sequence) so nothing can be silently lost.
+//
+// This file is also the peer: `node bench/mechanisms/queue.mjs <role> <mode> <name> <size> <count>`.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+
+const require = createRequire(import.meta.url);
+const { Queue } = require('../../dist/cjs/index.js');
+const self = fileURLToPath(import.meta.url);
+
+const WAIT = { spin: 'spin', block: 'block', async: 'spin-then-block' };
+
+/** Enough slots that the producer rarely waits on the consumer, within ~16 MiB. */
+function queueOptions(size, mode) {
+  const capacity = Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
+  return { capacity, maxMessageSize: size, wait: WAIT[mode] };
+}
+
+function roundTrip(mode) {
+  return async ({ size, count, cpus }) => {
+    const name = `bench-q-${process.pid}-${mode}-rt`;
+    const ping = Queue.create(`${name}-ping`, queueOptions(size, mode));
+    const pong = Queue.create(`${name}-pong`, queueOptions(size, mode));
+    const child = forkPeer(self, ['echo', mode, name, size, count], cpus[1]);
+    try {
+      await nextMessage(child, 'ready');
+      const samples = new Float64Array(count);
+      const payload = new Uint8Array(size);
+      const warmup = Math.min(2000, count);
+      for (let i = -warmup; i < count; i++) {
+        const seq = i >>> 0;
+        stamp(payload, seq);
+        const t0 = now();
+        let reply;
+        if (mode === 'async') {
+          await ping.send(payload);
+          reply = await pong.receive();
+        } else {
+          ping.sendSync(payload);
+          reply = pong.receiveSync();
+        }
+        const t1 = now();
+        check(reply, size, seq, `queue-${mode}`);
+        if (i >= 0) samples[i] = Number(t1 - t0);
+      }
+      await nextMessage(child, 'done');
+      return samples;
+    } finally {
+      child.kill();
+      ping.close();
+      pong.close();
+      Queue.remove(`${name}-ping`);
+      Queue.remove(`${name}-pong`);
+    }
+  };
+}
+
+function throughput(mode) {
+  return async ({ size, count, cpus }) => {
+    const name = `bench-q-${process.pid}-${mode}-tp`;
+    const q = Queue.create(name, queueOptions(size, mode));
+    const child = forkPeer(self, ['sink', mode, name, size, count], cpus[1]);
+    try {
+      await nextMessage(child, 'ready');
+      const payload = new Uint8Array(size);
+      const done = nextMessage(child, 'done');
+      const t0 = now();
+      if (mode === 'async') {
+        for (let i = 0; i < count; i++) {
+          stamp(payload, i);
+          if (!q.trySend(payload)) await q.send(payload);
+        }
+      } else {
+        for (let i = 0; i < count; i++) {
+          stamp(payload, i);
+          if (!q.trySend(payload)) q.sendSync(payload);
+        }
+      }
+      const { received } = await done;
+      return { messages: received, seconds: Number(now() - t0) / 1e9 };
+    } finally {
+      child.kill();
+      q.close();
+      Queue.remove(name);
+    }
+  };
+}
+
+const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
+  id: `queue-${mode}`,
+  label: {
+    spin: 'shm Queue, spinning receivers',
+    block: 'shm Queue, blocking (futex) receivers',
+    async: 'shm Queue, await receive() on the event loop',
+  }[mode],
+  family: 'interprocess',
+  waits: mode === 'async' ? 'event-loop' : mode,
+  sizes: [64, 4096, 65536, 1048576],
+  roundTrip: roundTrip(mode),
+  throughput: throughput(mode),
+}));
+export default mechanisms;
+
+// --- the peer -------------------------------------------------------------------------------
+
+async function peer([role, mode, name, sizeArg, countArg]) {
+  pinSelf();
+  const size = Number(sizeArg);
+  const count = Number(countArg);
+  const wait = WAIT[mode];
+  if (role === 'echo') {
+    const ping = Queue.open(`${name}-ping`, { wait });
+    const pong = Queue.open(`${name}-pong`, { wait });
+    process.send({ type: 'ready' });
+    const total = count + Math.min(2000, count);
+    for (let i = 0; i < total; i++) {
+      if (mode === 'async') await pong.send(await ping.receive());
+      else pong.sendSync(ping.receiveSync());
+    }
+    process.send({ type: 'done' });
+  } else {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    let received = 0;
+    if (mode === 'async') {
+      for (; received < count; received++) {
+        const m = q.tryReceive() ?? (await q.receive());
+        check(m, size, received, `queue-${mode} sink`);
+      }
+    } else {
+      for (; received < count; received++) {
+        const m = q.tryReceive() ?? q.receiveSync();
+        check(m, size, received, `queue-${mode} sink`);
+      }
+    }
+    process.send({ type: 'done', received });
+  }
+  process.disconnect();
+}
+
+if (process.argv[1] === self) await peer(process.argv.slice(2));
