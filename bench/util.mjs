@@ -6,7 +6,9 @@
 //     label: 'shm Queue, spinning receiver',
 //     family: 'interprocess' | 'baseline',
 //     sizes: [64, 4096, 65536, 1048576],   // message sizes it supports (bytes)
+//     waits: 'spin' | 'block' | 'event-loop',  // how the receiving side waits (for the advice)
 //     roundTrip({ size, count, cpus }) -> Promise<Float64Array>   // `count` round trips in ns
+//                                        (or { n, p50, p99, p999 } from an external program)
 //     throughput({ size, count, cpus }) -> Promise<{ messages, seconds }>  // one way
 //   }
 // The harness runs every trial in a fresh process pinned to cpus[0]; the mechanism starts its

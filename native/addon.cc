@@ -22,10 +22,11 @@ static Local<String> Str(Isolate* isolate, const char* s) {
 
 void ThrowErrno(Isolate* isolate, const char* syscall, int err) {
   Local<Context> context = isolate->GetCurrentContext();
+  int uv_code = err > 0 ? -err : err;  // accept errno (positive) or a negated errno / uv code
   char message[256];
-  snprintf(message, sizeof message, "%s failed: %s", syscall, uv_strerror(-err));
+  snprintf(message, sizeof message, "%s failed: %s", syscall, uv_strerror(uv_code));
   Local<Object> error = Exception::Error(Str(isolate, message)).As<Object>();
-  error->Set(context, Str(isolate, "errno"), Str(isolate, uv_err_name(-err))).Check();
+  error->Set(context, Str(isolate, "errno"), Str(isolate, uv_err_name(uv_code))).Check();
   error->Set(context, Str(isolate, "syscall"), Str(isolate, syscall)).Check();
   isolate->ThrowException(error);
 }

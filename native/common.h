@@ -8,7 +8,8 @@
 
 namespace ipc {
 
-// Throws an Error with .errno = uv_err_name(-err) and .syscall = syscall.
+// Throws an Error with .errno = the errno name ("ENOENT") and .syscall = syscall. `err` may be
+// errno (positive) or its negation.
 void ThrowErrno(v8::Isolate* isolate, const char* syscall, int err);
 void ThrowTypeError(v8::Isolate* isolate, const char* message);
 void ThrowRangeError(v8::Isolate* isolate, const char* message);

@@ -1,0 +1,308 @@
+/**
+ * `interprocess bench`: the same workloads over every mechanism in bench/mechanisms/, each
+ * trial in a fresh process pinned to its own core (the peer to another), side by side in one
+ * run. Prints progress, a table, one line of advice per use case; writes an HTML report with
+ * charts and, with --json, machine-readable results.
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { UsageError, numberFlag, parseArgs, table } from './args.js';
+import { renderHtml } from './bench-html.js';
+
+export type Mode = 'roundTrip' | 'throughput';
+export type Waits = 'spin' | 'block' | 'event-loop';
+
+export interface MechanismInfo {
+  file: string;
+  id: string;
+  label: string;
+  family: string;
+  waits: Waits;
+  sizes: number[];
+  modes: Mode[];
+}
+
+export interface TrialResult {
+  id: string;
+  label: string;
+  family: string;
+  waits: Waits;
+  mode: Mode;
+  size: number;
+  count: number;
+  error?: string;
+  n?: number;
+  p50?: number;
+  p99?: number;
+  p999?: number;
+  seconds?: number;
+  messagesPerSecond?: number;
+  bytesPerSecond?: number;
+}
+
+export interface BenchReport {
+  machine: Record<string, string | number>;
+  date: string;
+  quick: boolean;
+  results: TrialResult[];
+  advice: string[];
+}
+
+const ROOT = path.join(__dirname, '..', '..', '..');
+const BENCH_DIR = path.join(ROOT, 'bench');
+const ALL_SIZES = [64, 4096, 65536, 1048576];
+const TRIAL_TIMEOUT_MS = 120_000;
+
+export const BENCH_HELP = `usage: interprocess bench [--quick] [--json] [--only ID,...] [--sizes 64,4096,...]
+                         [--count N] [--html FILE | --no-html] [--save]
+  --quick    round trips at 64 B and throughput at 64 B and 1 MiB, small counts (well under a minute)
+  --only     run only mechanisms whose id contains one of these words (e.g. queue,unix)
+  --sizes    message sizes in bytes (default 64,4096,65536,1048576)
+  --count    messages per trial (overrides the size-based default)
+  --html     where to write the HTML report (default ./interprocess-bench.html)
+  --save     also write the JSON results to bench/results/
+  --json     print the results as JSON on stdout (progress still goes to stderr)`;
+
+export async function benchCommand(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, ['only', 'sizes', 'count', 'html'], ['quick', 'json', 'no-html', 'save', 'help']);
+  if (args.flags.has('help')) {
+    process.stdout.write(BENCH_HELP + '\n');
+    return 0;
+  }
+  if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${args.positionals[0]}`);
+  const quick = args.flags.has('quick');
+  const json = args.flags.has('json');
+  const only = (args.flags.get('only') as string | undefined)?.split(',').filter(Boolean);
+  const sizes = args.flags.has('sizes')
+    ? String(args.flags.get('sizes'))
+        .split(',')
+        .map((s) => {
+          const n = Number(s);
+          if (!Number.isInteger(n) || n < 8) throw new UsageError(`--sizes: ${s} is not a size in bytes (>= 8)`);
+          return n;
+        })
+    : undefined;
+  const count = numberFlag(args, 'count');
+  const log = (line: string): void => void process.stderr.write(line + '\n');
+
+  const mechanisms = (await loadMechanisms()).filter((m) => only === undefined || only.some((w) => m.id.includes(w)));
+  if (mechanisms.length === 0) throw new UsageError(`no mechanism matches --only ${only?.join(',')}`);
+  const cpus = os.availableParallelism() >= 2 ? ['0', '1'] : ['-', '-'];
+  const plan: { m: MechanismInfo; mode: Mode; size: number; count: number }[] = [];
+  for (const m of mechanisms) {
+    for (const mode of m.modes) {
+      const wanted = sizes ?? (quick ? (mode === 'roundTrip' ? [64] : [64, 1048576]) : ALL_SIZES);
+      for (const size of wanted) {
+        // A mechanism runs the sizes it lists; sizes asked for with --sizes also go to every
+        // mechanism that takes a payload at all (those that list more than one size).
+        if (!m.sizes.includes(size) && !(sizes !== undefined && m.sizes.length > 1)) continue;
+        plan.push({ m, mode, size, count: count ?? defaultCount(mode, size, quick) });
+      }
+    }
+  }
+  log(`interprocess bench: ${plan.length} trials over ${mechanisms.length} mechanisms, ` +
+    `${cpus[0] === '-' ? 'unpinned (one core)' : 'pinned to cores 0 and 1'}${quick ? ', quick' : ''}`);
+
+  const results: TrialResult[] = [];
+  for (const [i, trial] of plan.entries()) {
+    const what = `${trial.m.id} ${trial.mode === 'roundTrip' ? 'round trip' : 'throughput'} ${formatSize(trial.size)}`;
+    const started = Date.now();
+    const base = { id: trial.m.id, label: trial.m.label, family: trial.m.family, waits: trial.m.waits, mode: trial.mode, size: trial.size, count: trial.count };
+    try {
+      const out = await runTrial(trial.m, trial.mode, trial.size, trial.count, cpus);
+      results.push({ ...base, ...out });
+      const shown = trial.mode === 'roundTrip' ? `p50 ${formatNs(out.p50!)}  p99 ${formatNs(out.p99!)}` : `${formatRate(out.messagesPerSecond!)} msg/s  ${formatBytes(out.bytesPerSecond!)}/s`;
+      log(`[${i + 1}/${plan.length}] ${what.padEnd(40)} ${shown}  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    } catch (err) {
+      const message = (err as Error).message.split('\n')[0] ?? String(err);
+      results.push({ ...base, error: message });
+      log(`[${i + 1}/${plan.length}] ${what.padEnd(40)} FAILED: ${message}`);
+    }
+  }
+
+  const report: BenchReport = { machine: await machineFacts(), date: new Date().toISOString(), quick, results, advice: advise(results) };
+  if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else process.stdout.write(renderText(report) + '\n');
+  if (!args.flags.has('no-html')) {
+    const file = path.resolve(String(args.flags.get('html') ?? 'interprocess-bench.html'));
+    fs.writeFileSync(file, renderHtml(report));
+    log(`HTML report: ${file}`);
+  }
+  if (args.flags.has('save')) {
+    const dir = path.join(BENCH_DIR, 'results');
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `${report.date.slice(0, 19).replace(/[:T]/g, '-')}${quick ? '-quick' : ''}.json`);
+    fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    log(`saved: ${file}`);
+  }
+  return results.some((r) => r.error !== undefined) ? 1 : 0;
+}
+
+function defaultCount(mode: Mode, size: number, quick: boolean): number {
+  const clamp = (n: number, lo: number, hi: number): number => Math.max(lo, Math.min(hi, Math.floor(n)));
+  if (mode === 'roundTrip') return quick ? clamp(2 ** 24 / size, 50, 2000) : clamp(2 ** 28 / size, 200, 20000);
+  return quick ? clamp(2 ** 26 / size, 100, 200_000) : clamp(2 ** 30 / size, 500, 2_000_000);
+}
+
+async function loadMechanisms(): Promise<MechanismInfo[]> {
+  const dir = path.join(BENCH_DIR, 'mechanisms');
+  const out: MechanismInfo[] = [];
+  for (const entry of fs.readdirSync(dir).filter((f) => f.endsWith('.mjs')).sort()) {
+    const file = path.join(dir, entry);
+    const list = (await import(pathToFileURL(file).href)).default as Array<Record<string, unknown>>;
+    for (const m of list) {
+      const modes: Mode[] = [];
+      if (typeof m['roundTrip'] === 'function') modes.push('roundTrip');
+      if (typeof m['throughput'] === 'function') modes.push('throughput');
+      const id = String(m['id']);
+      out.push({
+        file,
+        id,
+        label: String(m['label'] ?? id),
+        family: String(m['family'] ?? 'interprocess'),
+        waits: (m['waits'] as Waits | undefined) ?? (id.includes('spin') ? 'spin' : id.includes('block') ? 'block' : 'event-loop'),
+        sizes: (m['sizes'] as number[] | undefined) ?? ALL_SIZES,
+        modes,
+      });
+    }
+  }
+  // Baselines and references first, so the table reads "what you have, then what we add".
+  const order = (f: string): number => (f === 'reference' ? 0 : f === 'baseline' ? 1 : 2);
+  return out.sort((a, b) => order(a.family) - order(b.family));
+}
+
+function runTrial(m: MechanismInfo, mode: Mode, size: number, count: number, cpus: string[]): Promise<Partial<TrialResult>> {
+  return new Promise((resolve, reject) => {
+    const args = [path.join(BENCH_DIR, 'trial.mjs'), m.file, m.id, mode, String(size), String(count), cpus[0]!, cpus[1]!];
+    execFile(process.execPath, args, { timeout: TRIAL_TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) {
+        const reason = (stderr.trim().split('\n').find((l) => /Error|error/.test(l)) ?? err.message).trim();
+        return reject(new Error(err.killed ? `timed out after ${TRIAL_TIMEOUT_MS / 1000} s` : reason));
+      }
+      try {
+        resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Partial<TrialResult>);
+      } catch {
+        reject(new Error(`trial printed no result: ${stdout.slice(0, 200)}`));
+      }
+    });
+  });
+}
+
+async function machineFacts(): Promise<Record<string, string | number>> {
+  const commit = await new Promise<string>((resolve) =>
+    execFile('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }, (err, out) => resolve(err ? 'unknown' : out.trim())),
+  );
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    commit,
+  };
+}
+
+// --- text ---------------------------------------------------------------------------------
+
+export function formatNs(ns: number): string {
+  if (ns < 1000) return `${ns.toFixed(0)} ns`;
+  if (ns < 1e6) return `${(ns / 1000).toFixed(ns < 1e4 ? 2 : 1)} µs`;
+  return `${(ns / 1e6).toFixed(2)} ms`;
+}
+
+function formatRate(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
+  return n.toFixed(0);
+}
+
+function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
+  return `${n.toFixed(0)} B`;
+}
+
+export function formatSize(n: number): string {
+  return n >= 2 ** 20 ? `${n / 2 ** 20} MiB` : n >= 1024 ? `${n / 1024} KiB` : `${n} B`;
+}
+
+/** The Unix-socket figure every other mechanism is compared with, when it was measured. */
+function unixBaseline(results: TrialResult[], mode: Mode, size: number): TrialResult | undefined {
+  for (const id of ['net-unix-raw', 'channel-unix']) {
+    const r = results.find((x) => x.id === id && x.mode === mode && x.size === size && x.error === undefined);
+    if (r !== undefined) return r;
+  }
+  return undefined;
+}
+
+export function renderText(report: BenchReport): string {
+  const out: string[] = [];
+  const m = report.machine;
+  out.push(`machine: ${m['cpu']}, ${m['cores']} cores, ${m['memoryGiB']} GiB, ${m['os']}, Node ${m['node']}, commit ${m['commit']}`);
+  const sizes = [...new Set(report.results.map((r) => r.size))].sort((a, b) => a - b);
+  for (const mode of ['roundTrip', 'throughput'] as const) {
+    for (const size of sizes) {
+      const rows = report.results.filter((r) => r.mode === mode && r.size === size);
+      if (rows.length === 0) continue;
+      const base = unixBaseline(report.results, mode, size);
+      if (mode === 'roundTrip') {
+        out.push(`\nround trip, ${formatSize(size)} (lower is better)`);
+        out.push(
+          table(
+            ['mechanism', 'waits', 'p50', 'p99', 'p99.9', 'vs unix socket'],
+            rows.map((r) =>
+              r.error !== undefined
+                ? [r.id, r.waits, 'failed', '', '', r.error.slice(0, 60)]
+                : [r.id, r.waits, formatNs(r.p50!), formatNs(r.p99!), formatNs(r.p999!), base ? `${(base.p50! / r.p50!).toFixed(1)}x` : '-'],
+            ),
+          ),
+        );
+      } else {
+        out.push(`\none-way throughput, ${formatSize(size)} (higher is better)`);
+        out.push(
+          table(
+            ['mechanism', 'waits', 'messages/s', 'bytes/s', 'vs unix socket'],
+            rows.map((r) =>
+              r.error !== undefined
+                ? [r.id, r.waits, 'failed', r.error.slice(0, 60), '']
+                : [r.id, r.waits, formatRate(r.messagesPerSecond!), formatBytes(r.bytesPerSecond!), base ? `${(r.messagesPerSecond! / base.messagesPerSecond!).toFixed(1)}x` : '-'],
+            ),
+          ),
+        );
+      }
+    }
+  }
+  if (report.advice.length > 0) out.push('\nwhich to use', ...report.advice.map((a) => `- ${a}`));
+  return out.join('\n');
+}
+
+/** One line per use case, from what this run measured (never from folklore). */
+export function advise(results: TrialResult[]): string[] {
+  const ok = results.filter((r) => r.error === undefined && r.family === 'interprocess');
+  const best = (rows: TrialResult[], key: 'p50' | 'messagesPerSecond' | 'bytesPerSecond', low: boolean): TrialResult | undefined =>
+    rows.sort((a, b) => (low ? a[key]! - b[key]! : b[key]! - a[key]!))[0];
+  const smallest = Math.min(...results.map((r) => r.size));
+  const largest = Math.max(...results.map((r) => r.size));
+  const rt = (w: Waits): TrialResult[] => ok.filter((r) => r.mode === 'roundTrip' && r.size === smallest && r.waits === w);
+  const vsUnix = (r: TrialResult): string => {
+    const base = unixBaseline(results, 'roundTrip', r.size);
+    return base ? `, ${(base.p50! / r.p50!).toFixed(1)}x faster than a Unix socket` : '';
+  };
+  const lines: string[] = [];
+  const spin = best(rt('spin'), 'p50', true);
+  if (spin) lines.push(`lowest latency with a core to spare: ${spin.id} (p50 ${formatNs(spin.p50!)}${vsUnix(spin)}); it keeps a core busy while waiting`);
+  const block = best(rt('block'), 'p50', true);
+  if (block) lines.push(`low latency from a thread that may block, no busy core: ${block.id} (p50 ${formatNs(block.p50!)}${vsUnix(block)})`);
+  const loop = best(rt('event-loop'), 'p50', true);
+  if (loop) lines.push(`inside an async Node app (await on the event loop): ${loop.id} (p50 ${formatNs(loop.p50!)}${vsUnix(loop)})`);
+  const many = best(ok.filter((r) => r.mode === 'throughput' && r.size === smallest), 'messagesPerSecond', false);
+  if (many) lines.push(`many small messages (${formatSize(smallest)}): ${many.id} (${formatRate(many.messagesPerSecond!)} messages/s)`);
+  const bulk = best(ok.filter((r) => r.mode === 'throughput' && r.size === largest && largest > smallest), 'bytesPerSecond', false);
+  if (bulk) lines.push(`bulk data (${formatSize(largest)} messages): ${bulk.id} (${formatBytes(bulk.bytesPerSecond!)}/s)`);
+  if (lines.length > 0) lines.push('across machines, containers without shared /dev/shm, or to non-Node peers: a tcp:// or unix:// channel');
+  return lines;
+}
