@@ -166,6 +166,7 @@ export class Queue<T = Uint8Array> {
   send(value: T, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
+      if (options !== undefined) this.#checkWait(options, 'send');
       const bytes = this.#encode(value);
       if (this.#put(bytes)) return Promise.resolve();
       return this.#waitAsync(true, () => this.#put(bytes), options, 'send').then(() => undefined);
@@ -177,6 +178,7 @@ export class Queue<T = Uint8Array> {
   /** Sends, blocking the thread while the queue is full. */
   sendSync(value: T, options?: SyncWaitOptions): void {
     this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'sendSync');
     const bytes = this.#encode(value);
     if (this.#put(bytes)) return;
     this.#waitSync(true, () => this.#put(bytes), options, 'sendSync');
@@ -197,6 +199,7 @@ export class Queue<T = Uint8Array> {
   sendWith(byteLength: number, write: (view: Uint8Array) => void, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
+      if (options !== undefined) this.#checkWait(options, 'sendWith');
       this.#checkLength(byteLength, write);
       if (this.#putWith(byteLength, write)) return Promise.resolve();
       return this.#waitAsync(true, () => this.#putWith(byteLength, write), options, 'sendWith').then(() => undefined);
@@ -207,6 +210,7 @@ export class Queue<T = Uint8Array> {
 
   sendWithSync(byteLength: number, write: (view: Uint8Array) => void, options?: SyncWaitOptions): void {
     this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'sendWithSync');
     this.#checkLength(byteLength, write);
     if (this.#putWith(byteLength, write)) return;
     this.#waitSync(true, () => this.#putWith(byteLength, write), options, 'sendWithSync');
@@ -225,6 +229,7 @@ export class Queue<T = Uint8Array> {
   receive(options?: WaitOptions): Promise<T> {
     try {
       this.#check();
+      if (options !== undefined) this.#checkWait(options, 'receive');
       const value = this.#take();
       if (value !== NONE) return Promise.resolve(value);
       let got: Taken<T> = NONE;
@@ -237,6 +242,7 @@ export class Queue<T = Uint8Array> {
   /** Takes the next message, blocking the thread while the queue is empty. */
   receiveSync(options?: SyncWaitOptions): T {
     this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'receiveSync');
     let got = this.#take();
     if (got !== NONE) return got;
     this.#waitSync(false, () => (got = this.#take()) !== NONE, options, 'receiveSync');
@@ -257,6 +263,7 @@ export class Queue<T = Uint8Array> {
   receiveWith(read: (view: Uint8Array) => void, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
+      if (options !== undefined) this.#checkWait(options, 'receiveWith');
       if (typeof read !== 'function') throw new TypeError('receiveWith: read must be a function');
       if (this.#takeWith(read)) return Promise.resolve();
       return this.#waitAsync(false, () => this.#takeWith(read), options, 'receiveWith').then(() => undefined);
@@ -267,6 +274,7 @@ export class Queue<T = Uint8Array> {
 
   receiveWithSync(read: (view: Uint8Array) => void, options?: SyncWaitOptions): void {
     this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'receiveWithSync');
     if (typeof read !== 'function') throw new TypeError('receiveWithSync: read must be a function');
     if (this.#takeWith(read)) return;
     this.#waitSync(false, () => this.#takeWith(read), options, 'receiveWithSync');
@@ -319,6 +327,14 @@ export class Queue<T = Uint8Array> {
   }
 
   // --- internals -------------------------------------------------------------------------------
+
+  /** Validates wait options before any attempt; an already aborted signal wins over a message. */
+  #checkWait(options: WaitOptions, what: string): void {
+    if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`);
+    checkTimeout(options.timeout, what);
+    const signal = checkSignal(options.signal, what);
+    if (signal?.aborted) throw abortError(`queue '${this.#name}' ${what}`, signal.reason);
+  }
 
   #check(): void {
     if (this.#closed) throw closedError(`queue '${this.#name}'`);
