@@ -476,6 +476,7 @@ export class Queue<T = Uint8Array> {
       Atomics.add(i32, sleeping, 1); // seq-cst; pairs with the waker's load after its commit/release
       try {
         const seen = Atomics.load(i32, events);
+        ring.lookForStalls(sending);
         if (attempt()) return;
         const left = deadline - now();
         if (left <= 0) throw timeoutError(`queue '${this.#name}' ${what}`, timeout);
@@ -518,6 +519,7 @@ export class Queue<T = Uint8Array> {
       Atomics.add(i32, sleeping, 1); // seq-cst; pairs with the waker's load after its commit/release
       try {
         const seen = Atomics.load(i32, events);
+        ring.lookForStalls(sending);
         if (attempt()) return;
         const left = deadline - now();
         if (left <= 0) stop();

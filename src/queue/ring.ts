@@ -35,6 +35,9 @@ export class Ring {
   #sendStallSince = -1;
   #recvStallPos = 0;
   #recvStallSince = -1;
+  // Failed attempts; every STALL_CHECK_EVERY + 1-th looks for a stall. Waiters force a look.
+  #sendMisses = 0;
+  #recvMisses = 0;
 
   constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number) {
     this.i32 = new Int32Array(buffer);
@@ -72,7 +75,8 @@ export class Ring {
         }
       } else if (dif < 0) {
         // The slot still holds the previous lap: full, or a consumer died while taking it.
-        if (this.#sendStall(pos, base, seq)) continue;
+        // Looking for a stall reads head (the consumers' line) and the clock: only now and then.
+        if ((++this.#sendMisses & STALL_CHECK_EVERY) === 0 && this.#sendStall(pos, base, seq)) continue;
         return false;
       }
       // dif > 0: another producer claimed pos; read the new tail.
@@ -113,6 +117,7 @@ export class Ring {
         }
       } else if (dif < 0) {
         // Not committed: empty, or a producer claimed it and has not committed (or died).
+        if ((++this.#recvMisses & STALL_CHECK_EVERY) !== 0) return false;
         const stall = this.#receiveStall(pos, base, seq);
         if (stall === RETRY) continue;
         return stall === CLAIMED;
@@ -142,6 +147,12 @@ export class Ring {
   wakeSenders(): void {
     Atomics.add(this.i32, W.spaceEvents, 1);
     futex.notify(this.i32, W.spaceEvents);
+  }
+
+  /** Makes the next failed attempt look for a stall (waiters call this before they sleep). */
+  lookForStalls(sending: boolean): void {
+    if (sending) this.#sendMisses = STALL_CHECK_EVERY;
+    else this.#recvMisses = STALL_CHECK_EVERY;
   }
 
   /** Remaining ms before a stall this side watches could be reclaimed (Infinity: none seen). */
@@ -219,6 +230,7 @@ export class Ring {
   }
 }
 
+const STALL_CHECK_EVERY = 255;
 const EMPTY = 0;
 const RETRY = 1;
 const CLAIMED = 2;
