@@ -294,3 +294,40 @@ test('worker threads share a queue by name: each message exactly once', async (t
   assert.equal(all.length, count);
   assert.deepEqual(all, Array.from({ length: count }, (_, i) => i));
 });
+
+test('batches: sendMany / receiveMany keep order, wait for room, and survive a bad frame', async (t) => {
+  const name = named(t, 'batch');
+  const q = Queue.create(name, { capacity: 8, maxMessageSize: 8 });
+  t.after(() => q.close());
+  const values = Array.from({ length: 20 }, (_, i) => bytes(i));
+  assert.equal(q.trySendMany(values), 8, 'as many as fit');
+  assert.deepEqual(q.tryReceiveMany(3).map((m) => m[0]), [0, 1, 2]);
+  assert.deepEqual(q.tryReceiveMany(100).map((m) => m[0]), [3, 4, 5, 6, 7]);
+  assert.deepEqual(q.tryReceiveMany(5), []);
+  assert.throws(() => q.trySendMany([bytes(1), new Uint8Array(9)]), { code: 'IPC_ERR_MESSAGE_TOO_LARGE' });
+  assert.equal(q.stats().depth, 0, 'a too-large value sends nothing');
+  assert.throws(() => q.tryReceiveMany(0), RangeError);
+  // sendMany waits for room while a receiver drains in batches.
+  const sending = q.sendMany(values, { timeout: 10_000 });
+  const got = [];
+  while (got.length < 20) got.push(...(await q.receiveMany(6, { timeout: 10_000 })).map((m) => m[0]));
+  await watchdog(sending, 10_000, 'sendMany');
+  assert.deepEqual(got, values.map((m) => m[0]));
+  q.sendManySync(values.slice(0, 4));
+  assert.deepEqual(q.receiveManySync(10).map((m) => m[0]), [0, 1, 2, 3]);
+  assert.throws(() => q.receiveManySync(1, { timeout: 5 }), { code: 'IPC_ERR_TIMEOUT' });
+  await expectCode(() => q.receiveMany(1, { timeout: 5 }), 'IPC_ERR_TIMEOUT');
+  // A frame the codec cannot read fails the batch with IPC_ERR_PROTOCOL; what followed it is
+  // delivered next, in order.
+  const json = Queue.open(name, { codec: 'json' });
+  t.after(() => json.close());
+  q.trySendMany([bytes(0x31), bytes(0x7b), bytes(0x32), bytes(0x33)]);
+  assert.deepEqual(json.tryReceiveMany(10), [1], 'what came before the bad frame');
+  assert.throws(() => json.tryReceiveMany(10), { code: 'IPC_ERR_PROTOCOL' });
+  assert.deepEqual(json.tryReceiveMany(10), [2, 3]);
+  q.trySendMany([bytes(0x7b), bytes(0x34), bytes(0x35)]);
+  assert.throws(() => json.tryReceiveMany(10), { code: 'IPC_ERR_PROTOCOL' });
+  assert.equal(json.tryReceive(), 4);
+  assert.deepEqual(json.tryReceiveMany(10), [5]);
+  assert.equal(json.tryReceive(), undefined);
+});

@@ -77,6 +77,8 @@ const DEFAULT_STALL_MS = 1000;
 /** Sleepers wake at least this often to look for stalls left by dead peers. */
 const MAX_SLEEP_MS = 1000;
 
+/** Most slots one batch claims with one CAS. */
+const BATCH = 64;
 /** From this size on a received copy skips the zero-fill. */
 const LARGE = 256 * 1024;
 
@@ -103,6 +105,9 @@ export class Queue<T = Uint8Array> {
   readonly #spinMs: number;
   readonly #geometry: QueueGeometry;
   #closed = false;
+  /** Messages of a batch that followed one the codec could not decode; delivered first. */
+  readonly #pending: T[] = [];
+  #pendingError: unknown = undefined;
   /** Aborted by close() so that pending waits reject with IPC_ERR_CLOSED. */
   readonly #closer = new AbortController();
 
@@ -216,6 +221,49 @@ export class Queue<T = Uint8Array> {
     this.#waitSync(true, () => this.#putWith(byteLength, write), options, 'sendWithSync');
   }
 
+  /**
+   * Sends as many of `values` as fit right now, in order, claiming them in batches (one CAS on
+   * the shared index per batch). Returns how many were sent (0 when full). Every value is
+   * encoded and checked against maxMessageSize first: a too-large one sends nothing.
+   */
+  trySendMany(values: readonly T[]): number {
+    this.#check();
+    const encoded = this.#encodeAll(values, 'trySendMany');
+    let sent = 0;
+    for (let n; sent < encoded.length && (n = this.#putMany(encoded, sent)) !== 0; ) sent += n;
+    return sent;
+  }
+
+  /** Sends every value, in order, waiting for room as needed. */
+  sendMany(values: readonly T[], options?: WaitOptions): Promise<void> {
+    try {
+      this.#check();
+      if (options !== undefined) this.#checkWait(options, 'sendMany');
+      const encoded = this.#encodeAll(values, 'sendMany');
+      let sent = 0;
+      const attempt = (): boolean => {
+        for (let n; sent < encoded.length && (n = this.#putMany(encoded, sent)) !== 0; ) sent += n;
+        return sent === encoded.length;
+      };
+      if (attempt()) return Promise.resolve();
+      return this.#waitAsync(true, attempt, options, 'sendMany');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  sendManySync(values: readonly T[], options?: SyncWaitOptions): void {
+    this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'sendManySync');
+    const encoded = this.#encodeAll(values, 'sendManySync');
+    let sent = 0;
+    const attempt = (): boolean => {
+      for (let n; sent < encoded.length && (n = this.#putMany(encoded, sent)) !== 0; ) sent += n;
+      return sent === encoded.length;
+    };
+    if (!attempt()) this.#waitSync(true, attempt, options, 'sendManySync');
+  }
+
   // --- receive ---------------------------------------------------------------------------------
 
   /** Takes the next message, or undefined when the queue is empty. */
@@ -278,6 +326,50 @@ export class Queue<T = Uint8Array> {
     if (typeof read !== 'function') throw new TypeError('receiveWithSync: read must be a function');
     if (this.#takeWith(read)) return;
     this.#waitSync(false, () => this.#takeWith(read), options, 'receiveWithSync');
+  }
+
+  /**
+   * Takes up to `max` messages that are there now, in order, claiming them in batches. Empty
+   * array when the queue is empty. A receiver killed in the middle may lose the whole batch it
+   * held (up to 64 messages), where a single receive loses at most one.
+   */
+  tryReceiveMany(max: number): T[] {
+    this.#check();
+    checkInteger(max, 'tryReceiveMany: max', 1, 2 ** 31);
+    const out: T[] = [];
+    while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
+    return out;
+  }
+
+  /** Takes between 1 and `max` messages, waiting while the queue is empty. */
+  receiveMany(max: number, options?: WaitOptions): Promise<T[]> {
+    try {
+      this.#check();
+      checkInteger(max, 'receiveMany: max', 1, 2 ** 31);
+      if (options !== undefined) this.#checkWait(options, 'receiveMany');
+      const out: T[] = [];
+      const attempt = (): boolean => {
+        while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
+        return out.length !== 0;
+      };
+      if (attempt()) return Promise.resolve(out);
+      return this.#waitAsync(false, attempt, options, 'receiveMany').then(() => out);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  receiveManySync(max: number, options?: SyncWaitOptions): T[] {
+    this.#check();
+    checkInteger(max, 'receiveManySync: max', 1, 2 ** 31);
+    if (options !== undefined) checkTimeout(options.timeout, 'receiveManySync');
+    const out: T[] = [];
+    const attempt = (): boolean => {
+      while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
+      return out.length !== 0;
+    };
+    if (!attempt()) this.#waitSync(false, attempt, options, 'receiveManySync');
+    return out;
   }
 
   /** Receives until this handle is closed (then the loop ends quietly). */
@@ -346,6 +438,13 @@ export class Queue<T = Uint8Array> {
     return bytes;
   }
 
+  #encodeAll(values: readonly T[], what: string): Uint8Array[] {
+    if (!Array.isArray(values)) throw new TypeError(`${what}: values must be an array`);
+    const encoded = new Array<Uint8Array>(values.length);
+    for (let i = 0; i < values.length; i++) encoded[i] = this.#encode(values[i] as T);
+    return encoded;
+  }
+
   #tooLarge(n: number): IpcError {
     return new IpcError(
       'IPC_ERR_MESSAGE_TOO_LARGE',
@@ -363,79 +462,154 @@ export class Queue<T = Uint8Array> {
   #put(bytes: Uint8Array): boolean {
     const ring = this.#ring;
     for (;;) {
-      if (!ring.claimSend()) return false;
+      if (ring.claimSend(1) === 0) return false;
       const pos = ring.pos;
       const base = ring.base;
       ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
-      if (ring.commitSend(pos, base, bytes.byteLength)) return true;
+      const ok = ring.commitSend(pos, base, bytes.byteLength);
+      ring.afterSend();
+      if (ok) return true;
       // Reclaimed while we wrote (we were taken for dead): never delivered, so send again.
     }
+  }
+
+  /** One attempt to send encoded[from...] as one batch; returns how many were sent, in order. */
+  #putMany(encoded: Uint8Array[], from: number): number {
+    const ring = this.#ring;
+    const n = ring.claimSend(Math.min(encoded.length - from, BATCH));
+    if (n === 0) return 0;
+    const pos = ring.pos;
+    let sent = 0;
+    for (let k = 0; k < n; k++) {
+      const p = (pos + k) | 0;
+      const base = ring.slotOf(p);
+      if (sent < k) {
+        // An earlier record of the batch was reclaimed: what follows must not overtake it.
+        ring.commitSend(p, base, SKIP);
+        continue;
+      }
+      const bytes = encoded[from + k]!;
+      ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
+      if (ring.commitSend(p, base, bytes.byteLength)) sent++;
+    }
+    ring.afterSend();
+    return sent;
   }
 
   #putWith(byteLength: number, write: (view: Uint8Array) => void): boolean {
     const ring = this.#ring;
     for (;;) {
-      if (!ring.claimSend()) return false;
+      if (ring.claimSend(1) === 0) return false;
       const pos = ring.pos;
       const base = ring.base;
       const start = (base << 2) + SLOT_HEADER_BYTES;
+      let ok: boolean;
       try {
         write(ring.u8.subarray(start, start + byteLength));
+        ok = ring.commitSend(pos, base, byteLength);
       } catch (err) {
         ring.commitSend(pos, base, SKIP);
         throw err;
+      } finally {
+        ring.afterSend();
       }
-      if (ring.commitSend(pos, base, byteLength)) return true;
-      // A reclaimed zero-copy record cannot be rewritten without calling `write` again.
+      if (ok) return true;
+      // Reclaimed (we were taken for dead): call `write` again for a new slot.
     }
+  }
+
+  /** The message in a claimed slot, copied or decoded (NONE for a skip record). */
+  #read(base: number): Taken<T> {
+    const ring = this.#ring;
+    const length = ring.i32[base + SLOT_LENGTH]!;
+    if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) return NONE;
+    const start = (base << 2) + SLOT_HEADER_BYTES;
+    if (this.#isBytes) {
+      // A private copy. slice is V8's fastest copy for small and medium sizes; for large ones
+      // skipping the zero-fill (allocUnsafeSlow, never pooled) wins.
+      if (length < LARGE) return ring.u8.slice(start, start + length) as unknown as T;
+      const out = Buffer.allocUnsafeSlow(length);
+      out.set(ring.u8.subarray(start, start + length));
+      return out as unknown as T;
+    }
+    const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
+    return decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);
   }
 
   /** One attempt to receive and decode. */
   #take(): Taken<T> {
+    if (this.#pendingError !== undefined) this.#throwPending();
+    if (this.#pending.length !== 0) return this.#pending.shift() as T;
     const ring = this.#ring;
     for (;;) {
-      if (!ring.claimReceive()) return NONE;
+      if (ring.claimReceive(1) === 0) return NONE;
       const pos = ring.pos;
       const base = ring.base;
-      const length = ring.i32[base + SLOT_LENGTH]!;
-      if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) {
-        ring.release(pos, base);
-        continue;
-      }
-      const start = (base << 2) + SLOT_HEADER_BYTES;
-      if (this.#isBytes) {
-        // A private copy. slice is V8's fastest copy for small and medium sizes; for large ones
-        // skipping the zero-fill (allocUnsafeSlow, never pooled) wins.
-        let out: Uint8Array;
-        if (length < LARGE) out = ring.u8.slice(start, start + length);
-        else {
-          out = Buffer.allocUnsafeSlow(length);
-          out.set(ring.u8.subarray(start, start + length));
-        }
-        if (ring.release(pos, base)) return out as unknown as T;
-        continue;
-      }
-      const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
-      let value: T;
+      let value: Taken<T>;
       try {
-        value = decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);
-      } catch (err) {
-        ring.release(pos, base);
-        throw err;
+        value = this.#read(base);
+      } finally {
+        // A message the codec cannot decode is consumed all the same (IPC_ERR_PROTOCOL).
+        const ok = ring.release(pos, base);
+        ring.afterReceive();
+        if (!ok) value = NONE; // reclaimed while we read: the copy may be torn
       }
-      if (ring.release(pos, base)) return value;
+      if (value !== NONE) return value;
     }
+  }
+
+  /** One attempt to receive up to `max` messages as one batch, appended to `out`. */
+  #takeMany(max: number, out: T[]): number {
+    if (this.#pendingError !== undefined) {
+      if (out.length !== 0) return 0; // deliver what came before the bad frame first
+      this.#throwPending();
+    }
+    const before = out.length;
+    while (this.#pending.length !== 0 && out.length - before < max) out.push(this.#pending.shift() as T);
+    if (out.length - before === max) return max;
+    const ring = this.#ring;
+    const n = ring.claimReceive(Math.min(max - (out.length - before), BATCH));
+    const pos = ring.pos;
+    let failure: unknown;
+    for (let k = 0; k < n; k++) {
+      const p = (pos + k) | 0;
+      const base = ring.slotOf(p);
+      let value: Taken<T> = NONE;
+      try {
+        value = this.#read(base);
+      } catch (err) {
+        failure ??= err;
+      }
+      if (!ring.release(p, base) || value === NONE) continue;
+      // After a decode failure, later messages wait for the next call, in order.
+      if (failure === undefined) out.push(value);
+      else this.#pending.push(value);
+    }
+    if (n !== 0) ring.afterReceive();
+    if (failure !== undefined) {
+      if (out.length === 0) throw failure;
+      // Messages before the bad frame are returned now; the error comes with the next call.
+      this.#pendingError = failure;
+    }
+    return out.length - before;
+  }
+
+  #throwPending(): never {
+    const err = this.#pendingError;
+    this.#pendingError = undefined;
+    throw err;
   }
 
   #takeWith(read: (view: Uint8Array) => void): boolean {
     const ring = this.#ring;
     for (;;) {
-      if (!ring.claimReceive()) return false;
+      if (ring.claimReceive(1) === 0) return false;
       const pos = ring.pos;
       const base = ring.base;
       const length = ring.i32[base + SLOT_LENGTH]!;
       if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) {
         ring.release(pos, base);
+        ring.afterReceive();
         continue;
       }
       const start = (base << 2) + SLOT_HEADER_BYTES;
@@ -443,6 +617,7 @@ export class Queue<T = Uint8Array> {
         read(ring.u8.subarray(start, start + length));
       } finally {
         ring.release(pos, base);
+        ring.afterReceive();
       }
       return true;
     }

@@ -55,8 +55,12 @@ export class Ring {
     return (SLOTS_OFFSET >> 2) + (pos & this.#mask) * this.#slotInts;
   }
 
-  /** Claims the slot at the tail for writing. False when the queue is full. */
-  claimSend(): boolean {
+  /**
+   * Claims up to `max` consecutive free slots at the tail with one CAS (a batch moves the
+   * shared index once). Returns how many (0 when full); the first is at this.pos / this.base,
+   * the k-th at slotOf(pos + k).
+   */
+  claimSend(max: number): number {
     const i32 = this.i32;
     for (;;) {
       const pos = Atomics.load(i32, W.tail);
@@ -65,19 +69,22 @@ export class Ring {
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       const dif = (seq - pos) | 0;
       if (dif === 0) {
-        // The claim: from here the slot is ours until we commit.
-        if (Atomics.compareExchange(i32, W.tail, pos, (pos + 1) | 0) === pos) {
-          // Plain store: read by a reclaimer only after stallTimeout, long after it is visible.
+        let n = 1;
+        while (n < max && Atomics.load(i32, this.slotOf((pos + n) | 0) + SLOT_SEQ) === ((pos + n) | 0)) n++;
+        // The claim: from here the slots are ours until we commit them.
+        if (Atomics.compareExchange(i32, W.tail, pos, (pos + n) | 0) === pos) {
+          // Plain stores: read by a reclaimer only after stallTimeout, long after they are visible.
           i32[base + SLOT_OWNER] = PID;
+          for (let k = 1; k < n; k++) i32[this.slotOf((pos + k) | 0) + SLOT_OWNER] = PID;
           this.pos = pos;
           this.base = base;
-          return true;
+          return n;
         }
       } else if (dif < 0) {
         // The slot still holds the previous lap: full, or a consumer died while taking it.
         // Looking for a stall reads head (the consumers' line) and the clock: only now and then.
         if ((++this.#sendMisses & STALL_CHECK_EVERY) === 0 && this.#sendStall(pos, base, seq)) continue;
-        return false;
+        return 0;
       }
       // dif > 0: another producer claimed pos; read the new tail.
     }
@@ -85,7 +92,8 @@ export class Ring {
 
   /**
    * Commits the claimed record at (pos, base) with `length` payload bytes already written (or
-   * SKIP). False when a consumer reclaimed the slot meanwhile: nothing was delivered.
+   * SKIP). False when a consumer reclaimed the slot meanwhile: nothing was delivered. Call
+   * afterSend once the batch is committed.
    */
   commitSend(pos: number, base: number, length: number): boolean {
     const i32 = this.i32;
@@ -93,14 +101,20 @@ export class Ring {
     i32[base + SLOT_OWNER] = 0;
     // The commit, written last: publishes length and payload to the consumer whose acquire
     // load of seq sees pos + 1 (claimReceive).
-    const ok = Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + 1) | 0) === pos;
-    // Seq-cst read after the commit: pairs with the sleeper's increment before its re-check.
-    if (Atomics.load(i32, W.receiversSleeping) !== 0) this.wakeReceivers();
-    return ok;
+    return Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + 1) | 0) === pos;
   }
 
-  /** Claims the committed record at the head. False when the queue is empty. */
-  claimReceive(): boolean {
+  /** Wakes receivers if any sleeps. */
+  afterSend(): void {
+    // Seq-cst read after the commit: pairs with the sleeper's increment before its re-check.
+    if (Atomics.load(this.i32, W.receiversSleeping) !== 0) this.wakeReceivers();
+  }
+
+  /**
+   * Claims up to `max` consecutive committed records at the head with one CAS. Returns how
+   * many (0 when empty); the first is at this.pos / this.base.
+   */
+  claimReceive(max: number): number {
     const i32 = this.i32;
     for (;;) {
       const pos = Atomics.load(i32, W.head);
@@ -109,33 +123,40 @@ export class Ring {
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       const dif = (seq - ((pos + 1) | 0)) | 0;
       if (dif === 0) {
-        if (Atomics.compareExchange(i32, W.head, pos, (pos + 1) | 0) === pos) {
+        let n = 1;
+        while (n < max && Atomics.load(i32, this.slotOf((pos + n) | 0) + SLOT_SEQ) === ((pos + n + 1) | 0)) n++;
+        if (Atomics.compareExchange(i32, W.head, pos, (pos + n) | 0) === pos) {
           i32[base + SLOT_OWNER] = PID;
+          for (let k = 1; k < n; k++) i32[this.slotOf((pos + k) | 0) + SLOT_OWNER] = PID;
           this.pos = pos;
           this.base = base;
-          return true;
+          return n;
         }
       } else if (dif < 0) {
         // Not committed: empty, or a producer claimed it and has not committed (or died).
-        if ((++this.#recvMisses & STALL_CHECK_EVERY) !== 0) return false;
+        if ((++this.#recvMisses & STALL_CHECK_EVERY) !== 0) return 0;
         const stall = this.#receiveStall(pos, base, seq);
         if (stall === RETRY) continue;
-        return stall === CLAIMED;
+        return stall === CLAIMED ? 1 : 0;
       }
     }
   }
 
   /**
    * Hands the slot at (pos, base) back to producers. False when a producer reclaimed it while
-   * we read (we were taken for dead): the bytes read may be torn and must be discarded.
+   * we read (we were taken for dead): the bytes read may be torn and must be discarded. Call
+   * afterReceive once the batch is released.
    */
   release(pos: number, base: number): boolean {
     const i32 = this.i32;
     i32[base + SLOT_OWNER] = 0;
     // The release: pairs with the next lap's producer's acquire load of seq in claimSend.
-    const ok = Atomics.compareExchange(i32, base + SLOT_SEQ, (pos + 1) | 0, (pos + this.capacity) | 0) === ((pos + 1) | 0);
-    if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders();
-    return ok;
+    return Atomics.compareExchange(i32, base + SLOT_SEQ, (pos + 1) | 0, (pos + this.capacity) | 0) === ((pos + 1) | 0);
+  }
+
+  /** Wakes senders if any sleeps. */
+  afterReceive(): void {
+    if (Atomics.load(this.i32, W.sendersSleeping) !== 0) this.wakeSenders();
   }
 
   wakeReceivers(): void {
