@@ -2,6 +2,8 @@
 //   queue-spin   both sides busy-spin (receiveSync / sendSync with wait: 'spin')
 //   queue-block  both sides sleep in the kernel when they must wait (wait: 'block')
 //   queue-async  both sides `await q.receive()` on their event loop (default spin-then-block)
+//   queue-batch  throughput only: sendManySync / receiveManySync of up to 64, spinning
+//   memcpy       reference: Buffer#copy of each message in one process
 // Round trip: two queues (ping, pong), the peer echoes each message. Throughput: one queue,
 // the peer receives and checks every sequence number. bytes codec throughout, every message
 // checked (size and sequence) so nothing can be silently lost.
@@ -93,6 +95,53 @@ function throughput(mode) {
   };
 }
 
+/** One way with batches: sendManySync / receiveManySync of up to 64 messages, spinning. */
+async function batchThroughput({ size, count, cpus }) {
+  const name = `bench-q-${process.pid}-batch-tp`;
+  const q = Queue.create(name, queueOptions(size, 'spin'));
+  const child = forkPeer(self, ['batch-sink', 'spin', name, size, count], cpus[1]);
+  try {
+    await nextMessage(child, 'ready');
+    const batch = Array.from({ length: BATCH }, () => new Uint8Array(size));
+    const done = nextMessage(child, 'done');
+    const t0 = now();
+    for (let i = 0; i < count; ) {
+      const n = Math.min(BATCH, count - i);
+      const values = n === BATCH ? batch : batch.slice(0, n);
+      for (let k = 0; k < n; k++) stamp(values[k], i + k);
+      q.sendManySync(values);
+      i += n;
+    }
+    const { received } = await done;
+    return { messages: received, seconds: Number(now() - t0) / 1e9 };
+  } finally {
+    child.kill();
+    q.close();
+    Queue.remove(name);
+  }
+}
+
+/**
+ * memcpy reference: Buffer#copy of `size` bytes into successive places of a 16 MiB buffer (the
+ * queue's footprint, so caches favour neither), one process, one copy per message.
+ */
+async function memcpy({ size, count }) {
+  const source = Buffer.alloc(size, 1);
+  const places = Math.max(1, Math.floor((16 << 20) / size));
+  const target = Buffer.alloc(places * size);
+  for (let i = 0; i < Math.min(count, places); i++) source.copy(target, (i % places) * size);
+  const t0 = now();
+  for (let i = 0; i < count; i++) {
+    stamp(source, i);
+    source.copy(target, (i % places) * size);
+  }
+  const seconds = Number(now() - t0) / 1e9;
+  check(target.subarray(((count - 1) % places) * size, ((count - 1) % places + 1) * size), size, count - 1, 'memcpy');
+  return { messages: count, seconds };
+}
+
+const BATCH = 64;
+
 const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
   id: `queue-${mode}`,
   label: {
@@ -106,6 +155,24 @@ const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
   roundTrip: roundTrip(mode),
   throughput: throughput(mode),
 }));
+mechanisms.push(
+  {
+    id: 'queue-batch',
+    label: 'shm Queue, sendMany/receiveMany batches of 64, spinning',
+    family: 'interprocess',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    throughput: batchThroughput,
+  },
+  {
+    id: 'memcpy',
+    label: 'memcpy (Buffer#copy in one process, reference)',
+    family: 'reference',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    throughput: memcpy,
+  },
+);
 export default mechanisms;
 
 // --- the peer -------------------------------------------------------------------------------
@@ -125,6 +192,17 @@ async function peer([role, mode, name, sizeArg, countArg]) {
       else pong.sendSync(ping.receiveSync());
     }
     process.send({ type: 'done' });
+  } else if (role === 'batch-sink') {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    let received = 0;
+    while (received < count) {
+      for (const m of q.receiveManySync(BATCH)) {
+        check(m, size, received, 'queue-batch sink');
+        received++;
+      }
+    }
+    process.send({ type: 'done', received });
   } else {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
