@@ -115,6 +115,20 @@ test('full, empty, too large: try forms report, nothing changes', (t) => {
   const after = q.stats();
   assert.equal(after.receivePosition, 4);
   assert.equal(after.depth, 0);
+  // Received bytes are plain Uint8Arrays of their own, small or large.
+  const big = named(t, 'big');
+  const b = Queue.create(big, { capacity: 2, maxMessageSize: 300_000 });
+  t.after(() => b.close());
+  const payload = new Uint8Array(300_000).map((_, i) => i & 255);
+  b.trySend(payload);
+  b.trySend(payload.subarray(0, 10));
+  for (const got of [b.tryReceive(), b.tryReceive()]) {
+    assert.equal(Object.getPrototypeOf(got), Uint8Array.prototype);
+    assert.equal(got.byteOffset, 0);
+    assert.equal(got.buffer.byteLength, got.byteLength);
+    assert.ok(!(got.buffer instanceof SharedArrayBuffer));
+    assert.deepEqual(got, payload.subarray(0, got.byteLength));
+  }
   // An empty message is a message.
   assert.ok(q.trySend(new Uint8Array(0)));
   assert.equal(q.tryReceive().byteLength, 0);

@@ -528,7 +528,8 @@ export class Queue<T = Uint8Array> {
       // A private copy. slice is V8's fastest copy for small and medium sizes; for large ones
       // skipping the zero-fill (allocUnsafeSlow, never pooled) wins.
       if (length < LARGE) return ring.u8.slice(start, start + length) as unknown as T;
-      const out = Buffer.allocUnsafeSlow(length);
+      // Always a plain Uint8Array (not a Buffer), whatever the size.
+      const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
       out.set(ring.u8.subarray(start, start + length));
       return out as unknown as T;
     }
