@@ -273,3 +273,30 @@ test('a consumer killed while holding a message: that one message is lost, its s
   assert.equal(stats.reclaimedSlots, 1);
   assert.equal(stats.depth, 0);
 });
+
+test('an opener from another pid namespace turns off reclaiming by pid', async (t) => {
+  const name = named(t, 'ns');
+  const rvName = named(t, 'rv');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 64, stallTimeout: 100 });
+  t.after(() => q.close());
+  const raw = SharedMemory.open(name);
+  t.after(() => raw.close());
+  const i32 = new Int32Array(raw.buffer);
+  assert.equal(Atomics.load(i32, 84 / 4), 0, 'same namespace: pids are comparable');
+  // Pretend the queue was created in another pid namespace; the next opener notices.
+  Atomics.store(i32, 80 / 4, 12345);
+  Queue.open(name).close();
+  assert.equal(Atomics.load(i32, 84 / 4), 1);
+  const rv = SharedMemory.create(rvName, { byteLength: 64 });
+  t.after(() => rv.close());
+  const child = startChild('queue-holder.mjs', [name, rvName, 'claim']);
+  t.after(() => child.kill('SIGKILL'));
+  await watchdog(child.next('ready'), 10_000, 'holder ready');
+  await watchdog(until(new Int32Array(rv.buffer), 2), 10_000, 'holder claims');
+  q.trySend(Uint8Array.of(1));
+  child.kill('SIGKILL');
+  await watchdog(child.exited, 10_000, 'holder exit');
+  // Its pid is not trusted, so its claim is not skipped: the queue waits (documented limit).
+  assert.throws(() => q.receiveSync({ timeout: 500 }), { code: 'IPC_ERR_TIMEOUT' });
+  assert.equal(q.stats().skippedRecords, 0);
+});

@@ -15,7 +15,10 @@
  *   68      4     slotBytes         bytes per slot, a multiple of 16, >= 16 + maxMessageSize
  *   72      4     maxMessageSize    largest message a send accepts (bytes)
  *   76      4     slotsOffset       where slot 0 starts (512)
- *   80      48    reserved (zero)
+ *   80      4     pidNamespace      creator's pid namespace inode (low 32 bits), 0 if unknown
+ *   84      4     foreignPids       set to 1 by an opener from another pid namespace: pids are
+ *                                   then not comparable, so no owner is ever judged by pid
+ *   88      40    reserved (zero)
  *   128     4     tail              next position a producer claims (uint32, wraps)
  *   192     4     head              next position a consumer claims (uint32, wraps)
  *   256     4     dataEvents        futex word receivers sleep on; bumped only if one sleeps
@@ -72,9 +75,13 @@
  *     dead), never from the timeout alone: a slow but living owner is waited for. owner = 0
  *     means "died in the few instructions between the claim CAS and the owner store" and is
  *     reclaimed on the timeout alone.
+ *   - Pids only mean something inside one pid namespace. An opener whose namespace differs
+ *     from the creator's sets foreignPids, and from then on only owner = 0 is reclaimed: a
+ *     participant in another container is never taken for dead because its pid is not ours.
  *   - A killed sleeper leaves its *Sleeping count too high: that costs wakers a system call,
  *     never a lost wake-up. Sleepers wake at least every stallTimeout ms to look for stalls.
  */
+import * as fs from 'node:fs';
 import { HEADER_BYTES } from '../shm/header.js';
 
 export const QUEUE_VERSION = 1;
@@ -85,6 +92,8 @@ export const OFF = {
   slotBytes: 68,
   maxMessageSize: 72,
   slotsOffset: 76,
+  pidNamespace: 80,
+  foreignPids: 84,
   tail: 128,
   head: 192,
   dataEvents: 256,
@@ -101,6 +110,8 @@ export const W = {
   slotBytes: OFF.slotBytes >> 2,
   maxMessageSize: OFF.maxMessageSize >> 2,
   slotsOffset: OFF.slotsOffset >> 2,
+  pidNamespace: OFF.pidNamespace >> 2,
+  foreignPids: OFF.foreignPids >> 2,
   tail: OFF.tail >> 2,
   head: OFF.head >> 2,
   dataEvents: OFF.dataEvents >> 2,
@@ -172,6 +183,7 @@ export function initQueue(buffer: SharedArrayBuffer, g: QueueGeometry): void {
   i32[W.slotBytes] = g.slotBytes;
   i32[W.maxMessageSize] = g.maxMessageSize;
   i32[W.slotsOffset] = SLOTS_OFFSET;
+  i32[W.pidNamespace] = pidNamespace();
   const slotInts = g.slotBytes >> 2;
   for (let i = 0; i < g.capacity; i++) i32[(SLOTS_OFFSET >> 2) + i * slotInts + SLOT_SEQ] = i;
   // Published by publishHeader's release store of the header's state word.
@@ -199,3 +211,17 @@ export function readGeometry(buffer: SharedArrayBuffer): QueueGeometry | string 
 }
 
 export { HEADER_BYTES };
+
+let namespaceId: number | undefined;
+/** This process's pid namespace (the inode of /proc/self/ns/pid, low 32 bits), 0 if unknown. */
+export function pidNamespace(): number {
+  if (namespaceId === undefined) {
+    try {
+      const link = fs.readlinkSync('/proc/self/ns/pid'); // 'pid:[4026531836]'
+      namespaceId = Number(/\[(\d+)\]/.exec(link)?.[1] ?? 0) % 2 ** 32 | 0;
+    } catch {
+      namespaceId = 0;
+    }
+  }
+  return namespaceId;
+}

@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs';
 import { futex } from '../sync/futex.js';
-import { SLOT_LENGTH, SLOT_OWNER, SLOT_SEQ, SLOTS_OFFSET, W, type QueueGeometry } from './layout.js';
+import { pidNamespace, SLOT_LENGTH, SLOT_OWNER, SLOT_SEQ, SLOTS_OFFSET, W, type QueueGeometry } from './layout.js';
 
 const PID = process.pid;
 
@@ -48,6 +48,9 @@ export class Ring {
     this.stallTimeout = stallTimeout;
     this.#mask = g.capacity - 1;
     this.#slotInts = g.slotBytes >> 2;
+    const ns = pidNamespace();
+    const creatorNs = Atomics.load(this.i32, W.pidNamespace);
+    if (ns === 0 || creatorNs === 0 || ns !== creatorNs) Atomics.store(this.i32, W.foreignPids, 1);
   }
 
   /** Int32 index where the slot of `pos` starts. */
@@ -184,6 +187,12 @@ export class Ring {
 
   // --- crash recovery (slow path only) ---------------------------------------------------------
 
+  #ownerDead(pid: number): boolean {
+    // Pids from another pid namespace are not ours to judge (layout.ts, foreignPids).
+    if (Atomics.load(this.i32, W.foreignPids) !== 0) return pid === 0;
+    return ownerDead(pid);
+  }
+
   /** True when it reclaimed a dead consumer's slot (the caller retries the claim). */
   #sendStall(pos: number, base: number, seq: number): boolean {
     const i32 = this.i32;
@@ -202,7 +211,7 @@ export class Ring {
       return false;
     }
     if (now - this.#sendStallSince < this.stallTimeout) return false;
-    if (!ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+    if (!this.#ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
       // A living consumer is slow; look again after another stallTimeout.
       this.#sendStallSince = now;
       return false;
@@ -231,7 +240,7 @@ export class Ring {
       return EMPTY;
     }
     if (now - this.#recvStallSince < this.stallTimeout) return EMPTY;
-    if (!ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+    if (!this.#ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
       this.#recvStallSince = now;
       return EMPTY;
     }
