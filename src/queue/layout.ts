@@ -53,6 +53,9 @@
  *            pos + capacity: the RELEASE, which hands the slot to the next lap's producer
  *            (paired with its load of seq). If that CAS fails, the slot was reclaimed while we
  *            copied, so the copy may be torn: it is discarded and the receive starts again.
+ *   batches  a producer (consumer) that sees k consecutive free (committed) slots claims them
+ *            with one CAS of tail (head) by k, then commits (releases) each slot on its own,
+ *            in order. Nothing else changes: each slot still has its own commit word.
  *   wake     a sleeper increments its *Sleeping count, reads the *Events word, re-checks the
  *            queue, and futex-waits on the word it read. The other side, after its commit or
  *            release, reads the count and, only if it is non-zero, bumps the word and wakes.
