@@ -278,6 +278,25 @@ test('close: idempotent, pending operations reject IPC_ERR_CLOSED, iteration end
   assert.equal(typeof dispose, 'function');
 });
 
+test('a hundred concurrent async receives on one handle: each gets one message, no warnings', async (t) => {
+  const name = named(t, 'many-waiters');
+  const q = Queue.create(name, { capacity: 128, maxMessageSize: 8, wait: 'block' });
+  t.after(() => q.close());
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const pending = Array.from({ length: 100 }, () => q.receive({ timeout: 20_000 }));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(q.stats().sleepingReceivers, 100);
+  for (let i = 0; i < 100; i++) q.trySend(bytes(i));
+  const got = (await watchdog(Promise.all(pending), 25_000, 'receives')).map((m) => m[0]).sort((a, b) => a - b);
+  assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => i));
+  assert.equal(q.stats().sleepingReceivers, 0);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(warnings.map(String), []);
+});
+
 test('worker threads share a queue by name: each message exactly once', async (t) => {
   const name = named(t, 'workers');
   const q = Queue.create(name, { capacity: 16, maxMessageSize: 16 });

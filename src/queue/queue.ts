@@ -3,6 +3,7 @@
  * layout.ts (bytes and protocol). This file owns codecs, waiting (spin, futex, async) and the
  * lifecycle; it never touches a slot except through the ring.
  */
+import { setMaxListeners } from 'node:events';
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { resolveCodec, decodeOrThrow, type Codec, type CodecOption } from '../codec/index.js';
 import { checkInteger, checkSignal, checkTimeout } from '../options.js';
@@ -124,6 +125,8 @@ export class Queue<T = Uint8Array> {
     this.#inPlace = readsInPlace.has(handle.codec);
     this.#wait = handle.wait;
     this.#spinMs = handle.spinTime / 1000;
+    // Every pending async wait of this handle listens on it: no listener limit warning.
+    setMaxListeners(0, this.#closer.signal);
   }
 
   /** Creates the queue `name`; IPC_ERR_EXISTS if it exists. */
