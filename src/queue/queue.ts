@@ -296,6 +296,15 @@ export class Queue<T = Uint8Array> {
     if (options !== undefined) checkTimeout(options.timeout, 'receiveSync');
     let got = this.#take();
     if (got !== NONE) return got;
+    if (this.#wait !== 'block') {
+      // The latency-critical spin, specialised (no closure) for the common receive.
+      const end = now() + (this.#wait === 'spin' ? Math.min(1, options?.timeout ?? 1) : Math.min(this.#spinMs, options?.timeout ?? Infinity));
+      for (let i = 1; ; i++) {
+        got = this.#take();
+        if (got !== NONE) return got;
+        if ((i & 63) === 0 && now() >= end) break;
+      }
+    }
     this.#waitSync(false, () => (got = this.#take()) !== NONE, options, 'receiveSync');
     return got as T;
   }
