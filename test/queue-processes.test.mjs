@@ -300,3 +300,24 @@ test('an opener from another pid namespace turns off reclaiming by pid', async (
   assert.throws(() => q.receiveSync({ timeout: 500 }), { code: 'IPC_ERR_TIMEOUT' });
   assert.equal(q.stats().skippedRecords, 0);
 });
+
+test('a receiver killed while asleep in the kernel: no hang, only a stale sleeper count', async (t) => {
+  const name = named(t, 'sleeper');
+  const rvName = named(t, 'rv');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 64, stallTimeout: 200 });
+  t.after(() => q.close());
+  SharedMemory.create(rvName, { byteLength: 64 }).close();
+  const child = startChild('queue-holder.mjs', [name, rvName, 'sleep']);
+  t.after(() => child.kill('SIGKILL'));
+  await watchdog(child.next('ready'), 10_000, 'sleeper ready');
+  await watchdog(poll(() => q.stats().sleepingReceivers === 1), 10_000, 'sleeper asleep');
+  child.kill('SIGKILL');
+  await watchdog(child.exited, 10_000, 'sleeper exit');
+  // The count stays 1 (senders then make a wake-up call they did not need), nothing else.
+  assert.ok(q.trySend(Uint8Array.of(1)));
+  assert.deepEqual([...q.receiveSync({ timeout: 5000 })], [1]);
+  const later = q.receive({ timeout: 5000 });
+  q.trySend(Uint8Array.of(2));
+  assert.deepEqual([...(await watchdog(later, 10_000, 'receive'))], [2]);
+  assert.equal(q.stats().sleepingReceivers, 1);
+});
