@@ -3,6 +3,7 @@
 //   queue-block  both sides sleep in the kernel when they must wait (wait: 'block')
 //   queue-async  both sides `await q.receive()` on their event loop (default spin-then-block)
 //   queue-batch  throughput only: sendManySync / receiveManySync of up to 64, spinning
+//   queue-zero-copy  throughput only: sendWith / receiveWith in place, spinning
 //   memcpy       reference: Buffer#copy of each message in one process
 // Round trip: two queues (ping, pong), the peer echoes each message. Throughput: one queue,
 // the peer receives and checks every sequence number. bytes codec throughout, every message
@@ -122,6 +123,34 @@ async function batchThroughput({ size, count, cpus }) {
 }
 
 /**
+ * Zero-copy receive: the producer writes each payload straight into its slot (sendWith, one
+ * copy), the consumer checks it in place (receiveWith, no copy, no allocation). Spinning.
+ */
+async function zeroCopyThroughput({ size, count, cpus }) {
+  const name = `bench-q-${process.pid}-zc-tp`;
+  const q = Queue.create(name, queueOptions(size, 'spin'));
+  const child = forkPeer(self, ['zc-sink', 'spin', name, size, count], cpus[1]);
+  try {
+    await nextMessage(child, 'ready');
+    const payload = new Uint8Array(size);
+    let seq = 0;
+    const write = (view) => {
+      view.set(payload);
+      stamp(view, seq);
+    };
+    const done = nextMessage(child, 'done');
+    const t0 = now();
+    for (; seq < count; seq++) if (!q.trySendWith(size, write)) q.sendWithSync(size, write);
+    const { received } = await done;
+    return { messages: received, seconds: Number(now() - t0) / 1e9 };
+  } finally {
+    child.kill();
+    q.close();
+    Queue.remove(name);
+  }
+}
+
+/**
  * memcpy reference: Buffer#copy of `size` bytes into successive places of a 16 MiB buffer (the
  * queue's footprint, so caches favour neither), one process, one copy per message.
  */
@@ -165,6 +194,14 @@ mechanisms.push(
     throughput: batchThroughput,
   },
   {
+    id: 'queue-zero-copy',
+    label: 'shm Queue, sendWith in place / receiveWith in place, spinning',
+    family: 'interprocess',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    throughput: zeroCopyThroughput,
+  },
+  {
     id: 'memcpy',
     label: 'memcpy (Buffer#copy in one process, reference)',
     family: 'reference',
@@ -192,6 +229,16 @@ async function peer([role, mode, name, sizeArg, countArg]) {
       else pong.sendSync(ping.receiveSync());
     }
     process.send({ type: 'done' });
+  } else if (role === 'zc-sink') {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    let received = 0;
+    const read = (view) => {
+      check(view, size, received, 'queue-zero-copy sink');
+      received++;
+    };
+    while (received < count) if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
+    process.send({ type: 'done', received });
   } else if (role === 'batch-sink') {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
