@@ -15,5 +15,5 @@ export type {
   QueueStats,
   WaitOptions as QueueWaitOptions,
   SyncWaitOptions as QueueSyncWaitOptions,
-  WaitStrategy,
+  WaitStrategy as QueueWaitStrategy,
 } from './queue/index.js';
