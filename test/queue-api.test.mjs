@@ -364,3 +364,16 @@ test('batches: sendMany / receiveMany keep order, wait for room, and survive a b
   assert.deepEqual(json.tryReceiveMany(10), [5]);
   assert.equal(json.tryReceive(), undefined);
 });
+
+test('skip records (a zero-copy writer that threw) never hide the messages behind them', async (t) => {
+  const name = named(t, 'skips');
+  const q = Queue.create(name, { capacity: 8, maxMessageSize: 8 });
+  t.after(() => q.close());
+  for (let i = 0; i < 3; i++) assert.throws(() => q.trySendWith(1, () => { throw new Error('no'); }), /no/);
+  q.trySend(bytes(7));
+  assert.deepEqual(q.tryReceiveMany(2).map((m) => m[0]), [7]);
+  for (let i = 0; i < 3; i++) assert.throws(() => q.trySendWith(1, () => { throw new Error('no'); }), /no/);
+  q.trySend(bytes(8));
+  assert.deepEqual((await q.receiveMany(3, { timeout: 5000 })).map((m) => m[0]), [8]);
+  assert.equal(q.stats().depth, 0);
+});

@@ -488,24 +488,27 @@ export class Queue<T = Uint8Array> {
   /** One attempt to send encoded[from...] as one batch; returns how many were sent, in order. */
   #putMany(encoded: Uint8Array[], from: number): number {
     const ring = this.#ring;
-    const n = ring.claimSend(Math.min(encoded.length - from, BATCH));
-    if (n === 0) return 0;
-    const pos = ring.pos;
-    let sent = 0;
-    for (let k = 0; k < n; k++) {
-      const p = (pos + k) | 0;
-      const base = ring.slotOf(p);
-      if (sent < k) {
-        // An earlier record of the batch was reclaimed: what follows must not overtake it.
-        ring.commitSend(p, base, SKIP);
-        continue;
+    for (;;) {
+      const n = ring.claimSend(Math.min(encoded.length - from, BATCH));
+      if (n === 0) return 0;
+      const pos = ring.pos;
+      let sent = 0;
+      for (let k = 0; k < n; k++) {
+        const p = (pos + k) | 0;
+        const base = ring.slotOf(p);
+        if (sent < k) {
+          // An earlier record of the batch was reclaimed: what follows must not overtake it.
+          ring.commitSend(p, base, SKIP);
+          continue;
+        }
+        const bytes = encoded[from + k]!;
+        ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
+        if (ring.commitSend(p, base, bytes.byteLength)) sent++;
       }
-      const bytes = encoded[from + k]!;
-      ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
-      if (ring.commitSend(p, base, bytes.byteLength)) sent++;
+      ring.afterSend();
+      // 0 only if the first record was reclaimed under us: there was room, so try again.
+      if (sent !== 0) return sent;
     }
-    ring.afterSend();
-    return sent;
   }
 
   #putWith(byteLength: number, write: (view: Uint8Array) => void): boolean {
@@ -581,24 +584,28 @@ export class Queue<T = Uint8Array> {
     while (this.#pending.length !== 0 && out.length - before < max) out.push(this.#pending.shift() as T);
     if (out.length - before === max) return max;
     const ring = this.#ring;
-    const n = ring.claimReceive(Math.min(max - (out.length - before), BATCH));
-    const pos = ring.pos;
     let failure: unknown;
-    for (let k = 0; k < n; k++) {
-      const p = (pos + k) | 0;
-      const base = ring.slotOf(p);
-      let value: Taken<T> = NONE;
-      try {
-        value = this.#read(base);
-      } catch (err) {
-        failure ??= err;
+    // Again while a batch held only skip records: messages may be waiting behind them.
+    while (out.length === before && failure === undefined) {
+      const n = ring.claimReceive(Math.min(max - (out.length - before), BATCH));
+      if (n === 0) break;
+      const pos = ring.pos;
+      for (let k = 0; k < n; k++) {
+        const p = (pos + k) | 0;
+        const base = ring.slotOf(p);
+        let value: Taken<T> = NONE;
+        try {
+          value = this.#read(base);
+        } catch (err) {
+          failure ??= err;
+        }
+        if (!ring.release(p, base) || value === NONE) continue;
+        // After a decode failure, later messages wait for the next call, in order.
+        if (failure === undefined) out.push(value);
+        else this.#pending.push(value);
       }
-      if (!ring.release(p, base) || value === NONE) continue;
-      // After a decode failure, later messages wait for the next call, in order.
-      if (failure === undefined) out.push(value);
-      else this.#pending.push(value);
+      ring.afterReceive();
     }
-    if (n !== 0) ring.afterReceive();
     if (failure !== undefined) {
       if (out.length === 0) throw failure;
       // Messages before the bad frame are returned now; the error comes with the next call.
