@@ -297,15 +297,17 @@ test('a hundred concurrent async receives on one handle: each gets one message, 
   assert.deepEqual(warnings.map(String), []);
 });
 
-test('worker threads share a queue by name: each message exactly once', async (t) => {
+test('worker threads share a queue by name: each message exactly once, every sleeper woken', async (t) => {
   const name = named(t, 'workers');
   const q = Queue.create(name, { capacity: 16, maxMessageSize: 16 });
   t.after(() => q.close());
   const count = 20000;
+  // The workers sleep in the kernel without a timeout ('block'): a wake-up that went missing
+  // would leave one asleep with messages queued, and the watchdog would fire.
   const source = `
     const { parentPort, workerData } = require('node:worker_threads');
     const { Queue } = require(workerData.lib);
-    const q = Queue.open(workerData.name);
+    const q = Queue.open(workerData.name, { wait: 'block' });
     const seen = [];
     for (;;) {
       const m = q.receiveSync();
@@ -317,13 +319,21 @@ test('worker threads share a queue by name: each message exactly once', async (t
     parentPort.postMessage(seen);
   `;
   const lib = new URL('../dist/cjs/index.js', import.meta.url).pathname;
-  const workers = [0, 1].map(() => new Worker(source, { eval: true, workerData: { name, lib } }));
+  const workers = [0, 1, 2].map(() => new Worker(source, { eval: true, workerData: { name, lib } }));
   const results = workers.map((w) => new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }));
-  for (let i = 0; i < count; i++) await q.send(bytes(i & 255, (i >> 8) & 255, i >> 16));
+  const message = (i) => bytes(i & 255, (i >> 8) & 255, i >> 16);
+  for (let i = 0; i < count; ) {
+    // Bursts of 1 to 5 (one wake per message committed), single sends and batches.
+    const n = Math.min(count - i, 1 + (i % 5));
+    if (n === 1) await q.send(message(i));
+    else await q.sendMany(Array.from({ length: n }, (_, k) => message(i + k)));
+    i += n;
+    if (i % 997 < 5) await new Promise((resolve) => setImmediate(resolve)); // let them all fall asleep now and then
+  }
   for (const _ of workers) await q.send(bytes(255, 255, 255));
-  const [a, b] = await watchdog(Promise.all(results), 30000, 'workers');
-  for (const seen of [a, b]) for (let i = 1; i < seen.length; i++) assert.ok(seen[i] > seen[i - 1], 'FIFO per producer');
-  const all = [...a, ...b].sort((x, y) => x - y);
+  const seen = await watchdog(Promise.all(results), 60_000, 'workers');
+  for (const list of seen) for (let i = 1; i < list.length; i++) assert.ok(list[i] > list[i - 1], 'FIFO per producer');
+  const all = seen.flat().sort((x, y) => x - y);
   assert.equal(all.length, count);
   assert.deepEqual(all, Array.from({ length: count }, (_, i) => i));
 });

@@ -60,7 +60,8 @@
  *            queue, and futex-waits on the word it read. The other side, after its commit or
  *            release, reads the count and, only if it is non-zero, bumps the word and wakes.
  *            Both orders are seq-cst, so either the waker sees the sleeper or the sleeper sees
- *            the new state: no lost wake-up, and no system call when no one sleeps.
+ *            the new state: no lost wake-up, and no system call when no one sleeps. A
+ *            waker wakes one sleeper per record committed (slot released), not all.
  *
  * Crash recovery (SIGKILL at any instruction):
  *

@@ -479,7 +479,7 @@ export class Queue<T = Uint8Array> {
       const base = ring.base;
       ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
       const ok = ring.commitSend(pos, base, bytes.byteLength);
-      ring.afterSend();
+      ring.afterSend(1);
       if (ok) return true;
       // Reclaimed while we wrote (we were taken for dead): never delivered, so send again.
     }
@@ -505,7 +505,7 @@ export class Queue<T = Uint8Array> {
         ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
         if (ring.commitSend(p, base, bytes.byteLength)) sent++;
       }
-      ring.afterSend();
+      ring.afterSend(n);
       // 0 only if the first record was reclaimed under us: there was room, so try again.
       if (sent !== 0) return sent;
     }
@@ -526,7 +526,7 @@ export class Queue<T = Uint8Array> {
         ring.commitSend(pos, base, SKIP);
         throw err;
       } finally {
-        ring.afterSend();
+        ring.afterSend(1);
       }
       if (ok) return true;
       // Reclaimed (we were taken for dead): call `write` again for a new slot.
@@ -567,7 +567,7 @@ export class Queue<T = Uint8Array> {
       } finally {
         // A message the codec cannot decode is consumed all the same (IPC_ERR_PROTOCOL).
         const ok = ring.release(pos, base);
-        ring.afterReceive();
+        ring.afterReceive(1);
         if (!ok) value = NONE; // reclaimed while we read: the copy may be torn
       }
       if (value !== NONE) return value;
@@ -604,7 +604,7 @@ export class Queue<T = Uint8Array> {
         if (failure === undefined) out.push(value);
         else this.#pending.push(value);
       }
-      ring.afterReceive();
+      ring.afterReceive(n);
     }
     if (failure !== undefined) {
       if (out.length === 0) throw failure;
@@ -629,7 +629,7 @@ export class Queue<T = Uint8Array> {
       const length = ring.i32[base + SLOT_LENGTH]!;
       if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) {
         ring.release(pos, base);
-        ring.afterReceive();
+        ring.afterReceive(1);
         continue;
       }
       const start = (base << 2) + SLOT_HEADER_BYTES;
@@ -637,7 +637,7 @@ export class Queue<T = Uint8Array> {
         read(ring.u8.subarray(start, start + length));
       } finally {
         ring.release(pos, base);
-        ring.afterReceive();
+        ring.afterReceive(1);
       }
       return true;
     }
@@ -720,12 +720,17 @@ export class Queue<T = Uint8Array> {
         if (left <= 0) stop();
         await futex.waitAsync(i32, events, seen, Math.min(left, MAX_SLEEP_MS, ring.stallDeadline(sending)), { signal });
       } catch (err) {
+        // Leaving without trying: a wake meant for us must reach another sleeper.
+        ring.passOn(sending);
         if ((err as IpcError).code === 'IPC_ERR_ABORTED') stop();
         throw err;
       } finally {
         Atomics.sub(i32, sleeping, 1);
       }
-      if (this.#closed) stop();
+      if (this.#closed) {
+        ring.passOn(sending);
+        stop();
+      }
       if (attempt()) return;
     }
   }

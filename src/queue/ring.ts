@@ -107,10 +107,10 @@ export class Ring {
     return Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + 1) | 0) === pos;
   }
 
-  /** Wakes receivers if any sleeps. */
-  afterSend(): void {
+  /** Wakes up to `count` sleeping receivers (one per committed record), if any sleeps. */
+  afterSend(count: number): void {
     // Seq-cst read after the commit: pairs with the sleeper's increment before its re-check.
-    if (Atomics.load(this.i32, W.receiversSleeping) !== 0) this.wakeReceivers();
+    if (Atomics.load(this.i32, W.receiversSleeping) !== 0) this.wakeReceivers(count);
   }
 
   /**
@@ -157,20 +157,39 @@ export class Ring {
     return Atomics.compareExchange(i32, base + SLOT_SEQ, (pos + 1) | 0, (pos + this.capacity) | 0) === ((pos + 1) | 0);
   }
 
-  /** Wakes senders if any sleeps. */
-  afterReceive(): void {
-    if (Atomics.load(this.i32, W.sendersSleeping) !== 0) this.wakeSenders();
+  /** Wakes up to `count` sleeping senders (one per released slot), if any sleeps. */
+  afterReceive(count: number): void {
+    if (Atomics.load(this.i32, W.sendersSleeping) !== 0) this.wakeSenders(count);
   }
 
-  wakeReceivers(): void {
+  /**
+   * Each commit (release) wakes as many sleepers as it made records (slots), not all of them:
+   * a woken sleeper always tries once before it sleeps again or leaves, and one that leaves
+   * without trying (abort, close) passes its wake on (passOn), so no wake is swallowed.
+   */
+  wakeReceivers(count: number): void {
     // Bump first so that a sleeper between reading the word and sleeping gets 'not-equal'.
     Atomics.add(this.i32, W.dataEvents, 1);
-    futex.notify(this.i32, W.dataEvents);
+    futex.notify(this.i32, W.dataEvents, count);
   }
 
-  wakeSenders(): void {
+  wakeSenders(count: number): void {
     Atomics.add(this.i32, W.spaceEvents, 1);
-    futex.notify(this.i32, W.spaceEvents);
+    futex.notify(this.i32, W.spaceEvents, count);
+  }
+
+  /** A sleeper leaving without trying hands its possible wake to another sleeper. */
+  passOn(sending: boolean): void {
+    const i32 = this.i32;
+    if (sending) {
+      const tail = Atomics.load(i32, W.tail);
+      const free = Atomics.load(i32, this.slotOf(tail) + SLOT_SEQ) === tail;
+      if (free && Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(1);
+    } else {
+      const head = Atomics.load(i32, W.head);
+      const committed = Atomics.load(i32, this.slotOf(head) + SLOT_SEQ) === ((head + 1) | 0);
+      if (committed && Atomics.load(i32, W.receiversSleeping) !== 0) this.wakeReceivers(1);
+    }
   }
 
   /** Makes the next failed attempt look for a stall (waiters call this before they sleep). */
@@ -249,7 +268,7 @@ export class Ring {
     if (Atomics.compareExchange(i32, W.head, pos, (pos + 1) | 0) !== pos) return RETRY;
     if (Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + this.capacity) | 0) === pos) {
       Atomics.add(i32, W.skippedRecords, 1);
-      if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders();
+      if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(1);
       return RETRY;
     }
     // The producer committed after all: we own a committed record at pos.
