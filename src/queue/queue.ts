@@ -305,7 +305,7 @@ export class Queue<T = Uint8Array> {
         if ((i & 63) === 0 && now() >= end) break;
       }
     }
-    this.#waitSync(false, () => (got = this.#take()) !== NONE, options, 'receiveSync');
+    this.#waitSync(false, () => (got = this.#take()) !== NONE, options, 'receiveSync', true);
     return got as T;
   }
 
@@ -652,7 +652,7 @@ export class Queue<T = Uint8Array> {
     }
   }
 
-  #waitSync(sending: boolean, attempt: () => boolean, options: SyncWaitOptions | undefined, what: string): void {
+  #waitSync(sending: boolean, attempt: () => boolean, options: SyncWaitOptions | undefined, what: string, spun = false): void {
     const timeout = checkTimeout(options?.timeout, `${what}`);
     const start = now();
     const deadline = start + timeout;
@@ -666,7 +666,7 @@ export class Queue<T = Uint8Array> {
         if (now() >= deadline) throw timeoutError(`queue '${this.#name}' ${what}`, timeout);
       }
     }
-    if (this.#wait === 'spin-then-block' && this.#spin(attempt, Math.min(this.#spinMs, timeout))) return;
+    if (this.#wait === 'spin-then-block' && !spun && this.#spin(attempt, Math.min(this.#spinMs, timeout))) return;
     for (;;) {
       Atomics.add(i32, sleeping, 1); // seq-cst; pairs with the waker's load after its commit/release
       try {
