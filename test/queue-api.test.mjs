@@ -96,6 +96,37 @@ test('wrong kind, version, geometry or size of segment is IPC_ERR_INCOMPATIBLE',
   assert.throws(() => Queue.open(plain), { code: 'IPC_ERR_INCOMPATIBLE', message: /magic/ });
 });
 
+test('corrupted cursors or sequence words never hang a call or read out of bounds', async (t) => {
+  const name = named(t, 'corrupt');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
+  t.after(() => q.close());
+  const raw = SharedMemory.open(name);
+  t.after(() => raw.close());
+  const i32 = new Int32Array(raw.buffer);
+  const slot = (i) => 128 + i * (i32[68 / 4] / 4);
+  // A sequence word ahead of both cursors: send reports full, receive reports empty.
+  i32[slot(0)] = 1000;
+  assert.equal(q.trySend(bytes(1)), false);
+  assert.equal(q.tryReceive(), undefined);
+  assert.throws(() => q.sendSync(bytes(1), { timeout: 20 }), { code: 'IPC_ERR_TIMEOUT' });
+  await expectCode(() => q.receive({ timeout: 20 }), 'IPC_ERR_TIMEOUT');
+  // Random cursors and sequences, and lengths beyond the slot: only in-bounds reads, no hang.
+  let random = 42;
+  const rand = () => (random = (random * 1103515245 + 12345) % 2 ** 31);
+  for (let round = 0; round < 500; round++) {
+    i32[128 / 4] = rand(); // tail
+    i32[192 / 4] = rand(); // head
+    for (let i = 0; i < 4; i++) {
+      i32[slot(i)] = round % 3 === 0 ? rand() : (i32[192 / 4] + 1 + (rand() % 3)) | 0;
+      i32[slot(i) + 2] = rand() % 3 === 0 ? rand() : rand() % 16;
+    }
+    q.trySend(bytes(round & 255));
+    const m = q.tryReceive();
+    if (m !== undefined) assert.ok(m.byteLength <= 8);
+    q.tryReceiveMany(4);
+  }
+});
+
 test('full, empty, too large: try forms report, nothing changes', (t) => {
   const name = named(t, 'full');
   const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });

@@ -89,7 +89,9 @@ export class Ring {
         if ((++this.#sendMisses & STALL_CHECK_EVERY) === 0 && this.#sendStall(pos, base, seq)) continue;
         return 0;
       }
-      // dif > 0: another producer claimed pos; read the new tail.
+      // dif > 0: another producer claimed pos; read the new tail. If tail has not moved, the
+      // slot is ahead of it, which only corrupted memory can do: report full, never spin here.
+      else if (Atomics.load(i32, W.tail) === pos) return 0;
     }
   }
 
@@ -141,6 +143,9 @@ export class Ring {
         const stall = this.#receiveStall(pos, base, seq);
         if (stall === RETRY) continue;
         return stall === CLAIMED ? 1 : 0;
+      } else if (Atomics.load(i32, W.head) === pos) {
+        // Ahead of head without head moving: corrupted memory. Report empty, never spin here.
+        return 0;
       }
     }
   }
