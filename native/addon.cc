@@ -85,5 +85,7 @@ static void PinToCpu(const FunctionCallbackInfo<Value>& args) {
 NODE_MODULE_INIT(/* exports, module, context */) {
   ipc::InitShm(exports, context);
   ipc::InitFutex(exports, context);
+  ipc::InitLifeline(exports, context);
+  ipc::InitFifo(exports, context);
   ipc::SetMethod(context, exports, "pinToCpu", ipc::PinToCpu);
 }

@@ -25,5 +25,7 @@ void SetMethod(v8::Local<v8::Context> context, v8::Local<v8::Object> target, con
 
 void InitShm(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
 void InitFutex(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
+void InitLifeline(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
+void InitFifo(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
 
 }  // namespace ipc

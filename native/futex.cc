@@ -60,7 +60,8 @@ static void FutexWait(const FunctionCallbackInfo<Value>& args) {
 
   struct timespec deadline;
   const struct timespec* deadline_ptr = nullptr;
-  if (std::isfinite(timeout_ms)) {
+  // Beyond ~31 years a deadline would overflow time_t arithmetic: that is "forever" anyway.
+  if (std::isfinite(timeout_ms) && timeout_ms < 1e12) {
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     double ns = std::floor(timeout_ms * 1e6);
     deadline.tv_sec += static_cast<time_t>(ns / 1e9);
@@ -227,7 +228,14 @@ class AsyncWaits {
           unsupported_ = true;
           return;
         }
-        if (r >= 1) Fire(snapshot[r - 1].first);
+        if (r >= 1) {
+          // A wake meant for a group whose waiters all left (timeout, abort) before we rebuilt our
+          // list would be lost for a wake-one user (a lock, a semaphore): pass it on.
+          if (by_id_.count(snapshot[r - 1].first) == 0) {
+            syscall(SYS_futex, reinterpret_cast<int32_t*>(entries[r].uaddr), FUTEX_WAKE, 1, nullptr, nullptr, 0);
+          }
+          Fire(snapshot[r - 1].first);
+        }
         // futex_waitv reports only one woken index; a word that changed is treated as woken too,
         // which also covers a wake that raced with our building of the list (EAGAIN).
         for (size_t i = 1; i < n; i++) {

@@ -7,6 +7,27 @@ export { futex } from './sync/futex.js';
 export type { WaitResult } from './sync/futex.js';
 export { resolveCodec } from './codec/index.js';
 export type { Codec, CodecName, CodecOption } from './codec/index.js';
+export { Mutex } from './sync/mutex.js';
+export type { MutexOptions, MutexPlacedOptions, LockOptions, LockSyncOptions } from './sync/mutex.js';
+export { Semaphore } from './sync/semaphore.js';
+export type { SemaphoreOptions, SemaphorePlacedOptions, AcquireOptions, AcquireSyncOptions } from './sync/semaphore.js';
+export { Condition } from './sync/condition.js';
+export type { ConditionOptions, ConditionPlacedOptions, ConditionWaitOptions, ConditionWaitSyncOptions } from './sync/condition.js';
+export { RWLock } from './sync/rwlock.js';
+export type { RWLockOptions, RWLockPlacedOptions, RWLockWaitOptions, RWLockWaitSyncOptions } from './sync/rwlock.js';
+export { Barrier } from './sync/barrier.js';
+export type { BarrierOptions, BarrierPlacedOptions, BarrierWaitOptions, BarrierWaitSyncOptions } from './sync/barrier.js';
+export { listen, connect, ChannelServer, Channel, RemoteError, channelFromStreams, childChannel } from './channel/index.js';
+export type {
+  ListenOptions,
+  ConnectOptions,
+  AcceptOptions,
+  ChannelOptions,
+  SendOptions,
+  ReceiveOptions,
+  RequestOptions,
+  ChildChannelOptions,
+} from './channel/index.js';
 export { Queue } from './queue/index.js';
 export type {
   QueueCreateOptions,

@@ -14,6 +14,13 @@ export interface AsyncWaitApi {
   watcherCount(): number;
 }
 
+/** This thread's lifeline (native/lifeline.cc): a token held by a kernel byte-range lock. */
+export interface LifelineApi {
+  token: number;
+  /** True while some live thread holds `token`'s lifeline. */
+  alive(token: number): boolean;
+}
+
 export interface NativeBinding {
   shmOpen(
     osName: string,
@@ -27,6 +34,9 @@ export interface NativeBinding {
   futexWake(sab: SharedArrayBuffer, byteOffset: number, count: number): number;
   asyncInit(onFired: (ids: number[]) => void): AsyncWaitApi;
   pinToCpu(cpu: number): void;
+  lifelineInit(registryName: string): LifelineApi;
+  /** Creates a FIFO with exactly `mode` (fifo:// channels). */
+  mkfifo(path: string, mode: number): void;
 }
 
 /** Where the addon is looked for; INTERPROCESS_NATIVE overrides it (used by tests and packagers). */

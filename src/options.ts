@@ -43,3 +43,23 @@ export function checkInteger(value: unknown, name: string, min: number, max: num
   if (value < min || value > max) throw new RangeError(`${name} must be in [${min}, ${max}], got ${value}`);
   return value;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * setTimeout for any delay: Node fires timers longer than 2^31-1 ms after 1 ms (with a warning),
+ * so long delays are chained. Returns a function that cancels it.
+ */
+export function startTimer(ms: number, fn: () => void): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = Date.now() + ms;
+  const arm = (left: number): void => {
+    timer = setTimeout(() => {
+      const remaining = deadline - Date.now();
+      if (remaining > 0) arm(remaining);
+      else fn();
+    }, Math.min(left, MAX_TIMER_MS));
+  };
+  if (ms !== Infinity) arm(ms);
+  return () => clearTimeout(timer);
+}

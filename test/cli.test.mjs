@@ -53,3 +53,79 @@ test('bench prints a table by default and rejects bad options with exit code 2',
   assert.equal(help.code, 0);
   assert.match(help.stdout, /bench/);
 });
+
+test('ls, inspect, rm and gc: gc removes only objects no live process uses', async (t) => {
+  const { startChild, uniqueName, watchdog } = await import('./helpers.mjs');
+  const held = uniqueName('held');
+  const orphan = uniqueName('orphan');
+  t.after(() => {
+    for (const n of [held, orphan]) fs.rmSync(`/dev/shm/interprocess.${n}`, { force: true });
+  });
+  const holder = startChild('shm-child.mjs', ['hold', held, 4096]);
+  const { pid } = await watchdog(holder.next('holding'), 10_000, 'holder');
+  const creator = startChild('shm-child.mjs', ['create', orphan, 128]);
+  await watchdog(creator.next('created'), 10_000, 'creator');
+  creator.send({ cmd: 'exit' });
+  await creator.exited;
+
+  const ls = await cli(['ls', '--json']);
+  assert.equal(ls.code, 0, ls.stderr);
+  const objects = JSON.parse(ls.stdout);
+  const heldInfo = objects.find((o) => o.name === held);
+  assert.equal(heldInfo.kind, 'shm');
+  assert.equal(heldInfo.byteLength, 4096);
+  assert.deepEqual(heldInfo.attached.map((a) => a.pid), [pid]);
+  assert.deepEqual(objects.find((o) => o.name === orphan).attached, []);
+  assert.match((await cli(['ls'])).stdout, new RegExp(`${held}\\s+4096`));
+
+  const inspect = await cli(['inspect', held, '--json']);
+  assert.equal(inspect.code, 0);
+  assert.equal(JSON.parse(inspect.stdout).mode, 0o600);
+  assert.match((await cli(['inspect', held])).stdout, new RegExp(`attached\\s+${pid} \\(node\\)`));
+  const missing = await cli(['inspect', uniqueName('none')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /IPC_ERR_NOT_FOUND/);
+  assert.match((await cli(['inspect', 'bad/name'])).stderr, /IPC_ERR_INVALID_NAME/);
+  assert.equal((await cli(['inspect'])).code, 2);
+
+  const young = JSON.parse((await cli(['gc', '--json', '--min-age', '3600'])).stdout);
+  assert.ok(!young.removed.includes(orphan), 'objects younger than --min-age are kept');
+  const dry = JSON.parse((await cli(['gc', '--json', '--dry-run', '--min-age', '0'])).stdout);
+  assert.ok(dry.removed.includes(orphan));
+  assert.ok(fs.existsSync(`/dev/shm/interprocess.${orphan}`), 'dry run removes nothing');
+  const gc = JSON.parse((await cli(['gc', '--json', '--min-age', '0'])).stdout);
+  assert.ok(gc.removed.includes(orphan));
+  assert.ok(!gc.removed.includes(held));
+  assert.ok(gc.kept.some((k) => k.name === held && k.reason.includes(String(pid))));
+  assert.ok(!fs.existsSync(`/dev/shm/interprocess.${orphan}`));
+  assert.ok(fs.existsSync(`/dev/shm/interprocess.${held}`), 'gc never touches a live object');
+
+  holder.send({ cmd: 'exit' });
+  await holder.exited;
+  const rm = await cli(['rm', held, '--json']);
+  assert.equal(rm.code, 0);
+  assert.deepEqual(JSON.parse(rm.stdout), { removed: [held], missing: [] });
+  const again = await cli(['rm', held]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /IPC_ERR_NOT_FOUND/);
+});
+
+test('ls and inspect show the kind and state of library objects', async (t) => {
+  const { Mutex, Semaphore, SharedMemory } = await import('interprocess');
+  const { uniqueName } = await import('./helpers.mjs');
+  const m = uniqueName('mx');
+  const s = uniqueName('sem');
+  t.after(() => [m, s].forEach((n) => SharedMemory.remove(n)));
+  const mutex = Mutex.create(m);
+  mutex.lockSync();
+  Semaphore.create(s, { initial: 3 });
+  const objects = JSON.parse((await cli(['ls', '--json'])).stdout);
+  const mi = objects.find((o) => o.name === m);
+  assert.equal(mi.kind, 'Mutex');
+  assert.equal(mi.header.valid, true);
+  assert.deepEqual(mi.details, { state: 'held', ownerAlive: true, waiters: false });
+  assert.deepEqual(objects.find((o) => o.name === s).details, { permits: 3, sleepers: 0 });
+  mutex.unlock();
+  assert.equal(JSON.parse((await cli(['inspect', m, '--json'])).stdout).details.state, 'free');
+  assert.match((await cli(['inspect', s])).stdout, /permits\s+3/);
+});

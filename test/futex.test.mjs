@@ -175,3 +175,37 @@ test('a worker can use waitAsync and exit cleanly while waits are pending', asyn
   assert.equal(await watchdog(result, 10_000, 'worker waitAsync'), 'ok');
   assert.equal(await watchdog(worker.terminate(), 10_000, 'worker terminate'), 1);
 });
+
+test('no lost wake-ups: 3000 rounds of ping-pong between processes, both sides parked in waits', async (t) => {
+  const s = segment(t);
+  const child = startChild('futex-child.mjs', ['pong', s.name, 0]);
+  await watchdog(child.next('ready'), 10_000, 'child start');
+  const rounds = 3000;
+  await watchdog(
+    (async () => {
+      for (let i = 0; i < rounds; i++) {
+        Atomics.store(s.i32, 0, 1);
+        futex.notify(s.i32, 0);
+        // Alternate the blocking and the async wait on this side.
+        if (i % 2 === 0) while (Atomics.load(s.i32, 0) === 1) futex.wait(s.i32, 0, 1, 1000);
+        else while (Atomics.load(s.i32, 0) === 1) await futex.waitAsync(s.i32, 0, 1);
+      }
+    })(),
+    60_000,
+    'ping-pong',
+  );
+  Atomics.store(s.i32, 0, 2);
+  futex.notify(s.i32, 0);
+  assert.equal((await watchdog(child.next('done'), 10_000, 'child done')).rounds, rounds);
+  await child.exited;
+});
+
+test('timeouts too large for a deadline mean forever, not an error', async (t) => {
+  const s = segment(t);
+  Atomics.store(s.i32, 9, 5);
+  assert.equal(futex.wait(s.i32, 9, 0, 1e300), 'not-equal');
+  const pending = futex.waitAsync(s.i32, 9, 5, 1e300);
+  Atomics.store(s.i32, 9, 6);
+  futex.notify(s.i32, 9);
+  assert.equal(await watchdog(pending, 5000, 'long-timeout wait'), 'ok');
+});

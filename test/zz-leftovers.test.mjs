@@ -6,12 +6,29 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-function ours(dir, prefix) {
+function alive(pid) {
   try {
-    return fs.readdirSync(dir).filter((e) => e.startsWith(prefix));
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM';
+  }
+}
+
+// Test names are t-<pid>-...: an object whose creating process still runs belongs to another
+// test run in progress on this machine, not to this run (all of whose processes have exited).
+function ours(dir, prefix) {
+  let entries;
+  try {
+    entries = fs.readdirSync(dir);
   } catch {
     return [];
   }
+  return entries.filter((e) => {
+    if (!e.startsWith(prefix)) return false;
+    const pid = Number(/^t-(\d+)-/.exec(e.slice(prefix.length - 2))?.[1]);
+    return !(pid > 0 && alive(pid));
+  });
 }
 
 test('no leftovers in /dev/shm, /dev/mqueue or the socket folder', () => {

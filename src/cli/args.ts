@@ -33,20 +33,24 @@ export function parseArgs(argv: string[], valued: readonly string[], booleans: r
   return { positionals, flags };
 }
 
-export function numberFlag(parsed: Parsed, key: string): number | undefined {
+export function numberFlag(parsed: Parsed, key: string, { allowZero = false } = {}): number | undefined {
   const value = parsed.flags.get(key);
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (typeof value !== 'string' || !Number.isFinite(n) || n <= 0) throw new UsageError(`--${key} must be a positive number`);
+  if (typeof value !== 'string' || value.trim() === '' || !Number.isFinite(n) || n < 0 || (n === 0 && !allowZero)) {
+    throw new UsageError(`--${key} must be a ${allowZero ? 'non-negative' : 'positive'} number`);
+  }
   return n;
 }
 
-/** Fixed-width text table; numbers right-aligned. */
+/** Fixed-width text table. Columns whose every cell is a figure are right-aligned. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const figure = /^(?:[\d.,]+ ?(?:ns|µs|ms|s|B|KiB|MiB|GiB|k|M|x)?|-|)$/;
+  const numeric = header.map((_, i) => i > 0 && rows.every((r) => figure.test(r[i] ?? '')));
   const line = (cells: string[]): string =>
     cells
-      .map((c, i) => (i > 0 && /^[\d.,~x<>-]/.test(c) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');

@@ -16,7 +16,7 @@
  */
 import { abortError, fromNative } from '../errors.js';
 import { native, type AsyncWaitApi } from '../native.js';
-import { checkSignal, checkTimeout } from '../options.js';
+import { checkSignal, checkTimeout, startTimer } from '../options.js';
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
 
@@ -111,14 +111,14 @@ function waitAsync(
       throw fromNative(err, 'futex.waitAsync');
     }
     return new Promise<WaitResult>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
+      let cancelTimer: (() => void) | undefined;
       const onAbort = (): void => {
         leave();
         reject(abortError('futex.waitAsync', signal?.reason));
       };
       const waiter: Waiter = {
         settle(result) {
-          if (timer !== undefined) clearTimeout(timer);
+          cancelTimer?.();
           signal?.removeEventListener('abort', onAbort);
           resolve(result);
         },
@@ -130,17 +130,17 @@ function waitAsync(
           if (set.size === 0) groups.delete(id);
           watcher.unwatch(id);
         }
-        if (timer !== undefined) clearTimeout(timer);
+        cancelTimer?.();
         signal?.removeEventListener('abort', onAbort);
       };
       let set = groups.get(id);
       if (set === undefined) groups.set(id, (set = new Set()));
       set.add(waiter);
       if (ms !== Infinity) {
-        timer = setTimeout(() => {
+        cancelTimer = startTimer(ms, () => {
           leave();
           resolve('timed-out');
-        }, ms);
+        });
       }
       signal?.addEventListener('abort', onAbort, { once: true });
     });

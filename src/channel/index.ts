@@ -1,0 +1,205 @@
+/**
+ * listen / connect by address, and the server object. The transport is chosen by the
+ * address's scheme from `transports`; a new transport is one file plus one line here.
+ */
+import { abortError, closedError, IpcError, isIpcError, timeoutError } from '../errors.js';
+import { checkOptions, checkSignal, checkTimeout } from '../options.js';
+import {
+  channelFromLink,
+  channelOptionKeys,
+  resolveChannelOptions,
+  type Channel,
+  type ChannelOptions,
+  type ResolvedChannelOptions,
+} from './channel.js';
+import { fifoTransport } from './fifo.js';
+import type { Link } from './link.js';
+import { pipeTransport } from './pipe.js';
+import { tcpTransport } from './tcp.js';
+import { parseAddress, type Listener, type Transport } from './transport.js';
+import { unixTransport } from './unix.js';
+
+const transports = new Map<string, Transport>();
+
+/** Adds a transport for `scheme://` addresses (used by the library's own transports). */
+export function registerTransport(transport: Transport): void {
+  transports.set(`${transport.scheme}:`, transport);
+}
+
+registerTransport(unixTransport);
+registerTransport(tcpTransport);
+registerTransport(pipeTransport);
+registerTransport(fifoTransport);
+
+function transportFor(url: URL, address: string, where: string): Transport {
+  const transport = transports.get(url.protocol);
+  if (transport === undefined) {
+    const known = [...transports.keys()].map((s) => `${s}//`).join(', ');
+    throw new TypeError(`${where}: unknown transport '${url.protocol}' in '${address}' (known: ${known})`);
+  }
+  return transport;
+}
+
+export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
+  /** unix:// and fifo://: mode of the socket file or FIFO (default 0o600). */
+  mode?: number;
+}
+
+export interface ConnectOptions<T = unknown> extends ChannelOptions<T> {
+  /** Give up connecting after this many ms: IPC_ERR_TIMEOUT. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+export interface AcceptOptions {
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+interface AcceptWaiter<T> {
+  resolve(channel: Channel<T>): void;
+  reject(error: unknown): void;
+}
+
+const serverToken = Symbol('ChannelServer.internal');
+
+/**
+ * A listening server: yields one Channel per connection (`for await`, or `accept()`), in
+ * arrival order. Closing the server stops accepting and releases the address; channels
+ * already handed out stay open, those not yet accepted are closed.
+ */
+export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
+  readonly #listener: Listener;
+  readonly #options: ResolvedChannelOptions;
+  readonly #backlog: Channel<T>[] = [];
+  readonly #waiters: AcceptWaiter<T>[] = [];
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(token: symbol, listener: Listener, options: ResolvedChannelOptions) {
+    if (token !== serverToken) throw new TypeError('ChannelServer cannot be constructed directly: use listen()');
+    this.#listener = listener;
+    this.#options = options;
+    listener.start((link) => this.#onLink(link));
+  }
+
+  /** The address clients connect to (with the real port for tcp://host:0). */
+  get address(): string {
+    return this.#listener.address;
+  }
+
+  #onLink(link: Link): void {
+    if (this.#closed) {
+      link.destroy();
+      return;
+    }
+    const channel = channelFromLink<T>(link, this.#options, `channel from ${this.address}`);
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) waiter.resolve(channel);
+    else this.#backlog.push(channel);
+  }
+
+  /** The next connection's channel; IPC_ERR_CLOSED once the server is closed. */
+  accept(opts?: AcceptOptions): Promise<Channel<T>> {
+    let timeout: number;
+    let signal: AbortSignal | undefined;
+    try {
+      const o = checkOptions<AcceptOptions>(opts, ['timeout', 'signal'], 'accept');
+      timeout = checkTimeout(o.timeout, 'accept');
+      signal = checkSignal(o.signal, 'accept');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const ready = this.#backlog.shift();
+    if (ready !== undefined) return Promise.resolve(ready);
+    if (this.#closed) return Promise.reject(closedError(`server ${this.address}`));
+    if (signal?.aborted) return Promise.reject(abortError('accept', signal.reason));
+    return new Promise<Channel<T>>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const giveUp = (error: IpcError) => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        done();
+        reject(error);
+      };
+      const onAbort = () => giveUp(abortError('accept', signal?.reason));
+      const waiter: AcceptWaiter<T> = {
+        resolve: (channel) => {
+          done();
+          resolve(channel);
+        },
+        reject: (error) => {
+          done();
+          reject(error);
+        },
+      };
+      if (timeout !== Infinity) timer = setTimeout(() => giveUp(timeoutError('accept', timeout)), timeout);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Channel<T>> {
+    for (;;) {
+      let channel: Channel<T>;
+      try {
+        channel = await this.accept();
+      } catch (err) {
+        if (isIpcError(err, 'IPC_ERR_CLOSED')) return;
+        throw err;
+      }
+      yield channel;
+    }
+  }
+
+  /** Stops listening and releases the address. Idempotent; never rejects. */
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    this.#closed = true;
+    const error = closedError(`server ${this.address}`);
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    const unaccepted = this.#backlog.splice(0).map((channel) => channel.close());
+    this.#closing = Promise.all([this.#listener.close(), ...unaccepted]).then(() => undefined);
+    return this.#closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** Listens on `address` (unix:///path, tcp://host:port, fifo:///path). */
+export async function listen<T = unknown>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
+  const url = parseAddress(address, 'listen');
+  const transport = transportFor(url, address, 'listen');
+  const o = checkOptions<ListenOptions<T>>(opts, [...channelOptionKeys, ...transport.listenKeys], `listen(${address})`);
+  if (transport.listen === undefined) throw new TypeError(`listen: '${url.protocol}//' addresses cannot listen (connect to them instead)`);
+  const options = resolveChannelOptions(o, `listen(${address})`);
+  const extra: Record<string, unknown> = {};
+  for (const key of transport.listenKeys) extra[key] = (o as Record<string, unknown>)[key];
+  const listener = await transport.listen(url, address, { options, extra });
+  return new ChannelServer<T>(serverToken, listener, options);
+}
+
+/** Connects to `address` (unix:///path, tcp://host:port, fifo:///path, pipe://fd/N, pipe://stdio). */
+export async function connect<T = unknown>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
+  const url = parseAddress(address, 'connect');
+  const transport = transportFor(url, address, 'connect');
+  const o = checkOptions<ConnectOptions<T>>(opts, [...channelOptionKeys, 'timeout', 'signal'], `connect(${address})`);
+  const options = resolveChannelOptions(o, `connect(${address})`);
+  const timeout = checkTimeout(o.timeout, 'connect');
+  const signal = checkSignal(o.signal, 'connect');
+  const link = await transport.connect(url, address, { options, timeout, signal });
+  return channelFromLink<T>(link, options, `channel to ${address}`);
+}
+
+export { Channel, RemoteError, channelFromLink, resolveChannelOptions } from './channel.js';
+export type { ChannelOptions, SendOptions, ReceiveOptions, RequestOptions, ResolvedChannelOptions } from './channel.js';
+export { channelFromStreams, childChannel } from './pipe.js';
+export type { ChildChannelOptions } from './pipe.js';
+export type { Link, LinkHandler } from './link.js';
+export type { Transport, Listener } from './transport.js';

@@ -1,0 +1,103 @@
+/**
+ * The transport registry: an address's scheme picks the transport (`unix://`, `tcp://`,
+ * `fifo://`, `pipe://`). A transport is one file exporting a `Transport`; adding one is that
+ * file plus one `registerTransport(...)` line in index.ts of this folder.
+ *
+ * Writing a transport (e.g. `shm://name`, a pair of shared-memory queues per connection):
+ *   - `connect` resolves with a Link; `listen` with a Listener whose `start(onLink)` hands
+ *     over one Link per accepted connection and whose `close()` releases the address.
+ *   - A Link carries (type, id, payload) frames (see framing.ts for the types); it need not
+ *     use the byte framing, but it must enforce `options.maxMessageSize` on what it accepts
+ *     from the peer, call `done` of every write exactly once (error = not delivered), copy a
+ *     `borrowed` payload before write() returns if it keeps it, report the peer's end or
+ *     death through `ended` (never synchronously from start), and honour pause/resume.
+ *   - Add the scheme to `transports` and `channelPair` in test/channel-common.mjs: the
+ *     conformance suite then runs against it unchanged.
+ */
+import { IpcError } from '../errors.js';
+import type { Link } from './link.js';
+import type { ResolvedChannelOptions } from './channel.js';
+
+export interface ListenContext {
+  options: ResolvedChannelOptions;
+  /** Transport-specific listen options (only the keys in `listenKeys`). */
+  extra: Record<string, unknown>;
+}
+
+export interface ConnectContext {
+  options: ResolvedChannelOptions;
+  /** Remaining time for the connection attempt (Infinity = none). */
+  timeout: number;
+  signal: AbortSignal | undefined;
+}
+
+/** A transport-level server: hands each accepted connection over as a Link. */
+export interface Listener {
+  /** The address clients use (with the real port when tcp port 0 was asked). */
+  readonly address: string;
+  start(onLink: (link: Link) => void): void;
+  /** Stops accepting and releases the address (unlinks a socket file). */
+  close(): Promise<void>;
+}
+
+export interface Transport {
+  readonly scheme: string;
+  /** Option keys `listen` accepts for this transport beyond the channel options. */
+  readonly listenKeys: readonly string[];
+  listen?(url: URL, address: string, context: ListenContext): Promise<Listener>;
+  connect(url: URL, address: string, context: ConnectContext): Promise<Link>;
+}
+
+/** Parses an address into its URL; bad addresses are TypeErrors. */
+export function parseAddress(address: unknown, where: string): URL {
+  if (typeof address !== 'string') throw new TypeError(`${where}: address must be a string like 'unix:///tmp/app.sock' or 'tcp://127.0.0.1:7000'`);
+  let url: URL;
+  try {
+    url = new URL(address);
+  } catch {
+    throw new TypeError(`${where}: '${address}' is not an address (expected e.g. 'unix:///tmp/app.sock' or 'tcp://127.0.0.1:7000')`);
+  }
+  return url;
+}
+
+/**
+ * Maps a Node socket/fs error to a coded IpcError. `listening`: the error came from creating
+ * an address (ENOENT then means a missing directory, not a missing server).
+ */
+export function socketError(err: unknown, what: string, listening = false): IpcError {
+  const e = err as NodeJS.ErrnoException;
+  const errno = typeof e?.code === 'string' ? e.code : undefined;
+  let code: IpcError['code'];
+  let reason: string;
+  switch (errno) {
+    case 'ENOENT':
+    case 'ECONNREFUSED':
+    case 'ENXIO':
+      code = 'IPC_ERR_NOT_FOUND';
+      reason = listening ? 'the directory does not exist' : 'no server is listening';
+      break;
+    case 'EADDRINUSE':
+    case 'EEXIST':
+      code = 'IPC_ERR_EXISTS';
+      reason = 'the address is in use';
+      break;
+    case 'EACCES':
+    case 'EPERM':
+      code = 'IPC_ERR_PERMISSION';
+      reason = 'permission denied';
+      break;
+    case 'EMFILE':
+    case 'ENFILE':
+      code = 'IPC_ERR_LIMIT';
+      reason = 'too many open files';
+      break;
+    default:
+      code = 'IPC_ERR_SYSTEM';
+      reason = e?.message ?? String(err);
+  }
+  return new IpcError(code, `${what}: ${reason}${errno ? ` [${e.syscall ?? 'socket'}: ${errno}]` : ''}`, {
+    cause: err,
+    ...(e?.syscall !== undefined ? { syscall: e.syscall } : {}),
+    ...(errno !== undefined ? { errno } : {}),
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * `interprocess gc [--dry-run] [--min-age SECONDS] [--json]`: removes objects that no live
+ * process uses. "Uses" is what the kernel says (a mapping or an open descriptor, see
+ * objects.ts), so a live user is never missed; objects younger than --min-age (default 5 s)
+ * are kept, because their creator may be between creating and mapping them.
+ */
+import { SharedMemory } from '../shm/shared-memory.js';
+import { numberFlag, parseArgs, UsageError } from './args.js';
+import { listObjects } from './objects.js';
+
+export const GC_HELP = 'usage: interprocess gc [--dry-run] [--min-age SECONDS] [--json]';
+
+export async function gcCommand(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, ['min-age'], ['json', 'dry-run', 'help']);
+  if (args.flags.has('help')) return void process.stdout.write(GC_HELP + '\n'), 0;
+  if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${args.positionals[0]}`);
+  const minAgeMs = (args.flags.has('min-age') ? numberFlag(args, 'min-age', { allowZero: true })! : 5) * 1000;
+  const dryRun = args.flags.has('dry-run');
+  const removed: string[] = [];
+  const kept: { name: string; reason: string }[] = [];
+  for (const o of listObjects()) {
+    if (o.attached.length > 0) {
+      kept.push({ name: o.name, reason: `in use by pid ${o.attached.map((a) => a.pid).join(', ')}` });
+    } else if (Date.now() - Date.parse(o.modifiedAt) < minAgeMs) {
+      kept.push({ name: o.name, reason: 'younger than --min-age' });
+    } else {
+      if (!dryRun) SharedMemory.remove(o.name);
+      removed.push(o.name);
+    }
+  }
+  if (args.flags.has('json')) process.stdout.write(JSON.stringify({ dryRun, removed, kept }, null, 2) + '\n');
+  else {
+    for (const name of removed) process.stdout.write(`${dryRun ? 'would remove' : 'removed'} ${name}\n`);
+    for (const k of kept) process.stdout.write(`kept ${k.name}: ${k.reason}\n`);
+  }
+  return 0;
+}

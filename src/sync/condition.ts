@@ -1,0 +1,228 @@
+/**
+ * Condition: a condition variable across processes and threads, used with a Mutex. Contract: a
+ * notify that happens after a waiter released the mutex in wait() wakes that waiter (or another
+ * one that was waiting): no notification is lost. As with every condition variable, wake-ups
+ * can be spurious: wait in a loop that re-checks the predicate under the mutex.
+ *
+ * Body layout (behind the 64-byte common header; int32 words):
+ *   offset  size  field
+ *   0       4     sequence  bumped by every notify; waiters sleep on the value they read
+ *   4       4     sleepers  waiters between registering and returning; notify calls
+ *                           futex.notify only if > 0
+ *   8       56    reserved (zero)
+ *
+ * wait: sleepers++, read sequence, unlock the mutex, sleep while sequence is unchanged, relock.
+ * A notify after the unlock changes the sequence first, so the waiter either sees the change or
+ * is asleep on the old value when the wake-up comes (futex semantics). A waiter that times out
+ * but finds the sequence changed returns as notified, so the notification it may have consumed
+ * is not lost; an aborted one hands it on. The mutex is always relocked before wait returns or
+ * rejects (also on timeout and abort), like pthread_cond_timedwait.
+ */
+import { IpcError, closedError, isIpcError } from '../errors.js';
+import { checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { Kind } from '../shm/header.js';
+import { SharedMemory } from '../shm/shared-memory.js';
+import { futex } from './futex.js';
+import { mutexCore, type MutexCore } from './mutex.js';
+import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
+import { notOwnerError } from './robust.js';
+import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
+
+const SEQUENCE = 0;
+const SLEEPERS = 1;
+
+const layout: SyncLayout = {
+  kind: Kind.Condition,
+  version: 1,
+  bodyBytes: 64,
+  init(buffer, base) {
+    new Int32Array(buffer, base, 16).fill(0);
+  },
+};
+
+class SequenceOp implements WaitOp {
+  parkIndex = SEQUENCE;
+  parkExpected: number;
+  parkInterval = Infinity;
+
+  constructor(
+    readonly i32: Int32Array,
+    readonly seen: number,
+  ) {
+    this.parkExpected = seen;
+  }
+
+  attempt(): boolean {
+    // Pairs with the add in notify.
+    return Atomics.load(this.i32, SEQUENCE) !== this.seen;
+  }
+
+  prepare(): boolean {
+    return this.attempt();
+  }
+
+  spinWorthwhile(): boolean {
+    return false; // the notifier needs the mutex we just released; let it run
+  }
+
+  leave(): void {}
+}
+
+export type ConditionOptions = NamedObjectOptions;
+export type ConditionPlacedOptions = PlacedOptions;
+export type ConditionWaitOptions = WaitOptions;
+export type ConditionWaitSyncOptions = SyncWaitOptions;
+
+const token = Symbol('Condition');
+
+export class Condition {
+  readonly name: string | undefined;
+  readonly created: boolean;
+  #i32: Int32Array | undefined;
+  #shm: SharedMemory | undefined;
+  #what: string;
+
+  /** Bytes a Condition takes inside a SharedMemory. */
+  static readonly byteLength: number = placedByteLength(layout);
+
+  /** @internal */
+  constructor(key: symbol, name: string | undefined, at: Attached) {
+    if (key !== token) throw new TypeError('use Condition.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
+    this.name = name;
+    this.created = at.created;
+    this.#shm = at.shm;
+    this.#what = at.what;
+    this.#i32 = new Int32Array(at.buffer, at.base, 16);
+  }
+
+  static create(name: string, options?: ConditionOptions): Condition {
+    return named(name, 'create', options, 'Condition.create');
+  }
+
+  static open(name: string, options?: Pick<ConditionOptions, 'initTimeout'>): Condition {
+    return named(name, 'open', options, 'Condition.open');
+  }
+
+  static openOrCreate(name: string, options?: ConditionOptions): Condition {
+    return named(name, 'openOrCreate', options, 'Condition.openOrCreate');
+  }
+
+  static remove(name: string): boolean {
+    return SharedMemory.remove(name);
+  }
+
+  static createAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: ConditionPlacedOptions): Condition {
+    return placed(memory, byteOffset, 'create', options, 'Condition.createAt');
+  }
+
+  static openAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: ConditionPlacedOptions): Condition {
+    return placed(memory, byteOffset, 'open', options, 'Condition.openAt');
+  }
+
+  static openOrCreateAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: ConditionPlacedOptions): Condition {
+    return placed(memory, byteOffset, 'openOrCreate', options, 'Condition.openOrCreateAt');
+  }
+
+  /**
+   * Releases `mutex` (which this thread must hold), waits for a notify, and takes the mutex
+   * again before resolving. Never blocks the event loop. On timeout or abort the mutex is
+   * retaken too, then IPC_ERR_TIMEOUT / IPC_ERR_ABORTED. If the mutex's owner died meanwhile,
+   * rejects with IPC_ERR_OWNER_DEAD (mutex held) as Mutex.lock does.
+   */
+  async wait(mutex: unknown, options?: ConditionWaitOptions): Promise<void> {
+    const opts = checkOptions<ConditionWaitOptions>(options, ['timeout', 'signal'], 'Condition.wait');
+    const timeout = checkTimeout(opts.timeout, 'Condition.wait');
+    const signal = checkSignal(opts.signal, 'Condition.wait');
+    const core = mutexCore(mutex, 'Condition.wait');
+    const { i32, seen } = this.#begin(core);
+    let failure: unknown;
+    try {
+      await runAsync(new SequenceOp(i32, seen), timeout, signal, `${this.#what}: wait`);
+    } catch (err) {
+      failure = this.#settle(i32, seen, err);
+    }
+    Atomics.sub(i32, SLEEPERS, 1);
+    await core.lock(Infinity, undefined); // may reject with IPC_ERR_OWNER_DEAD (mutex held)
+    if (failure !== undefined) throw failure;
+  }
+
+  /** As wait(), blocking this thread. */
+  waitSync(mutex: unknown, options?: ConditionWaitSyncOptions): void {
+    const opts = checkOptions<ConditionWaitSyncOptions>(options, ['timeout'], 'Condition.waitSync');
+    const timeout = checkTimeout(opts.timeout, 'Condition.waitSync');
+    const core = mutexCore(mutex, 'Condition.waitSync');
+    const { i32, seen } = this.#begin(core);
+    let failure: unknown;
+    try {
+      runSync(new SequenceOp(i32, seen), timeout, `${this.#what}: wait`);
+    } catch (err) {
+      failure = this.#settle(i32, seen, err);
+    }
+    Atomics.sub(i32, SLEEPERS, 1);
+    core.lockSync(Infinity);
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Wakes at least one waiter, if any waits. */
+  notify(): void {
+    this.#notify(1);
+  }
+
+  /** Wakes every waiter. */
+  notifyAll(): void {
+    this.#notify(Infinity);
+  }
+
+  get closed(): boolean {
+    return this.#i32 === undefined;
+  }
+
+  close(): void {
+    this.#i32 = undefined;
+    this.#shm?.close();
+    this.#shm = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #notify(count: number): void {
+    const i32 = this.#live();
+    Atomics.add(i32, SEQUENCE, 1); // the change every waiter sleeping on the old value sees
+    if (Atomics.load(i32, SLEEPERS) > 0) futex.notify(i32, SEQUENCE, count);
+  }
+
+  #begin(core: MutexCore): { i32: Int32Array; seen: number } {
+    const i32 = this.#live();
+    if (!core.holds()) throw notOwnerError(core.what, `${this.#what}: wait`);
+    Atomics.add(i32, SLEEPERS, 1); // before the mutex is released: a notifier then sees us
+    const seen = Atomics.load(i32, SEQUENCE);
+    core.unlock();
+    return { i32, seen };
+  }
+
+  /** Decides what a failed wait means: undefined when it was in fact notified. */
+  #settle(i32: Int32Array, seen: number, err: unknown): unknown {
+    const notified = Atomics.load(i32, SEQUENCE) !== seen;
+    if (isIpcError(err, 'IPC_ERR_TIMEOUT') && notified) return undefined;
+    // An aborted waiter may have consumed a wake-up meant for someone: hand it on.
+    if (notified) futex.notify(i32, SEQUENCE, 1);
+    return err instanceof IpcError || err instanceof Error ? err : new Error(String(err));
+  }
+
+  #live(): Int32Array {
+    if (this.#i32 === undefined) throw closedError(this.#what);
+    return this.#i32;
+  }
+}
+
+function named(name: string, how: How, options: unknown, where: string): Condition {
+  const opts = namedOptions<object>(options, [], where);
+  return new Condition(token, name, attachNamed(name, how, 'Condition', layout, opts));
+}
+
+function placed(memory: unknown, byteOffset: unknown, how: How, options: unknown, where: string): Condition {
+  const opts = placedOptions(options, [], where);
+  return new Condition(token, undefined, attachAt(memory, byteOffset, how, 'Condition', layout, opts, where));
+}

@@ -1,0 +1,507 @@
+/**
+ * RWLock: many readers or one writer, across processes and threads; writers are not starved.
+ * Contract: while a writer holds it no reader does; a waiting writer stops new readers; a
+ * writer that dies is recovered like a Mutex owner (IPC_ERR_OWNER_DEAD to the next acquirer),
+ * and a reader that dies has its read lock released by the next writer.
+ *
+ * Body layout (behind the 64-byte common header; int32 words):
+ *   offset  size  field
+ *   0       4     writer        the robust lock word (robust.ts) of the writer: 0 | token
+ *                               [| WAITERS] [| INCONSISTENT] | NOT_RECOVERABLE. Readers sleep
+ *                               on it too.
+ *   4       4     reserved
+ *   8       4     overflow      read locks of threads that found no free slot (not tracked)
+ *   12      4     reserved
+ *   16      128   slot tokens   32 x int32: 0 free | reader thread's token [| RECLAIMING]
+ *   144     128   slot counts   32 x int32: read locks held through that slot
+ *   272           end
+ *
+ * A reader claims a slot (CAS token 0 -> own token), increments its count, then reads the
+ * writer word: if it is 0 the read lock is held, otherwise the reader backs out and sleeps on
+ * the writer word. A writer first takes the writer word (which stops new readers: writer
+ * preference), then waits until every slot count and the overflow count are 0, sleeping on the
+ * count it saw. Reader (increment count; load writer) and writer (CAS writer; load counts) are
+ * sequentially consistent Atomics, so one of the two always sees the other. A reader's last
+ * unlock wakes the writer if the writer word is set. While draining, the writer asks the
+ * kernel about each slot's lifeline every CHECK_INTERVAL_MS and zeroes the slots of dead
+ * readers. When the writer word's owner is dead, the first thread to notice (reader or writer)
+ * recovers it and holds the write lock, with IPC_ERR_OWNER_DEAD.
+ */
+import { closedError } from '../errors.js';
+import { checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { Kind } from '../shm/header.js';
+import { SharedMemory } from '../shm/shared-memory.js';
+import { futex } from './futex.js';
+import { DEAD_TOKEN, OWNER_MASK, isAlive, ownToken } from './lifeline.js';
+import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
+import {
+  CHECK_INTERVAL_MS,
+  INCONSISTENT,
+  NO,
+  NOT_RECOVERABLE,
+  RECOVERED,
+  WAITERS,
+  YES,
+  deadlockError,
+  flagWaiting,
+  notOwnerError,
+  notRecoverableError,
+  ownerDeadError,
+  markConsistent,
+  ownerOf,
+  release,
+  take,
+  unlockWord,
+  type Got,
+} from './robust.js';
+import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
+
+const WRITER = 0;
+const OVERFLOW = 2;
+const SLOTS = 32;
+const TOKENS = 4;
+const COUNTS = TOKENS + SLOTS;
+const WORDS = COUNTS + SLOTS;
+const RECLAIMING = 0x20000000;
+const NO_SLOT = -1;
+
+const layout: SyncLayout = {
+  kind: Kind.RWLock,
+  version: 1,
+  bodyBytes: WORDS * 4,
+  init(buffer, base) {
+    new Int32Array(buffer, base, WORDS).fill(0);
+  },
+};
+
+class Core {
+  readonly i32: Int32Array;
+  readonly what: string;
+  readonly token: number;
+  /** Read locks held through this object, and the slot that counts them. */
+  reads = 0;
+  slot = NO_SLOT;
+
+  constructor(i32: Int32Array, what: string) {
+    this.i32 = i32;
+    this.what = what;
+    this.token = ownToken();
+  }
+
+  /** Counts one read lock; returns false (and backs out) if a writer is there. */
+  enterRead(): boolean {
+    const i32 = this.i32;
+    if (this.reads === 0) this.slot = this.#claim();
+    const index = this.slot === NO_SLOT ? OVERFLOW : COUNTS + this.slot;
+    Atomics.add(i32, index, 1); // seen by a writer's drain, which pairs with this
+    // Read after our increment: a writer that took the word before it will see our count.
+    if (Atomics.load(i32, WRITER) === 0) {
+      this.reads++;
+      return true;
+    }
+    this.#leaveCount(index);
+    return false;
+  }
+
+  exitRead(): void {
+    this.reads--;
+    this.#leaveCount(this.slot === NO_SLOT ? OVERFLOW : COUNTS + this.slot);
+  }
+
+  #leaveCount(index: number): void {
+    const i32 = this.i32;
+    if (Atomics.sub(i32, index, 1) === 1) {
+      // Our count reached 0: a writer draining may sleep on exactly this word.
+      if (Atomics.load(i32, WRITER) !== 0) futex.notify(i32, index);
+      // Frees the slot for any reader's claiming CAS; our count in it is already 0.
+      if (this.reads === 0 && index !== OVERFLOW) Atomics.store(i32, TOKENS + this.slot, 0);
+    }
+  }
+
+  #claim(): number {
+    const i32 = this.i32;
+    const start = this.slot === NO_SLOT ? this.token % SLOTS : this.slot;
+    for (let i = 0; i < SLOTS; i++) {
+      const k = (start + i) % SLOTS;
+      // Claims the slot for this thread; a writer reads the token to check our lifeline.
+      if (Atomics.load(i32, TOKENS + k) === 0 && Atomics.compareExchange(i32, TOKENS + k, 0, this.token) === 0) return k;
+    }
+    return NO_SLOT;
+  }
+
+  /** The writer's drain: true when no reader holds the lock; else sets where to sleep. */
+  drain(op: WaitOp, check: boolean): boolean {
+    const i32 = this.i32;
+    for (let k = 0; k < SLOTS; k++) {
+      const count = Atomics.load(i32, COUNTS + k);
+      if (count === 0) continue;
+      if (check) {
+        const owner = Atomics.load(i32, TOKENS + k);
+        if (owner !== 0 && !isAlive(owner & OWNER_MASK)) {
+          this.#reclaim(k, owner);
+          continue;
+        }
+      }
+      op.parkIndex = COUNTS + k;
+      op.parkExpected = count;
+      return false;
+    }
+    const overflow = Atomics.load(i32, OVERFLOW);
+    if (overflow === 0) return true;
+    op.parkIndex = OVERFLOW;
+    op.parkExpected = overflow;
+    return false;
+  }
+
+  /** Releases the read locks of a dead reader. Only the writer-word holder drains. */
+  #reclaim(k: number, owner: number): void {
+    const i32 = this.i32;
+    // The CAS makes us the one reclaimer; our token in it lets a later writer finish the job
+    // if we die halfway.
+    if (Atomics.compareExchange(i32, TOKENS + k, owner, this.token | RECLAIMING) !== owner) return;
+    Atomics.store(i32, COUNTS + k, 0); // the dead reader can no longer change it
+    Atomics.store(i32, TOKENS + k, 0); // after the count: a new claimant starts from 0
+  }
+
+  holdsWrite(): boolean {
+    const value = Atomics.load(this.i32, WRITER);
+    return value !== NOT_RECOVERABLE && (value & OWNER_MASK) === this.token;
+  }
+
+  /** Returns true, or throws IPC_ERR_OWNER_DEAD with the write lock held (INCONSISTENT set). */
+  acquiredWrite(got: Got): true {
+    if (got === RECOVERED) throw ownerDeadError(this.what, 'the write lock');
+    return true;
+  }
+
+  writeUnlock(): void {
+    const value = Atomics.load(this.i32, WRITER);
+    if (value === NOT_RECOVERABLE || (value & OWNER_MASK) !== this.token) throw notOwnerError(this.what, 'writeUnlock');
+    unlockWord(this.i32, WRITER, value, Infinity); // readers and writers all sleep on this word
+  }
+}
+
+class WriteOp implements WaitOp {
+  readonly i32: Int32Array;
+  parkIndex = WRITER;
+  parkExpected = 0;
+  parkInterval = CHECK_INTERVAL_MS;
+  got: Got = NO;
+  /** True once we hold the writer word and only wait for readers to leave. */
+  draining = false;
+  #slept = false;
+
+  constructor(
+    readonly core: Core,
+    readonly sync: boolean,
+  ) {
+    this.i32 = core.i32;
+  }
+
+  attempt(): boolean {
+    if (!this.draining) {
+      // Publishes our claim; stops new readers (they read the word after counting themselves).
+      if (Atomics.compareExchange(this.i32, WRITER, 0, this.core.token) !== 0) {
+        if (Atomics.load(this.i32, WRITER) === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
+        return false;
+      }
+      this.got = YES;
+      this.draining = true;
+    }
+    return this.core.drain(this, false);
+  }
+
+  spinWorthwhile(): boolean {
+    return ownerOf(this.i32, WRITER) !== this.core.token && this.core.reads === 0;
+  }
+
+  prepare(check: boolean): boolean {
+    while (!this.draining) {
+      const got = take(this.i32, WRITER, this.core.token, this.#slept, check, this.core.what);
+      if (got !== NO) {
+        this.got = got;
+        this.draining = true;
+        break;
+      }
+      if (this.sync && ownerOf(this.i32, WRITER) === this.core.token) throw deadlockError(this.core.what);
+      const value = flagWaiting(this.i32, WRITER);
+      if (value === 0) continue;
+      this.parkIndex = WRITER;
+      this.parkExpected = value;
+      this.#slept = true;
+      return false;
+    }
+    if (this.sync && this.core.reads > 0) throw deadlockError(this.core.what);
+    return this.core.drain(this, check);
+  }
+
+  leave(): void {
+    if (!this.draining) return; // a writer release wakes everyone: no wake-up to hand on
+    // Giving up while readers drain: hand the word back. A recovered, unaccepted state is
+    // handed on as a dead owner, so that the next acquirer is told IPC_ERR_OWNER_DEAD too.
+    if ((Atomics.load(this.i32, WRITER) & INCONSISTENT) !== 0) {
+      // Hands the word to an owner that is always dead: the next acquirer's take() recovers it.
+      Atomics.store(this.i32, WRITER, DEAD_TOKEN | WAITERS);
+      futex.notify(this.i32, WRITER);
+    } else {
+      release(this.i32, WRITER, Infinity);
+    }
+  }
+}
+
+class ReadOp implements WaitOp {
+  readonly i32: Int32Array;
+  parkIndex = WRITER;
+  parkExpected = 0;
+  parkInterval = CHECK_INTERVAL_MS;
+  /** Set when this reader found the writer dead and recovered the lock as a writer. */
+  asWriter: WriteOp | undefined;
+
+  constructor(
+    readonly core: Core,
+    readonly sync: boolean,
+  ) {
+    this.i32 = core.i32;
+  }
+
+  attempt(): boolean {
+    if (this.asWriter !== undefined) return this.asWriter.attempt();
+    const value = Atomics.load(this.i32, WRITER);
+    if (value === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
+    return value === 0 && this.core.enterRead();
+  }
+
+  spinWorthwhile(): boolean {
+    return ownerOf(this.i32, WRITER) !== this.core.token;
+  }
+
+  prepare(check: boolean): boolean {
+    if (this.asWriter !== undefined) return this.#asWriter(check);
+    for (;;) {
+      const value = Atomics.load(this.i32, WRITER);
+      if (value === 0) {
+        if (this.core.enterRead()) return true;
+        continue;
+      }
+      if (value === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
+      const owner = value & OWNER_MASK;
+      if (owner === this.core.token) {
+        if (this.sync) throw deadlockError(this.core.what);
+      } else if ((check || owner === DEAD_TOKEN) && !isAlive(owner)) {
+        // The writer died: recover the word (one CAS wins) and hold the write lock, so that the
+        // data it was writing is checked before anyone reads it.
+        const taken = this.core.token | INCONSISTENT | (value & WAITERS);
+        if (Atomics.compareExchange(this.i32, WRITER, value, taken) === value) {
+          this.asWriter = new WriteOp(this.core, this.sync);
+          this.asWriter.got = RECOVERED;
+          this.asWriter.draining = true;
+          return this.#asWriter(check);
+        }
+        continue;
+      }
+      const expected = flagWaiting(this.i32, WRITER);
+      if (expected === 0) continue;
+      this.parkIndex = WRITER;
+      this.parkExpected = expected;
+      return false;
+    }
+  }
+
+  #asWriter(check: boolean): boolean {
+    const writer = this.asWriter!;
+    const done = writer.prepare(check);
+    this.parkIndex = writer.parkIndex;
+    this.parkExpected = writer.parkExpected;
+    return done;
+  }
+
+  leave(): void {
+    this.asWriter?.leave();
+  }
+}
+
+export type RWLockOptions = NamedObjectOptions;
+export type RWLockPlacedOptions = PlacedOptions;
+export type RWLockWaitOptions = WaitOptions;
+export type RWLockWaitSyncOptions = SyncWaitOptions;
+
+const token = Symbol('RWLock');
+
+export class RWLock {
+  readonly name: string | undefined;
+  readonly created: boolean;
+  #at: Attached;
+  #core: Core | undefined;
+  #shm: SharedMemory | undefined;
+  #what: string;
+  #closed = false;
+
+  /** Bytes an RWLock takes inside a SharedMemory. */
+  static readonly byteLength: number = placedByteLength(layout);
+
+  /** @internal */
+  constructor(key: symbol, name: string | undefined, at: Attached) {
+    if (key !== token) throw new TypeError('use RWLock.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
+    this.name = name;
+    this.created = at.created;
+    this.#at = at;
+    this.#shm = at.shm;
+    this.#what = at.what;
+  }
+
+  static create(name: string, options?: RWLockOptions): RWLock {
+    return named(name, 'create', options, 'RWLock.create');
+  }
+
+  static open(name: string, options?: Pick<RWLockOptions, 'initTimeout'>): RWLock {
+    return named(name, 'open', options, 'RWLock.open');
+  }
+
+  static openOrCreate(name: string, options?: RWLockOptions): RWLock {
+    return named(name, 'openOrCreate', options, 'RWLock.openOrCreate');
+  }
+
+  static remove(name: string): boolean {
+    return SharedMemory.remove(name);
+  }
+
+  static createAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: RWLockPlacedOptions): RWLock {
+    return placed(memory, byteOffset, 'create', options, 'RWLock.createAt');
+  }
+
+  static openAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: RWLockPlacedOptions): RWLock {
+    return placed(memory, byteOffset, 'open', options, 'RWLock.openAt');
+  }
+
+  static openOrCreateAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: RWLockPlacedOptions): RWLock {
+    return placed(memory, byteOffset, 'openOrCreate', options, 'RWLock.openOrCreateAt');
+  }
+
+  /**
+   * Takes a read lock if no writer holds or waits for it; never blocks. If the writer died,
+   * recovers the lock as a writer: throws IPC_ERR_OWNER_DEAD with the WRITE lock held.
+   */
+  tryReadLock(): boolean {
+    const op = new ReadOp(this.#live(), true);
+    if (op.attempt()) return true;
+    if (ownerOf(op.i32, WRITER) === op.core.token) return false;
+    // A dead writer is recovered here too (as a writer, see readLock).
+    if (!op.prepare(true)) {
+      op.leave();
+      return false;
+    }
+    return this.#finishRead(op);
+  }
+
+  /** Waits for a read lock. Rejects IPC_ERR_OWNER_DEAD holding the WRITE lock if the writer died. */
+  async readLock(options?: RWLockWaitOptions): Promise<void> {
+    const opts = checkOptions<RWLockWaitOptions>(options, ['timeout', 'signal'], 'RWLock.readLock');
+    const timeout = checkTimeout(opts.timeout, 'RWLock.readLock');
+    const signal = checkSignal(opts.signal, 'RWLock.readLock');
+    const op = new ReadOp(this.#live(), false);
+    await runAsync(op, timeout, signal, `${this.#what}: readLock`);
+    this.#finishRead(op);
+  }
+
+  readLockSync(options?: RWLockWaitSyncOptions): void {
+    const opts = checkOptions<RWLockWaitSyncOptions>(options, ['timeout'], 'RWLock.readLockSync');
+    const op = new ReadOp(this.#live(), true);
+    runSync(op, checkTimeout(opts.timeout, 'RWLock.readLockSync'), `${this.#what}: readLock`);
+    this.#finishRead(op);
+  }
+
+  /** Releases one read lock taken through this object. */
+  readUnlock(): void {
+    const core = this.#live();
+    if (core.reads === 0) throw notOwnerError(this.#what, 'readUnlock');
+    core.exitRead();
+  }
+
+  tryWriteLock(): boolean {
+    const core = this.#live();
+    const op = new WriteOp(core, true);
+    if (op.attempt()) return core.acquiredWrite(op.got);
+    if (op.draining) {
+      op.leave(); // readers are in: give the word back rather than wait
+      return false;
+    }
+    if (ownerOf(op.i32, WRITER) === core.token) return false;
+    // A dead writer is recovered here too, if no reader is left.
+    const got = take(op.i32, WRITER, core.token, false, true, this.#what);
+    if (got === NO) return false;
+    op.got = got;
+    op.draining = true;
+    if (!core.drain(op, true)) {
+      op.leave();
+      return false;
+    }
+    return core.acquiredWrite(got);
+  }
+
+  /** Waits for the write lock. Rejects IPC_ERR_OWNER_DEAD (lock held) if the writer died. */
+  async writeLock(options?: RWLockWaitOptions): Promise<void> {
+    const opts = checkOptions<RWLockWaitOptions>(options, ['timeout', 'signal'], 'RWLock.writeLock');
+    const timeout = checkTimeout(opts.timeout, 'RWLock.writeLock');
+    const signal = checkSignal(opts.signal, 'RWLock.writeLock');
+    const core = this.#live();
+    const op = new WriteOp(core, false);
+    await runAsync(op, timeout, signal, `${this.#what}: writeLock`);
+    core.acquiredWrite(op.got);
+  }
+
+  writeLockSync(options?: RWLockWaitSyncOptions): void {
+    const opts = checkOptions<RWLockWaitSyncOptions>(options, ['timeout'], 'RWLock.writeLockSync');
+    const core = this.#live();
+    if (core.holdsWrite() || core.reads > 0) throw deadlockError(this.#what);
+    const op = new WriteOp(core, true);
+    runSync(op, checkTimeout(opts.timeout, 'RWLock.writeLockSync'), `${this.#what}: writeLock`);
+    core.acquiredWrite(op.got);
+  }
+
+  writeUnlock(): void {
+    this.#live().writeUnlock();
+  }
+
+  /** Accepts the state left by a writer that died (after IPC_ERR_OWNER_DEAD). */
+  markConsistent(): void {
+    const core = this.#live();
+    if (!core.holdsWrite()) throw notOwnerError(this.#what, 'markConsistent');
+    markConsistent(core.i32, WRITER);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#core = undefined;
+    this.#shm?.close();
+    this.#shm = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #finishRead(op: ReadOp): boolean {
+    if (op.asWriter !== undefined) return op.core.acquiredWrite(op.asWriter.got);
+    return true;
+  }
+
+  #live(): Core {
+    if (this.#closed) throw closedError(this.#what);
+    // The lifeline token is taken on first use, not at open.
+    return (this.#core ??= new Core(new Int32Array(this.#at.buffer, this.#at.base, WORDS), this.#at.what));
+  }
+}
+
+function named(name: string, how: How, options: unknown, where: string): RWLock {
+  const opts = namedOptions<object>(options, [], where);
+  return new RWLock(token, name, attachNamed(name, how, 'RWLock', layout, opts));
+}
+
+function placed(memory: unknown, byteOffset: unknown, how: How, options: unknown, where: string): RWLock {
+  const opts = placedOptions(options, [], where);
+  return new RWLock(token, undefined, attachAt(memory, byteOffset, how, 'RWLock', layout, opts, where));
+}
