@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Queue, SharedMemory, futex } from 'interprocess';
-import { startChild, uniqueName, watchdog } from './helpers.mjs';
+import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 import { T, trackBytes, trackViews } from './fixtures/queue-track.mjs';
 
 const STRESS = process.env.INTERPROCESS_STRESS === '1';
@@ -13,6 +13,8 @@ function named(t, tag) {
   t.after(() => SharedMemory.remove(name));
   return name;
 }
+
+const expectTimeout = (fn) => expectCode(fn, 'IPC_ERR_TIMEOUT');
 
 /** Resolves once word 0 of `i32` is `value` (the children announce through it). */
 async function until(i32, value) {
@@ -278,31 +280,34 @@ test('a consumer killed while holding a message: that one message is lost, its s
   assert.equal(stats.depth, 0);
 });
 
-test('an opener from another pid namespace turns off reclaiming by pid', async (t) => {
-  const name = named(t, 'ns');
-  const rvName = named(t, 'rv');
-  const q = Queue.create(name, { capacity: 4, maxMessageSize: 64, stallTimeout: 100 });
+test('a worker thread terminated between claim and commit: its record is skipped, its process lives on', async (t) => {
+  const { Worker } = await import('node:worker_threads');
+  const name = named(t, 'worker-claim');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 64, stallTimeout: 200 });
   t.after(() => q.close());
-  const raw = SharedMemory.open(name);
-  t.after(() => raw.close());
-  const i32 = new Int32Array(raw.buffer);
-  assert.equal(Atomics.load(i32, 84 / 4), 0, 'same namespace: pids are comparable');
-  // Pretend the queue was created in another pid namespace; the next opener notices.
-  Atomics.store(i32, 80 / 4, 12345);
-  Queue.open(name).close();
-  assert.equal(Atomics.load(i32, 84 / 4), 1);
-  const rv = SharedMemory.create(rvName, { byteLength: 64 });
-  t.after(() => rv.close());
-  const child = startChild('queue-holder.mjs', [name, rvName, 'claim']);
-  t.after(() => child.kill('SIGKILL'));
-  await watchdog(child.next('ready'), 10_000, 'holder ready');
-  await watchdog(until(new Int32Array(rv.buffer), 2), 10_000, 'holder claims');
-  q.trySend(Uint8Array.of(1));
-  child.kill('SIGKILL');
-  await watchdog(child.exited, 10_000, 'holder exit');
-  // Its pid is not trusted, so its claim is not skipped: the queue waits (documented limit).
-  assert.throws(() => q.receiveSync({ timeout: 500 }), { code: 'IPC_ERR_TIMEOUT' });
-  assert.equal(q.stats().skippedRecords, 0);
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  // The worker claims a slot, writes half a message and spins until it is terminated. Slot
+  // owners are lifeline tokens, one per thread, so its token dies with it (the pid does not).
+  const source = `
+    const { workerData } = require('node:worker_threads');
+    const { Queue } = require(workerData.lib);
+    const q = Queue.open(workerData.name, { stallTimeout: 200 });
+    q.trySendWith(16, (view) => {
+      view.fill(0xee, 0, 8);
+      Atomics.store(workerData.flag, 0, 1);
+      Atomics.notify(workerData.flag, 0);
+      for (;;);
+    });
+  `;
+  const lib = new URL('../dist/cjs/index.js', import.meta.url).pathname;
+  const worker = new Worker(source, { eval: true, workerData: { name, lib, flag } });
+  await watchdog(Atomics.waitAsync(flag, 0, 0).value, 10_000, 'worker claims');
+  q.trySend(Uint8Array.of(7));
+  // Alive (its thread holds its lifeline): never taken from it.
+  await expectTimeout(() => q.receive({ timeout: 500 }));
+  await watchdog(worker.terminate(), 10_000, 'terminate');
+  assert.deepEqual([...(await watchdog(q.receive({ timeout: 5000 }), 10_000, 'receive'))], [7]);
+  assert.equal(q.stats().skippedRecords, 1);
 });
 
 test('a receiver killed while asleep in the kernel: no hang, only a stale sleeper count', async (t) => {

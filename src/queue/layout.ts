@@ -15,10 +15,7 @@
  *   68      4     slotBytes         bytes per slot, a multiple of 16, >= 16 + maxMessageSize
  *   72      4     maxMessageSize    largest message a send accepts (bytes)
  *   76      4     slotsOffset       where slot 0 starts (512)
- *   80      4     pidNamespace      creator's pid namespace inode (low 32 bits), 0 if unknown
- *   84      4     foreignPids       set to 1 by an opener from another pid namespace: pids are
- *                                   then not comparable, so no owner is ever judged by pid
- *   88      40    reserved (zero)
+ *   80      48    reserved (zero)
  *   128     4     tail              next position a producer claims (uint32, wraps)
  *   192     4     head              next position a consumer claims (uint32, wraps)
  *   256     4     dataEvents        futex word receivers sleep on; bumped only if one sleeps
@@ -31,7 +28,8 @@
  *                   +0  seq     Vyukov sequence (uint32, wraps): == pos free for the producer
  *                               of position pos; == pos + 1 committed; == pos + capacity
  *                               released (free for the next lap)
- *                   +4  owner   pid of the process working on the slot right now, 0 if none
+ *                   +4  owner   lifeline token (src/sync/lifeline.ts) of the thread working
+ *                               on the slot right now, 0 if none
  *                   +8  length  payload bytes, or SKIP (0xffffffff) for a record to drop
  *                   +12 reserved
  *                   +16 payload (up to slotBytes - 16 bytes)
@@ -43,13 +41,13 @@
  * Protocol (all Atomics are sequentially consistent, which is what the pairing relies on):
  *
  *   send     pos = tail; if slot.seq == pos, CAS tail pos -> pos + 1 claims it (if seq is
- *            behind, the queue is full). Store owner = pid, write payload and length (plain
+ *            behind, the queue is full). Store owner = token, write payload and length (plain
  *            stores), store owner = 0, then CAS seq pos -> pos + 1: the COMMIT, written last,
  *            which publishes payload and length to the consumer whose acquire load of seq sees
  *            pos + 1. If that CAS fails, the slot was reclaimed (below): nothing was delivered,
  *            and the send starts again at a new position.
  *   receive  pos = head; if slot.seq == pos + 1, CAS head pos -> pos + 1 claims it. Store
- *            owner = pid, copy the payload out, store owner = 0, then CAS seq pos + 1 ->
+ *            owner = token, copy the payload out, store owner = 0, then CAS seq pos + 1 ->
  *            pos + capacity: the RELEASE, which hands the slot to the next lap's producer
  *            (paired with its load of seq). If that CAS fails, the slot was reclaimed while we
  *            copied, so the copy may be torn: it is discarded and the receive starts again.
@@ -67,7 +65,7 @@
  *
  *   - A producer killed between claim and commit leaves tail past a slot whose seq is still
  *     pos. A consumer that sees the same head position stuck like this for stallTimeout ms,
- *     with owner 0 or owner a dead process, reclaims it: CAS head pos -> pos + 1, store owner
+ *     with owner 0 or owner a dead thread, reclaims it: CAS head pos -> pos + 1, store owner
  *     0, CAS seq pos -> pos + capacity. The half-written record is never delivered. (If the
  *     producer did commit in between, the reclaimer owns a committed record and delivers it.)
  *   - A consumer killed between claim and release leaves head past a slot whose seq is still
@@ -75,17 +73,14 @@
  *     for stallTimeout ms, with owner 0 or dead, reclaims it: store owner 0, CAS seq to the
  *     free value. The message that consumer was taking is lost (at most one per killed
  *     consumer), never delivered twice.
- *   - Liveness comes from the kernel (kill(pid, 0) and /proc/<pid>/stat, zombies count as
- *     dead), never from the timeout alone: a slow but living owner is waited for. owner = 0
- *     means "died in the few instructions between the claim CAS and the owner store" and is
- *     reclaimed on the timeout alone.
- *   - Pids only mean something inside one pid namespace. An opener whose namespace differs
- *     from the creator's sets foreignPids, and from then on only owner = 0 is reclaimed: a
- *     participant in another container is never taken for dead because its pid is not ours.
+ *   - Liveness comes from the kernel, never from the timeout alone: the owner word holds the
+ *     thread's lifeline token, a byte-range lock the kernel releases when that thread (worker
+ *     included) or its process dies. A slow but living owner is waited for, however long.
+ *     owner = 0 means "died in the few instructions between the claim CAS and the owner
+ *     store" and is reclaimed on the timeout alone.
  *   - A killed sleeper leaves its *Sleeping count too high: that costs wakers a system call,
  *     never a lost wake-up. Sleepers wake at least every stallTimeout ms to look for stalls.
  */
-import * as fs from 'node:fs';
 import { HEADER_BYTES } from '../shm/header.js';
 
 export const QUEUE_VERSION = 1;
@@ -96,8 +91,6 @@ export const OFF = {
   slotBytes: 68,
   maxMessageSize: 72,
   slotsOffset: 76,
-  pidNamespace: 80,
-  foreignPids: 84,
   tail: 128,
   head: 192,
   dataEvents: 256,
@@ -114,8 +107,6 @@ export const W = {
   slotBytes: OFF.slotBytes >> 2,
   maxMessageSize: OFF.maxMessageSize >> 2,
   slotsOffset: OFF.slotsOffset >> 2,
-  pidNamespace: OFF.pidNamespace >> 2,
-  foreignPids: OFF.foreignPids >> 2,
   tail: OFF.tail >> 2,
   head: OFF.head >> 2,
   dataEvents: OFF.dataEvents >> 2,
@@ -187,7 +178,6 @@ export function initQueue(buffer: SharedArrayBuffer, g: QueueGeometry): void {
   i32[W.slotBytes] = g.slotBytes;
   i32[W.maxMessageSize] = g.maxMessageSize;
   i32[W.slotsOffset] = SLOTS_OFFSET;
-  i32[W.pidNamespace] = pidNamespace();
   const slotInts = g.slotBytes >> 2;
   for (let i = 0; i < g.capacity; i++) i32[(SLOTS_OFFSET >> 2) + i * slotInts + SLOT_SEQ] = i;
   // Published by publishHeader's release store of the header's state word.
@@ -216,16 +206,3 @@ export function readGeometry(buffer: SharedArrayBuffer): QueueGeometry | string 
 
 export { HEADER_BYTES };
 
-let namespaceId: number | undefined;
-/** This process's pid namespace (the inode of /proc/self/ns/pid, low 32 bits), 0 if unknown. */
-export function pidNamespace(): number {
-  if (namespaceId === undefined) {
-    try {
-      const link = fs.readlinkSync('/proc/self/ns/pid'); // 'pid:[4026531836]'
-      namespaceId = Number(/\[(\d+)\]/.exec(link)?.[1] ?? 0) % 2 ** 32 | 0;
-    } catch {
-      namespaceId = 0;
-    }
-  }
-  return namespaceId;
-}

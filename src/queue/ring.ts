@@ -8,11 +8,9 @@
  * the whole segment for payload copies (slice/set, the fastest copies V8 has), plain stores
  * where a later seq-cst CAS publishes them, and no system call unless a peer sleeps.
  */
-import * as fs from 'node:fs';
 import { futex } from '../sync/futex.js';
-import { pidNamespace, SLOT_LENGTH, SLOT_OWNER, SLOT_SEQ, SLOTS_OFFSET, W, type QueueGeometry } from './layout.js';
-
-const PID = process.pid;
+import { isAlive, ownToken } from '../sync/lifeline.js';
+import { SLOT_LENGTH, SLOT_OWNER, SLOT_SEQ, SLOTS_OFFSET, W, type QueueGeometry } from './layout.js';
 
 /** Result of a claim: which position and where its slot starts (int32 index). */
 export class Ring {
@@ -37,6 +35,7 @@ export class Ring {
   #recvStallSince = -1;
   // Failed attempts; every STALL_CHECK_EVERY + 1-th looks for a stall. Waiters force a look.
   #sendMisses = 0;
+  readonly #me: number;
   #recvMisses = 0;
 
   constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number) {
@@ -48,9 +47,8 @@ export class Ring {
     this.stallTimeout = stallTimeout;
     this.#mask = g.capacity - 1;
     this.#slotInts = g.slotBytes >> 2;
-    const ns = pidNamespace();
-    const creatorNs = Atomics.load(this.i32, W.pidNamespace);
-    if (ns === 0 || creatorNs === 0 || ns !== creatorNs) Atomics.store(this.i32, W.foreignPids, 1);
+    // This thread's lifeline token (src/sync/lifeline.ts): what slot owner words record.
+    this.#me = ownToken();
   }
 
   /** Int32 index where the slot of `pos` starts. */
@@ -77,8 +75,8 @@ export class Ring {
         // The claim: from here the slots are ours until we commit them.
         if (Atomics.compareExchange(i32, W.tail, pos, (pos + n) | 0) === pos) {
           // Plain stores: read by a reclaimer only after stallTimeout, long after they are visible.
-          i32[base + SLOT_OWNER] = PID;
-          for (let k = 1; k < n; k++) i32[this.slotOf((pos + k) | 0) + SLOT_OWNER] = PID;
+          i32[base + SLOT_OWNER] = this.#me;
+          for (let k = 1; k < n; k++) i32[this.slotOf((pos + k) | 0) + SLOT_OWNER] = this.#me;
           this.pos = pos;
           this.base = base;
           return n;
@@ -131,8 +129,8 @@ export class Ring {
         let n = 1;
         while (n < max && Atomics.load(i32, this.slotOf((pos + n) | 0) + SLOT_SEQ) === ((pos + n + 1) | 0)) n++;
         if (Atomics.compareExchange(i32, W.head, pos, (pos + n) | 0) === pos) {
-          i32[base + SLOT_OWNER] = PID;
-          for (let k = 1; k < n; k++) i32[this.slotOf((pos + k) | 0) + SLOT_OWNER] = PID;
+          i32[base + SLOT_OWNER] = this.#me;
+          for (let k = 1; k < n; k++) i32[this.slotOf((pos + k) | 0) + SLOT_OWNER] = this.#me;
           this.pos = pos;
           this.base = base;
           return n;
@@ -211,12 +209,6 @@ export class Ring {
 
   // --- crash recovery (slow path only) ---------------------------------------------------------
 
-  #ownerDead(pid: number): boolean {
-    // Pids from another pid namespace are not ours to judge (layout.ts, foreignPids).
-    if (Atomics.load(this.i32, W.foreignPids) !== 0) return pid === 0;
-    return ownerDead(pid);
-  }
-
   /** True when it reclaimed a dead consumer's slot (the caller retries the claim). */
   #sendStall(pos: number, base: number, seq: number): boolean {
     const i32 = this.i32;
@@ -235,7 +227,7 @@ export class Ring {
       return false;
     }
     if (now - this.#sendStallSince < this.stallTimeout) return false;
-    if (!this.#ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+    if (!ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
       // A living consumer is slow; look again after another stallTimeout.
       this.#sendStallSince = now;
       return false;
@@ -264,7 +256,7 @@ export class Ring {
       return EMPTY;
     }
     if (now - this.#recvStallSince < this.stallTimeout) return EMPTY;
-    if (!this.#ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+    if (!ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
       this.#recvStallSince = now;
       return EMPTY;
     }
@@ -277,7 +269,7 @@ export class Ring {
       return RETRY;
     }
     // The producer committed after all: we own a committed record at pos.
-    i32[base + SLOT_OWNER] = PID;
+    i32[base + SLOT_OWNER] = this.#me;
     this.pos = pos;
     this.base = base;
     return CLAIMED;
@@ -290,23 +282,11 @@ const RETRY = 1;
 const CLAIMED = 2;
 
 /**
- * Whether the process `pid` is gone. 0 means the owner died before it could record itself.
- * kill(pid, 0) asks the kernel; a zombie (killed, not yet reaped) is dead for our purpose.
- * A reused pid makes a dead owner look alive: the safe direction (we wait, we never corrupt).
+ * Whether the thread whose lifeline token is `owner` is gone. The kernel answers (a byte-range
+ * lock it releases when the thread or its process dies): no pid, so no pid reuse and no pid
+ * namespace can fool it, and worker threads count on their own. 0 means the owner died (or
+ * stopped) in the few instructions between its claim and recording its token.
  */
-export function ownerDead(pid: number): boolean {
-  if (pid === 0) return true;
-  if (pid === PID) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const state = stat.charAt(stat.lastIndexOf(')') + 2);
-    return state === 'Z' || state === 'X';
-  } catch {
-    return true; // vanished between the two checks
-  }
+export function ownerDead(owner: number): boolean {
+  return owner === 0 || !isAlive(owner);
 }
