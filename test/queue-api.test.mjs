@@ -2,9 +2,12 @@
 // timeouts, aborts, close, iteration, and worker threads sharing a queue by name.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { Queue, SharedMemory } from 'interprocess';
 import { expectCode, uniqueName, watchdog } from './helpers.mjs';
+
+const require = createRequire(import.meta.url);
 
 function named(t, tag = 'q') {
   const name = uniqueName(tag);
@@ -48,6 +51,14 @@ test('create / open / openOrCreate / remove and the geometry', (t) => {
   assert.equal(qc.capacity, 8);
   assert.equal(qc.maxMessageSize, 100);
   assert.equal(qc.stats().byteLength, 512 + 8 * 128);
+  qc.trySend(bytes(1));
+  // What `interprocess ls` shows, read without a handle.
+  const { describeQueue } = require('../dist/cjs/queue/layout.js');
+  const raw = SharedMemory.open(c);
+  t.after(() => raw.close());
+  assert.deepEqual(describeQueue(raw.buffer), {
+    capacity: 8, maxMessageSize: 100, depth: 1, skippedRecords: 0, reclaimedSlots: 0, sleepingReceivers: 0, sleepingSenders: 0,
+  });
 });
 
 test('bad names, options and geometry are refused by name', (t) => {

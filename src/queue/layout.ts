@@ -206,3 +206,24 @@ export function readGeometry(buffer: SharedArrayBuffer): QueueGeometry | string 
 
 export { HEADER_BYTES };
 
+
+/**
+ * A queue's numbers for `interprocess ls` / `inspect`, read only (no handle, no lifeline): plug
+ * into src/cli/kinds.ts as [Kind.Queue, describeQueue].
+ */
+export function describeQueue(buffer: SharedArrayBuffer): Record<string, unknown> {
+  const g = readGeometry(buffer);
+  if (typeof g === 'string') return { error: g };
+  const i32 = new Int32Array(buffer, 0, SLOTS_OFFSET >> 2);
+  const tail = Atomics.load(i32, W.tail);
+  const head = Atomics.load(i32, W.head);
+  return {
+    capacity: g.capacity,
+    maxMessageSize: g.maxMessageSize,
+    depth: Math.max(0, Math.min(g.capacity, (tail - head) | 0)),
+    skippedRecords: Atomics.load(i32, W.skippedRecords) >>> 0,
+    reclaimedSlots: Atomics.load(i32, W.reclaimedSlots) >>> 0,
+    sleepingReceivers: Atomics.load(i32, W.receiversSleeping),
+    sleepingSenders: Atomics.load(i32, W.sendersSleeping),
+  };
+}
