@@ -20,6 +20,12 @@ const self = fileURLToPath(import.meta.url);
 
 const WAIT = { spin: 'spin', block: 'block', async: 'spin-then-block' };
 
+/** A promise awaited later: a peer that dies meanwhile must not be an unhandled rejection. */
+function settled(promise) {
+  promise.catch(() => {});
+  return promise;
+}
+
 /** Enough slots that the producer rarely waits on the consumer, within ~16 MiB. */
 function queueOptions(size, mode) {
   const capacity = Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
@@ -34,6 +40,8 @@ function roundTrip(mode) {
     const child = forkPeer(self, ['echo', mode, name, size, count], cpus[1]);
     try {
       await nextMessage(child, 'ready');
+      // Listen for 'done' before the loop: an async loop lets the event loop deliver it early.
+      const done = settled(nextMessage(child, 'done'));
       const samples = new Float64Array(count);
       const payload = new Uint8Array(size);
       const warmup = Math.min(2000, count);
@@ -53,7 +61,7 @@ function roundTrip(mode) {
         check(reply, size, seq, `queue-${mode}`);
         if (i >= 0) samples[i] = Number(t1 - t0);
       }
-      await nextMessage(child, 'done');
+      await done;
       return samples;
     } finally {
       child.kill();
@@ -73,7 +81,7 @@ function throughput(mode) {
     try {
       await nextMessage(child, 'ready');
       const payload = new Uint8Array(size);
-      const done = nextMessage(child, 'done');
+      const done = settled(nextMessage(child, 'done'));
       const t0 = now();
       if (mode === 'async') {
         for (let i = 0; i < count; i++) {
@@ -104,7 +112,7 @@ async function batchThroughput({ size, count, cpus }) {
   try {
     await nextMessage(child, 'ready');
     const batch = Array.from({ length: BATCH }, () => new Uint8Array(size));
-    const done = nextMessage(child, 'done');
+    const done = settled(nextMessage(child, 'done'));
     const t0 = now();
     for (let i = 0; i < count; ) {
       const n = Math.min(BATCH, count - i);
@@ -138,7 +146,7 @@ async function zeroCopyThroughput({ size, count, cpus }) {
       view.set(payload);
       stamp(view, seq);
     };
-    const done = nextMessage(child, 'done');
+    const done = settled(nextMessage(child, 'done'));
     const t0 = now();
     for (; seq < count; seq++) if (!q.trySendWith(size, write)) q.sendWithSync(size, write);
     const { received } = await done;
