@@ -330,3 +330,29 @@ test('a receiver killed while asleep in the kernel: no hang, only a stale sleepe
   assert.deepEqual([...(await watchdog(later, 10_000, 'receive'))], [2]);
   assert.equal(q.stats().sleepingReceivers, 1);
 });
+
+test('send then exit: what a send resolved is delivered (1 KiB to 1 MiB, many runs)', async (t) => {
+  const name = named(t, 'send-exit');
+  const rvName = named(t, 'rv');
+  const q = Queue.create(name, { capacity: 8, maxMessageSize: 1 << 20 });
+  t.after(() => q.close());
+  SharedMemory.create(rvName, { byteLength: 64 }).close();
+  const sizes = [1024, 16384, 262144, 1 << 20];
+  const runs = STRESS ? 100 : 10;
+  let delivered = 0;
+  for (let run = 0; run < runs; run++) {
+    const child = startChild('queue-holder.mjs', [name, rvName, 'send-exit', ...sizes]);
+    t.after(() => child.kill('SIGKILL'));
+    const { code } = await watchdog(child.exited, 20_000, 'sender exit');
+    assert.equal(code, 0);
+    for (const [i, size] of sizes.entries()) {
+      const m = q.tryReceive();
+      assert.ok(m !== undefined, `run ${run}: message ${i} is there after its sender exited`);
+      assert.equal(m.byteLength, size);
+      assert.ok(m.every((b) => b === i + 1), 'intact');
+      delivered++;
+    }
+    assert.equal(q.tryReceive(), undefined);
+  }
+  t.diagnostic(`delivered ${delivered}/${runs * sizes.length} messages whose send resolved before exit`);
+});
