@@ -2,7 +2,7 @@
 //   queue-spin   both sides busy-spin (receiveSync / sendSync with wait: 'spin')
 //   queue-block  both sides sleep in the kernel when they must wait (wait: 'block')
 //   queue-async  both sides `await q.receive()` on their event loop (default spin-then-block)
-//   queue-batch  throughput only: sendManySync / receiveManySync of up to 64, spinning
+//   queue-batch  throughput only: sendManySync / receiveManySync of up to 64 (256 KiB), spinning
 //   queue-zero-copy  throughput only: sendWith / receiveWith in place, spinning
 //   memcpy       reference: Buffer#copy of each message in one process
 // Round trip: two queues (ping, pong), the peer echoes each message. Throughput: one queue,
@@ -111,12 +111,13 @@ async function batchThroughput({ size, count, cpus }) {
   const child = forkPeer(self, ['batch-sink', 'spin', name, size, count], cpus[1]);
   try {
     await nextMessage(child, 'ready');
-    const batch = Array.from({ length: BATCH }, () => new Uint8Array(size));
+    const per = batchOf(size);
+    const batch = Array.from({ length: per }, () => new Uint8Array(size));
     const done = settled(nextMessage(child, 'done'));
     const t0 = now();
     for (let i = 0; i < count; ) {
-      const n = Math.min(BATCH, count - i);
-      const values = n === BATCH ? batch : batch.slice(0, n);
+      const n = Math.min(per, count - i);
+      const values = n === per ? batch : batch.slice(0, n);
       for (let k = 0; k < n; k++) stamp(values[k], i + k);
       q.sendManySync(values);
       i += n;
@@ -177,7 +178,8 @@ async function memcpy({ size, count }) {
   return { messages: count, seconds };
 }
 
-const BATCH = 64;
+/** Up to 64 messages per batch, and no more than 256 KiB (a batch of 1 MiB messages is 1). */
+const batchOf = (size) => Math.max(1, Math.min(64, Math.floor((256 << 10) / size)));
 
 const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
   id: `queue-${mode}`,
@@ -195,7 +197,7 @@ const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
 mechanisms.push(
   {
     id: 'queue-batch',
-    label: 'shm Queue, sendMany/receiveMany batches of 64, spinning',
+    label: 'shm Queue, sendMany/receiveMany batches (up to 64, 256 KiB), spinning',
     family: 'interprocess',
     waits: 'spin',
     sizes: [64, 4096, 65536, 1048576],
@@ -252,7 +254,7 @@ async function peer([role, mode, name, sizeArg, countArg]) {
     process.send({ type: 'ready' });
     let received = 0;
     while (received < count) {
-      for (const m of q.receiveManySync(BATCH)) {
+      for (const m of q.receiveManySync(batchOf(size))) {
         check(m, size, received, 'queue-batch sink');
         received++;
       }
