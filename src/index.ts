@@ -38,3 +38,13 @@ export type {
   MessageQueueReceiveSyncOptions,
   PrioritizedMessage,
 } from './mq/message-queue.js';
+export { Queue } from './queue/index.js';
+export type {
+  QueueCreateOptions,
+  QueueHandleOptions,
+  QueueOpenOptions,
+  QueueStats,
+  WaitOptions as QueueWaitOptions,
+  SyncWaitOptions as QueueSyncWaitOptions,
+  WaitStrategy as QueueWaitStrategy,
+} from './queue/index.js';

@@ -1,0 +1,283 @@
+// The shared-memory Queue between two processes, in its three wait modes:
+//   queue-spin   both sides busy-spin (receiveSync / sendSync with wait: 'spin')
+//   queue-block  both sides sleep in the kernel when they must wait (wait: 'block')
+//   queue-async  both sides `await q.receive()` on their event loop (default spin-then-block)
+//   queue-batch  throughput only: sendManySync / receiveManySync of up to 64 (256 KiB), spinning
+//   queue-zero-copy  throughput only: sendWith / receiveWith in place, spinning
+//   memcpy       reference: Buffer#copy of each message in one process
+// Round trip: two queues (ping, pong), the peer echoes each message. Throughput: one queue,
+// the peer receives and checks every sequence number. bytes codec throughout, every message
+// checked (size and sequence) so nothing can be silently lost.
+//
+// This file is also the peer: `node bench/mechanisms/queue.mjs <role> <mode> <name> <size> <count>`.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+
+const require = createRequire(import.meta.url);
+const { Queue } = require('../../dist/cjs/index.js');
+const self = fileURLToPath(import.meta.url);
+
+const WAIT = { spin: 'spin', block: 'block', async: 'spin-then-block' };
+
+/** A promise awaited later: a peer that dies meanwhile must not be an unhandled rejection. */
+function settled(promise) {
+  promise.catch(() => {});
+  return promise;
+}
+
+/** Enough slots that the producer rarely waits on the consumer, within ~16 MiB. */
+function queueOptions(size, mode) {
+  const capacity = Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
+  return { capacity, maxMessageSize: size, wait: WAIT[mode] };
+}
+
+function roundTrip(mode) {
+  return async ({ size, count, cpus }) => {
+    const name = `bench-q-${process.pid}-${mode}-rt`;
+    const ping = Queue.create(`${name}-ping`, queueOptions(size, mode));
+    const pong = Queue.create(`${name}-pong`, queueOptions(size, mode));
+    const child = forkPeer(self, ['echo', mode, name, size, count], cpus[1]);
+    try {
+      await nextMessage(child, 'ready');
+      // Listen for 'done' before the loop: an async loop lets the event loop deliver it early.
+      const done = settled(nextMessage(child, 'done'));
+      const samples = new Float64Array(count);
+      const payload = new Uint8Array(size);
+      const warmup = Math.min(2000, count);
+      for (let i = -warmup; i < count; i++) {
+        const seq = i >>> 0;
+        stamp(payload, seq);
+        const t0 = now();
+        let reply;
+        if (mode === 'async') {
+          await ping.send(payload);
+          reply = await pong.receive();
+        } else {
+          ping.sendSync(payload);
+          reply = pong.receiveSync();
+        }
+        const t1 = now();
+        check(reply, size, seq, `queue-${mode}`);
+        if (i >= 0) samples[i] = Number(t1 - t0);
+      }
+      await done;
+      return samples;
+    } finally {
+      child.kill();
+      ping.close();
+      pong.close();
+      Queue.remove(`${name}-ping`);
+      Queue.remove(`${name}-pong`);
+    }
+  };
+}
+
+function throughput(mode) {
+  return async ({ size, count, cpus }) => {
+    const name = `bench-q-${process.pid}-${mode}-tp`;
+    const q = Queue.create(name, queueOptions(size, mode));
+    const child = forkPeer(self, ['sink', mode, name, size, count], cpus[1]);
+    try {
+      await nextMessage(child, 'ready');
+      const payload = new Uint8Array(size);
+      const done = settled(nextMessage(child, 'done'));
+      const t0 = now();
+      if (mode === 'async') {
+        for (let i = 0; i < count; i++) {
+          stamp(payload, i);
+          if (!q.trySend(payload)) await q.send(payload);
+        }
+      } else {
+        for (let i = 0; i < count; i++) {
+          stamp(payload, i);
+          if (!q.trySend(payload)) q.sendSync(payload);
+        }
+      }
+      const { received } = await done;
+      return { messages: received, seconds: Number(now() - t0) / 1e9 };
+    } finally {
+      child.kill();
+      q.close();
+      Queue.remove(name);
+    }
+  };
+}
+
+/** One way with batches: sendManySync / receiveManySync of up to 64 messages, spinning. */
+async function batchThroughput({ size, count, cpus }) {
+  const name = `bench-q-${process.pid}-batch-tp`;
+  const q = Queue.create(name, queueOptions(size, 'spin'));
+  const child = forkPeer(self, ['batch-sink', 'spin', name, size, count], cpus[1]);
+  try {
+    await nextMessage(child, 'ready');
+    const per = batchOf(size);
+    const batch = Array.from({ length: per }, () => new Uint8Array(size));
+    const done = settled(nextMessage(child, 'done'));
+    const t0 = now();
+    for (let i = 0; i < count; ) {
+      const n = Math.min(per, count - i);
+      const values = n === per ? batch : batch.slice(0, n);
+      for (let k = 0; k < n; k++) stamp(values[k], i + k);
+      q.sendManySync(values);
+      i += n;
+    }
+    const { received } = await done;
+    return { messages: received, seconds: Number(now() - t0) / 1e9 };
+  } finally {
+    child.kill();
+    q.close();
+    Queue.remove(name);
+  }
+}
+
+/**
+ * Zero-copy receive: the producer writes each payload straight into its slot (sendWith, one
+ * copy), the consumer checks it in place (receiveWith, no copy, no allocation). Spinning.
+ */
+async function zeroCopyThroughput({ size, count, cpus }) {
+  const name = `bench-q-${process.pid}-zc-tp`;
+  const q = Queue.create(name, queueOptions(size, 'spin'));
+  const child = forkPeer(self, ['zc-sink', 'spin', name, size, count], cpus[1]);
+  try {
+    await nextMessage(child, 'ready');
+    const payload = new Uint8Array(size);
+    let seq = 0;
+    const write = (view) => {
+      view.set(payload);
+      stamp(view, seq);
+    };
+    const done = settled(nextMessage(child, 'done'));
+    const t0 = now();
+    for (; seq < count; seq++) if (!q.trySendWith(size, write)) q.sendWithSync(size, write);
+    const { received } = await done;
+    return { messages: received, seconds: Number(now() - t0) / 1e9 };
+  } finally {
+    child.kill();
+    q.close();
+    Queue.remove(name);
+  }
+}
+
+/**
+ * memcpy reference: Buffer#copy of `size` bytes into successive places of a 16 MiB buffer (the
+ * queue's footprint, so caches favour neither), one process, one copy per message.
+ */
+async function memcpy({ size, count }) {
+  const source = Buffer.alloc(size, 1);
+  const places = Math.max(1, Math.floor((16 << 20) / size));
+  const target = Buffer.alloc(places * size);
+  for (let i = 0; i < Math.min(count, places); i++) source.copy(target, (i % places) * size);
+  const t0 = now();
+  for (let i = 0; i < count; i++) {
+    stamp(source, i);
+    source.copy(target, (i % places) * size);
+  }
+  const seconds = Number(now() - t0) / 1e9;
+  check(target.subarray(((count - 1) % places) * size, ((count - 1) % places + 1) * size), size, count - 1, 'memcpy');
+  return { messages: count, seconds };
+}
+
+/** Up to 64 messages per batch, and no more than 256 KiB (a batch of 1 MiB messages is 1). */
+const batchOf = (size) => Math.max(1, Math.min(64, Math.floor((256 << 10) / size)));
+
+const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
+  id: `queue-${mode}`,
+  label: {
+    spin: 'shm Queue, spinning receivers',
+    block: 'shm Queue, blocking (futex) receivers',
+    async: 'shm Queue, await receive() on the event loop',
+  }[mode],
+  family: 'interprocess',
+  waits: mode === 'async' ? 'event-loop' : mode,
+  sizes: [64, 4096, 65536, 1048576],
+  roundTrip: roundTrip(mode),
+  throughput: throughput(mode),
+}));
+mechanisms.push(
+  {
+    id: 'queue-batch',
+    label: 'shm Queue, sendMany/receiveMany batches (up to 64, 256 KiB), spinning',
+    family: 'interprocess',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    throughput: batchThroughput,
+  },
+  {
+    id: 'queue-zero-copy',
+    label: 'shm Queue, sendWith in place / receiveWith in place, spinning',
+    family: 'interprocess',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    throughput: zeroCopyThroughput,
+  },
+  {
+    id: 'memcpy',
+    label: 'memcpy (Buffer#copy in one process, reference)',
+    family: 'reference',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    throughput: memcpy,
+  },
+);
+export default mechanisms;
+
+// --- the peer -------------------------------------------------------------------------------
+
+async function peer([role, mode, name, sizeArg, countArg]) {
+  pinSelf();
+  const size = Number(sizeArg);
+  const count = Number(countArg);
+  const wait = WAIT[mode];
+  if (role === 'echo') {
+    const ping = Queue.open(`${name}-ping`, { wait });
+    const pong = Queue.open(`${name}-pong`, { wait });
+    process.send({ type: 'ready' });
+    const total = count + Math.min(2000, count);
+    for (let i = 0; i < total; i++) {
+      if (mode === 'async') await pong.send(await ping.receive());
+      else pong.sendSync(ping.receiveSync());
+    }
+    process.send({ type: 'done' });
+  } else if (role === 'zc-sink') {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    let received = 0;
+    const read = (view) => {
+      check(view, size, received, 'queue-zero-copy sink');
+      received++;
+    };
+    while (received < count) if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
+    process.send({ type: 'done', received });
+  } else if (role === 'batch-sink') {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    let received = 0;
+    while (received < count) {
+      for (const m of q.receiveManySync(batchOf(size))) {
+        check(m, size, received, 'queue-batch sink');
+        received++;
+      }
+    }
+    process.send({ type: 'done', received });
+  } else {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    let received = 0;
+    if (mode === 'async') {
+      for (; received < count; received++) {
+        const m = q.tryReceive() ?? (await q.receive());
+        check(m, size, received, `queue-${mode} sink`);
+      }
+    } else {
+      for (; received < count; received++) {
+        const m = q.tryReceive() ?? q.receiveSync();
+        check(m, size, received, `queue-${mode} sink`);
+      }
+    }
+    process.send({ type: 'done', received });
+  }
+  process.disconnect();
+}
+
+if (process.argv[1] === self) await peer(process.argv.slice(2));

@@ -1,0 +1,800 @@
+/**
+ * Queue: the shared-memory message queue, a public facade over ring.ts (algorithm) and
+ * layout.ts (bytes and protocol). This file owns codecs, waiting (spin, futex, async) and the
+ * lifecycle; it never touches a slot except through the ring.
+ */
+import { setMaxListeners } from 'node:events';
+import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
+import { resolveCodec, decodeOrThrow, type Codec, type CodecOption } from '../codec/index.js';
+import { checkInteger, checkSignal, checkTimeout } from '../options.js';
+import { Kind } from '../shm/header.js';
+import { SharedMemory } from '../shm/shared-memory.js';
+import { namedOptions, openObject, type How, type NamedObjectOptions } from '../shm/segment.js';
+import { futex } from '../sync/futex.js';
+import { geometry, initQueue, MAX_MESSAGE_SIZE_LIMIT, QUEUE_VERSION, readGeometry, SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH, W, type QueueGeometry } from './layout.js';
+import { Ring } from './ring.js';
+
+export type WaitStrategy = 'spin' | 'block' | 'spin-then-block';
+
+/** Options every opener may give (they are per handle, not stored in the queue). */
+export interface QueueHandleOptions<T = unknown> extends NamedObjectOptions {
+  /** How messages are turned into bytes: 'bytes' (default), 'json', 'structured', 'msgpack' or { encode, decode }. */
+  codec?: CodecOption<T>;
+  /** How a blocked send/receive waits: busy-spin, sleep in the kernel, or spin briefly then sleep (default). */
+  wait?: WaitStrategy;
+  /** Microseconds to spin before sleeping with 'spin-then-block' (default 20). */
+  spinTime?: number;
+  /** Milliseconds a slot may stay claimed by a dead process before it is reclaimed (default 1000). */
+  stallTimeout?: number;
+}
+
+export interface QueueCreateOptions<T = unknown> extends QueueHandleOptions<T> {
+  /** Size of the whole segment in bytes (header and slots). Give this or `capacity`. */
+  byteLength?: number;
+  /** Number of slots, a power of two. Give this or `byteLength` (or both). */
+  capacity?: number;
+  /** Largest message in bytes (after encoding). Default: what the slots can hold (4096 with `capacity`). */
+  maxMessageSize?: number;
+}
+
+export interface QueueOpenOptions<T = unknown> extends QueueHandleOptions<T> {
+  /** If given, the queue must have exactly this maxMessageSize (IPC_ERR_INCOMPATIBLE otherwise). */
+  maxMessageSize?: number;
+}
+
+export interface WaitOptions {
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+export interface SyncWaitOptions {
+  timeout?: number;
+}
+
+export interface QueueStats {
+  name: string;
+  byteLength: number;
+  capacity: number;
+  maxMessageSize: number;
+  /** Messages claimed by producers and not yet claimed by consumers (0..capacity). */
+  depth: number;
+  /** Positions claimed so far by producers / consumers, modulo 2^32. */
+  sendPosition: number;
+  receivePosition: number;
+  /** Records skipped because their producer died before committing them. */
+  skippedRecords: number;
+  /** Slots reclaimed from consumers that died while taking a message (that message is lost). */
+  reclaimedSlots: number;
+  sleepingReceivers: number;
+  sleepingSenders: number;
+}
+
+const HANDLE_OPTIONS = ['codec', 'wait', 'spinTime', 'stallTimeout'] as const;
+const CREATE_OPTIONS = [...HANDLE_OPTIONS, 'byteLength', 'capacity', 'maxMessageSize'] as const;
+const OPEN_OPTIONS = [...HANDLE_OPTIONS, 'maxMessageSize'] as const;
+const WAITS: readonly WaitStrategy[] = ['spin', 'block', 'spin-then-block'];
+const DEFAULT_SPIN_US = 20;
+const DEFAULT_STALL_MS = 1000;
+/** Sleepers wake at least this often to look for stalls left by dead peers. */
+const MAX_SLEEP_MS = 1000;
+
+/** Most slots one batch claims with one CAS. */
+const BATCH = 64;
+/** From this size on a received copy skips the zero-fill. */
+const LARGE = 256 * 1024;
+
+const NONE: unique symbol = Symbol('none');
+type Taken<T> = T | typeof NONE;
+
+const token = Symbol('Queue');
+const bytesCodec = resolveCodec('bytes');
+/** Built-in decoders never keep the bytes they are given: they may read shared memory directly. */
+const readsInPlace = new Set<Codec<any>>([resolveCodec('json'), resolveCodec('structured'), resolveCodec('msgpack')]);
+
+const now = (): number => performance.now();
+const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export class Queue<T = Uint8Array> {
+  readonly #name: string;
+  #shm: SharedMemory | undefined;
+  readonly #ring: Ring;
+  readonly #i32: Int32Array;
+  readonly #codec: Codec<T>;
+  readonly #isBytes: boolean;
+  readonly #inPlace: boolean;
+  readonly #wait: WaitStrategy;
+  readonly #spinMs: number;
+  readonly #geometry: QueueGeometry;
+  #closed = false;
+  /** Messages of a batch that followed one the codec could not decode; delivered first. */
+  readonly #pending: T[] = [];
+  #pendingError: unknown = undefined;
+  /** Aborted by close() so that pending waits reject with IPC_ERR_CLOSED. */
+  readonly #closer = new AbortController();
+
+  /** @internal use Queue.create / open / openOrCreate */
+  constructor(key: symbol, name: string, shm: SharedMemory, g: QueueGeometry, handle: ResolvedHandle<T>) {
+    if (key !== token) throw new TypeError('use Queue.create, Queue.open or Queue.openOrCreate');
+    this.#name = name;
+    this.#shm = shm;
+    this.#geometry = g;
+    this.#ring = new Ring(shm.buffer, g, handle.stallTimeout);
+    this.#i32 = this.#ring.i32;
+    this.#codec = handle.codec;
+    this.#isBytes = handle.codec === (bytesCodec as Codec<unknown>);
+    this.#inPlace = readsInPlace.has(handle.codec);
+    this.#wait = handle.wait;
+    this.#spinMs = handle.spinTime / 1000;
+    // Every pending async wait of this handle listens on it: no listener limit warning.
+    setMaxListeners(0, this.#closer.signal);
+  }
+
+  /** Creates the queue `name`; IPC_ERR_EXISTS if it exists. */
+  static create<T = Uint8Array>(name: string, options: QueueCreateOptions<T>): Queue<T> {
+    return make<T>(name, 'create', options, 'Queue.create');
+  }
+
+  /** Opens the existing queue `name`; IPC_ERR_NOT_FOUND if missing, IPC_ERR_INCOMPATIBLE if not a queue. */
+  static open<T = Uint8Array>(name: string, options?: QueueOpenOptions<T>): Queue<T> {
+    return make<T>(name, 'open', options, 'Queue.open');
+  }
+
+  /** Opens `name`, creating it with these options if it is missing. */
+  static openOrCreate<T = Uint8Array>(name: string, options: QueueCreateOptions<T>): Queue<T> {
+    return make<T>(name, 'openOrCreate', options, 'Queue.openOrCreate');
+  }
+
+  /** Removes the name; processes that have the queue open keep using it. True if it existed. */
+  static remove(name: string): boolean {
+    return SharedMemory.remove(name);
+  }
+
+  get name(): string {
+    return this.#name;
+  }
+  get capacity(): number {
+    return this.#geometry.capacity;
+  }
+  get maxMessageSize(): number {
+    return this.#geometry.maxMessageSize;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  // --- send ------------------------------------------------------------------------------------
+
+  /** Sends if there is room; false when the queue is full. */
+  trySend(value: T): boolean {
+    this.#check();
+    return this.#put(this.#encode(value));
+  }
+
+  /** Sends, waiting while the queue is full (backpressure). */
+  send(value: T, options?: WaitOptions): Promise<void> {
+    try {
+      this.#check();
+      if (options !== undefined) this.#checkWait(options, 'send');
+      const bytes = this.#encode(value);
+      if (this.#put(bytes)) return Promise.resolve();
+      return this.#waitAsync(true, () => this.#put(bytes), options, 'send').then(() => undefined);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Sends, blocking the thread while the queue is full. */
+  sendSync(value: T, options?: SyncWaitOptions): void {
+    this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'sendSync');
+    const bytes = this.#encode(value);
+    if (this.#put(bytes)) return;
+    this.#waitSync(true, () => this.#put(bytes), options, 'sendSync');
+  }
+
+  /**
+   * Zero-copy send: claims a slot and lets `write` fill `byteLength` bytes of it in place (the
+   * view is valid only during the call). If `write` throws, the slot is committed as a skip
+   * record (never delivered) and the error propagates. The codec is not involved. Keep `write`
+   * short: the slot counts as stalled after stallTimeout, and its owner is this process.
+   */
+  trySendWith(byteLength: number, write: (view: Uint8Array) => void): boolean {
+    this.#check();
+    this.#checkLength(byteLength, write);
+    return this.#putWith(byteLength, write);
+  }
+
+  sendWith(byteLength: number, write: (view: Uint8Array) => void, options?: WaitOptions): Promise<void> {
+    try {
+      this.#check();
+      if (options !== undefined) this.#checkWait(options, 'sendWith');
+      this.#checkLength(byteLength, write);
+      if (this.#putWith(byteLength, write)) return Promise.resolve();
+      return this.#waitAsync(true, () => this.#putWith(byteLength, write), options, 'sendWith').then(() => undefined);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  sendWithSync(byteLength: number, write: (view: Uint8Array) => void, options?: SyncWaitOptions): void {
+    this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'sendWithSync');
+    this.#checkLength(byteLength, write);
+    if (this.#putWith(byteLength, write)) return;
+    this.#waitSync(true, () => this.#putWith(byteLength, write), options, 'sendWithSync');
+  }
+
+  /**
+   * Sends as many of `values` as fit right now, in order, claiming them in batches (one CAS on
+   * the shared index per batch). Returns how many were sent (0 when full). Every value is
+   * encoded and checked against maxMessageSize first: a too-large one sends nothing.
+   */
+  trySendMany(values: readonly T[]): number {
+    this.#check();
+    const encoded = this.#encodeAll(values, 'trySendMany');
+    let sent = 0;
+    for (let n; sent < encoded.length && (n = this.#putMany(encoded, sent)) !== 0; ) sent += n;
+    return sent;
+  }
+
+  /** Sends every value, in order, waiting for room as needed. */
+  sendMany(values: readonly T[], options?: WaitOptions): Promise<void> {
+    try {
+      this.#check();
+      if (options !== undefined) this.#checkWait(options, 'sendMany');
+      const encoded = this.#encodeAll(values, 'sendMany');
+      let sent = 0;
+      const attempt = (): boolean => {
+        for (let n; sent < encoded.length && (n = this.#putMany(encoded, sent)) !== 0; ) sent += n;
+        return sent === encoded.length;
+      };
+      if (attempt()) return Promise.resolve();
+      return this.#waitAsync(true, attempt, options, 'sendMany');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  sendManySync(values: readonly T[], options?: SyncWaitOptions): void {
+    this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'sendManySync');
+    const encoded = this.#encodeAll(values, 'sendManySync');
+    let sent = 0;
+    const attempt = (): boolean => {
+      for (let n; sent < encoded.length && (n = this.#putMany(encoded, sent)) !== 0; ) sent += n;
+      return sent === encoded.length;
+    };
+    if (!attempt()) this.#waitSync(true, attempt, options, 'sendManySync');
+  }
+
+  // --- receive ---------------------------------------------------------------------------------
+
+  /** Takes the next message, or undefined when the queue is empty. */
+  tryReceive(): T | undefined {
+    this.#check();
+    const value = this.#take();
+    return value === NONE ? undefined : value;
+  }
+
+  /** Takes the next message, waiting while the queue is empty. */
+  receive(options?: WaitOptions): Promise<T> {
+    try {
+      this.#check();
+      if (options !== undefined) this.#checkWait(options, 'receive');
+      const value = this.#take();
+      if (value !== NONE) return Promise.resolve(value);
+      let got: Taken<T> = NONE;
+      return this.#waitAsync(false, () => (got = this.#take()) !== NONE, options, 'receive').then(() => got as T);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Takes the next message, blocking the thread while the queue is empty. */
+  receiveSync(options?: SyncWaitOptions): T {
+    this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'receiveSync');
+    let got = this.#take();
+    if (got !== NONE) return got;
+    if (this.#wait !== 'block') {
+      // The latency-critical spin, specialised (no closure) for the common receive.
+      const end = now() + (this.#wait === 'spin' ? Math.min(1, options?.timeout ?? 1) : Math.min(this.#spinMs, options?.timeout ?? Infinity));
+      for (let i = 1; ; i++) {
+        got = this.#take();
+        if (got !== NONE) return got;
+        if ((i & 63) === 0 && now() >= end) break;
+      }
+    }
+    this.#waitSync(false, () => (got = this.#take()) !== NONE, options, 'receiveSync', true);
+    return got as T;
+  }
+
+  /**
+   * Zero-copy receive: hands the next message's bytes to `read` in place, without the codec
+   * (the view is valid only during the call; copy what you keep). False when empty. If `read`
+   * throws, the message counts as received and the error propagates.
+   */
+  tryReceiveWith(read: (view: Uint8Array) => void): boolean {
+    this.#check();
+    if (typeof read !== 'function') throw new TypeError('tryReceiveWith: read must be a function');
+    return this.#takeWith(read);
+  }
+
+  receiveWith(read: (view: Uint8Array) => void, options?: WaitOptions): Promise<void> {
+    try {
+      this.#check();
+      if (options !== undefined) this.#checkWait(options, 'receiveWith');
+      if (typeof read !== 'function') throw new TypeError('receiveWith: read must be a function');
+      if (this.#takeWith(read)) return Promise.resolve();
+      return this.#waitAsync(false, () => this.#takeWith(read), options, 'receiveWith').then(() => undefined);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  receiveWithSync(read: (view: Uint8Array) => void, options?: SyncWaitOptions): void {
+    this.#check();
+    if (options !== undefined) checkTimeout(options.timeout, 'receiveWithSync');
+    if (typeof read !== 'function') throw new TypeError('receiveWithSync: read must be a function');
+    if (this.#takeWith(read)) return;
+    this.#waitSync(false, () => this.#takeWith(read), options, 'receiveWithSync');
+  }
+
+  /**
+   * Takes up to `max` messages that are there now, in order, claiming them in batches. Empty
+   * array when the queue is empty. A receiver killed in the middle may lose the whole batch it
+   * held (up to 64 messages), where a single receive loses at most one.
+   */
+  tryReceiveMany(max: number): T[] {
+    this.#check();
+    checkInteger(max, 'tryReceiveMany: max', 1, 2 ** 31);
+    const out: T[] = [];
+    while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
+    return out;
+  }
+
+  /** Takes between 1 and `max` messages, waiting while the queue is empty. */
+  receiveMany(max: number, options?: WaitOptions): Promise<T[]> {
+    try {
+      this.#check();
+      checkInteger(max, 'receiveMany: max', 1, 2 ** 31);
+      if (options !== undefined) this.#checkWait(options, 'receiveMany');
+      const out: T[] = [];
+      const attempt = (): boolean => {
+        while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
+        return out.length !== 0;
+      };
+      if (attempt()) return Promise.resolve(out);
+      return this.#waitAsync(false, attempt, options, 'receiveMany').then(() => out);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  receiveManySync(max: number, options?: SyncWaitOptions): T[] {
+    this.#check();
+    checkInteger(max, 'receiveManySync: max', 1, 2 ** 31);
+    if (options !== undefined) checkTimeout(options.timeout, 'receiveManySync');
+    const out: T[] = [];
+    const attempt = (): boolean => {
+      while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
+      return out.length !== 0;
+    };
+    if (!attempt()) this.#waitSync(false, attempt, options, 'receiveManySync');
+    return out;
+  }
+
+  /** Receives until this handle is closed (then the loop ends quietly). */
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    while (!this.#closed) {
+      try {
+        yield await this.receive();
+      } catch (err) {
+        if (this.#closed && (err as IpcError).code === 'IPC_ERR_CLOSED') return;
+        throw err;
+      }
+    }
+  }
+
+  stats(): QueueStats {
+    this.#check();
+    const i32 = this.#i32;
+    const tail = Atomics.load(i32, W.tail);
+    const head = Atomics.load(i32, W.head);
+    const g = this.#geometry;
+    return {
+      name: this.#name,
+      byteLength: g.byteLength,
+      capacity: g.capacity,
+      maxMessageSize: g.maxMessageSize,
+      depth: Math.max(0, Math.min(g.capacity, (tail - head) | 0)),
+      sendPosition: tail >>> 0,
+      receivePosition: head >>> 0,
+      skippedRecords: Atomics.load(i32, W.skippedRecords) >>> 0,
+      reclaimedSlots: Atomics.load(i32, W.reclaimedSlots) >>> 0,
+      sleepingReceivers: Atomics.load(i32, W.receiversSleeping),
+      sleepingSenders: Atomics.load(i32, W.sendersSleeping),
+    };
+  }
+
+  /** Idempotent. Pending send/receive promises of this handle reject with IPC_ERR_CLOSED. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closer.abort();
+    this.#shm?.close();
+    this.#shm = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  /** Validates wait options before any attempt; an already aborted signal wins over a message. */
+  #checkWait(options: WaitOptions, what: string): void {
+    if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`);
+    checkTimeout(options.timeout, what);
+    const signal = checkSignal(options.signal, what);
+    if (signal?.aborted) throw abortError(`queue '${this.#name}' ${what}`, signal.reason);
+  }
+
+  #check(): void {
+    if (this.#closed) throw closedError(`queue '${this.#name}'`);
+  }
+
+  #encode(value: T): Uint8Array {
+    const bytes = this.#isBytes ? (value instanceof Uint8Array ? value : bytesCodec.encode(value)) : this.#codec.encode(value);
+    if (bytes.byteLength > this.#geometry.maxMessageSize) throw this.#tooLarge(bytes.byteLength);
+    return bytes;
+  }
+
+  #encodeAll(values: readonly T[], what: string): Uint8Array[] {
+    if (!Array.isArray(values)) throw new TypeError(`${what}: values must be an array`);
+    const encoded = new Array<Uint8Array>(values.length);
+    for (let i = 0; i < values.length; i++) encoded[i] = this.#encode(values[i] as T);
+    return encoded;
+  }
+
+  #tooLarge(n: number): IpcError {
+    return new IpcError(
+      'IPC_ERR_MESSAGE_TOO_LARGE',
+      `queue '${this.#name}': a ${n}-byte message exceeds maxMessageSize ${this.#geometry.maxMessageSize}`,
+    );
+  }
+
+  #checkLength(byteLength: number, write: unknown): void {
+    if (typeof write !== 'function') throw new TypeError('sendWith: write must be a function');
+    checkInteger(byteLength, 'byteLength', 0, MAX_MESSAGE_SIZE_LIMIT);
+    if (byteLength > this.#geometry.maxMessageSize) throw this.#tooLarge(byteLength);
+  }
+
+  /** One attempt to send encoded bytes. */
+  #put(bytes: Uint8Array): boolean {
+    const ring = this.#ring;
+    for (;;) {
+      if (ring.claimSend(1) === 0) return false;
+      const pos = ring.pos;
+      const base = ring.base;
+      ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
+      const ok = ring.commitSend(pos, base, bytes.byteLength);
+      ring.afterSend(1);
+      if (ok) return true;
+      // Reclaimed while we wrote (we were taken for dead): never delivered, so send again.
+    }
+  }
+
+  /** One attempt to send encoded[from...] as one batch; returns how many were sent, in order. */
+  #putMany(encoded: Uint8Array[], from: number): number {
+    const ring = this.#ring;
+    for (;;) {
+      const n = ring.claimSend(Math.min(encoded.length - from, BATCH));
+      if (n === 0) return 0;
+      const pos = ring.pos;
+      let sent = 0;
+      for (let k = 0; k < n; k++) {
+        const p = (pos + k) | 0;
+        const base = ring.slotOf(p);
+        if (sent < k) {
+          // An earlier record of the batch was reclaimed: what follows must not overtake it.
+          ring.commitSend(p, base, SKIP);
+          continue;
+        }
+        const bytes = encoded[from + k]!;
+        ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
+        if (ring.commitSend(p, base, bytes.byteLength)) sent++;
+      }
+      ring.afterSend(n);
+      // 0 only if the first record was reclaimed under us: there was room, so try again.
+      if (sent !== 0) return sent;
+    }
+  }
+
+  #putWith(byteLength: number, write: (view: Uint8Array) => void): boolean {
+    const ring = this.#ring;
+    for (;;) {
+      if (ring.claimSend(1) === 0) return false;
+      const pos = ring.pos;
+      const base = ring.base;
+      const start = (base << 2) + SLOT_HEADER_BYTES;
+      let ok: boolean;
+      try {
+        write(ring.u8.subarray(start, start + byteLength));
+        ok = ring.commitSend(pos, base, byteLength);
+      } catch (err) {
+        ring.commitSend(pos, base, SKIP);
+        throw err;
+      } finally {
+        ring.afterSend(1);
+      }
+      if (ok) return true;
+      // Reclaimed (we were taken for dead): call `write` again for a new slot.
+    }
+  }
+
+  /** The message in a claimed slot, copied or decoded (NONE for a skip record). */
+  #read(base: number): Taken<T> {
+    const ring = this.#ring;
+    const length = ring.i32[base + SLOT_LENGTH]!;
+    if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) return NONE;
+    const start = (base << 2) + SLOT_HEADER_BYTES;
+    if (this.#isBytes) {
+      // A private copy. slice is V8's fastest copy for small and medium sizes; for large ones
+      // skipping the zero-fill (allocUnsafeSlow, never pooled) wins.
+      if (length < LARGE) return ring.u8.slice(start, start + length) as unknown as T;
+      // Always a plain Uint8Array (not a Buffer), whatever the size.
+      const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+      out.set(ring.u8.subarray(start, start + length));
+      return out as unknown as T;
+    }
+    const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
+    return decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);
+  }
+
+  /** One attempt to receive and decode. */
+  #take(): Taken<T> {
+    if (this.#pendingError !== undefined) this.#throwPending();
+    if (this.#pending.length !== 0) return this.#pending.shift() as T;
+    const ring = this.#ring;
+    for (;;) {
+      if (ring.claimReceive(1) === 0) return NONE;
+      const pos = ring.pos;
+      const base = ring.base;
+      let value: Taken<T>;
+      try {
+        value = this.#read(base);
+      } finally {
+        // A message the codec cannot decode is consumed all the same (IPC_ERR_PROTOCOL).
+        const ok = ring.release(pos, base);
+        ring.afterReceive(1);
+        if (!ok) value = NONE; // reclaimed while we read: the copy may be torn
+      }
+      if (value !== NONE) return value;
+    }
+  }
+
+  /** One attempt to receive up to `max` messages as one batch, appended to `out`. */
+  #takeMany(max: number, out: T[]): number {
+    if (this.#pendingError !== undefined) {
+      if (out.length !== 0) return 0; // deliver what came before the bad frame first
+      this.#throwPending();
+    }
+    const before = out.length;
+    while (this.#pending.length !== 0 && out.length - before < max) out.push(this.#pending.shift() as T);
+    if (out.length - before === max) return max;
+    const ring = this.#ring;
+    let failure: unknown;
+    // Again while a batch held only skip records: messages may be waiting behind them.
+    while (out.length === before && failure === undefined) {
+      const n = ring.claimReceive(Math.min(max - (out.length - before), BATCH));
+      if (n === 0) break;
+      const pos = ring.pos;
+      for (let k = 0; k < n; k++) {
+        const p = (pos + k) | 0;
+        const base = ring.slotOf(p);
+        let value: Taken<T> = NONE;
+        try {
+          value = this.#read(base);
+        } catch (err) {
+          failure ??= err;
+        }
+        if (!ring.release(p, base) || value === NONE) continue;
+        // After a decode failure, later messages wait for the next call, in order.
+        if (failure === undefined) out.push(value);
+        else this.#pending.push(value);
+      }
+      ring.afterReceive(n);
+    }
+    if (failure !== undefined) {
+      if (out.length === 0) throw failure;
+      // Messages before the bad frame are returned now; the error comes with the next call.
+      this.#pendingError = failure;
+    }
+    return out.length - before;
+  }
+
+  #throwPending(): never {
+    const err = this.#pendingError;
+    this.#pendingError = undefined;
+    throw err;
+  }
+
+  #takeWith(read: (view: Uint8Array) => void): boolean {
+    const ring = this.#ring;
+    for (;;) {
+      if (ring.claimReceive(1) === 0) return false;
+      const pos = ring.pos;
+      const base = ring.base;
+      const length = ring.i32[base + SLOT_LENGTH]!;
+      if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) {
+        ring.release(pos, base);
+        ring.afterReceive(1);
+        continue;
+      }
+      const start = (base << 2) + SLOT_HEADER_BYTES;
+      try {
+        read(ring.u8.subarray(start, start + length));
+      } finally {
+        ring.release(pos, base);
+        ring.afterReceive(1);
+      }
+      return true;
+    }
+  }
+
+  /** Spins for up to `ms` calling attempt; true once it succeeds. */
+  #spin(attempt: () => boolean, ms: number): boolean {
+    const end = now() + ms;
+    for (let i = 1; ; i++) {
+      if (attempt()) return true;
+      if ((i & 31) === 0 && now() >= end) return false;
+    }
+  }
+
+  #waitSync(sending: boolean, attempt: () => boolean, options: SyncWaitOptions | undefined, what: string, spun = false): void {
+    const timeout = checkTimeout(options?.timeout, `${what}`);
+    const start = now();
+    const deadline = start + timeout;
+    const i32 = this.#i32;
+    const ring = this.#ring;
+    const sleeping = sending ? W.sendersSleeping : W.receiversSleeping;
+    const events = sending ? W.spaceEvents : W.dataEvents;
+    if (this.#wait === 'spin') {
+      for (;;) {
+        if (this.#spin(attempt, Math.min(1, deadline - now()))) return;
+        if (now() >= deadline) throw timeoutError(`queue '${this.#name}' ${what}`, timeout);
+      }
+    }
+    if (this.#wait === 'spin-then-block' && !spun && this.#spin(attempt, Math.min(this.#spinMs, timeout))) return;
+    for (;;) {
+      Atomics.add(i32, sleeping, 1); // seq-cst; pairs with the waker's load after its commit/release
+      try {
+        const seen = Atomics.load(i32, events);
+        ring.lookForStalls(sending);
+        if (attempt()) return;
+        const left = deadline - now();
+        if (left <= 0) throw timeoutError(`queue '${this.#name}' ${what}`, timeout);
+        futex.wait(i32, events, seen, Math.min(left, MAX_SLEEP_MS, ring.stallDeadline(sending)));
+      } finally {
+        Atomics.sub(i32, sleeping, 1);
+      }
+      if (attempt()) return;
+    }
+  }
+
+  async #waitAsync(sending: boolean, attempt: () => boolean, options: WaitOptions | undefined, what: string): Promise<void> {
+    const timeout = checkTimeout(options?.timeout, what);
+    const userSignal = checkSignal(options?.signal, what);
+    const label = `queue '${this.#name}' ${what}`;
+    if (userSignal?.aborted) throw abortError(label, userSignal.reason);
+    const deadline = now() + timeout;
+    const i32 = this.#i32;
+    const ring = this.#ring;
+    const sleeping = sending ? W.sendersSleeping : W.receiversSleeping;
+    const events = sending ? W.spaceEvents : W.dataEvents;
+    const signal = userSignal === undefined ? this.#closer.signal : AbortSignal.any([userSignal, this.#closer.signal]);
+    const stop = (): void => {
+      if (this.#closed) throw closedError(`queue '${this.#name}'`);
+      if (userSignal?.aborted) throw abortError(label, userSignal.reason);
+      if (now() >= deadline) throw timeoutError(label, timeout);
+    };
+    if (this.#wait === 'spin') {
+      // Never sleeps in the kernel: spin in short bursts and let the event loop run between them.
+      for (;;) {
+        if (this.#spin(attempt, Math.min(this.#spinMs || 0.02, Math.max(0, deadline - now())))) return;
+        stop();
+        await immediate();
+        stop();
+      }
+    }
+    if (this.#wait === 'spin-then-block' && this.#spin(attempt, Math.min(this.#spinMs, timeout))) return;
+    for (;;) {
+      stop();
+      Atomics.add(i32, sleeping, 1); // seq-cst; pairs with the waker's load after its commit/release
+      try {
+        const seen = Atomics.load(i32, events);
+        ring.lookForStalls(sending);
+        if (attempt()) return;
+        const left = deadline - now();
+        if (left <= 0) stop();
+        await futex.waitAsync(i32, events, seen, Math.min(left, MAX_SLEEP_MS, ring.stallDeadline(sending)), { signal });
+      } catch (err) {
+        // Leaving without trying: a wake meant for us must reach another sleeper.
+        ring.passOn(sending);
+        if ((err as IpcError).code === 'IPC_ERR_ABORTED') stop();
+        throw err;
+      } finally {
+        Atomics.sub(i32, sleeping, 1);
+      }
+      if (this.#closed) {
+        ring.passOn(sending);
+        stop();
+      }
+      if (attempt()) return;
+    }
+  }
+}
+
+interface ResolvedHandle<T> {
+  codec: Codec<T>;
+  wait: WaitStrategy;
+  spinTime: number;
+  stallTimeout: number;
+}
+
+function resolveHandle<T>(opts: QueueHandleOptions<T>, where: string): ResolvedHandle<T> {
+  const codec = resolveCodec<T>(opts.codec);
+  const wait = opts.wait ?? 'spin-then-block';
+  if (!WAITS.includes(wait)) throw new TypeError(`${where}: wait must be 'spin', 'block' or 'spin-then-block', got ${String(wait)}`);
+  let spinTime = DEFAULT_SPIN_US;
+  if (opts.spinTime !== undefined) {
+    if (typeof opts.spinTime !== 'number' || !Number.isFinite(opts.spinTime) || opts.spinTime < 0) {
+      throw new RangeError(`${where}: spinTime must be a finite number of microseconds >= 0, got ${String(opts.spinTime)}`);
+    }
+    spinTime = opts.spinTime;
+  }
+  const stallTimeout =
+    opts.stallTimeout === undefined ? DEFAULT_STALL_MS : checkInteger(opts.stallTimeout, `${where}: stallTimeout`, 1, 3_600_000);
+  return { codec, wait, spinTime, stallTimeout };
+}
+
+function make<T>(name: string, how: How, options: unknown, where: string): Queue<T> {
+  const opts = namedOptions<QueueCreateOptions<T>>(options, how === 'open' ? OPEN_OPTIONS : CREATE_OPTIONS, where);
+  const handle = resolveHandle<T>(opts, where);
+  const maxMessageSize =
+    opts.maxMessageSize === undefined ? undefined : checkInteger(opts.maxMessageSize, `${where}: maxMessageSize`, 1, MAX_MESSAGE_SIZE_LIMIT);
+  let wanted: QueueGeometry | undefined;
+  if (how !== 'open') {
+    const byteLength = opts.byteLength === undefined ? undefined : checkInteger(opts.byteLength, `${where}: byteLength`, 1, 2 ** 46);
+    const capacity = opts.capacity === undefined ? undefined : checkInteger(opts.capacity, `${where}: capacity`, 1, 2 ** 30);
+    wanted = geometry(byteLength, capacity, maxMessageSize, where);
+  }
+  const created = wanted;
+  const shm = openObject(
+    name,
+    how,
+    'queue',
+    {
+      kind: Kind.Queue,
+      version: QUEUE_VERSION,
+      byteLength: created?.byteLength ?? 0,
+      init: (buffer) => initQueue(buffer, created!),
+    },
+    opts,
+  );
+  try {
+    const g = readGeometry(shm.buffer);
+    if (typeof g === 'string') throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}': ${g}`);
+    if (maxMessageSize !== undefined && g.maxMessageSize !== maxMessageSize) {
+      throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}': maxMessageSize is ${g.maxMessageSize}, expected ${maxMessageSize}`);
+    }
+    if (!shm.created && wanted !== undefined && opts.capacity !== undefined && g.capacity !== wanted.capacity) {
+      throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}': capacity is ${g.capacity}, expected ${wanted.capacity}`);
+    }
+    return new Queue<T>(token, name, shm, g, handle);
+  } catch (err) {
+    shm.close();
+    throw err;
+  }
+}

@@ -1,0 +1,431 @@
+// Queue in one process: lifecycle, every error code it can produce, codecs, zero-copy paths,
+// timeouts, aborts, close, iteration, and worker threads sharing a queue by name.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { Queue, SharedMemory } from 'interprocess';
+import { expectCode, uniqueName, watchdog } from './helpers.mjs';
+
+const require = createRequire(import.meta.url);
+
+function named(t, tag = 'q') {
+  const name = uniqueName(tag);
+  t.after(() => Queue.remove(name));
+  return name;
+}
+
+const bytes = (...values) => Uint8Array.from(values);
+
+test('create / open / openOrCreate / remove and the geometry', (t) => {
+  const name = named(t);
+  const q = Queue.create(name, { byteLength: 1 << 20 });
+  t.after(() => q.close());
+  // 1 MiB: 4112-byte slots fit 254 times, rounded down to 128 slots widened to 8176 bytes.
+  assert.equal(q.capacity, 128);
+  assert.equal(q.maxMessageSize, 8160);
+  assert.equal(q.name, name);
+  const s = q.stats();
+  assert.deepEqual(
+    { byteLength: s.byteLength, depth: s.depth, skippedRecords: s.skippedRecords, reclaimedSlots: s.reclaimedSlots },
+    { byteLength: 1 << 20, depth: 0, skippedRecords: 0, reclaimedSlots: 0 },
+  );
+  const r = Queue.open(name);
+  t.after(() => r.close());
+  assert.equal(r.capacity, 128);
+  const o = Queue.openOrCreate(name, { byteLength: 1 << 20 });
+  t.after(() => o.close());
+  assert.ok(q.trySend(bytes(1, 2, 3)));
+  assert.deepEqual([...o.tryReceive()], [1, 2, 3]);
+  assert.throws(() => Queue.create(name, { byteLength: 1 << 20 }), { code: 'IPC_ERR_EXISTS' });
+  assert.equal(Queue.remove(name), true);
+  assert.equal(Queue.remove(name), false);
+  assert.throws(() => Queue.open(name), { code: 'IPC_ERR_NOT_FOUND' });
+  // Handles opened before the remove keep working.
+  assert.ok(q.trySend(bytes(4)));
+  assert.deepEqual([...r.tryReceive()], [4]);
+
+  const c = named(t, 'cap');
+  const qc = Queue.create(c, { capacity: 8, maxMessageSize: 100 });
+  t.after(() => qc.close());
+  assert.equal(qc.capacity, 8);
+  assert.equal(qc.maxMessageSize, 100);
+  assert.equal(qc.stats().byteLength, 512 + 8 * 128);
+  qc.trySend(bytes(1));
+  // What `interprocess ls` shows, read without a handle.
+  const { describeQueue } = require('../dist/cjs/queue/layout.js');
+  const raw = SharedMemory.open(c);
+  t.after(() => raw.close());
+  assert.deepEqual(describeQueue(raw.buffer), {
+    capacity: 8, maxMessageSize: 100, depth: 1, skippedRecords: 0, reclaimedSlots: 0, sleepingReceivers: 0, sleepingSenders: 0,
+  });
+});
+
+test('bad names, options and geometry are refused by name', (t) => {
+  assert.throws(() => Queue.create('bad/name', { capacity: 4 }), { code: 'IPC_ERR_INVALID_NAME' });
+  const name = uniqueName('opts');
+  assert.throws(() => Queue.create(name, { capacity: 4, colour: 'red' }), { name: 'TypeError', message: /unknown option 'colour'/ });
+  assert.throws(() => Queue.create(name, {}), { name: 'TypeError', message: /byteLength/ });
+  assert.throws(() => Queue.create(name, { capacity: 6 }), { name: 'RangeError', message: /power of two/ });
+  assert.throws(() => Queue.create(name, { byteLength: 600, maxMessageSize: 64 }), { name: 'RangeError', message: /too small/ });
+  assert.throws(() => Queue.create(name, { capacity: 4, maxMessageSize: 0 }), { name: 'RangeError', message: /maxMessageSize/ });
+  assert.throws(() => Queue.create(name, { capacity: 4, wait: 'nap' }), { name: 'TypeError', message: /wait must be/ });
+  assert.throws(() => Queue.create(name, { capacity: 4, spinTime: -1 }), { name: 'RangeError', message: /spinTime/ });
+  assert.throws(() => Queue.create(name, { capacity: 4, stallTimeout: 0 }), { name: 'RangeError', message: /stallTimeout/ });
+  assert.throws(() => Queue.create(name, { capacity: 4, codec: 'yaml' }), { name: 'TypeError', message: /unknown codec/ });
+  assert.throws(() => Queue.create(name, { capacity: 8, byteLength: 1000 }), { name: 'RangeError', message: /cannot hold 8 slots/ });
+  assert.equal(SharedMemory.exists(name), false, 'a refused create leaves nothing behind');
+});
+
+test('wrong kind, version, geometry or size of segment is IPC_ERR_INCOMPATIBLE', (t) => {
+  const name = named(t, 'incompat');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 64 });
+  t.after(() => q.close());
+  const raw = SharedMemory.open(name);
+  t.after(() => raw.close());
+  const dv = new DataView(raw.buffer);
+  dv.setUint32(4, 1, true); // kind = Mutex
+  assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /kind is Mutex, expected Queue/ });
+  dv.setUint32(4, 6, true);
+  dv.setUint32(8, 99, true);
+  assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /version is 99/ });
+  dv.setUint32(8, 1, true);
+  dv.setUint32(64, 3, true); // capacity not a power of two
+  assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /capacity 3/ });
+  dv.setUint32(64, 1 << 20, true); // slots beyond the end of the segment
+  assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /do not fit/ });
+  dv.setUint32(64, 4, true);
+  dv.setUint32(72, 5000, true); // maxMessageSize larger than a slot
+  assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /maxMessageSize 5000/ });
+  dv.setUint32(72, 64, true);
+  assert.throws(() => Queue.open(name, { maxMessageSize: 65 }), { code: 'IPC_ERR_INCOMPATIBLE', message: /maxMessageSize is 64, expected 65/ });
+  assert.throws(() => Queue.openOrCreate(name, { capacity: 8, maxMessageSize: 64 }), { code: 'IPC_ERR_INCOMPATIBLE' });
+  Queue.open(name).close(); // restored: opens again
+
+  const plain = named(t, 'plain');
+  new Uint8Array(SharedMemory.create(plain, { byteLength: 4096 }).buffer).fill(7);
+  assert.throws(() => Queue.open(plain), { code: 'IPC_ERR_INCOMPATIBLE', message: /magic/ });
+});
+
+test('corrupted cursors or sequence words never hang a call or read out of bounds', async (t) => {
+  const name = named(t, 'corrupt');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
+  t.after(() => q.close());
+  const raw = SharedMemory.open(name);
+  t.after(() => raw.close());
+  const i32 = new Int32Array(raw.buffer);
+  const slot = (i) => 128 + i * (i32[68 / 4] / 4);
+  // A sequence word ahead of both cursors: send reports full, receive reports empty.
+  i32[slot(0)] = 1000;
+  assert.equal(q.trySend(bytes(1)), false);
+  assert.equal(q.tryReceive(), undefined);
+  assert.throws(() => q.sendSync(bytes(1), { timeout: 20 }), { code: 'IPC_ERR_TIMEOUT' });
+  await expectCode(() => q.receive({ timeout: 20 }), 'IPC_ERR_TIMEOUT');
+  // Random cursors and sequences, and lengths beyond the slot: only in-bounds reads, no hang.
+  let random = 42;
+  const rand = () => (random = (random * 1103515245 + 12345) % 2 ** 31);
+  for (let round = 0; round < 500; round++) {
+    i32[128 / 4] = rand(); // tail
+    i32[192 / 4] = rand(); // head
+    for (let i = 0; i < 4; i++) {
+      i32[slot(i)] = round % 3 === 0 ? rand() : (i32[192 / 4] + 1 + (rand() % 3)) | 0;
+      i32[slot(i) + 2] = rand() % 3 === 0 ? rand() : rand() % 16;
+    }
+    q.trySend(bytes(round & 255));
+    const m = q.tryReceive();
+    if (m !== undefined) assert.ok(m.byteLength <= 8);
+    q.tryReceiveMany(4);
+  }
+});
+
+test('full, empty, too large: try forms report, nothing changes', (t) => {
+  const name = named(t, 'full');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
+  t.after(() => q.close());
+  assert.equal(q.tryReceive(), undefined);
+  for (let i = 0; i < 4; i++) assert.equal(q.trySend(bytes(i)), true);
+  assert.equal(q.trySend(bytes(9)), false);
+  assert.equal(q.stats().depth, 4);
+  assert.throws(() => q.trySend(new Uint8Array(9)), { code: 'IPC_ERR_MESSAGE_TOO_LARGE' });
+  assert.throws(() => q.sendSync(new Uint8Array(9)), { code: 'IPC_ERR_MESSAGE_TOO_LARGE' });
+  assert.throws(() => q.trySendWith(9, () => {}), { code: 'IPC_ERR_MESSAGE_TOO_LARGE' });
+  assert.throws(() => q.trySend('text'), { name: 'TypeError', message: /Uint8Array/ });
+  const before = q.stats();
+  assert.equal(before.sendPosition, 4);
+  for (let i = 0; i < 4; i++) assert.deepEqual([...q.tryReceive()], [i]);
+  assert.equal(q.tryReceive(), undefined);
+  const after = q.stats();
+  assert.equal(after.receivePosition, 4);
+  assert.equal(after.depth, 0);
+  // Received bytes are plain Uint8Arrays of their own, small or large.
+  const big = named(t, 'big');
+  const b = Queue.create(big, { capacity: 2, maxMessageSize: 300_000 });
+  t.after(() => b.close());
+  const payload = new Uint8Array(300_000).map((_, i) => i & 255);
+  b.trySend(payload);
+  b.trySend(payload.subarray(0, 10));
+  for (const got of [b.tryReceive(), b.tryReceive()]) {
+    assert.equal(Object.getPrototypeOf(got), Uint8Array.prototype);
+    assert.equal(got.byteOffset, 0);
+    assert.equal(got.buffer.byteLength, got.byteLength);
+    assert.ok(!(got.buffer instanceof SharedArrayBuffer));
+    assert.deepEqual(got, payload.subarray(0, got.byteLength));
+  }
+  // An empty message is a message.
+  assert.ok(q.trySend(new Uint8Array(0)));
+  assert.equal(q.tryReceive().byteLength, 0);
+});
+
+test('the send position wraps past 2^32 without losing order', (t) => {
+  const name = named(t, 'wrap');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
+  t.after(() => q.close());
+  // Start every cursor and slot sequence just below 2^32, as after four billion messages.
+  const raw = SharedMemory.open(name);
+  t.after(() => raw.close());
+  const i32 = new Int32Array(raw.buffer);
+  const start = 2 ** 32 - 6;
+  i32[128 / 4] = start | 0;
+  i32[192 / 4] = start | 0;
+  const slotInts = i32[68 / 4] / 4;
+  for (let p = start; p < start + 4; p++) i32[128 + (p & 3) * slotInts] = p | 0;
+  const out = [];
+  for (let i = 0; i < 20; i++) {
+    assert.ok(q.trySend(bytes(i)));
+    if (i % 3 === 2) while (true) { const m = q.tryReceive(); if (m === undefined) break; out.push(m[0]); }
+  }
+  for (let m = q.tryReceive(); m !== undefined; m = q.tryReceive()) out.push(m[0]);
+  assert.deepEqual(out, Array.from({ length: 20 }, (_, i) => i));
+  assert.equal(q.stats().sendPosition, (start + 20) % 2 ** 32);
+});
+
+test('codecs: json, structured, msgpack, custom; a bad frame is IPC_ERR_PROTOCOL', (t) => {
+  const name = named(t, 'codec');
+  const raw = Queue.create(name, { capacity: 8, maxMessageSize: 256 });
+  t.after(() => raw.close());
+  const json = Queue.open(name, { codec: 'json' });
+  const structured = Queue.open(name, { codec: 'structured' });
+  const msgpack = Queue.open(name, { codec: 'msgpack' });
+  const custom = Queue.open(name, { codec: { encode: (s) => new TextEncoder().encode(s.toUpperCase()), decode: (b) => new TextDecoder().decode(b) } });
+  t.after(() => [json, structured, msgpack, custom].forEach((q) => q.close()));
+  json.trySend({ a: [1, 'x', null] });
+  assert.deepEqual(json.tryReceive(), { a: [1, 'x', null] });
+  const value = { m: new Map([[1, 'one']]), s: new Set([2]), d: new Date(5), b: 10n ** 20n, u: new Float64Array([1.5]) };
+  structured.trySend(value);
+  assert.deepEqual(structured.tryReceive(), value);
+  msgpack.trySend({ id: 1, tags: ['a', 'b'], n: 1.25 });
+  assert.deepEqual(msgpack.tryReceive(), { id: 1, tags: ['a', 'b'], n: 1.25 });
+  custom.trySend('hello');
+  assert.equal(custom.tryReceive(), 'HELLO');
+  assert.throws(() => json.trySend({ big: 'x'.repeat(300) }), { code: 'IPC_ERR_MESSAGE_TOO_LARGE' });
+  assert.equal(raw.stats().depth, 0);
+  raw.trySend(bytes(0x7b, 0x7b)); // '{{' is not JSON
+  raw.trySend(bytes(0x31)); // '1' is
+  assert.throws(() => json.tryReceive(), { code: 'IPC_ERR_PROTOCOL' });
+  assert.equal(json.tryReceive(), 1, 'the bad message was consumed, the next one is intact');
+});
+
+test('zero-copy sendWith / receiveWith; a writer that throws sends nothing', async (t) => {
+  const name = named(t, 'zc');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 64 });
+  t.after(() => q.close());
+  assert.ok(q.trySendWith(3, (view) => view.set([7, 8, 9])));
+  assert.throws(() => q.trySendWith(5, () => { throw new Error('writer failed'); }), /writer failed/);
+  await q.sendWith(1, (view) => { view[0] = 42; });
+  q.sendWithSync(2, (view) => view.fill(5));
+  const seen = [];
+  assert.ok(q.tryReceiveWith((view) => seen.push([...view])));
+  await q.receiveWith((view) => seen.push([...view]));
+  q.receiveWithSync((view) => seen.push([...view]));
+  assert.deepEqual(seen, [[7, 8, 9], [42], [5, 5]]);
+  assert.equal(q.tryReceiveWith(() => assert.fail('empty')), false);
+  assert.equal(q.stats().depth, 0);
+  await expectCode(() => q.receiveWith(() => {}, { timeout: 5 }), 'IPC_ERR_TIMEOUT');
+});
+
+for (const wait of ['spin', 'block', 'spin-then-block']) {
+  test(`timeouts, aborts and waiting senders/receivers (wait: ${wait})`, async (t) => {
+    const name = named(t, `wait-${wait}`);
+    const q = Queue.create(name, { capacity: 2, maxMessageSize: 8, wait });
+    t.after(() => q.close());
+    assert.throws(() => q.receiveSync({ timeout: 10 }), { code: 'IPC_ERR_TIMEOUT' });
+    await expectCode(() => q.receive({ timeout: 10 }), 'IPC_ERR_TIMEOUT');
+    const ac = new AbortController();
+    const pending = q.receive({ signal: ac.signal });
+    ac.abort(new Error('stop'));
+    await expectCode(() => pending, 'IPC_ERR_ABORTED');
+    await expectCode(() => q.receive({ signal: AbortSignal.abort() }), 'IPC_ERR_ABORTED');
+    // A waiting receive gets a message sent later.
+    const later = q.receive({ timeout: 5000 });
+    setImmediate(() => q.trySend(bytes(1)));
+    assert.deepEqual([...(await watchdog(later, 6000, 'receive'))], [1]);
+    // Backpressure: a full queue makes send wait until a receive makes room.
+    q.trySend(bytes(2));
+    q.trySend(bytes(3));
+    assert.throws(() => q.sendSync(bytes(4), { timeout: 10 }), { code: 'IPC_ERR_TIMEOUT' });
+    await expectCode(() => q.send(bytes(4), { timeout: 10 }), 'IPC_ERR_TIMEOUT');
+    const blocked = q.send(bytes(4), { timeout: 5000 });
+    setImmediate(() => q.tryReceive());
+    await watchdog(blocked, 6000, 'send');
+    assert.deepEqual([...q.tryReceive()], [3]);
+    assert.deepEqual([...q.tryReceive()], [4]);
+    const st = q.stats();
+    assert.equal(st.sleepingReceivers, 0, 'every sleeper deregistered');
+    assert.equal(st.sleepingSenders, 0);
+    // Bad arguments reject (async methods never throw synchronously).
+    const bad = q.receive({ timeout: -1 });
+    await assert.rejects(bad, RangeError);
+    await assert.rejects(q.send(bytes(1), { signal: 'no' }), TypeError);
+  });
+}
+
+test('close: idempotent, pending operations reject IPC_ERR_CLOSED, iteration ends', async (t) => {
+  const name = named(t, 'close');
+  const q = Queue.create(name, { capacity: 2, maxMessageSize: 8 });
+  const pending = q.receive();
+  const sender = Queue.open(name);
+  t.after(() => sender.close());
+  sender.trySend(bytes(1));
+  sender.trySend(bytes(2));
+  assert.deepEqual([...(await pending)], [1]);
+  const collected = [];
+  const loop = (async () => {
+    for await (const m of q) collected.push(m[0]);
+  })();
+  const blockedSend = sender.send(bytes(3));
+  const blockedSend2 = sender.send(bytes(4));
+  await watchdog(blockedSend, 5000, 'send');
+  await watchdog(blockedSend2, 5000, 'send');
+  q.close();
+  q.close();
+  await watchdog(loop, 5000, 'iteration end');
+  assert.equal(q.closed, true);
+  assert.deepEqual(collected.slice(0, 1), [2]);
+  assert.throws(() => q.trySend(bytes(1)), { code: 'IPC_ERR_CLOSED' });
+  assert.throws(() => q.tryReceive(), { code: 'IPC_ERR_CLOSED' });
+  assert.throws(() => q.stats(), { code: 'IPC_ERR_CLOSED' });
+  await expectCode(() => q.receive(), 'IPC_ERR_CLOSED');
+  await expectCode(() => q.send(bytes(1)), 'IPC_ERR_CLOSED');
+  // A send waiting on a full queue is rejected by close.
+  const full = Queue.open(name);
+  while (full.trySend(bytes(9)));
+  const waiting = full.send(bytes(9));
+  full.close();
+  await expectCode(() => waiting, 'IPC_ERR_CLOSED');
+  // Every message went to exactly one of the two receivers.
+  const rest = [];
+  for (let m = sender.tryReceive(); m !== undefined; m = sender.tryReceive()) rest.push(m[0]);
+  assert.deepEqual([...collected, ...rest].filter((x) => x !== 9).sort(), [2, 3, 4]);
+  const { [Symbol.dispose]: dispose } = Queue.open(name);
+  assert.equal(typeof dispose, 'function');
+});
+
+test('a hundred concurrent async receives on one handle: each gets one message, no warnings', async (t) => {
+  const name = named(t, 'many-waiters');
+  const q = Queue.create(name, { capacity: 128, maxMessageSize: 8, wait: 'block' });
+  t.after(() => q.close());
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const pending = Array.from({ length: 100 }, () => q.receive({ timeout: 20_000 }));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(q.stats().sleepingReceivers, 100);
+  for (let i = 0; i < 100; i++) q.trySend(bytes(i));
+  const got = (await watchdog(Promise.all(pending), 25_000, 'receives')).map((m) => m[0]).sort((a, b) => a - b);
+  assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => i));
+  assert.equal(q.stats().sleepingReceivers, 0);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(warnings.map(String), []);
+});
+
+test('worker threads share a queue by name: each message exactly once, every sleeper woken', async (t) => {
+  const name = named(t, 'workers');
+  const q = Queue.create(name, { capacity: 16, maxMessageSize: 16 });
+  t.after(() => q.close());
+  const count = 20000;
+  // The workers sleep in the kernel without a timeout ('block'): a wake-up that went missing
+  // would leave one asleep with messages queued, and the watchdog would fire.
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { Queue } = require(workerData.lib);
+    const q = Queue.open(workerData.name, { wait: 'block' });
+    const seen = [];
+    for (;;) {
+      const m = q.receiveSync();
+      const v = m[0] | (m[1] << 8) | (m[2] << 16);
+      if (v === 0xffffff) break;
+      seen.push(v);
+    }
+    q.close();
+    parentPort.postMessage(seen);
+  `;
+  const lib = new URL('../dist/cjs/index.js', import.meta.url).pathname;
+  const workers = [0, 1, 2].map(() => new Worker(source, { eval: true, workerData: { name, lib } }));
+  const results = workers.map((w) => new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }));
+  const message = (i) => bytes(i & 255, (i >> 8) & 255, i >> 16);
+  for (let i = 0; i < count; ) {
+    // Bursts of 1 to 5 (one wake per message committed), single sends and batches.
+    const n = Math.min(count - i, 1 + (i % 5));
+    if (n === 1) await q.send(message(i));
+    else await q.sendMany(Array.from({ length: n }, (_, k) => message(i + k)));
+    i += n;
+    if (i % 997 < 5) await new Promise((resolve) => setImmediate(resolve)); // let them all fall asleep now and then
+  }
+  for (const _ of workers) await q.send(bytes(255, 255, 255));
+  const seen = await watchdog(Promise.all(results), 60_000, 'workers');
+  for (const list of seen) for (let i = 1; i < list.length; i++) assert.ok(list[i] > list[i - 1], 'FIFO per producer');
+  const all = seen.flat().sort((x, y) => x - y);
+  assert.equal(all.length, count);
+  assert.deepEqual(all, Array.from({ length: count }, (_, i) => i));
+});
+
+test('batches: sendMany / receiveMany keep order, wait for room, and survive a bad frame', async (t) => {
+  const name = named(t, 'batch');
+  const q = Queue.create(name, { capacity: 8, maxMessageSize: 8 });
+  t.after(() => q.close());
+  const values = Array.from({ length: 20 }, (_, i) => bytes(i));
+  assert.equal(q.trySendMany(values), 8, 'as many as fit');
+  assert.deepEqual(q.tryReceiveMany(3).map((m) => m[0]), [0, 1, 2]);
+  assert.deepEqual(q.tryReceiveMany(100).map((m) => m[0]), [3, 4, 5, 6, 7]);
+  assert.deepEqual(q.tryReceiveMany(5), []);
+  assert.throws(() => q.trySendMany([bytes(1), new Uint8Array(9)]), { code: 'IPC_ERR_MESSAGE_TOO_LARGE' });
+  assert.equal(q.stats().depth, 0, 'a too-large value sends nothing');
+  assert.throws(() => q.tryReceiveMany(0), RangeError);
+  // sendMany waits for room while a receiver drains in batches.
+  const sending = q.sendMany(values, { timeout: 10_000 });
+  const got = [];
+  while (got.length < 20) got.push(...(await q.receiveMany(6, { timeout: 10_000 })).map((m) => m[0]));
+  await watchdog(sending, 10_000, 'sendMany');
+  assert.deepEqual(got, values.map((m) => m[0]));
+  q.sendManySync(values.slice(0, 4));
+  assert.deepEqual(q.receiveManySync(10).map((m) => m[0]), [0, 1, 2, 3]);
+  assert.throws(() => q.receiveManySync(1, { timeout: 5 }), { code: 'IPC_ERR_TIMEOUT' });
+  await expectCode(() => q.receiveMany(1, { timeout: 5 }), 'IPC_ERR_TIMEOUT');
+  // A frame the codec cannot read fails the batch with IPC_ERR_PROTOCOL; what followed it is
+  // delivered next, in order.
+  const json = Queue.open(name, { codec: 'json' });
+  t.after(() => json.close());
+  q.trySendMany([bytes(0x31), bytes(0x7b), bytes(0x32), bytes(0x33)]);
+  assert.deepEqual(json.tryReceiveMany(10), [1], 'what came before the bad frame');
+  assert.throws(() => json.tryReceiveMany(10), { code: 'IPC_ERR_PROTOCOL' });
+  assert.deepEqual(json.tryReceiveMany(10), [2, 3]);
+  q.trySendMany([bytes(0x7b), bytes(0x34), bytes(0x35)]);
+  assert.throws(() => json.tryReceiveMany(10), { code: 'IPC_ERR_PROTOCOL' });
+  assert.equal(json.tryReceive(), 4);
+  assert.deepEqual(json.tryReceiveMany(10), [5]);
+  assert.equal(json.tryReceive(), undefined);
+});
+
+test('skip records (a zero-copy writer that threw) never hide the messages behind them', async (t) => {
+  const name = named(t, 'skips');
+  const q = Queue.create(name, { capacity: 8, maxMessageSize: 8 });
+  t.after(() => q.close());
+  for (let i = 0; i < 3; i++) assert.throws(() => q.trySendWith(1, () => { throw new Error('no'); }), /no/);
+  q.trySend(bytes(7));
+  assert.deepEqual(q.tryReceiveMany(2).map((m) => m[0]), [7]);
+  for (let i = 0; i < 3; i++) assert.throws(() => q.trySendWith(1, () => { throw new Error('no'); }), /no/);
+  q.trySend(bytes(8));
+  assert.deepEqual((await q.receiveMany(3, { timeout: 5000 })).map((m) => m[0]), [8]);
+  assert.equal(q.stats().depth, 0);
+});
