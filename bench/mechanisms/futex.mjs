@@ -42,7 +42,7 @@ function pingPong(style) {
 }
 
 export default [
-  { id: 'word-spin', label: 'JS word ping-pong, spinning', family: 'interprocess', waits: 'spin', sizes: [64], roundTrip: pingPong('spin') },
-  { id: 'futex-wait', label: 'futex.wait ping-pong (blocking)', family: 'interprocess', waits: 'block', sizes: [64], roundTrip: pingPong('wait') },
-  { id: 'futex-waitAsync', label: 'futex.waitAsync ping-pong (event loop)', family: 'interprocess', waits: 'event-loop', sizes: [64], roundTrip: pingPong('waitAsync') },
+  { id: 'word-spin', label: 'JS word ping-pong, spinning', family: 'primitive', waits: 'spin', sizes: [64], roundTrip: pingPong('spin') },
+  { id: 'futex-wait', label: 'futex.wait ping-pong (blocking)', family: 'primitive', waits: 'block', sizes: [64], roundTrip: pingPong('wait') },
+  { id: 'futex-waitAsync', label: 'futex.waitAsync ping-pong (event loop)', family: 'primitive', waits: 'event-loop', sizes: [64], roundTrip: pingPong('waitAsync') },
 ];

@@ -134,12 +134,12 @@ function reference(mode, { count, cpus }) {
 }
 
 export default [
-  { id: 'mutex-uncontended', label: 'Mutex lock+unlock, uncontended (pairs/s)', family: 'interprocess', waits: 'spin', sizes: [64], throughput: uncontended },
+  { id: 'mutex-uncontended', label: 'Mutex lock+unlock, uncontended (pairs/s)', family: 'primitive', waits: 'spin', sizes: [64], throughput: uncontended },
   { id: 'c-pthread-uncontended', label: 'C robust pthread mutex lock+unlock (reference)', family: 'reference', waits: 'spin', sizes: [64], throughput: (a) => reference('uncontended', a) },
-  { id: 'mutex-handoff-block', label: 'Mutex hand-off to a sleeping lockSync', family: 'interprocess', waits: 'block', sizes: [64], roundTrip: handoffTrial(false) },
-  { id: 'mutex-handoff-event-loop', label: 'Mutex hand-off to an awaiting lock()', family: 'interprocess', waits: 'event-loop', sizes: [64], roundTrip: handoffTrial(true) },
+  { id: 'mutex-handoff-block', label: 'Mutex hand-off to a sleeping lockSync', family: 'primitive', waits: 'block', sizes: [64], roundTrip: handoffTrial(false) },
+  { id: 'mutex-handoff-event-loop', label: 'Mutex hand-off to an awaiting lock()', family: 'primitive', waits: 'event-loop', sizes: [64], roundTrip: handoffTrial(true) },
   { id: 'c-pthread-handoff', label: 'C robust pthread mutex hand-off (reference)', family: 'reference', waits: 'block', sizes: [64], roundTrip: (a) => reference('handoff', a) },
-  { id: 'semaphore-pingpong-block', label: 'Semaphore ping-pong, acquireSync', family: 'interprocess', waits: 'block', sizes: [64], roundTrip: semaphoreTrial(false) },
-  { id: 'semaphore-pingpong-event-loop', label: 'Semaphore ping-pong, await acquire()', family: 'interprocess', waits: 'event-loop', sizes: [64], roundTrip: semaphoreTrial(true) },
+  { id: 'semaphore-pingpong-block', label: 'Semaphore ping-pong, acquireSync', family: 'primitive', waits: 'block', sizes: [64], roundTrip: semaphoreTrial(false) },
+  { id: 'semaphore-pingpong-event-loop', label: 'Semaphore ping-pong, await acquire()', family: 'primitive', waits: 'event-loop', sizes: [64], roundTrip: semaphoreTrial(true) },
   { id: 'c-sem-pingpong', label: 'C POSIX semaphore ping-pong (reference)', family: 'reference', waits: 'block', sizes: [64], roundTrip: (a) => reference('sempingpong', a) },
 ];

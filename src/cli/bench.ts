@@ -169,8 +169,9 @@ async function loadMechanisms(): Promise<MechanismInfo[]> {
       });
     }
   }
-  // Baselines and references first, so the table reads "what you have, then what we add".
-  const order = (f: string): number => (f === 'reference' ? 0 : f === 'baseline' ? 1 : 2);
+  // References and baselines first, so a table reads "what you have, then what we add";
+  // synchronization primitives (no payload) last, in tables of their own.
+  const order = (f: string): number => ['reference', 'baseline', 'interprocess', 'primitive'].indexOf(f);
   return out.sort((a, b) => order(a.family) - order(b.family));
 }
 
@@ -244,13 +245,14 @@ export function renderText(report: BenchReport): string {
   const m = report.machine;
   out.push(`machine: ${m['cpu']}, ${m['cores']} cores, ${m['memoryGiB']} GiB, ${m['os']}, Node ${m['node']}, commit ${m['commit']}`);
   const sizes = [...new Set(report.results.map((r) => r.size))].sort((a, b) => a - b);
-  for (const mode of ['roundTrip', 'throughput'] as const) {
+  for (const primitives of [false, true]) for (const mode of ['roundTrip', 'throughput'] as const) {
     for (const size of sizes) {
-      const rows = report.results.filter((r) => r.mode === mode && r.size === size);
+      const rows = report.results.filter((r) => r.mode === mode && r.size === size && (r.family === 'primitive') === primitives);
       if (rows.length === 0) continue;
       const base = unixBaseline(report.results, mode, size);
+      const title = primitives ? 'synchronization primitives (no payload): ' : '';
       if (mode === 'roundTrip') {
-        out.push(`\nround trip, ${formatSize(size)} (lower is better)`);
+        out.push(`\n${title}round trip${primitives ? '' : `, ${formatSize(size)}`} (lower is better)`);
         out.push(
           table(
             ['mechanism', 'waits', 'p50', 'p99', 'p99.9', 'vs unix socket'],
@@ -262,15 +264,16 @@ export function renderText(report: BenchReport): string {
           ),
         );
       } else {
-        out.push(`\none-way throughput, ${formatSize(size)} (higher is better)`);
+        out.push(`\n${title}${primitives ? 'operations' : `one-way throughput, ${formatSize(size)}`} (higher is better)`);
+        // A primitive moves no payload: only its rate means something.
+        const cells = (r: TrialResult): string[] =>
+          primitives
+            ? [r.id, r.waits, formatRate(r.messagesPerSecond!)]
+            : [r.id, r.waits, formatRate(r.messagesPerSecond!), formatBytes(r.bytesPerSecond!), base ? `${(r.messagesPerSecond! / base.messagesPerSecond!).toFixed(1)}x` : '-'];
         out.push(
           table(
-            ['mechanism', 'waits', 'messages/s', 'bytes/s', 'vs unix socket'],
-            rows.map((r) =>
-              r.error !== undefined
-                ? [r.id, r.waits, 'failed', r.error.slice(0, 60), '']
-                : [r.id, r.waits, formatRate(r.messagesPerSecond!), formatBytes(r.bytesPerSecond!), base ? `${(r.messagesPerSecond! / base.messagesPerSecond!).toFixed(1)}x` : '-'],
-            ),
+            primitives ? ['mechanism', 'waits', 'operations/s'] : ['mechanism', 'waits', 'messages/s', 'bytes/s', 'vs unix socket'],
+            rows.map((r) => (r.error !== undefined ? [r.id, r.waits, `failed: ${r.error.slice(0, 60)}`] : cells(r))),
           ),
         );
       }
