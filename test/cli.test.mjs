@@ -20,18 +20,19 @@ export function cli(args, options = {}) {
 test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML report', async () => {
   const html = path.join(os.tmpdir(), `interprocess-t-bench-${process.pid}.html`);
   try {
-    const { code, stdout, stderr } = await cli(['bench', '--quick', '--only', 'word-spin,futex-wait,c-futex,message-port', '--count', '200', '--json', '--html', html]);
+    const { code, stdout, stderr } = await cli(['bench', '--quick', '--only', 'word-spin,futex-wait,c-futex,message-port,queue-spin', '--count', '200', '--json', '--html', html]);
     assert.equal(code, 0, stderr);
     assert.match(stderr, /\[1\/\d+\] /);
     const report = JSON.parse(stdout);
     assert.ok(report.machine.node.startsWith('v'));
     const ids = new Set(report.results.map((r) => r.id));
-    for (const id of ['word-spin', 'futex-wait', 'futex-waitAsync', 'c-futex', 'message-port']) assert.ok(ids.has(id), id);
+    for (const id of ['word-spin', 'futex-wait', 'futex-waitAsync', 'c-futex', 'message-port', 'queue-spin']) assert.ok(ids.has(id), id);
     for (const r of report.results) {
       assert.equal(r.error, undefined, `${r.id}: ${r.error}`);
       assert.equal(r.n, r.mode === 'roundTrip' && r.id.startsWith('c-') ? 200 : r.count);
     }
-    assert.ok(report.advice.some((a) => a.startsWith('lowest latency')));
+    assert.ok(report.advice.some((a) => a.startsWith('lowest latency with a core to spare: queue-spin')), report.advice.join('\n'));
+    assert.ok(!report.advice.some((a) => a.includes('word-spin')), 'primitives are not advice for message passing');
     const page = fs.readFileSync(html, 'utf8');
     assert.match(page, /<svg/);
     assert.match(page, /word-spin/);
@@ -43,7 +44,7 @@ test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML 
 test('bench prints a table by default and rejects bad options with exit code 2', async () => {
   const ok = await cli(['bench', '--only', 'word-spin', '--sizes', '64', '--count', '100', '--no-html']);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.match(ok.stdout, /round trip, 64 B/);
+  assert.match(ok.stdout, /synchronization primitives \(no payload\): round trip/);
   assert.match(ok.stdout, /word-spin\s+spin/);
   assert.equal((await cli(['bench', '--bogus'])).code, 2);
   assert.equal((await cli(['bench', '--sizes', 'abc'])).code, 2);
