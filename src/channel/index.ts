@@ -47,8 +47,8 @@ export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
   mode?: number;
   /** shm://: slots per direction of each connection's queues, a power of two (default 128). */
   queueCapacity?: number;
-  /** shm://: bytes per slot, a multiple of 16 (default 8192); larger messages span several slots. */
-  queueSlotBytes?: number;
+  /** shm://: message bytes one slot carries (default 8192); a larger message spans several slots. */
+  queueChunkBytes?: number;
 }
 
 export interface ConnectOptions<T = unknown> extends ChannelOptions<T> {

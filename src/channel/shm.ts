@@ -133,12 +133,11 @@ const HDR = 12;
 const END = 16;
 const CONTINUATION = 17;
 
-/** Queue slot header (src/queue/layout.ts): a slot of S bytes holds records of S - 16 bytes. */
-const SLOT_HEADER_BYTES = 16;
 const DEFAULT_CAPACITY = 128;
-const DEFAULT_SLOT_BYTES = 8192;
+/** Payload bytes per record: 8 KiB, so that power-of-two messages fill whole records. */
+const DEFAULT_CHUNK_BYTES = 8192;
 const MAX_CAPACITY = 65536;
-const MAX_SLOT_BYTES = 16 * 1024 * 1024;
+const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Longest suffix a connection adds to the name: `.c` + 10 digits + `.down`. */
 const SUFFIX_CHARS = 17;
 const MAX_NAME_CHARS = 200 - SUFFIX_CHARS;
@@ -865,9 +864,8 @@ function listenOptions(extra: Record<string, unknown>): { mode: number; capacity
   const mode = extra['mode'] === undefined ? 0o600 : checkInteger(extra['mode'], 'listen: mode', 0, 0o777);
   const capacity = extra['queueCapacity'] === undefined ? DEFAULT_CAPACITY : checkInteger(extra['queueCapacity'], 'listen: queueCapacity', 2, MAX_CAPACITY);
   if ((capacity & (capacity - 1)) !== 0) throw new RangeError(`listen: queueCapacity must be a power of two, got ${capacity}`);
-  const slotBytes = extra['queueSlotBytes'] === undefined ? DEFAULT_SLOT_BYTES : checkInteger(extra['queueSlotBytes'], 'listen: queueSlotBytes', 64, MAX_SLOT_BYTES);
-  if (slotBytes % 16 !== 0) throw new RangeError(`listen: queueSlotBytes must be a multiple of 16, got ${slotBytes}`);
-  return { mode, capacity, recordBytes: slotBytes - SLOT_HEADER_BYTES };
+  const chunkBytes = extra['queueChunkBytes'] === undefined ? DEFAULT_CHUNK_BYTES : checkInteger(extra['queueChunkBytes'], 'listen: queueChunkBytes', 1, MAX_CHUNK_BYTES);
+  return { mode, capacity, recordBytes: HDR + chunkBytes };
 }
 
 async function listenShm(url: URL, address: string, options: ResolvedChannelOptions, extra: Record<string, unknown>): Promise<Listener> {
@@ -965,7 +963,7 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
     const capacity = Atomics.load(pi32, P.capacity);
     const recordBytes = Atomics.load(pi32, P.recordBytes);
     const mode = Atomics.load(pi32, P.mode) & 0o777;
-    if (capacity < 2 || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0 || recordBytes <= HDR || recordBytes > MAX_SLOT_BYTES) {
+    if (capacity < 2 || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0 || recordBytes <= HDR || recordBytes > HDR + MAX_CHUNK_BYTES) {
       throw new IpcError('IPC_ERR_INCOMPATIBLE', `${what}: the accept point asks for queues of ${capacity} x ${recordBytes} bytes`);
     }
     // A fresh id; an existing name (a leftover) just moves on to the next one.
@@ -1056,7 +1054,7 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
 
 export const shmTransport: Transport = {
   scheme: 'shm',
-  listenKeys: ['mode', 'queueCapacity', 'queueSlotBytes'],
+  listenKeys: ['mode', 'queueCapacity', 'queueChunkBytes'],
   listen(url, address, { options, extra }) {
     return listenShm(url, address, options, extra);
   },

@@ -1,0 +1,260 @@
+// shm:// channels between real processes: the parts the conformance suite (which also runs on
+// shm) cannot show in one process: a peer's death, send-then-exit, a server that never
+// accepts, live vs stale accept points, a peer with a larger maxMessageSize, many clients.
+// Exact counts and sequence numbers; no durations asserted; every wait under a watchdog.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { listen, connect, SharedMemory } from 'interprocess';
+import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
+import { channelPair, checkPayload, payload } from './channel-common.mjs';
+
+const WATCHDOG = 30_000;
+const SIZES = [1024, 4096, 65536, 262144, 1048576, 1048576];
+const RUNS = process.env.INTERPROCESS_STRESS ? 20 : 2;
+
+const address = () => `shm://${uniqueName('shmch')}`;
+const nameOf = (addr) => new URL(addr).host;
+/** Objects of this address still named in /dev/shm (the accept point and connection objects). */
+const objectsOf = (addr) => SharedMemory.list().filter((n) => n === nameOf(addr) || n.startsWith(`${nameOf(addr)}.`));
+
+function checkStamped(buf, size, seq) {
+  assert.equal(buf.byteLength, size, `message ${seq} size`);
+  assert.equal(buf.readUInt32LE(0), seq, 'sequence');
+  for (let i = 4; i < size; i += 4093) assert.equal(buf[i], seq & 0xff, `message ${seq} byte ${i}`);
+}
+
+test('shm: request/reply and echo with a client in another process; connections leave no names', async () => {
+  const server = await listen(address(), { codec: 'json' });
+  try {
+    assert.deepEqual(objectsOf(server.address), [nameOf(server.address)]);
+    const peer = startChild('channel-peer.mjs', ['echo', server.address, 'json']);
+    const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+    await watchdog(peer.next('connected'), WATCHDOG, 'connected');
+    // Only the accept point has a name: the server unlinked the connection's objects.
+    assert.deepEqual(objectsOf(server.address), [nameOf(server.address)]);
+    const answers = await watchdog(Promise.all(Array.from({ length: 300 }, (_, i) => ch.request(i))), WATCHDOG, 'requests');
+    answers.forEach((a, i) => assert.deepEqual(a, { echo: i }));
+    for (let i = 0; i < 100; i++) await ch.send({ n: i });
+    for (let i = 0; i < 100; i++) assert.deepEqual(await watchdog(ch.receive(), WATCHDOG, 'echo'), { n: i });
+    await ch.close();
+    await watchdog(peer.next('peer-closed'), WATCHDOG, 'child saw the close');
+    assert.deepEqual(await peer.exited, { code: 0, signal: null });
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(objectsOf(server.address), []);
+});
+
+test('shm: what send resolved is delivered although the sender exits at once (1 KiB..1 MiB)', async () => {
+  const server = await listen(address());
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      const child = startChild('channel-peer.mjs', ['send-exit', server.address, SIZES.join(',')]);
+      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+      const got = [];
+      await watchdog(
+        (async () => {
+          for await (const m of ch) got.push(m);
+        })(),
+        WATCHDOG,
+        'receive all',
+      );
+      assert.deepEqual(await child.exited, { code: 0, signal: null });
+      assert.equal(got.length, SIZES.length);
+      got.forEach((m, i) => checkStamped(m, SIZES[i], i));
+      await ch.close();
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+test('shm: a client killed with SIGKILL ends the channel with IPC_ERR_CLOSED; blocked and later sends reject', async () => {
+  const server = await listen(address(), { readBufferBytes: 64 * 1024 });
+  const child = startChild('channel-peer.mjs', ['hold', server.address]);
+  const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+  try {
+    await watchdog(child.next('connected'), WATCHDOG, 'connected');
+    const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+    const request = expectCode(() => ch.request(Buffer.from('r')), 'IPC_ERR_CLOSED');
+    // The child never reads: fill its read buffer and the queue until a send has to wait.
+    let committed = 0;
+    while (ch.trySend(payload(16 * 1024, committed))) committed++;
+    const blocked = [];
+    for (let i = 0; i < 20; i++) blocked.push(ch.send(payload(16 * 1024, committed + i)).then(() => 'sent', (e) => e.code));
+    child.kill('SIGKILL');
+    await child.exited;
+    await watchdog(pending, WATCHDOG, 'pending receive');
+    await watchdog(request, WATCHDOG, 'pending request');
+    const outcomes = await watchdog(Promise.all(blocked), WATCHDOG, 'blocked sends');
+    assert.ok(outcomes.every((o) => o === 'IPC_ERR_CLOSED'), outcomes.join());
+    const err = await expectCode(() => ch.send(payload(4, 0)), 'IPC_ERR_CLOSED');
+    assert.match(err.message, /died|closed/);
+    console.log(`# shm: ${committed} messages committed before the send waited`);
+  } finally {
+    await ch.close();
+    await server.close();
+  }
+});
+
+test('shm: a server killed with SIGKILL ends its clients (IPC_ERR_CLOSED); its stale accept point is replaced', async () => {
+  const addr = address();
+  const child = startChild('channel-shm-peer.mjs', ['serve', addr]);
+  await watchdog(child.next('listening'), WATCHDOG, 'child listening');
+  await expectCode(() => listen(addr), 'IPC_ERR_EXISTS');
+  const ch = await connect(addr, { codec: 'json' });
+  try {
+    await watchdog(child.next('accepted'), WATCHDOG, 'accepted');
+    assert.deepEqual(await watchdog(ch.request({ x: 1 }), WATCHDOG, 'request'), { echo: { x: 1 } });
+    const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+    child.kill('SIGKILL');
+    await child.exited;
+    const err = await watchdog(pending, WATCHDOG, 'pending receive');
+    assert.match(err.message, /died/);
+    await expectCode(() => ch.request({ x: 2 }), 'IPC_ERR_CLOSED');
+  } finally {
+    await ch.close();
+  }
+  assert.deepEqual(objectsOf(addr), [nameOf(addr)], 'the dead server left its accept point');
+  await expectCode(() => connect(addr), 'IPC_ERR_NOT_FOUND');
+  const server = await listen(addr);
+  try {
+    const [a, b] = await watchdog(Promise.all([connect(addr), server.accept()]), WATCHDOG, 'connect to the new server');
+    await a.send(Buffer.from('alive'));
+    assert.equal((await watchdog(b.receive(), WATCHDOG, 'receive')).toString(), 'alive');
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(objectsOf(addr), []);
+});
+
+test('shm: a server that never accepts: connect times out or aborts and removes its objects', async () => {
+  const addr = address();
+  const child = startChild('channel-shm-peer.mjs', ['freeze', addr]);
+  try {
+    await watchdog(child.next('listening'), WATCHDOG, 'child listening');
+    await expectCode(() => connect(addr, { timeout: 50 }), 'IPC_ERR_TIMEOUT');
+    const ac = new AbortController();
+    const pending = expectCode(() => connect(addr, { signal: ac.signal }), 'IPC_ERR_ABORTED');
+    setImmediate(() => ac.abort());
+    await watchdog(pending, WATCHDOG, 'abort');
+    await expectCode(() => connect(addr, { signal: AbortSignal.abort() }), 'IPC_ERR_ABORTED');
+    assert.deepEqual(objectsOf(addr), [nameOf(addr)], 'withdrawn connections leave nothing');
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+  }
+  // The frozen server is dead now: its point is stale and a new server takes it over.
+  const server = await listen(addr);
+  await server.close();
+  assert.deepEqual(objectsOf(addr), []);
+});
+
+test('shm: a peer sending over our maxMessageSize is IPC_ERR_PROTOCOL for that connection only', async () => {
+  const server = await listen(address(), { maxMessageSize: 1000 });
+  const child = startChild('channel-shm-peer.mjs', ['big-sender', server.address, 100_000]);
+  const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+  try {
+    await watchdog(child.next('connected'), WATCHDOG, 'connected');
+    const err = await watchdog(expectCode(() => ch.receive(), 'IPC_ERR_PROTOCOL'), WATCHDOG, 'protocol error');
+    assert.match(err.message, /maxMessageSize/);
+    // The server and its other connections carry on.
+    const [a, b] = await watchdog(Promise.all([connect(server.address, { maxMessageSize: 1000 }), server.accept()]), WATCHDOG, 'another client');
+    await a.send(payload(1000, 3));
+    checkPayload(await watchdog(b.receive(), WATCHDOG, 'receive'), 1000, 3);
+    await expectCode(() => a.send(payload(1001, 4)), 'IPC_ERR_MESSAGE_TOO_LARGE');
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+    await ch.close();
+    await server.close();
+  }
+});
+
+test('shm: one server serves 40 clients connecting at once, each on its own channel', async () => {
+  const server = await listen(address(), { codec: 'json' });
+  const served = [];
+  const loop = (async () => {
+    for await (const ch of server) {
+      ch.handle((m) => ({ client: m.client, n: m.n + 1 }));
+      served.push(ch);
+    }
+  })();
+  try {
+    const clients = await watchdog(Promise.all(Array.from({ length: 40 }, () => connect(server.address, { codec: 'json' }))), WATCHDOG, 'connect');
+    const answers = await watchdog(
+      Promise.all(clients.flatMap((ch, client) => Array.from({ length: 10 }, (_, n) => ch.request({ client, n })))),
+      WATCHDOG,
+      'requests',
+    );
+    answers.forEach((a, i) => assert.deepEqual(a, { client: Math.floor(i / 10), n: (i % 10) + 1 }));
+    await Promise.all(clients.map((ch) => ch.close()));
+  } finally {
+    await server.close();
+    await loop;
+    await Promise.all(served.map((ch) => ch.close()));
+  }
+  assert.equal(served.length, 40);
+  assert.deepEqual(objectsOf(server.address), []);
+});
+
+test('shm: close with the queue full still ends the reader (closed flag); resolved sends form a delivered prefix', async () => {
+  const { a, b, cleanup } = await channelPair('shm', { closeTimeout: 50, readBufferBytes: 1024 });
+  try {
+    const size = 64 * 1024;
+    const outcomes = [];
+    for (let i = 0; i < 100; i++) outcomes.push(a.send(payload(size, i)).then(() => 'sent', (e) => e.code));
+    await a.close();
+    const results = await watchdog(Promise.all(outcomes), WATCHDOG, 'sends settle');
+    const sent = results.filter((r) => r === 'sent').length;
+    assert.ok(results.every((r) => r === 'sent' || r === 'IPC_ERR_CLOSED'), results.join());
+    assert.ok(results.slice(0, sent).every((r) => r === 'sent'), 'resolved sends form a prefix');
+    assert.ok(sent < 100, 'the stalled reader could not have taken everything');
+    let n = 0;
+    await watchdog(
+      (async () => {
+        try {
+          for await (const m of b) checkPayload(m, size, n++);
+        } catch (err) {
+          assert.equal(err.code, 'IPC_ERR_CLOSED'); // the last frame was cut off
+        }
+      })(),
+      WATCHDOG,
+      'reader ends',
+    );
+    assert.ok(n >= sent, `received ${n}, but ${sent} sends resolved`);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('shm: bad addresses and options', async () => {
+  await assert.rejects(() => listen('shm://name/path'), TypeError);
+  await assert.rejects(() => connect('shm://name:12'), TypeError);
+  await expectCode(() => listen('shm://'), 'IPC_ERR_INVALID_NAME');
+  await expectCode(() => listen('shm://-dash'), 'IPC_ERR_INVALID_NAME');
+  await expectCode(() => listen(`shm://t-${'x'.repeat(190)}`), 'IPC_ERR_INVALID_NAME');
+  await assert.rejects(() => listen(address(), { queueCapacity: 100 }), RangeError);
+  await assert.rejects(() => listen(address(), { queueChunkBytes: 0 }), RangeError);
+  await assert.rejects(() => listen(address(), { bogus: 1 }), /unknown option 'bogus'/);
+  await expectCode(() => connect(address()), 'IPC_ERR_NOT_FOUND');
+  // A small geometry: every message spans many slots, and it still arrives whole and in order.
+  const server = await listen(address(), { queueCapacity: 4, queueChunkBytes: 100 });
+  try {
+    const [a, b] = await Promise.all([connect(server.address), server.accept()]);
+    const sends = [];
+    for (let i = 0; i < 50; i++) sends.push(a.send(payload(1 + ((i * 97) % 3000), i)));
+    for (let i = 0; i < 50; i++) {
+      const m = await watchdog(b.receive(), WATCHDOG, 'receive');
+      const size = 1 + ((i * 97) % 3000);
+      if (size >= 4) checkPayload(m, size, i);
+      else assert.equal(m.byteLength, size);
+    }
+    await Promise.all(sends);
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await server.close();
+  }
+});
