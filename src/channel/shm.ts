@@ -89,6 +89,8 @@ import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../sync/futex.js';
 import { isAlive, ownToken } from '../sync/lifeline.js';
 import { Queue } from '../queue/queue.js';
+import { readGeometry, SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH } from '../queue/layout.js';
+import { Ring } from '../queue/ring.js';
 import type { ResolvedChannelOptions } from './channel.js';
 import { FrameType } from './framing.js';
 import type { Link, LinkHandler } from './link.js';
@@ -146,10 +148,16 @@ const MAX_NAME_CHARS = 200 - SUFFIX_CHARS;
 const CHECK_MS = 100;
 /** How long a pump spins (yielding to microtasks) before it sleeps in the kernel (ms). */
 const SPIN_MS = 0.05;
+/**
+ * How long a sender waiting for room spins before it sleeps (ms). Longer than the receive spin:
+ * a full queue means a busy receiver, which will free a slot soon, and a sleeping sender costs
+ * that receiver a system call per slot it frees until the sender is awake again.
+ */
+const TX_SPIN_MS = 0.5;
 /** The longest tight loop inside one turn of that spin (ms). */
 const SYNC_SPIN_MS = 0.003;
 /** Frames a receive pump delivers in one go before it lets the event loop run. */
-const BATCH = 64;
+const BATCH = 256;
 
 const now = (): number => performance.now();
 
@@ -209,9 +217,54 @@ interface PendingFrame {
   done: (error?: Error | null) => void;
 }
 
+/**
+ * One direction of a connection: the Queue handle (creation, validation, and the kernel sleep
+ * of receiveWith / sendWith) and a Ring over a second mapping of the same segment, through
+ * which the fast path claims, fills and commits slots in place without a view or a closure per
+ * record (the protocol of src/queue/layout.ts, exactly as Queue's own trySend/tryReceive).
+ */
+interface QueueEnd {
+  queue: Queue<Uint8Array>;
+  raw: SharedMemory;
+  ring: Ring;
+}
+
+/** Stall timeout of the rings (the Queue's default): see src/queue/layout.ts, crash recovery. */
+const STALL_MS = 1000;
+
+function attach(queue: Queue<Uint8Array>, name: string): QueueEnd {
+  const raw = SharedMemory.open(name);
+  try {
+    const g = readGeometry(raw.buffer);
+    if (typeof g === 'string' || g.capacity !== queue.capacity || g.maxMessageSize !== queue.maxMessageSize) {
+      throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}' changed while it was being opened`);
+    }
+    return { queue, raw, ring: new Ring(raw.buffer, g, STALL_MS) };
+  } catch (err) {
+    raw.close();
+    throw err;
+  }
+}
+
+/** Opens (or creates, with `create`) the queue `name` and attaches the fast path to it. */
+function openEnd(name: string, create?: { capacity: number; maxMessageSize: number; mode: number }): QueueEnd {
+  const queue = create === undefined ? Queue.open<Uint8Array>(name, { wait: 'block' }) : Queue.create<Uint8Array>(name, { ...create, wait: 'block' });
+  try {
+    return attach(queue, name);
+  } catch (err) {
+    queue.close();
+    throw err;
+  }
+}
+
+function closeEnd(end: QueueEnd | undefined): void {
+  end?.queue.close();
+  end?.raw.close();
+}
+
 interface LinkParts {
-  tx: Queue<Uint8Array>;
-  rx: Queue<Uint8Array>;
+  tx: QueueEnd;
+  rx: QueueEnd;
   conn: SharedMemory;
   client: boolean;
   peerToken: number;
@@ -240,6 +293,10 @@ const GOT_BAD = 3;
 class ShmLink implements Link {
   readonly #tx: Queue<Uint8Array>;
   readonly #rx: Queue<Uint8Array>;
+  readonly #txEnd: QueueEnd;
+  readonly #rxEnd: QueueEnd;
+  readonly #txRing: Ring;
+  readonly #rxRing: Ring;
   readonly #conn: SharedMemory;
   readonly #state: Int32Array;
   readonly #myClosed: number;
@@ -291,15 +348,19 @@ class ShmLink implements Link {
   #asmFilled = 0;
 
   constructor(parts: LinkParts) {
-    this.#tx = parts.tx;
-    this.#rx = parts.rx;
+    this.#txEnd = parts.tx;
+    this.#rxEnd = parts.rx;
+    this.#tx = parts.tx.queue;
+    this.#rx = parts.rx.queue;
+    this.#txRing = parts.tx.ring;
+    this.#rxRing = parts.rx.ring;
     this.#conn = parts.conn;
     this.#state = new Int32Array(parts.conn.buffer, 0, CONNECTION_BYTES >> 2);
     this.#myClosed = parts.client ? C.clientClosed : C.serverClosed;
     this.#peerClosed = parts.client ? C.serverClosed : C.clientClosed;
     this.#peerToken = parts.peerToken;
     this.#maxMessageSize = parts.options.maxMessageSize;
-    this.#chunkBytes = parts.tx.maxMessageSize - HDR;
+    this.#chunkBytes = parts.tx.queue.maxMessageSize - HDR;
     this.#closeTimeout = parts.options.closeTimeout;
     this.#what = parts.what;
     hookExit(this);
@@ -320,39 +381,61 @@ class ShmLink implements Link {
 
   // ---- sending ----
 
-  /** Writes the record for #wChunk bytes of #wPayload from #wOffset, in place in the slot. */
-  readonly #writeSlot = (view: Uint8Array): void => {
-    const offset = this.#wOffset;
-    const total = this.#wPayload.byteLength;
+  /** Writes the record header for the current frame at `at` (the slot's payload start). */
+  #writeHeader(u8: Uint8Array, at: number): void {
     const id = this.#wId;
-    view[0] = offset === 0 ? this.#wType : CONTINUATION;
-    view[1] = 0;
-    view[2] = 0;
-    view[3] = 0;
-    view[4] = id;
-    view[5] = id >>> 8;
-    view[6] = id >>> 16;
-    view[7] = id >>> 24;
-    view[8] = total;
-    view[9] = total >>> 8;
-    view[10] = total >>> 16;
-    view[11] = total >>> 24;
+    const total = this.#wPayload.byteLength;
+    u8[at] = this.#wOffset === 0 ? this.#wType : CONTINUATION;
+    u8[at + 1] = 0;
+    u8[at + 2] = 0;
+    u8[at + 3] = 0;
+    u8[at + 4] = id;
+    u8[at + 5] = id >>> 8;
+    u8[at + 6] = id >>> 16;
+    u8[at + 7] = id >>> 24;
+    u8[at + 8] = total;
+    u8[at + 9] = total >>> 8;
+    u8[at + 10] = total >>> 16;
+    u8[at + 11] = total >>> 24;
+  }
+
+  /** For Queue.sendWith (the slow path): the record for #wChunk bytes from #wOffset. */
+  readonly #writeSlot = (view: Uint8Array): void => {
+    this.#writeHeader(view, 0);
     const chunk = this.#wChunk;
     if (chunk === 0) return;
-    if (chunk === total) view.set(this.#wPayload, HDR);
-    else view.set(this.#wPayload.subarray(offset, offset + chunk), HDR);
+    const offset = this.#wOffset;
+    const payload = this.#wPayload;
+    view.set(chunk === payload.byteLength ? payload : payload.subarray(offset, offset + chunk), HDR);
   };
 
-  /** Commits as many records of the current frame as there is room for; true once all are in. */
+  /**
+   * Commits as many records of the current frame as there is room for, straight into the
+   * ring's slots; true once all are in. Same protocol as Queue's own send: claim, fill,
+   * commit (the CAS that publishes the record), then wake a receiver only if one sleeps.
+   */
   #tryWriteCurrent(): boolean {
-    const total = this.#wPayload.byteLength;
-    do {
-      const chunk = Math.min(total - this.#wOffset, this.#chunkBytes);
-      this.#wChunk = chunk;
-      if (!this.#tx.trySendWith(HDR + chunk, this.#writeSlot)) return false;
-      this.#wOffset += chunk;
-    } while (this.#wOffset < total);
-    return true;
+    const ring = this.#txRing;
+    const u8 = ring.u8;
+    const payload = this.#wPayload;
+    const total = payload.byteLength;
+    for (;;) {
+      const offset = this.#wOffset;
+      const chunk = Math.min(total - offset, this.#chunkBytes);
+      if (ring.claimSend(1) === 0) return false;
+      const pos = ring.pos;
+      const base = ring.base;
+      const at = (base << 2) + SLOT_HEADER_BYTES;
+      this.#writeHeader(u8, at);
+      if (chunk !== 0) u8.set(chunk === total ? payload : payload.subarray(offset, offset + chunk), at + HDR);
+      const committed = ring.commitSend(pos, base, HDR + chunk);
+      ring.afterSend(1);
+      // Not committed: the slot was reclaimed under us (we were taken for dead), nothing was
+      // delivered, and the same record goes again into a new slot.
+      if (!committed) continue;
+      this.#wOffset = offset + chunk;
+      if (this.#wOffset >= total) return true;
+    }
   }
 
   write(type: FrameType, id: number, payload: Uint8Array, done: (error?: Error | null) => void, borrowed = false): void {
@@ -429,7 +512,7 @@ class ShmLink implements Link {
           continue;
         }
         const t = now();
-        if (this.#txSpinEnd < 0) this.#txSpinEnd = t + SPIN_MS;
+        if (this.#txSpinEnd < 0) this.#txSpinEnd = t + TX_SPIN_MS;
         if (t < this.#txSpinEnd) {
           this.#txScheduled = true;
           afterMicrotasks(this.#txTick);
@@ -493,18 +576,43 @@ class ShmLink implements Link {
 
   // ---- receiving ----
 
-  /** Reads one record in place (the view is the queue's slot); the pump acts on it after. */
-  readonly #readSlot = (view: Uint8Array): void => {
-    const n = view.byteLength;
+  /** For Queue.receiveWith (the slow path): the record in the view. */
+  readonly #readSlot = (view: Uint8Array): void => this.#readRecord(view, 0, view.byteLength);
+
+  /**
+   * Takes one record straight from the ring (the same protocol as Queue's own receive: claim,
+   * copy out, release) and parses it; false when there is none.
+   */
+  #tryReceive(): boolean {
+    const ring = this.#rxRing;
+    for (;;) {
+      if (ring.claimReceive(1) === 0) return false;
+      const pos = ring.pos;
+      const base = ring.base;
+      const length = ring.i32[base + SLOT_LENGTH]!;
+      const valid = length !== SKIP && length >= 0 && length <= ring.maxMessageSize;
+      if (valid) this.#readRecord(ring.u8, (base << 2) + SLOT_HEADER_BYTES, length);
+      // The release hands the slot back to the producer (pairs with its claim's load of seq).
+      const released = ring.release(pos, base);
+      ring.afterReceive(1);
+      if (!valid) continue; // a skip record: never a message
+      // Reclaimed while we copied (we were taken for dead): the copy may be torn.
+      if (!released) this.#bad('a record was reclaimed while it was being read');
+      return true;
+    }
+  }
+
+  /** Parses the record of `n` bytes at u8[at...]; the pump acts on it after the slot is released. */
+  #readRecord(u8: Uint8Array, at: number, n: number): void {
     if (n < HDR) return this.#bad(`a ${n}-byte record is shorter than its header`);
-    const kind = view[0]!;
-    const total = (view[8]! | (view[9]! << 8) | (view[10]! << 16) | (view[11]! << 24)) >>> 0;
+    const kind = u8[at]!;
+    const total = (u8[at + 8]! | (u8[at + 9]! << 8) | (u8[at + 10]! << 16) | (u8[at + 11]! << 24)) >>> 0;
     const chunk = n - HDR;
     if (kind === CONTINUATION) {
       const asm = this.#asm;
       if (asm === undefined) return this.#bad('a continuation record without a frame in progress');
       if (total !== asm.byteLength || chunk > total - this.#asmFilled || chunk === 0) return this.#bad('a continuation record that does not fit its frame');
-      asm.set(view.subarray(HDR), this.#asmFilled);
+      asm.set(u8.subarray(at + HDR, at + n), this.#asmFilled);
       this.#asmFilled += chunk;
       if (this.#asmFilled < total) {
         this.#got = GOT_NOTHING;
@@ -521,11 +629,11 @@ class ShmLink implements Link {
       if (this.#asm !== undefined) return this.#bad('a new frame began before the previous one was complete');
       if (total > this.#maxMessageSize) return this.#bad(`the peer announced a ${total}-byte frame, over maxMessageSize (${this.#maxMessageSize})`);
       if (chunk > total) return this.#bad('a record longer than its frame');
-      const id = (view[4]! | (view[5]! << 8) | (view[6]! << 16) | (view[7]! << 24)) >>> 0;
+      const id = (u8[at + 4]! | (u8[at + 5]! << 8) | (u8[at + 6]! << 16) | (u8[at + 7]! << 24)) >>> 0;
       if (chunk === total) {
         // The receiver owns what it is given: a private copy, out of the shared slot.
         const payload = Buffer.allocUnsafe(total);
-        if (total !== 0) payload.set(view.subarray(HDR));
+        if (total !== 0) payload.set(u8.subarray(at + HDR, at + n));
         this.#got = GOT_FRAME;
         this.#gotType = kind;
         this.#gotId = id;
@@ -533,7 +641,7 @@ class ShmLink implements Link {
         return;
       }
       const asm = Buffer.allocUnsafeSlow(total);
-      asm.set(view.subarray(HDR));
+      asm.set(u8.subarray(at + HDR, at + n));
       this.#asm = asm;
       this.#asmType = kind;
       this.#asmId = id;
@@ -546,7 +654,7 @@ class ShmLink implements Link {
       return;
     }
     this.#bad(`a record of unknown kind ${kind}`);
-  };
+  }
 
   #bad(why: string): void {
     this.#got = GOT_BAD;
@@ -584,13 +692,13 @@ class ShmLink implements Link {
     let delivered = 0;
     try {
       for (;;) {
-        let got = rx.tryReceiveWith(this.#readSlot);
+        let got = this.#tryReceive();
         if (!got && delivered === 0 && this.#peerGone === undefined) {
           // Every microtask has run and nothing came: the application is waiting, most likely
           // for a reply that is on its way. Look again in a tight loop for a few µs (only the
           // other pumps of this thread wait meanwhile) before yielding.
           const end = now() + SYNC_SPIN_MS;
-          for (let i = 1; !(got = rx.tryReceiveWith(this.#readSlot)); i++) if ((i & 15) === 0 && now() >= end) break;
+          for (let i = 1; !(got = this.#tryReceive()); i++) if ((i & 15) === 0 && now() >= end) break;
         }
         if (!got) break;
         this.#dispatch();
@@ -614,8 +722,15 @@ class ShmLink implements Link {
       this.#finish(this.#asm === undefined ? gone.reason : (gone.reason ?? this.#midFrame('closed the channel')));
       return;
     }
+    if (delivered !== 0) {
+      // Let the application act on what it got first (the spin's clock starts after that).
+      this.#rxSpinEnd = -1;
+      this.#rxScheduled = true;
+      afterMicrotasks(this.#rxTick);
+      return;
+    }
     const t = now();
-    if (delivered !== 0 || this.#rxSpinEnd < 0) this.#rxSpinEnd = t + SPIN_MS;
+    if (this.#rxSpinEnd < 0) this.#rxSpinEnd = t + SPIN_MS;
     if (t < this.#rxSpinEnd) {
       this.#rxScheduled = true;
       afterMicrotasks(this.#rxTick);
@@ -708,8 +823,8 @@ class ShmLink implements Link {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#tellPeer();
     // Closing the queue handles rejects a pump's pending wait with IPC_ERR_CLOSED.
-    this.#tx.close();
-    this.#rx.close();
+    closeEnd(this.#txEnd);
+    closeEnd(this.#rxEnd);
     this.#conn.close();
   }
 
@@ -811,18 +926,18 @@ class ShmListener implements Listener {
   #accept(id: number): void {
     const base = `${this.#name}.c${id}`;
     let conn: { shm: SharedMemory; i32: Int32Array } | undefined;
-    let up: Queue<Uint8Array> | undefined;
-    let down: Queue<Uint8Array> | undefined;
+    let up: QueueEnd | undefined;
+    let down: QueueEnd | undefined;
     try {
       conn = openRole(base, ROLE_CONNECTION, CONNECTION_BYTES);
-      up = Queue.open<Uint8Array>(`${base}.up`, { wait: 'block' });
-      down = Queue.open<Uint8Array>(`${base}.down`, { wait: 'block' });
-      if (up.maxMessageSize <= HDR || down.maxMessageSize <= HDR) throw new IpcError('IPC_ERR_INCOMPATIBLE', `${base}: records too small`);
+      up = openEnd(`${base}.up`);
+      down = openEnd(`${base}.down`);
+      if (up.queue.maxMessageSize <= HDR || down.queue.maxMessageSize <= HDR) throw new IpcError('IPC_ERR_INCOMPATIBLE', `${base}: records too small`);
     } catch {
       // The client withdrew (names gone) or left something unusable: refuse, so it does not wait.
       if (conn !== undefined && Atomics.compareExchange(conn.i32, C.state, REQUESTED, REFUSED) === REQUESTED) futex.notify(conn.i32, C.state);
-      up?.close();
-      down?.close();
+      closeEnd(up);
+      closeEnd(down);
       conn?.shm.close();
       return;
     }
@@ -835,8 +950,8 @@ class ShmListener implements Listener {
     // The CAS publishes serverToken to the client (its load of state pairs with it); losing it
     // means the client withdrew first and will not use the connection.
     if (Atomics.compareExchange(conn.i32, C.state, REQUESTED, ACCEPTED) !== REQUESTED) {
-      up.close();
-      down.close();
+      closeEnd(up);
+      closeEnd(down);
       conn.shm.close();
       return;
     }
@@ -865,7 +980,10 @@ function listenOptions(extra: Record<string, unknown>): { mode: number; capacity
   const capacity = extra['queueCapacity'] === undefined ? DEFAULT_CAPACITY : checkInteger(extra['queueCapacity'], 'listen: queueCapacity', 2, MAX_CAPACITY);
   if ((capacity & (capacity - 1)) !== 0) throw new RangeError(`listen: queueCapacity must be a power of two, got ${capacity}`);
   const chunkBytes = extra['queueChunkBytes'] === undefined ? DEFAULT_CHUNK_BYTES : checkInteger(extra['queueChunkBytes'], 'listen: queueChunkBytes', 1, MAX_CHUNK_BYTES);
-  return { mode, capacity, recordBytes: HDR + chunkBytes };
+  // Slots a whole number of cache lines long (the slots start 64-byte aligned), so that no two
+  // slots share a line: a record may then carry a few more bytes than asked.
+  const slotBytes = Math.ceil((SLOT_HEADER_BYTES + HDR + chunkBytes) / 64) * 64;
+  return { mode, capacity, recordBytes: slotBytes - SLOT_HEADER_BYTES };
 }
 
 async function listenShm(url: URL, address: string, options: ResolvedChannelOptions, extra: Record<string, unknown>): Promise<Listener> {
@@ -947,12 +1065,12 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
     return token !== 0 && isAlive(token);
   };
   let conn: { shm: SharedMemory; i32: Int32Array } | undefined;
-  let up: Queue<Uint8Array> | undefined;
-  let down: Queue<Uint8Array> | undefined;
+  let up: QueueEnd | undefined;
+  let down: QueueEnd | undefined;
   let base = '';
   const discard = (): void => {
-    up?.close();
-    down?.close();
+    closeEnd(up);
+    closeEnd(down);
     conn?.shm.close();
     removeQuietly(`${base}.up`);
     removeQuietly(`${base}.down`);
@@ -990,9 +1108,9 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
         if (!isIpcError(err, 'IPC_ERR_EXISTS') || attempt >= 100) throw err;
       }
     }
-    const qopts = { capacity, maxMessageSize: recordBytes, mode, wait: 'block' as const };
-    up = Queue.create<Uint8Array>(`${base}.up`, qopts);
-    down = Queue.create<Uint8Array>(`${base}.down`, qopts);
+    const geometry = { capacity, maxMessageSize: recordBytes, mode };
+    up = openEnd(`${base}.up`, geometry);
+    down = openEnd(`${base}.down`, geometry);
   } catch (err) {
     discard();
     point.shm.close();
