@@ -77,9 +77,18 @@ test('shm: a client killed with SIGKILL ends the channel with IPC_ERR_CLOSED; bl
     await watchdog(child.next('connected'), WATCHDOG, 'connected');
     const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
     const request = expectCode(() => ch.request(Buffer.from('r')), 'IPC_ERR_CLOSED');
-    // The child never reads: fill its read buffer and the queue until a send has to wait.
+    // The child never takes its messages: fill its read buffer and the queue until a send has
+    // waited for room for 100 ms (the child's pump has paused: it would otherwise take a
+    // record within microseconds).
     let committed = 0;
-    while (ch.trySend(payload(16 * 1024, committed))) committed++;
+    for (;;) {
+      const moved = await ch.send(payload(16 * 1024, committed), { timeout: 100 }).then(
+        () => true,
+        (e) => (e.code === 'IPC_ERR_TIMEOUT' ? false : Promise.reject(e)),
+      );
+      if (!moved) break;
+      committed++;
+    }
     const blocked = [];
     for (let i = 0; i < 20; i++) blocked.push(ch.send(payload(16 * 1024, committed + i)).then(() => 'sent', (e) => e.code));
     child.kill('SIGKILL');

@@ -154,6 +154,21 @@ const SPIN_MS = 0.05;
  * that receiver a system call per slot it frees until the sender is awake again.
  */
 const TX_SPIN_MS = 0.5;
+/** The shortest a spin gets after spins that did not pay off (ms). */
+const MIN_SPIN_MS = 0.005;
+/** Spins in a row that end in a sleep before the spin is cut to MIN_SPIN_MS. */
+const MISSES_BEFORE_SHORT = 8;
+
+/**
+ * How long the next spin may last. A spin that ends in a sleep bought nothing: the peer is slow,
+ * idle, or shares our CPU (it cannot run while we spin, so spinning only delays it). After
+ * MISSES_BEFORE_SHORT of those in a row, spins are cut short, except every 16th wait, which
+ * spins fully to find out whether things changed: once one pays off, spins are full again.
+ * (Without that probe two peers that both sleep could never find each other awake again.)
+ */
+function spinBudget(misses: number, waits: number, full: number): number {
+  return misses < MISSES_BEFORE_SHORT || (waits & 15) === 0 ? full : MIN_SPIN_MS;
+}
 /** The longest tight loop inside one turn of that spin (ms). */
 const SYNC_SPIN_MS = 0.003;
 /** Frames a receive pump delivers in one go before it lets the event loop run. */
@@ -315,6 +330,9 @@ class ShmLink implements Link {
   #rxScheduled = false;
   #rxSleeping = false;
   #rxSpinEnd = -1;
+  /** Receive spins in a row that ended in a sleep, and receive waits so far (see spinBudget). */
+  #rxMisses = 0;
+  #rxWaits = 0;
   #closing: Promise<void> | undefined;
   /** Set by the periodic check: the peer closed (reason undefined) or died; ends once drained. */
   #peerGone: { reason: IpcError | undefined } | undefined;
@@ -329,6 +347,8 @@ class ShmLink implements Link {
   #txScheduled = false;
   #txSleeping = false;
   #txSpinEnd = -1;
+  #txMisses = 0;
+  #txWaits = 0;
   #drainWaiters: (() => void)[] = [];
   #wType = 0;
   #wId = 0;
@@ -507,19 +527,23 @@ class ShmLink implements Link {
         head.offset = this.#wOffset;
         if (complete) {
           this.#shiftPending();
-          this.#txSpinEnd = -1;
+          if (this.#txSpinEnd >= 0) {
+            this.#txSpinEnd = -1;
+            this.#txMisses = 0; // waiting by spinning paid off
+          }
           head.done();
           continue;
         }
         const t = now();
-        if (this.#txSpinEnd < 0) this.#txSpinEnd = t + TX_SPIN_MS;
+        if (this.#txSpinEnd < 0) this.#txSpinEnd = t + spinBudget(this.#txMisses, ++this.#txWaits, TX_SPIN_MS);
         if (t < this.#txSpinEnd) {
           this.#txScheduled = true;
           afterMicrotasks(this.#txTick);
           return;
         }
-        // Sleep in the kernel until one record fits, and commit it then.
+        // Sleep in the kernel until one record fits, and commit it then; spin less next time.
         this.#txSpinEnd = -1;
+        this.#txMisses++;
         this.#txSleeping = true;
         this.#wChunk = Math.min(head.payload.byteLength - head.offset, this.#chunkBytes);
         this.#txWake = new AbortController();
@@ -683,7 +707,8 @@ class ShmLink implements Link {
   /**
    * Delivers records as they come. While the queue is empty it looks again after the
    * application's microtasks have run (a reply is usually a few awaits away and must not wait
-   * for a spin to end), for up to SPIN_MS, then sleeps in the kernel (no CPU while idle).
+   * for a spin to end), for up to SPIN_MS (see spinBudget), then sleeps in the kernel (no CPU
+   * while idle).
    */
   readonly #rxPoll = (): void => {
     this.#rxScheduled = false;
@@ -697,16 +722,21 @@ class ShmLink implements Link {
           // Every microtask has run and nothing came: the application is waiting, most likely
           // for a reply that is on its way. Look again in a tight loop for a few µs (only the
           // other pumps of this thread wait meanwhile) before yielding.
-          const end = now() + SYNC_SPIN_MS;
+          const t = now();
+          if (this.#rxSpinEnd < 0) this.#rxSpinEnd = t + spinBudget(this.#rxMisses, ++this.#rxWaits, SPIN_MS);
+          const end = Math.min(this.#rxSpinEnd, t + SYNC_SPIN_MS);
           for (let i = 1; !(got = this.#tryReceive()); i++) if ((i & 15) === 0 && now() >= end) break;
         }
         if (!got) break;
+        if (this.#rxSpinEnd >= 0) {
+          this.#rxSpinEnd = -1;
+          this.#rxMisses = 0; // the spin paid off
+        }
         this.#dispatch();
         if (this.#ended || this.#paused) return;
         if (++delivered === BATCH) {
           // A busy channel must not starve the rest of the event loop.
           this.#rxScheduled = true;
-          this.#rxSpinEnd = -1;
           setImmediate(this.#rxPoll);
           return;
         }
@@ -722,21 +752,16 @@ class ShmLink implements Link {
       this.#finish(this.#asm === undefined ? gone.reason : (gone.reason ?? this.#midFrame('closed the channel')));
       return;
     }
-    if (delivered !== 0) {
-      // Let the application act on what it got first (the spin's clock starts after that).
-      this.#rxSpinEnd = -1;
+    // After a delivery, let the application act on it first (the spin's clock starts after).
+    if (delivered !== 0 || now() < this.#rxSpinEnd) {
       this.#rxScheduled = true;
       afterMicrotasks(this.#rxTick);
       return;
     }
-    const t = now();
-    if (this.#rxSpinEnd < 0) this.#rxSpinEnd = t + SPIN_MS;
-    if (t < this.#rxSpinEnd) {
-      this.#rxScheduled = true;
-      afterMicrotasks(this.#rxTick);
-      return;
-    }
+    // The spin did not pay off (the peer is slow, idle, or shares our CPU and cannot run while
+    // we spin): see spinBudget.
     this.#rxSpinEnd = -1;
+    this.#rxMisses++;
     this.#rxSleeping = true;
     this.#rxWake = new AbortController();
     rx.receiveWith(this.#readSlot, { signal: this.#rxWake.signal }).then(this.#rxWoken, this.#rxWakeFailed);
@@ -748,7 +773,11 @@ class ShmLink implements Link {
     this.#rxSleeping = false;
     this.#rxWake = undefined;
     this.#dispatch();
-    this.#rxPoll();
+    // Look again once the application has acted on it (never spin inside this microtask).
+    if (!this.#ended && !this.#paused) {
+      this.#rxScheduled = true;
+      afterMicrotasks(this.#rxTick);
+    }
   };
 
   readonly #rxWakeFailed = (err: unknown): void => {
