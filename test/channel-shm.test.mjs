@@ -4,10 +4,12 @@
 // Exact counts and sequence numbers; no durations asserted; every wait under a watchdog.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { listen, connect, SharedMemory } from 'interprocess';
+import { createRequire } from 'node:module';
+import { listen, connect, SharedMemory, Queue, futex } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 import { channelPair, checkPayload, payload } from './channel-common.mjs';
 
+const require = createRequire(import.meta.url);
 const WATCHDOG = 30_000;
 const SIZES = [1024, 4096, 65536, 262144, 1048576, 1048576];
 const RUNS = process.env.INTERPROCESS_STRESS ? 20 : 2;
@@ -182,6 +184,23 @@ test('shm: a peer sending over our maxMessageSize is IPC_ERR_PROTOCOL for that c
   }
 });
 
+test('shm: a live peer that stalls in the middle of a frame is IPC_ERR_PROTOCOL after frameTimeout', async () => {
+  const server = await listen(address(), { frameTimeout: 300 });
+  const child = startChild('channel-shm-peer.mjs', ['stall', server.address]);
+  const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+  try {
+    await watchdog(child.next('stalled'), WATCHDOG, 'stalled');
+    const err = await watchdog(expectCode(() => ch.receive(), 'IPC_ERR_PROTOCOL'), WATCHDOG, 'protocol error');
+    assert.match(err.message, /stalled in the middle of a frame/);
+    await expectCode(() => ch.send(payload(4, 0)), 'IPC_ERR_CLOSED');
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+    await ch.close();
+    await server.close();
+  }
+});
+
 test('shm: one server serves 40 clients connecting at once, each on its own channel', async () => {
   const server = await listen(address(), { codec: 'json' });
   const served = [];
@@ -266,4 +285,92 @@ test('shm: bad addresses and options', async () => {
   } finally {
     await server.close();
   }
+});
+
+/** A hand-made client (the handshake of src/channel/shm.ts, done by hand) that can send any record. */
+function rawClient(addr) {
+  const { openObject } = require('../dist/cjs/shm/segment.js');
+  const { Kind } = require('../dist/cjs/shm/header.js');
+  const { ownToken } = require('../dist/cjs/sync/lifeline.js');
+  const point = SharedMemory.open(nameOf(addr));
+  const p = new Int32Array(point.buffer, 0, 128);
+  const id = Atomics.add(p, 18, 1) + 1; // nextId
+  const base = `${nameOf(addr)}.c${id}`;
+  const conn = openObject(base, 'create', 'test', {
+    kind: Kind.Channel,
+    version: 1,
+    byteLength: 128,
+    init(buffer) {
+      const c = new Int32Array(buffer, 0, 32);
+      c[16] = 2; // role: connection
+      c[18] = ownToken(); // clientToken
+    },
+  }, {});
+  const up = Queue.create(`${base}.up`, { capacity: 8, maxMessageSize: 112 });
+  const down = Queue.create(`${base}.down`, { capacity: 8, maxMessageSize: 112 });
+  assert.equal(Atomics.compareExchange(p, 64, 0, id), 0, 'request slot 0 is free');
+  Atomics.add(p, 32, 1); // requestEvents
+  futex.notify(p, 32);
+  return {
+    up,
+    close() {
+      up.close();
+      down.close();
+      conn.close();
+      point.close();
+      for (const n of [base, `${base}.up`, `${base}.down`]) SharedMemory.remove(n);
+    },
+  };
+}
+
+function record(kind, id, total, chunk) {
+  const r = Buffer.alloc(12 + chunk);
+  r[0] = kind;
+  r.writeUInt32LE(id, 4);
+  r.writeUInt32LE(total, 8);
+  return r;
+}
+
+test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connection only', async () => {
+  const server = await listen(address(), { maxMessageSize: 1000 });
+  const cases = [
+    ['unknown kind', [record(99, 0, 0, 0)]],
+    ['short record', [Buffer.from([1, 0, 0])]],
+    ['continuation without a frame', [record(17, 0, 10, 10)]],
+    ['new frame inside a frame', [record(1, 0, 200, 50), record(1, 0, 10, 10)]],
+    ['over maxMessageSize', [record(1, 0, 1001, 10)]],
+    ['record longer than its frame', [record(1, 0, 5, 10)]],
+    ['continuation past its frame', [record(1, 0, 60, 50), record(17, 0, 60, 20)]],
+  ];
+  try {
+    for (const [what, records] of cases) {
+      const client = rawClient(server.address);
+      try {
+        const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+        for (const r of records) assert.equal(client.up.trySend(r), true);
+        const err = await watchdog(expectCode(() => ch.receive(), 'IPC_ERR_PROTOCOL'), WATCHDOG, what);
+        assert.match(err.message, /malformed record/, what);
+        await ch.close();
+      } finally {
+        client.close();
+      }
+    }
+    // A well-formed frame split by hand over three records is delivered whole.
+    const client = rawClient(server.address);
+    try {
+      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+      const parts = [record(1, 0, 250, 100), record(17, 0, 250, 100), record(17, 0, 250, 50)];
+      parts.forEach((r, k) => r.fill(k + 1, 12));
+      for (const r of parts) assert.equal(client.up.trySend(r), true);
+      const m = await watchdog(ch.receive(), WATCHDOG, 'split frame');
+      assert.equal(m.byteLength, 250);
+      assert.deepEqual([m[0], m[99], m[100], m[199], m[200], m[249]], [1, 1, 2, 2, 3, 3]);
+      await ch.close();
+    } finally {
+      client.close();
+    }
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(objectsOf(server.address), []);
 });

@@ -63,16 +63,17 @@
  * gives up (timeout, abort, server gone) CASes requested -> withdrawn; whichever CAS wins
  * decides, so a connection is either accepted by both sides or by neither.
  *
- * Data path: `write` commits records with Queue.trySendWith (header and payload written in
- * place in the slot, no allocation for a frame that fits one record) and calls `done` once the
- * last record is committed: it then survives this process exiting. When the queue is full,
- * frames wait in the link (needsDrain) and a send pump retries: a short spin that lets
- * microtasks run, then a kernel sleep in Queue.sendWith. The receive pump does the same with
- * tryReceiveWith / receiveWith (the queues' own wait strategy is 'block'; the spin here yields
- * to the microtask queue between attempts so that the application's reply, which is usually a
- * few awaits away, runs during the spin instead of after it). An idle channel sleeps in the
- * kernel and costs no CPU. The pump stops pulling while the Channel is paused: the queue then
- * fills and the peer's sends wait (backpressure).
+ * Data path: `write` claims, fills and commits slots straight through a Ring (src/queue/ring.ts)
+ * over a second mapping of the queue, with the queue's own protocol (header and payload written
+ * in place; no view, closure or allocation per record for a frame that fits one slot), and
+ * calls `done` once the last record is committed: it then survives this process exiting. When
+ * the queue is full, frames wait in the link (needsDrain) and a send pump retries, then sleeps
+ * in the kernel through the Queue handle (sendWith, wait strategy 'block'). The receive pump
+ * takes records the same way, and while the queue is empty it looks again each time the
+ * application's microtasks have all run (the reply it waits for is usually a few awaits away),
+ * for a bounded spin that adapts (spinBudget), then sleeps in Queue.receiveWith: an idle
+ * channel costs no CPU. The pump stops taking records while the Channel is paused: the queue
+ * then fills and the peer's sends wait (backpressure).
  *
  * Close and death: close() flushes (bounded by closeTimeout), commits an end record if there
  * is room, then sets its closed flag (after its last commit, seq-cst), and unmaps. Every
@@ -320,6 +321,7 @@ class ShmLink implements Link {
   readonly #maxMessageSize: number;
   readonly #chunkBytes: number;
   readonly #closeTimeout: number;
+  readonly #frameTimeout: number;
   readonly #what: string;
 
   #handler: LinkHandler | undefined;
@@ -366,6 +368,9 @@ class ShmLink implements Link {
   #asmType = 0;
   #asmId = 0;
   #asmFilled = 0;
+  /** #asmFilled when the periodic check last saw it move, and when (for frameTimeout). */
+  #stallMark = -1;
+  #stallSince = 0;
 
   constructor(parts: LinkParts) {
     this.#txEnd = parts.tx;
@@ -382,6 +387,7 @@ class ShmLink implements Link {
     this.#maxMessageSize = parts.options.maxMessageSize;
     this.#chunkBytes = parts.tx.queue.maxMessageSize - HDR;
     this.#closeTimeout = parts.options.closeTimeout;
+    this.#frameTimeout = parts.options.frameTimeout;
     this.#what = parts.what;
     hookExit(this);
   }
@@ -426,7 +432,7 @@ class ShmLink implements Link {
     if (chunk === 0) return;
     const offset = this.#wOffset;
     const payload = this.#wPayload;
-    view.set(chunk === payload.byteLength ? payload : payload.subarray(offset, offset + chunk), HDR);
+    view.set(chunk === payload.byteLength ? payload : new Uint8Array(payload.buffer, payload.byteOffset + offset, chunk), HDR);
   };
 
   /**
@@ -447,7 +453,8 @@ class ShmLink implements Link {
       const base = ring.base;
       const at = (base << 2) + SLOT_HEADER_BYTES;
       this.#writeHeader(u8, at);
-      if (chunk !== 0) u8.set(chunk === total ? payload : payload.subarray(offset, offset + chunk), at + HDR);
+      // A plain view for a chunk (Buffer#subarray would build a Buffer, several times dearer).
+      if (chunk !== 0) u8.set(chunk === total ? payload : new Uint8Array(payload.buffer, payload.byteOffset + offset, chunk), at + HDR);
       const committed = ring.commitSend(pos, base, HDR + chunk);
       ring.afterSend(1);
       // Not committed: the slot was reclaimed under us (we were taken for dead), nothing was
@@ -670,6 +677,7 @@ class ShmLink implements Link {
       this.#asmType = kind;
       this.#asmId = id;
       this.#asmFilled = chunk;
+      this.#stallMark = -1;
       this.#got = GOT_NOTHING;
       return;
     }
@@ -805,6 +813,17 @@ class ShmLink implements Link {
 
   #check(): void {
     if (this.#ended || this.#peerGone !== undefined) return;
+    if (this.#asm !== undefined && this.#frameTimeout !== Infinity) {
+      // A frame that has started must keep moving (frameTimeout), unless we stopped taking it.
+      const t = now();
+      if (this.#asmFilled !== this.#stallMark || this.#paused) {
+        this.#stallMark = this.#asmFilled;
+        this.#stallSince = t;
+      } else if (t - this.#stallSince >= this.#frameTimeout) {
+        this.#finish(new IpcError('IPC_ERR_PROTOCOL', `${this.#what}: the peer stalled in the middle of a frame for ${this.#frameTimeout} ms`));
+        return;
+      }
+    }
     let alive = true;
     try {
       alive = isAlive(this.#peerToken);
