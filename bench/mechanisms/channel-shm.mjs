@@ -27,7 +27,7 @@ function exited(child) {
 async function open(role, size, count, cpus) {
   const { listen } = lib();
   const server = await listen(address());
-  const child = forkPeer(self, [...(process.env.SHM_PROF ? [] : []), 'peer', server.address, role, size, count], cpus?.[1]);
+  const child = forkPeer(self, ['peer', server.address, role, size, count], cpus?.[1]);
   try {
     const ch = await server.accept();
     await nextMessage(child, 'ready');

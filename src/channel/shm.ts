@@ -470,6 +470,11 @@ class ShmLink implements Link {
       process.nextTick(done, this.#closedForWrites());
       return;
     }
+    if (this.#peerGone !== undefined) {
+      // Known to be gone (its closed flag, or its death) while we still deliver what it sent.
+      process.nextTick(done, this.#closedForPeer());
+      return;
+    }
     if (this.#pending.length === this.#pendingHead) {
       this.#wType = type;
       this.#wId = id;
