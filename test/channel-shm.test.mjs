@@ -201,6 +201,47 @@ test('shm: a live peer that stalls in the middle of a frame is IPC_ERR_PROTOCOL 
   }
 });
 
+test('shm: senders killed mid-stream, again and again (messages span several slots): what arrives is an exact prefix', async () => {
+  const rounds = process.env.INTERPROCESS_STRESS ? 200 : 8;
+  // Small slots: a 64..6064-byte message spans up to 7 slots, so kills land inside messages.
+  const server = await listen(address(), { queueChunkBytes: 1000, queueCapacity: 16 });
+  let total = 0;
+  try {
+    for (let round = 0; round < rounds; round++) {
+      const child = startChild('channel-peer.mjs', ['stream', server.address]);
+      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+      await watchdog(child.next('connected'), WATCHDOG, 'connected');
+      let n = 0;
+      const want = 50 + ((round * 37) % 200);
+      await watchdog(
+        (async () => {
+          while (n < want) checkStamped(await ch.receive(), 64 + (n % 7) * 1000, n++);
+        })(),
+        WATCHDOG,
+        'first messages',
+      );
+      child.kill('SIGKILL');
+      await child.exited;
+      // Whatever else arrived is the continuation of the same sequence, then the end; a
+      // message cut by the kill is never delivered.
+      await watchdog(
+        (async () => {
+          for await (const m of ch) checkStamped(m, 64 + (n % 7) * 1000, n++);
+        })(),
+        WATCHDOG,
+        'drain after kill',
+      );
+      await expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+      await ch.close();
+      total += n;
+      assert.deepEqual(objectsOf(server.address), [nameOf(server.address)], 'a killed connection leaves no object');
+    }
+    console.log(`# soak shm: ${rounds} kills, ${total} messages`);
+  } finally {
+    await server.close();
+  }
+});
+
 test('shm: one server serves 40 clients connecting at once, each on its own channel', async () => {
   const server = await listen(address(), { codec: 'json' });
   const served = [];
