@@ -309,6 +309,17 @@ test('shm: bad addresses and options', async () => {
   await assert.rejects(() => listen(address(), { queueChunkBytes: 0 }), RangeError);
   await assert.rejects(() => listen(address(), { bogus: 1 }), /unknown option 'bogus'/);
   await expectCode(() => connect(address()), 'IPC_ERR_NOT_FOUND');
+  // A name held by another kind of object: listen leaves it alone, connect says what it is.
+  const other = address();
+  const queue = Queue.create(nameOf(other), { capacity: 2, maxMessageSize: 16 });
+  try {
+    await expectCode(() => listen(other), 'IPC_ERR_EXISTS');
+    await expectCode(() => connect(other), 'IPC_ERR_INCOMPATIBLE');
+    assert.equal(queue.trySend(Buffer.from('still a queue')), true);
+  } finally {
+    queue.close();
+    Queue.remove(nameOf(other));
+  }
   // A small geometry: every message spans many slots, and it still arrives whole and in order.
   const server = await listen(address(), { queueCapacity: 4, queueChunkBytes: 100 });
   try {
@@ -329,7 +340,7 @@ test('shm: bad addresses and options', async () => {
 });
 
 /** A hand-made client (the handshake of src/channel/shm.ts, done by hand) that can send any record. */
-function rawClient(addr) {
+function rawClient(addr, maxMessageSize = 112) {
   const { openObject } = require('../dist/cjs/shm/segment.js');
   const { Kind } = require('../dist/cjs/shm/header.js');
   const { ownToken } = require('../dist/cjs/sync/lifeline.js');
@@ -347,13 +358,14 @@ function rawClient(addr) {
       c[18] = ownToken(); // clientToken
     },
   }, {});
-  const up = Queue.create(`${base}.up`, { capacity: 8, maxMessageSize: 112 });
-  const down = Queue.create(`${base}.down`, { capacity: 8, maxMessageSize: 112 });
+  const up = Queue.create(`${base}.up`, { capacity: 8, maxMessageSize });
+  const down = Queue.create(`${base}.down`, { capacity: 8, maxMessageSize });
   assert.equal(Atomics.compareExchange(p, 64, 0, id), 0, 'request slot 0 is free');
   Atomics.add(p, 32, 1); // requestEvents
   futex.notify(p, 32);
   return {
     up,
+    state: () => Atomics.load(new Int32Array(conn.buffer, 0, 32), 17),
     close() {
       up.close();
       down.close();
@@ -395,6 +407,21 @@ test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connectio
       } finally {
         client.close();
       }
+    }
+    // Queues whose slots cannot hold a record header: the server refuses (state 3), so the
+    // client is not left waiting, and hands out no channel.
+    const tiny = rawClient(server.address, 8);
+    try {
+      await watchdog(
+        (async () => {
+          while (tiny.state() !== 3) await new Promise((r) => setImmediate(r));
+        })(),
+        WATCHDOG,
+        'refused',
+      );
+      await expectCode(() => server.accept({ timeout: 50 }), 'IPC_ERR_TIMEOUT');
+    } finally {
+      tiny.close();
     }
     // A well-formed frame split by hand over three records is delivered whole.
     const client = rawClient(server.address);
