@@ -18,6 +18,7 @@ export function addressFor(transport) {
   if (transport === 'unix') return `unix://${tmpPath('sock')}`;
   if (transport === 'tcp') return 'tcp://127.0.0.1:0';
   if (transport === 'fifo') return `fifo://${tmpPath('fifo')}`;
+  if (transport === 'shm') return `shm://${uniqueName('shm')}`;
   throw new Error(`no listen address for ${transport}`);
 }
 
@@ -83,7 +84,7 @@ export async function channelPair(transport, opts = {}) {
   };
 }
 
-export const transports = ['unix', 'tcp', 'fifo', 'pipe'];
+export const transports = ['unix', 'tcp', 'fifo', 'pipe', 'shm'];
 
 export function payload(size, seq) {
   const buf = Buffer.alloc(size);

@@ -15,6 +15,7 @@ import {
 import { fifoTransport } from './fifo.js';
 import type { Link } from './link.js';
 import { pipeTransport } from './pipe.js';
+import { shmTransport } from './shm.js';
 import { tcpTransport } from './tcp.js';
 import { parseAddress, type Listener, type Transport } from './transport.js';
 import { unixTransport } from './unix.js';
@@ -30,6 +31,7 @@ registerTransport(unixTransport);
 registerTransport(tcpTransport);
 registerTransport(pipeTransport);
 registerTransport(fifoTransport);
+registerTransport(shmTransport);
 
 function transportFor(url: URL, address: string, where: string): Transport {
   const transport = transports.get(url.protocol);
@@ -41,8 +43,12 @@ function transportFor(url: URL, address: string, where: string): Transport {
 }
 
 export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
-  /** unix:// and fifo://: mode of the socket file or FIFO (default 0o600). */
+  /** unix:// and fifo://: mode of the socket file or FIFO; shm://: of the shared-memory objects (default 0o600). */
   mode?: number;
+  /** shm://: slots per direction of each connection's queues, a power of two (default 128). */
+  queueCapacity?: number;
+  /** shm://: message bytes one slot carries (default 8192); a larger message spans several slots. */
+  queueChunkBytes?: number;
 }
 
 export interface ConnectOptions<T = unknown> extends ChannelOptions<T> {

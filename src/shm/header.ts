@@ -31,6 +31,8 @@ export const Kind = {
   RWLock: 4,
   Barrier: 5,
   Queue: 6,
+  /** shm:// channel objects: an accept point or a connection's state (src/channel/shm.ts). */
+  Channel: 7,
 } as const;
 export type KindName = keyof typeof Kind;
 

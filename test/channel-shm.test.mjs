@@ -1,0 +1,444 @@
+// shm:// channels between real processes: the parts the conformance suite (which also runs on
+// shm) cannot show in one process: a peer's death, send-then-exit, a server that never
+// accepts, live vs stale accept points, a peer with a larger maxMessageSize, many clients.
+// Exact counts and sequence numbers; no durations asserted; every wait under a watchdog.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { listen, connect, SharedMemory, Queue, futex } from 'interprocess';
+import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
+import { channelPair, checkPayload, payload } from './channel-common.mjs';
+
+const require = createRequire(import.meta.url);
+const WATCHDOG = 30_000;
+const SIZES = [1024, 4096, 65536, 262144, 1048576, 1048576];
+const RUNS = process.env.INTERPROCESS_STRESS ? 20 : 2;
+
+const address = () => `shm://${uniqueName('shmch')}`;
+const nameOf = (addr) => new URL(addr).host;
+/** Objects of this address still named in /dev/shm (the accept point and connection objects). */
+const objectsOf = (addr) => SharedMemory.list().filter((n) => n === nameOf(addr) || n.startsWith(`${nameOf(addr)}.`));
+
+function checkStamped(buf, size, seq) {
+  assert.equal(buf.byteLength, size, `message ${seq} size`);
+  assert.equal(buf.readUInt32LE(0), seq, 'sequence');
+  for (let i = 4; i < size; i += 4093) assert.equal(buf[i], seq & 0xff, `message ${seq} byte ${i}`);
+}
+
+test('shm: request/reply and echo with a client in another process; connections leave no names', async () => {
+  const server = await listen(address(), { codec: 'json' });
+  try {
+    assert.deepEqual(objectsOf(server.address), [nameOf(server.address)]);
+    const peer = startChild('channel-peer.mjs', ['echo', server.address, 'json']);
+    const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+    await watchdog(peer.next('connected'), WATCHDOG, 'connected');
+    // Only the accept point has a name: the server unlinked the connection's objects.
+    assert.deepEqual(objectsOf(server.address), [nameOf(server.address)]);
+    const answers = await watchdog(Promise.all(Array.from({ length: 300 }, (_, i) => ch.request(i))), WATCHDOG, 'requests');
+    answers.forEach((a, i) => assert.deepEqual(a, { echo: i }));
+    for (let i = 0; i < 100; i++) await ch.send({ n: i });
+    for (let i = 0; i < 100; i++) assert.deepEqual(await watchdog(ch.receive(), WATCHDOG, 'echo'), { n: i });
+    await ch.close();
+    await watchdog(peer.next('peer-closed'), WATCHDOG, 'child saw the close');
+    assert.deepEqual(await peer.exited, { code: 0, signal: null });
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(objectsOf(server.address), []);
+});
+
+test('shm: what send resolved is delivered although the sender exits at once (1 KiB..1 MiB)', async () => {
+  const server = await listen(address());
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      const child = startChild('channel-peer.mjs', ['send-exit', server.address, SIZES.join(',')]);
+      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+      const got = [];
+      await watchdog(
+        (async () => {
+          for await (const m of ch) got.push(m);
+        })(),
+        WATCHDOG,
+        'receive all',
+      );
+      assert.deepEqual(await child.exited, { code: 0, signal: null });
+      assert.equal(got.length, SIZES.length);
+      got.forEach((m, i) => checkStamped(m, SIZES[i], i));
+      await ch.close();
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+test('shm: a client killed with SIGKILL ends the channel with IPC_ERR_CLOSED; blocked and later sends reject', async () => {
+  const server = await listen(address(), { readBufferBytes: 64 * 1024 });
+  const child = startChild('channel-peer.mjs', ['hold', server.address]);
+  const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+  try {
+    await watchdog(child.next('connected'), WATCHDOG, 'connected');
+    const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+    const request = expectCode(() => ch.request(Buffer.from('r')), 'IPC_ERR_CLOSED');
+    // The child never takes its messages: fill its read buffer and the queue until a send has
+    // waited for room for 100 ms (the child's pump has paused: it would otherwise take a
+    // record within microseconds).
+    let committed = 0;
+    for (;;) {
+      const moved = await ch.send(payload(16 * 1024, committed), { timeout: 100 }).then(
+        () => true,
+        (e) => (e.code === 'IPC_ERR_TIMEOUT' ? false : Promise.reject(e)),
+      );
+      if (!moved) break;
+      committed++;
+    }
+    const blocked = [];
+    for (let i = 0; i < 20; i++) blocked.push(ch.send(payload(16 * 1024, committed + i)).then(() => 'sent', (e) => e.code));
+    child.kill('SIGKILL');
+    await child.exited;
+    await watchdog(pending, WATCHDOG, 'pending receive');
+    await watchdog(request, WATCHDOG, 'pending request');
+    const outcomes = await watchdog(Promise.all(blocked), WATCHDOG, 'blocked sends');
+    assert.ok(outcomes.every((o) => o === 'IPC_ERR_CLOSED'), outcomes.join());
+    const err = await expectCode(() => ch.send(payload(4, 0)), 'IPC_ERR_CLOSED');
+    assert.match(err.message, /died|closed/);
+    console.log(`# shm: ${committed} messages committed before the send waited`);
+  } finally {
+    await ch.close();
+    await server.close();
+  }
+});
+
+test('shm: a server killed with SIGKILL ends its clients (IPC_ERR_CLOSED); its stale accept point is replaced', async () => {
+  const addr = address();
+  const child = startChild('channel-shm-peer.mjs', ['serve', addr]);
+  await watchdog(child.next('listening'), WATCHDOG, 'child listening');
+  await expectCode(() => listen(addr), 'IPC_ERR_EXISTS');
+  const ch = await connect(addr, { codec: 'json' });
+  try {
+    await watchdog(child.next('accepted'), WATCHDOG, 'accepted');
+    assert.deepEqual(await watchdog(ch.request({ x: 1 }), WATCHDOG, 'request'), { echo: { x: 1 } });
+    const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+    child.kill('SIGKILL');
+    await child.exited;
+    const err = await watchdog(pending, WATCHDOG, 'pending receive');
+    assert.match(err.message, /died/);
+    await expectCode(() => ch.request({ x: 2 }), 'IPC_ERR_CLOSED');
+  } finally {
+    await ch.close();
+  }
+  assert.deepEqual(objectsOf(addr), [nameOf(addr)], 'the dead server left its accept point');
+  await expectCode(() => connect(addr), 'IPC_ERR_NOT_FOUND');
+  const server = await listen(addr);
+  try {
+    const [a, b] = await watchdog(Promise.all([connect(addr), server.accept()]), WATCHDOG, 'connect to the new server');
+    await a.send(Buffer.from('alive'));
+    assert.equal((await watchdog(b.receive(), WATCHDOG, 'receive')).toString(), 'alive');
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(objectsOf(addr), []);
+});
+
+test('shm: a server that never accepts: connect times out or aborts and removes its objects', async () => {
+  const addr = address();
+  const child = startChild('channel-shm-peer.mjs', ['freeze', addr]);
+  try {
+    await watchdog(child.next('listening'), WATCHDOG, 'child listening');
+    await expectCode(() => connect(addr, { timeout: 50 }), 'IPC_ERR_TIMEOUT');
+    const ac = new AbortController();
+    const pending = expectCode(() => connect(addr, { signal: ac.signal }), 'IPC_ERR_ABORTED');
+    setImmediate(() => ac.abort());
+    await watchdog(pending, WATCHDOG, 'abort');
+    await expectCode(() => connect(addr, { signal: AbortSignal.abort() }), 'IPC_ERR_ABORTED');
+    assert.deepEqual(objectsOf(addr), [nameOf(addr)], 'withdrawn connections leave nothing');
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+  }
+  // The frozen server is dead now: its point is stale and a new server takes it over.
+  const server = await listen(addr);
+  await server.close();
+  assert.deepEqual(objectsOf(addr), []);
+});
+
+test('shm: a peer sending over our maxMessageSize is IPC_ERR_PROTOCOL for that connection only', async () => {
+  const server = await listen(address(), { maxMessageSize: 1000 });
+  const child = startChild('channel-shm-peer.mjs', ['big-sender', server.address, 100_000]);
+  const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+  try {
+    await watchdog(child.next('connected'), WATCHDOG, 'connected');
+    const err = await watchdog(expectCode(() => ch.receive(), 'IPC_ERR_PROTOCOL'), WATCHDOG, 'protocol error');
+    assert.match(err.message, /maxMessageSize/);
+    // The server and its other connections carry on.
+    const [a, b] = await watchdog(Promise.all([connect(server.address, { maxMessageSize: 1000 }), server.accept()]), WATCHDOG, 'another client');
+    await a.send(payload(1000, 3));
+    checkPayload(await watchdog(b.receive(), WATCHDOG, 'receive'), 1000, 3);
+    await expectCode(() => a.send(payload(1001, 4)), 'IPC_ERR_MESSAGE_TOO_LARGE');
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+    await ch.close();
+    await server.close();
+  }
+});
+
+test('shm: a live peer that stalls in the middle of a frame is IPC_ERR_PROTOCOL after frameTimeout', async () => {
+  const server = await listen(address(), { frameTimeout: 300 });
+  const child = startChild('channel-shm-peer.mjs', ['stall', server.address]);
+  const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+  try {
+    await watchdog(child.next('stalled'), WATCHDOG, 'stalled');
+    const err = await watchdog(expectCode(() => ch.receive(), 'IPC_ERR_PROTOCOL'), WATCHDOG, 'protocol error');
+    assert.match(err.message, /stalled in the middle of a frame/);
+    await expectCode(() => ch.send(payload(4, 0)), 'IPC_ERR_CLOSED');
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+    await ch.close();
+    await server.close();
+  }
+});
+
+test('shm: senders killed mid-stream, again and again (messages span several slots): what arrives is an exact prefix', async () => {
+  const rounds = process.env.INTERPROCESS_STRESS ? 200 : 8;
+  // Small slots: a 64..6064-byte message spans up to 7 slots, so kills land inside messages.
+  const server = await listen(address(), { queueChunkBytes: 1000, queueCapacity: 16 });
+  let total = 0;
+  try {
+    for (let round = 0; round < rounds; round++) {
+      const child = startChild('channel-peer.mjs', ['stream', server.address]);
+      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+      await watchdog(child.next('connected'), WATCHDOG, 'connected');
+      let n = 0;
+      const want = 50 + ((round * 37) % 200);
+      await watchdog(
+        (async () => {
+          while (n < want) checkStamped(await ch.receive(), 64 + (n % 7) * 1000, n++);
+        })(),
+        WATCHDOG,
+        'first messages',
+      );
+      child.kill('SIGKILL');
+      await child.exited;
+      // Whatever else arrived is the continuation of the same sequence, then the end; a
+      // message cut by the kill is never delivered.
+      await watchdog(
+        (async () => {
+          for await (const m of ch) checkStamped(m, 64 + (n % 7) * 1000, n++);
+        })(),
+        WATCHDOG,
+        'drain after kill',
+      );
+      await expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+      await ch.close();
+      total += n;
+      assert.deepEqual(objectsOf(server.address), [nameOf(server.address)], 'a killed connection leaves no object');
+    }
+    console.log(`# soak shm: ${rounds} kills, ${total} messages`);
+  } finally {
+    await server.close();
+  }
+});
+
+test('shm: one server serves 40 clients connecting at once, each on its own channel', async () => {
+  const server = await listen(address(), { codec: 'json' });
+  const served = [];
+  const loop = (async () => {
+    for await (const ch of server) {
+      ch.handle((m) => ({ client: m.client, n: m.n + 1 }));
+      served.push(ch);
+    }
+  })();
+  try {
+    const clients = await watchdog(Promise.all(Array.from({ length: 40 }, () => connect(server.address, { codec: 'json' }))), WATCHDOG, 'connect');
+    const answers = await watchdog(
+      Promise.all(clients.flatMap((ch, client) => Array.from({ length: 10 }, (_, n) => ch.request({ client, n })))),
+      WATCHDOG,
+      'requests',
+    );
+    answers.forEach((a, i) => assert.deepEqual(a, { client: Math.floor(i / 10), n: (i % 10) + 1 }));
+    await Promise.all(clients.map((ch) => ch.close()));
+  } finally {
+    await server.close();
+    await loop;
+    await Promise.all(served.map((ch) => ch.close()));
+  }
+  assert.equal(served.length, 40);
+  assert.deepEqual(objectsOf(server.address), []);
+});
+
+test('shm: close with the queue full still ends the reader (closed flag); resolved sends form a delivered prefix', async () => {
+  const { a, b, cleanup } = await channelPair('shm', { closeTimeout: 50, readBufferBytes: 1024 });
+  try {
+    const size = 64 * 1024;
+    const outcomes = [];
+    for (let i = 0; i < 100; i++) outcomes.push(a.send(payload(size, i)).then(() => 'sent', (e) => e.code));
+    await a.close();
+    const results = await watchdog(Promise.all(outcomes), WATCHDOG, 'sends settle');
+    const sent = results.filter((r) => r === 'sent').length;
+    assert.ok(results.every((r) => r === 'sent' || r === 'IPC_ERR_CLOSED'), results.join());
+    assert.ok(results.slice(0, sent).every((r) => r === 'sent'), 'resolved sends form a prefix');
+    assert.ok(sent < 100, 'the stalled reader could not have taken everything');
+    let n = 0;
+    await watchdog(
+      (async () => {
+        try {
+          for await (const m of b) checkPayload(m, size, n++);
+        } catch (err) {
+          assert.equal(err.code, 'IPC_ERR_CLOSED'); // the last frame was cut off
+        }
+      })(),
+      WATCHDOG,
+      'reader ends',
+    );
+    assert.ok(n >= sent, `received ${n}, but ${sent} sends resolved`);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('shm: bad addresses and options', async () => {
+  await assert.rejects(() => listen('shm://name/path'), TypeError);
+  await assert.rejects(() => connect('shm://name:12'), TypeError);
+  await expectCode(() => listen('shm://'), 'IPC_ERR_INVALID_NAME');
+  await expectCode(() => listen('shm://-dash'), 'IPC_ERR_INVALID_NAME');
+  await expectCode(() => listen(`shm://t-${'x'.repeat(190)}`), 'IPC_ERR_INVALID_NAME');
+  await assert.rejects(() => listen(address(), { queueCapacity: 100 }), RangeError);
+  await assert.rejects(() => listen(address(), { queueChunkBytes: 0 }), RangeError);
+  await assert.rejects(() => listen(address(), { bogus: 1 }), /unknown option 'bogus'/);
+  await expectCode(() => connect(address()), 'IPC_ERR_NOT_FOUND');
+  // A name held by another kind of object: listen leaves it alone, connect says what it is.
+  const other = address();
+  const queue = Queue.create(nameOf(other), { capacity: 2, maxMessageSize: 16 });
+  try {
+    await expectCode(() => listen(other), 'IPC_ERR_EXISTS');
+    await expectCode(() => connect(other), 'IPC_ERR_INCOMPATIBLE');
+    assert.equal(queue.trySend(Buffer.from('still a queue')), true);
+  } finally {
+    queue.close();
+    Queue.remove(nameOf(other));
+  }
+  // A small geometry: every message spans many slots, and it still arrives whole and in order.
+  const server = await listen(address(), { queueCapacity: 4, queueChunkBytes: 100 });
+  try {
+    const [a, b] = await Promise.all([connect(server.address), server.accept()]);
+    const sends = [];
+    for (let i = 0; i < 50; i++) sends.push(a.send(payload(1 + ((i * 97) % 3000), i)));
+    for (let i = 0; i < 50; i++) {
+      const m = await watchdog(b.receive(), WATCHDOG, 'receive');
+      const size = 1 + ((i * 97) % 3000);
+      if (size >= 4) checkPayload(m, size, i);
+      else assert.equal(m.byteLength, size);
+    }
+    await Promise.all(sends);
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await server.close();
+  }
+});
+
+/** A hand-made client (the handshake of src/channel/shm.ts, done by hand) that can send any record. */
+function rawClient(addr, maxMessageSize = 112) {
+  const { openObject } = require('../dist/cjs/shm/segment.js');
+  const { Kind } = require('../dist/cjs/shm/header.js');
+  const { ownToken } = require('../dist/cjs/sync/lifeline.js');
+  const point = SharedMemory.open(nameOf(addr));
+  const p = new Int32Array(point.buffer, 0, 128);
+  const id = Atomics.add(p, 18, 1) + 1; // nextId
+  const base = `${nameOf(addr)}.c${id}`;
+  const conn = openObject(base, 'create', 'test', {
+    kind: Kind.Channel,
+    version: 1,
+    byteLength: 128,
+    init(buffer) {
+      const c = new Int32Array(buffer, 0, 32);
+      c[16] = 2; // role: connection
+      c[18] = ownToken(); // clientToken
+    },
+  }, {});
+  const up = Queue.create(`${base}.up`, { capacity: 8, maxMessageSize });
+  const down = Queue.create(`${base}.down`, { capacity: 8, maxMessageSize });
+  assert.equal(Atomics.compareExchange(p, 64, 0, id), 0, 'request slot 0 is free');
+  Atomics.add(p, 32, 1); // requestEvents
+  futex.notify(p, 32);
+  return {
+    up,
+    state: () => Atomics.load(new Int32Array(conn.buffer, 0, 32), 17),
+    close() {
+      up.close();
+      down.close();
+      conn.close();
+      point.close();
+      for (const n of [base, `${base}.up`, `${base}.down`]) SharedMemory.remove(n);
+    },
+  };
+}
+
+function record(kind, id, total, chunk) {
+  const r = Buffer.alloc(12 + chunk);
+  r[0] = kind;
+  r.writeUInt32LE(id, 4);
+  r.writeUInt32LE(total, 8);
+  return r;
+}
+
+test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connection only', async () => {
+  const server = await listen(address(), { maxMessageSize: 1000 });
+  const cases = [
+    ['unknown kind', [record(99, 0, 0, 0)]],
+    ['short record', [Buffer.from([1, 0, 0])]],
+    ['continuation without a frame', [record(17, 0, 10, 10)]],
+    ['new frame inside a frame', [record(1, 0, 200, 50), record(1, 0, 10, 10)]],
+    ['over maxMessageSize', [record(1, 0, 1001, 10)]],
+    ['record longer than its frame', [record(1, 0, 5, 10)]],
+    ['continuation past its frame', [record(1, 0, 60, 50), record(17, 0, 60, 20)]],
+  ];
+  try {
+    for (const [what, records] of cases) {
+      const client = rawClient(server.address);
+      try {
+        const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+        for (const r of records) assert.equal(client.up.trySend(r), true);
+        const err = await watchdog(expectCode(() => ch.receive(), 'IPC_ERR_PROTOCOL'), WATCHDOG, what);
+        assert.match(err.message, /malformed record/, what);
+        await ch.close();
+      } finally {
+        client.close();
+      }
+    }
+    // Queues whose slots cannot hold a record header: the server refuses (state 3), so the
+    // client is not left waiting, and hands out no channel.
+    const tiny = rawClient(server.address, 8);
+    try {
+      await watchdog(
+        (async () => {
+          while (tiny.state() !== 3) await new Promise((r) => setImmediate(r));
+        })(),
+        WATCHDOG,
+        'refused',
+      );
+      await expectCode(() => server.accept({ timeout: 50 }), 'IPC_ERR_TIMEOUT');
+    } finally {
+      tiny.close();
+    }
+    // A well-formed frame split by hand over three records is delivered whole.
+    const client = rawClient(server.address);
+    try {
+      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+      const parts = [record(1, 0, 250, 100), record(17, 0, 250, 100), record(17, 0, 250, 50)];
+      parts.forEach((r, k) => r.fill(k + 1, 12));
+      for (const r of parts) assert.equal(client.up.trySend(r), true);
+      const m = await watchdog(ch.receive(), WATCHDOG, 'split frame');
+      assert.equal(m.byteLength, 250);
+      assert.deepEqual([m[0], m[99], m[100], m[199], m[200], m[249]], [1, 1, 2, 2, 3, 3]);
+      await ch.close();
+    } finally {
+      client.close();
+    }
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(objectsOf(server.address), []);
+});
