@@ -82,6 +82,11 @@ const MAX_SLEEP_MS = 1000;
 const BATCH = 64;
 /** From this size on a received copy skips the zero-fill. */
 const LARGE = 256 * 1024;
+/** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
+const ON_HEAP = 64;
+/** Above ON_HEAP and up to this size, received copies are carved from a private arena chunk. */
+const ARENA_MAX = 4096;
+const ARENA_BYTES = 64 * 1024;
 
 const NONE: unique symbol = Symbol('none');
 type Taken<T> = T | typeof NONE;
@@ -105,12 +110,17 @@ export class Queue<T = Uint8Array> {
   readonly #wait: WaitStrategy;
   readonly #spinMs: number;
   readonly #geometry: QueueGeometry;
+  /** geometry.maxMessageSize, hoisted: read on every send and receive. */
+  readonly #max: number;
   #closed = false;
   /** Messages of a batch that followed one the codec could not decode; delivered first. */
   readonly #pending: T[] = [];
   #pendingError: unknown = undefined;
   /** Aborted by close() so that pending waits reject with IPC_ERR_CLOSED. */
   readonly #closer = new AbortController();
+  /** The receive arena: a private chunk that received copies are carved from, front to back. */
+  #arena: Uint8Array = new Uint8Array(0);
+  #arenaOff = ARENA_BYTES;
 
   /** @internal use Queue.create / open / openOrCreate */
   constructor(key: symbol, name: string, shm: SharedMemory, g: QueueGeometry, handle: ResolvedHandle<T>) {
@@ -118,6 +128,7 @@ export class Queue<T = Uint8Array> {
     this.#name = name;
     this.#shm = shm;
     this.#geometry = g;
+    this.#max = g.maxMessageSize;
     this.#ring = new Ring(shm.buffer, g, handle.stallTimeout);
     this.#i32 = this.#ring.i32;
     this.#codec = handle.codec;
@@ -446,7 +457,7 @@ export class Queue<T = Uint8Array> {
 
   #encode(value: T): Uint8Array {
     const bytes = this.#isBytes ? (value instanceof Uint8Array ? value : bytesCodec.encode(value)) : this.#codec.encode(value);
-    if (bytes.byteLength > this.#geometry.maxMessageSize) throw this.#tooLarge(bytes.byteLength);
+    if (bytes.byteLength > this.#max) throw this.#tooLarge(bytes.byteLength);
     return bytes;
   }
 
@@ -537,12 +548,13 @@ export class Queue<T = Uint8Array> {
   #read(base: number): Taken<T> {
     const ring = this.#ring;
     const length = ring.i32[base + SLOT_LENGTH]!;
-    if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) return NONE;
+    if (length < 0 || length > this.#max) return NONE; // SKIP is -1
     const start = (base << 2) + SLOT_HEADER_BYTES;
     if (this.#isBytes) {
       // A private copy. slice is V8's fastest copy for small and medium sizes; for large ones
       // skipping the zero-fill (allocUnsafeSlow, never pooled) wins.
-      if (length < LARGE) return ring.u8.slice(start, start + length) as unknown as T;
+      if (length <= ON_HEAP || (length > ARENA_MAX && length < LARGE)) return ring.u8.slice(start, start + length) as unknown as T;
+      if (length <= ARENA_MAX) return this.#arenaCopy(start, length) as unknown as T;
       // Always a plain Uint8Array (not a Buffer), whatever the size.
       const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
       out.set(ring.u8.subarray(start, start + length));
@@ -550,6 +562,26 @@ export class Queue<T = Uint8Array> {
     }
     const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
     return decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);
+  }
+
+  /**
+   * A private copy of `length` bytes at `start` carved from the receive arena: one backing store
+   * per 64 KiB instead of one per message (an off-heap allocation costs ~400 ns, several times
+   * the copy). Each region is written once and never again, so the copy stays the caller's;
+   * the chunk is freed when the last message carved from it is garbage. If a caller transferred
+   * (detached) a chunk, its byteLength is 0 and a new chunk is taken.
+   */
+  #arenaCopy(start: number, length: number): Uint8Array {
+    let off = this.#arenaOff;
+    let arena = this.#arena;
+    if (off + length > ARENA_BYTES || arena.byteLength === 0) {
+      arena = this.#arena = new Uint8Array(ARENA_BYTES);
+      off = 0;
+    }
+    arena.set(this.#ring.u8.subarray(start, start + length), off);
+    // Next region 8-byte aligned, so a message can be viewed as a Float64Array like a fresh copy.
+    this.#arenaOff = (off + length + 7) & ~7;
+    return new Uint8Array(arena.buffer, off, length);
   }
 
   /** One attempt to receive and decode. */
@@ -627,7 +659,7 @@ export class Queue<T = Uint8Array> {
       const pos = ring.pos;
       const base = ring.base;
       const length = ring.i32[base + SLOT_LENGTH]!;
-      if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) {
+      if (length < 0 || length > this.#max) { // SKIP is -1
         ring.release(pos, base);
         ring.afterReceive(1);
         continue;
