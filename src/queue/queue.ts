@@ -457,7 +457,9 @@ export class Queue<T = Uint8Array> {
 
   #encode(value: T): Uint8Array {
     const bytes = this.#isBytes ? (value instanceof Uint8Array ? value : bytesCodec.encode(value)) : this.#codec.encode(value);
-    if (bytes.byteLength > this.#max) throw this.#tooLarge(bytes.byteLength);
+    // .length, not .byteLength: equal for a Uint8Array (every codec returns one), and V8 20's
+    // byteLength getter costs ~8 ns more per message.
+    if (bytes.length > this.#max) throw this.#tooLarge(bytes.length);
     return bytes;
   }
 
@@ -489,7 +491,7 @@ export class Queue<T = Uint8Array> {
       const pos = ring.pos;
       const base = ring.base;
       ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
-      const ok = ring.commitSend(pos, base, bytes.byteLength);
+      const ok = ring.commitSend(pos, base, bytes.length);
       ring.afterSend(1);
       if (ok) return true;
       // Reclaimed while we wrote (we were taken for dead): never delivered, so send again.
@@ -514,7 +516,7 @@ export class Queue<T = Uint8Array> {
         }
         const bytes = encoded[from + k]!;
         ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
-        if (ring.commitSend(p, base, bytes.byteLength)) sent++;
+        if (ring.commitSend(p, base, bytes.length)) sent++;
       }
       ring.afterSend(n);
       // 0 only if the first record was reclaimed under us: there was room, so try again.
@@ -574,7 +576,7 @@ export class Queue<T = Uint8Array> {
   #arenaCopy(start: number, length: number): Uint8Array {
     let off = this.#arenaOff;
     let arena = this.#arena;
-    if (off + length > ARENA_BYTES || arena.byteLength === 0) {
+    if (off + length > ARENA_BYTES || arena.length === 0) {
       arena = this.#arena = new Uint8Array(ARENA_BYTES);
       off = 0;
     }
