@@ -316,6 +316,23 @@ for (const wait of ['spin', 'block', 'spin-then-block']) {
   });
 }
 
+test('zero-copy views: right length and bytes when one slot carries messages of changing sizes', (t) => {
+  const name = named(t, 'views');
+  const q = Queue.create(name, { capacity: 2, maxMessageSize: 16 });
+  t.after(() => q.close());
+  const lengths = [3, 5, 3, 3, 16, 0, 7, 7, 1, 16];
+  for (let i = 0; i < lengths.length; i++) {
+    const n = lengths[i];
+    assert.ok(q.trySendWith(n, (view) => {
+      assert.equal(view.length, n);
+      view.fill(i + 1);
+    }));
+    let seen;
+    assert.ok(q.tryReceiveWith((view) => (seen = Array.from(view))));
+    assert.deepEqual(seen, new Array(n).fill(i + 1), `message ${i}`);
+  }
+});
+
 test('close: idempotent, pending operations reject IPC_ERR_CLOSED, iteration ends', async (t) => {
   const name = named(t, 'close');
   const q = Queue.create(name, { capacity: 2, maxMessageSize: 8 });

@@ -82,6 +82,8 @@ const MAX_SLEEP_MS = 1000;
 const BATCH = 64;
 /** From this size on a received copy skips the zero-fill. */
 const LARGE = 256 * 1024;
+/** Queues with more slots than this do not cache zero-copy views. */
+const VIEW_CACHE_SLOTS = 65536;
 /** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
 const ON_HEAP = 64;
 /** Above ON_HEAP and up to this size, received copies are carved from a private arena chunk. */
@@ -121,6 +123,12 @@ export class Queue<T = Uint8Array> {
   /** The receive arena: a private chunk that received copies are carved from, front to back. */
   #arena: Uint8Array = new Uint8Array(0);
   #arenaOff = ARENA_BYTES;
+  /**
+   * Zero-copy views of slot payloads, by slot, made on first use and reused while the length
+   * is the same (creating a typed array costs ~40 ns, as much as the rest of a 64 B receive).
+   * Only for queues of up to VIEW_CACHE_SLOTS slots; larger ones make a view per call.
+   */
+  readonly #views: (Uint8Array | undefined)[];
 
   /** @internal use Queue.create / open / openOrCreate */
   constructor(key: symbol, name: string, shm: SharedMemory, g: QueueGeometry, handle: ResolvedHandle<T>) {
@@ -129,6 +137,7 @@ export class Queue<T = Uint8Array> {
     this.#shm = shm;
     this.#geometry = g;
     this.#max = g.maxMessageSize;
+    this.#views = g.capacity <= VIEW_CACHE_SLOTS ? new Array<Uint8Array | undefined>(g.capacity).fill(undefined) : [];
     this.#ring = new Ring(shm.buffer, g, handle.stallTimeout);
     this.#i32 = this.#ring.i32;
     this.#codec = handle.codec;
@@ -533,7 +542,7 @@ export class Queue<T = Uint8Array> {
       const start = (base << 2) + SLOT_HEADER_BYTES;
       let ok: boolean;
       try {
-        write(ring.u8.subarray(start, start + byteLength));
+        write(this.#viewOf(pos, start, byteLength));
         ok = ring.commitSend(pos, base, byteLength);
       } catch (err) {
         ring.commitSend(pos, base, SKIP);
@@ -584,6 +593,16 @@ export class Queue<T = Uint8Array> {
     // Next region 8-byte aligned, so a message can be viewed as a Float64Array like a fresh copy.
     this.#arenaOff = (off + length + 7) & ~7;
     return new Uint8Array(arena.buffer, off, length);
+  }
+
+  /** The payload of the slot of `pos` (starting at byte `start`) as a view of `length` bytes. */
+  #viewOf(pos: number, start: number, length: number): Uint8Array {
+    const views = this.#views;
+    if (views.length === 0) return this.#ring.u8.subarray(start, start + length);
+    const slot = pos & (views.length - 1);
+    let view = views[slot];
+    if (view === undefined || view.length !== length) view = views[slot] = this.#ring.u8.subarray(start, start + length);
+    return view;
   }
 
   /** One attempt to receive and decode. */
@@ -668,7 +687,7 @@ export class Queue<T = Uint8Array> {
       }
       const start = (base << 2) + SLOT_HEADER_BYTES;
       try {
-        read(ring.u8.subarray(start, start + length));
+        read(this.#viewOf(pos, start, length));
       } finally {
         ring.release(pos, base);
         ring.afterReceive(1);
