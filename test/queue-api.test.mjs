@@ -176,6 +176,43 @@ test('full, empty, too large: try forms report, nothing changes', (t) => {
   assert.equal(q.tryReceive().byteLength, 0);
 });
 
+test('received copies from 65 B to 4 KiB (the receive arena) stay private and intact', (t) => {
+  const name = named(t, 'arena');
+  const q = Queue.create(name, { capacity: 64, maxMessageSize: 5000 });
+  t.after(() => q.close());
+  // Sizes on both sides of the arena's bounds, enough bytes to fill several 64 KiB chunks.
+  const sizes = [];
+  for (let i = 0; sizes.length < 200; i++) sizes.push([64, 65, 100, 1000, 4095, 4096, 4097, 3000][i % 8]);
+  const fill = (size, seq) => new Uint8Array(size).map((_, k) => (seq * 31 + k) & 255);
+  const kept = [];
+  for (let seq = 0; seq < sizes.length; seq++) {
+    assert.ok(q.trySend(fill(sizes[seq], seq)));
+    // Receive in between, so every copy is carved while earlier ones are still held.
+    const got = seq % 3 === 0 ? q.tryReceiveMany(64) : [q.tryReceive()];
+    kept.push(...got);
+  }
+  kept.push(...q.tryReceiveMany(64));
+  assert.equal(kept.length, sizes.length);
+  // Nothing received later overwrote anything received earlier.
+  for (let seq = 0; seq < sizes.length; seq++) {
+    assert.equal(Object.getPrototypeOf(kept[seq]), Uint8Array.prototype);
+    assert.ok(!(kept[seq].buffer instanceof SharedArrayBuffer));
+    assert.deepEqual(kept[seq], fill(sizes[seq], seq), `message ${seq}`);
+  }
+  // A caller that writes into its copy changes only its copy.
+  kept[1].fill(0xee);
+  assert.deepEqual(kept[2], fill(sizes[2], 2));
+  // A caller that transfers (detaches) the buffer of its latest copy does not break later receives.
+  assert.ok(q.trySend(fill(1000, 7)));
+  const latest = q.tryReceive();
+  structuredClone(latest.buffer, { transfer: [latest.buffer] });
+  assert.equal(latest.byteLength, 0);
+  for (let seq = 0; seq < 40; seq++) {
+    assert.ok(q.trySend(fill(1000, seq)));
+    assert.deepEqual(q.tryReceive(), fill(1000, seq));
+  }
+});
+
 test('the send position wraps past 2^32 without losing order', (t) => {
   const name = named(t, 'wrap');
   const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
@@ -278,6 +315,23 @@ for (const wait of ['spin', 'block', 'spin-then-block']) {
     await assert.rejects(q.send(bytes(1), { signal: 'no' }), TypeError);
   });
 }
+
+test('zero-copy views: right length and bytes when one slot carries messages of changing sizes', (t) => {
+  const name = named(t, 'views');
+  const q = Queue.create(name, { capacity: 2, maxMessageSize: 16 });
+  t.after(() => q.close());
+  const lengths = [3, 5, 3, 3, 16, 0, 7, 7, 1, 16];
+  for (let i = 0; i < lengths.length; i++) {
+    const n = lengths[i];
+    assert.ok(q.trySendWith(n, (view) => {
+      assert.equal(view.length, n);
+      view.fill(i + 1);
+    }));
+    let seen;
+    assert.ok(q.tryReceiveWith((view) => (seen = Array.from(view))));
+    assert.deepEqual(seen, new Array(n).fill(i + 1), `message ${i}`);
+  }
+});
 
 test('close: idempotent, pending operations reject IPC_ERR_CLOSED, iteration ends', async (t) => {
   const name = named(t, 'close');

@@ -4,6 +4,8 @@
 //   queue-async  both sides `await q.receive()` on their event loop (default spin-then-block)
 //   queue-batch  throughput only: sendManySync / receiveManySync of up to 64 (256 KiB), spinning
 //   queue-zero-copy  throughput only: sendWith / receiveWith in place, spinning
+//   queue-copy-out   throughput only: trySend copies in, receiveWith copies out into one reused
+//                    buffer (one copy each side like queue-spin, without an allocation per message)
 //   memcpy       reference: Buffer#copy of each message in one process
 // Round trip: two queues (ping, pong), the peer echoes each message. Throughput: one queue,
 // the peer receives and checks every sequence number. bytes codec throughout, every message
@@ -45,6 +47,7 @@ function roundTrip(mode) {
       const samples = new Float64Array(count);
       const payload = new Uint8Array(size);
       const warmup = Math.min(2000, count);
+      const label = `queue-${mode}`; // built once: a template literal per message costs ~20 ns
       for (let i = -warmup; i < count; i++) {
         const seq = i >>> 0;
         stamp(payload, seq);
@@ -58,7 +61,7 @@ function roundTrip(mode) {
           reply = pong.receiveSync();
         }
         const t1 = now();
-        check(reply, size, seq, `queue-${mode}`);
+        check(reply, size, seq, label);
         if (i >= 0) samples[i] = Number(t1 - t0);
       }
       await done;
@@ -160,6 +163,33 @@ async function zeroCopyThroughput({ size, count, cpus }) {
 }
 
 /**
+ * Copy in, copy out, no allocation: the producer's trySend copies into the slot, the consumer
+ * copies each message out of its slot into one buffer it reuses (receiveWith) and checks that
+ * copy. What an application that keeps large messages in its own buffers gets. Spinning.
+ */
+async function copyOutThroughput({ size, count, cpus }) {
+  const name = `bench-q-${process.pid}-co-tp`;
+  const q = Queue.create(name, queueOptions(size, 'spin'));
+  const child = forkPeer(self, ['copy-sink', 'spin', name, size, count], cpus[1]);
+  try {
+    await nextMessage(child, 'ready');
+    const payload = new Uint8Array(size);
+    const done = settled(nextMessage(child, 'done'));
+    const t0 = now();
+    for (let i = 0; i < count; i++) {
+      stamp(payload, i);
+      if (!q.trySend(payload)) q.sendSync(payload);
+    }
+    const { received } = await done;
+    return { messages: received, seconds: Number(now() - t0) / 1e9 };
+  } finally {
+    child.kill();
+    q.close();
+    Queue.remove(name);
+  }
+}
+
+/**
  * memcpy reference: Buffer#copy of `size` bytes into successive places of a 16 MiB buffer (the
  * queue's footprint, so caches favour neither), one process, one copy per message.
  */
@@ -212,6 +242,14 @@ mechanisms.push(
     throughput: zeroCopyThroughput,
   },
   {
+    id: 'queue-copy-out',
+    label: 'shm Queue, trySend copies in / receiveWith copies out to a reused buffer, spinning',
+    family: 'interprocess',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    throughput: copyOutThroughput,
+  },
+  {
     id: 'memcpy',
     label: 'memcpy (Buffer#copy in one process, reference)',
     family: 'reference',
@@ -249,6 +287,21 @@ async function peer([role, mode, name, sizeArg, countArg]) {
     };
     while (received < count) if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
     process.send({ type: 'done', received });
+  } else if (role === 'copy-sink') {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    const mine = new Uint8Array(size);
+    let length = 0;
+    const read = (view) => {
+      mine.set(view);
+      length = view.byteLength;
+    };
+    let received = 0;
+    for (; received < count; received++) {
+      if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
+      check(mine.subarray(0, length), size, received, 'queue-copy-out sink');
+    }
+    process.send({ type: 'done', received });
   } else if (role === 'batch-sink') {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
@@ -264,15 +317,16 @@ async function peer([role, mode, name, sizeArg, countArg]) {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
     let received = 0;
+    const label = `queue-${mode} sink`; // built once: a template literal per message costs ~20 ns
     if (mode === 'async') {
       for (; received < count; received++) {
         const m = q.tryReceive() ?? (await q.receive());
-        check(m, size, received, `queue-${mode} sink`);
+        check(m, size, received, label);
       }
     } else {
       for (; received < count; received++) {
         const m = q.tryReceive() ?? q.receiveSync();
-        check(m, size, received, `queue-${mode} sink`);
+        check(m, size, received, label);
       }
     }
     process.send({ type: 'done', received });

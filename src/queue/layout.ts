@@ -40,6 +40,8 @@
  *
  * Protocol (all Atomics are sequentially consistent, which is what the pairing relies on):
  *
+ *   (pos below starts from the handle's last known tail/head, not a fresh read: the CAS on the
+ *   shared index decides every claim, and a stale pos only costs a retry; see ring.ts.)
  *   send     pos = tail; if slot.seq == pos, CAS tail pos -> pos + 1 claims it (if seq is
  *            behind, the queue is full). Store owner = token, write payload and length (plain
  *            stores), store owner = 0, then CAS seq pos -> pos + 1: the COMMIT, written last,

@@ -82,6 +82,13 @@ const MAX_SLEEP_MS = 1000;
 const BATCH = 64;
 /** From this size on a received copy skips the zero-fill. */
 const LARGE = 256 * 1024;
+/** Queues with more slots than this do not cache zero-copy views. */
+const VIEW_CACHE_SLOTS = 65536;
+/** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
+const ON_HEAP = 64;
+/** Above ON_HEAP and up to this size, received copies are carved from a private arena chunk. */
+const ARENA_MAX = 4096;
+const ARENA_BYTES = 64 * 1024;
 
 const NONE: unique symbol = Symbol('none');
 type Taken<T> = T | typeof NONE;
@@ -105,12 +112,23 @@ export class Queue<T = Uint8Array> {
   readonly #wait: WaitStrategy;
   readonly #spinMs: number;
   readonly #geometry: QueueGeometry;
+  /** geometry.maxMessageSize, hoisted: read on every send and receive. */
+  readonly #max: number;
   #closed = false;
   /** Messages of a batch that followed one the codec could not decode; delivered first. */
   readonly #pending: T[] = [];
   #pendingError: unknown = undefined;
   /** Aborted by close() so that pending waits reject with IPC_ERR_CLOSED. */
   readonly #closer = new AbortController();
+  /** The receive arena: a private chunk that received copies are carved from, front to back. */
+  #arena: Uint8Array = new Uint8Array(0);
+  #arenaOff = ARENA_BYTES;
+  /**
+   * Zero-copy views of slot payloads, by slot, made on first use and reused while the length
+   * is the same (creating a typed array costs ~40 ns, as much as the rest of a 64 B receive).
+   * Only for queues of up to VIEW_CACHE_SLOTS slots; larger ones make a view per call.
+   */
+  readonly #views: (Uint8Array | undefined)[];
 
   /** @internal use Queue.create / open / openOrCreate */
   constructor(key: symbol, name: string, shm: SharedMemory, g: QueueGeometry, handle: ResolvedHandle<T>) {
@@ -118,6 +136,8 @@ export class Queue<T = Uint8Array> {
     this.#name = name;
     this.#shm = shm;
     this.#geometry = g;
+    this.#max = g.maxMessageSize;
+    this.#views = g.capacity <= VIEW_CACHE_SLOTS ? new Array<Uint8Array | undefined>(g.capacity).fill(undefined) : [];
     this.#ring = new Ring(shm.buffer, g, handle.stallTimeout);
     this.#i32 = this.#ring.i32;
     this.#codec = handle.codec;
@@ -446,7 +466,9 @@ export class Queue<T = Uint8Array> {
 
   #encode(value: T): Uint8Array {
     const bytes = this.#isBytes ? (value instanceof Uint8Array ? value : bytesCodec.encode(value)) : this.#codec.encode(value);
-    if (bytes.byteLength > this.#geometry.maxMessageSize) throw this.#tooLarge(bytes.byteLength);
+    // .length, not .byteLength: equal for a Uint8Array (every codec returns one), and V8 20's
+    // byteLength getter costs ~8 ns more per message.
+    if (bytes.length > this.#max) throw this.#tooLarge(bytes.length);
     return bytes;
   }
 
@@ -478,7 +500,7 @@ export class Queue<T = Uint8Array> {
       const pos = ring.pos;
       const base = ring.base;
       ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
-      const ok = ring.commitSend(pos, base, bytes.byteLength);
+      const ok = ring.commitSend(pos, base, bytes.length);
       ring.afterSend(1);
       if (ok) return true;
       // Reclaimed while we wrote (we were taken for dead): never delivered, so send again.
@@ -503,7 +525,7 @@ export class Queue<T = Uint8Array> {
         }
         const bytes = encoded[from + k]!;
         ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
-        if (ring.commitSend(p, base, bytes.byteLength)) sent++;
+        if (ring.commitSend(p, base, bytes.length)) sent++;
       }
       ring.afterSend(n);
       // 0 only if the first record was reclaimed under us: there was room, so try again.
@@ -520,7 +542,7 @@ export class Queue<T = Uint8Array> {
       const start = (base << 2) + SLOT_HEADER_BYTES;
       let ok: boolean;
       try {
-        write(ring.u8.subarray(start, start + byteLength));
+        write(this.#viewOf(pos, start, byteLength));
         ok = ring.commitSend(pos, base, byteLength);
       } catch (err) {
         ring.commitSend(pos, base, SKIP);
@@ -537,12 +559,13 @@ export class Queue<T = Uint8Array> {
   #read(base: number): Taken<T> {
     const ring = this.#ring;
     const length = ring.i32[base + SLOT_LENGTH]!;
-    if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) return NONE;
+    if (length < 0 || length > this.#max) return NONE; // SKIP is -1
     const start = (base << 2) + SLOT_HEADER_BYTES;
     if (this.#isBytes) {
       // A private copy. slice is V8's fastest copy for small and medium sizes; for large ones
       // skipping the zero-fill (allocUnsafeSlow, never pooled) wins.
-      if (length < LARGE) return ring.u8.slice(start, start + length) as unknown as T;
+      if (length <= ON_HEAP || (length > ARENA_MAX && length < LARGE)) return ring.u8.slice(start, start + length) as unknown as T;
+      if (length <= ARENA_MAX) return this.#arenaCopy(start, length) as unknown as T;
       // Always a plain Uint8Array (not a Buffer), whatever the size.
       const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
       out.set(ring.u8.subarray(start, start + length));
@@ -550,6 +573,36 @@ export class Queue<T = Uint8Array> {
     }
     const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
     return decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);
+  }
+
+  /**
+   * A private copy of `length` bytes at `start` carved from the receive arena: one backing store
+   * per 64 KiB instead of one per message (an off-heap allocation costs ~400 ns, several times
+   * the copy). Each region is written once and never again, so the copy stays the caller's;
+   * the chunk is freed when the last message carved from it is garbage. If a caller transferred
+   * (detached) a chunk, its byteLength is 0 and a new chunk is taken.
+   */
+  #arenaCopy(start: number, length: number): Uint8Array {
+    let off = this.#arenaOff;
+    let arena = this.#arena;
+    if (off + length > ARENA_BYTES || arena.length === 0) {
+      arena = this.#arena = new Uint8Array(ARENA_BYTES);
+      off = 0;
+    }
+    arena.set(this.#ring.u8.subarray(start, start + length), off);
+    // Next region 8-byte aligned, so a message can be viewed as a Float64Array like a fresh copy.
+    this.#arenaOff = (off + length + 7) & ~7;
+    return new Uint8Array(arena.buffer, off, length);
+  }
+
+  /** The payload of the slot of `pos` (starting at byte `start`) as a view of `length` bytes. */
+  #viewOf(pos: number, start: number, length: number): Uint8Array {
+    const views = this.#views;
+    if (views.length === 0) return this.#ring.u8.subarray(start, start + length);
+    const slot = pos & (views.length - 1);
+    let view = views[slot];
+    if (view === undefined || view.length !== length) view = views[slot] = this.#ring.u8.subarray(start, start + length);
+    return view;
   }
 
   /** One attempt to receive and decode. */
@@ -627,14 +680,14 @@ export class Queue<T = Uint8Array> {
       const pos = ring.pos;
       const base = ring.base;
       const length = ring.i32[base + SLOT_LENGTH]!;
-      if (length === SKIP || length < 0 || length > this.#geometry.maxMessageSize) {
+      if (length < 0 || length > this.#max) { // SKIP is -1
         ring.release(pos, base);
         ring.afterReceive(1);
         continue;
       }
       const start = (base << 2) + SLOT_HEADER_BYTES;
       try {
-        read(ring.u8.subarray(start, start + length));
+        read(this.#viewOf(pos, start, length));
       } finally {
         ring.release(pos, base);
         ring.afterReceive(1);

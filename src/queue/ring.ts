@@ -6,7 +6,12 @@
  *
  * Hot-path notes: one Int32Array for every control word (no DataView), one Uint8Array over
  * the whole segment for payload copies (slice/set, the fastest copies V8 has), plain stores
- * where a later seq-cst CAS publishes them, and no system call unless a peer sleeps.
+ * where a later seq-cst CAS publishes them, and no system call unless a peer sleeps. Every
+ * Atomics call costs a builtin call (~8 ns on Node 20, it is not inlined), so each side keeps
+ * its last known head/tail locally (as Vyukov's and Agrona's rings do) and reads the shared
+ * index only when the local one proved stale: a failed CAS returns the current value, a slot
+ * ahead of us or an apparently empty/full queue re-reads it. The CAS on the shared index stays
+ * the only arbiter of a claim, so a stale local position can cost a retry, never a wrong claim.
  */
 import { futex } from '../sync/futex.js';
 import { isAlive, ownToken } from '../sync/lifeline.js';
@@ -23,6 +28,9 @@ export class Ring {
   readonly stallTimeout: number;
   readonly #mask: number;
   readonly #slotInts: number;
+  /** Last tail / head this handle saw (possibly stale; see the header). */
+  #tail = 0;
+  #head = 0;
 
   /** Filled by a successful claimSend / claimReceive; read at once by the caller. */
   pos = 0;
@@ -49,11 +57,13 @@ export class Ring {
     this.#slotInts = g.slotBytes >> 2;
     // This thread's lifeline token (src/sync/lifeline.ts): what slot owner words record.
     this.#me = ownToken();
+    this.#tail = Atomics.load(this.i32, W.tail);
+    this.#head = Atomics.load(this.i32, W.head);
   }
 
   /** Int32 index where the slot of `pos` starts. */
   slotOf(pos: number): number {
-    return (SLOTS_OFFSET >> 2) + (pos & this.#mask) * this.#slotInts;
+    return SLOTS_INT + (pos & this.#mask) * this.#slotInts;
   }
 
   /**
@@ -63,33 +73,59 @@ export class Ring {
    */
   claimSend(max: number): number {
     const i32 = this.i32;
+    const mask = this.#mask;
+    const slotInts = this.#slotInts;
+    let pos = this.#tail;
+    let fresh = false; // whether pos was read from (or returned by) the shared index just now
     for (;;) {
-      const pos = Atomics.load(i32, W.tail);
-      const base = this.slotOf(pos);
+      const base = SLOTS_INT + (pos & mask) * slotInts;
       // Acquire: pairs with the releasing CAS of the consumer that freed the slot for this lap.
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       const dif = (seq - pos) | 0;
       if (dif === 0) {
         let n = 1;
-        while (n < max && Atomics.load(i32, this.slotOf((pos + n) | 0) + SLOT_SEQ) === ((pos + n) | 0)) n++;
+        while (n < max && Atomics.load(i32, SLOTS_INT + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n) | 0)) n++;
         // The claim: from here the slots are ours until we commit them.
-        if (Atomics.compareExchange(i32, W.tail, pos, (pos + n) | 0) === pos) {
+        const seen = Atomics.compareExchange(i32, W.tail, pos, (pos + n) | 0);
+        if (seen === pos) {
+          this.#tail = (pos + n) | 0;
           // Plain stores: read by a reclaimer only after stallTimeout, long after they are visible.
           i32[base + SLOT_OWNER] = this.#me;
-          for (let k = 1; k < n; k++) i32[this.slotOf((pos + k) | 0) + SLOT_OWNER] = this.#me;
+          for (let k = 1; k < n; k++) i32[SLOTS_INT + ((pos + k) & mask) * slotInts + SLOT_OWNER] = this.#me;
           this.pos = pos;
           this.base = base;
           return n;
         }
+        // Another producer moved tail: the failed CAS returned where it is now.
+        pos = seen;
+        fresh = true;
       } else if (dif < 0) {
-        // The slot still holds the previous lap: full, or a consumer died while taking it.
+        // The slot still holds the previous lap: full, or a consumer died while taking it. A
+        // stale local tail cannot get here (a slot behind tail is never a lap behind), but
+        // check the shared tail before saying "full": it costs only the full path.
+        if (!fresh) {
+          fresh = true;
+          const tail = Atomics.load(i32, W.tail);
+          if (tail !== pos) {
+            pos = this.#tail = tail;
+            continue;
+          }
+        }
+        this.#tail = pos;
         // Looking for a stall reads head (the consumers' line) and the clock: only now and then.
-        if ((++this.#sendMisses & STALL_CHECK_EVERY) === 0 && this.#sendStall(pos, base, seq)) continue;
+        if ((++this.#sendMisses & STALL_CHECK_EVERY) === 0 && this.#sendStall(pos, base, seq)) {
+          fresh = false;
+          continue;
+        }
         return 0;
+      } else {
+        // dif > 0: our position was taken; read the new tail. If it has not moved, the slot is
+        // ahead of it, which only corrupted memory can do: report full, never spin here.
+        const tail = Atomics.load(i32, W.tail);
+        if (tail === pos) return 0;
+        pos = this.#tail = tail;
+        fresh = true;
       }
-      // dif > 0: another producer claimed pos; read the new tail. If tail has not moved, the
-      // slot is ahead of it, which only corrupted memory can do: report full, never spin here.
-      else if (Atomics.load(i32, W.tail) === pos) return 0;
     }
   }
 
@@ -119,31 +155,57 @@ export class Ring {
    */
   claimReceive(max: number): number {
     const i32 = this.i32;
+    const mask = this.#mask;
+    const slotInts = this.#slotInts;
+    let pos = this.#head;
+    let fresh = false;
     for (;;) {
-      const pos = Atomics.load(i32, W.head);
-      const base = this.slotOf(pos);
+      const base = SLOTS_INT + (pos & mask) * slotInts;
       // Acquire: pairs with the producer's committing CAS.
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       const dif = (seq - ((pos + 1) | 0)) | 0;
       if (dif === 0) {
         let n = 1;
-        while (n < max && Atomics.load(i32, this.slotOf((pos + n) | 0) + SLOT_SEQ) === ((pos + n + 1) | 0)) n++;
-        if (Atomics.compareExchange(i32, W.head, pos, (pos + n) | 0) === pos) {
+        while (n < max && Atomics.load(i32, SLOTS_INT + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n + 1) | 0)) n++;
+        const seen = Atomics.compareExchange(i32, W.head, pos, (pos + n) | 0);
+        if (seen === pos) {
+          this.#head = (pos + n) | 0;
           i32[base + SLOT_OWNER] = this.#me;
-          for (let k = 1; k < n; k++) i32[this.slotOf((pos + k) | 0) + SLOT_OWNER] = this.#me;
+          for (let k = 1; k < n; k++) i32[SLOTS_INT + ((pos + k) & mask) * slotInts + SLOT_OWNER] = this.#me;
           this.pos = pos;
           this.base = base;
           return n;
         }
+        pos = seen;
+        fresh = true;
       } else if (dif < 0) {
-        // Not committed: empty, or a producer claimed it and has not committed (or died).
+        // Not committed: empty, or a producer claimed it and has not committed (or died). A
+        // stale local head can land here while another consumer is skipping a dead producer's
+        // record (head moved, seq not yet), so read the shared head before saying "empty".
+        if (!fresh) {
+          fresh = true;
+          const head = Atomics.load(i32, W.head);
+          if (head !== pos) {
+            pos = this.#head = head;
+            continue;
+          }
+        }
+        this.#head = pos;
         if ((++this.#recvMisses & STALL_CHECK_EVERY) !== 0) return 0;
         const stall = this.#receiveStall(pos, base, seq);
-        if (stall === RETRY) continue;
+        if (stall === RETRY) {
+          fresh = false;
+          continue;
+        }
+        if (stall === CLAIMED) this.#head = (pos + 1) | 0;
         return stall === CLAIMED ? 1 : 0;
-      } else if (Atomics.load(i32, W.head) === pos) {
-        // Ahead of head without head moving: corrupted memory. Report empty, never spin here.
-        return 0;
+      } else {
+        // dif > 0: another consumer took pos. If head has not moved, the slot is ahead of it:
+        // corrupted memory. Report empty, never spin here.
+        const head = Atomics.load(i32, W.head);
+        if (head === pos) return 0;
+        pos = this.#head = head;
+        fresh = true;
       }
     }
   }
@@ -277,6 +339,7 @@ export class Ring {
 }
 
 const STALL_CHECK_EVERY = 255;
+const SLOTS_INT = SLOTS_OFFSET >> 2;
 const EMPTY = 0;
 const RETRY = 1;
 const CLAIMED = 2;
