@@ -202,11 +202,15 @@ test('received copies from 65 B to 4 KiB (the receive arena) stay private and in
   // A caller that writes into its copy changes only its copy.
   kept[1].fill(0xee);
   assert.deepEqual(kept[2], fill(sizes[2], 2));
-  // A caller that transfers (detaches) the buffer of its latest copy does not break later receives.
+  // Received copies share untransferable chunks (like Node's Buffer pool): a transfer list
+  // naming one message's buffer copies it and detaches neither it nor its neighbours.
   assert.ok(q.trySend(fill(1000, 7)));
+  assert.ok(q.trySend(fill(1000, 8)));
   const latest = q.tryReceive();
+  const neighbour = q.tryReceive();
   structuredClone(latest.buffer, { transfer: [latest.buffer] });
-  assert.equal(latest.byteLength, 0);
+  assert.deepEqual(latest, fill(1000, 7));
+  assert.deepEqual(neighbour, fill(1000, 8));
   for (let seq = 0; seq < 40; seq++) {
     assert.ok(q.trySend(fill(1000, seq)));
     assert.deepEqual(q.tryReceive(), fill(1000, seq));

@@ -4,6 +4,7 @@
  * lifecycle; it never touches a slot except through the ring.
  */
 import { setMaxListeners } from 'node:events';
+import { markAsUntransferable } from 'node:worker_threads';
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { resolveCodec, decodeOrThrow, type Codec, type CodecOption } from '../codec/index.js';
 import { checkInteger, checkSignal, checkTimeout } from '../options.js';
@@ -579,14 +580,16 @@ export class Queue<T = Uint8Array> {
    * A private copy of `length` bytes at `start` carved from the receive arena: one backing store
    * per 64 KiB instead of one per message (an off-heap allocation costs ~400 ns, several times
    * the copy). Each region is written once and never again, so the copy stays the caller's;
-   * the chunk is freed when the last message carved from it is garbage. If a caller transferred
-   * (detached) a chunk, its byteLength is 0 and a new chunk is taken.
+   * the chunk is freed when the last message carved from it is garbage. Like Node's Buffer
+   * pool, a chunk is marked untransferable: putting one message's buffer in a transfer list
+   * copies it instead of detaching the other messages carved from the same chunk.
    */
   #arenaCopy(start: number, length: number): Uint8Array {
     let off = this.#arenaOff;
     let arena = this.#arena;
     if (off + length > ARENA_BYTES || arena.length === 0) {
       arena = this.#arena = new Uint8Array(ARENA_BYTES);
+      markAsUntransferable(arena.buffer);
       off = 0;
     }
     arena.set(this.#ring.u8.subarray(start, start + length), off);
