@@ -43,7 +43,12 @@ async function openChannel(transport, role, size, count, cpus) {
     await nextMessage(child, 'ready');
     return { ch, cleanup: async () => (await ch.close(), await exited(child)) };
   }
-  const address = transport === 'unix' ? `unix://${socketPath()}` : 'tcp://127.0.0.1:0';
+  const address =
+    transport === 'unix'
+      ? `unix://${socketPath()}`
+      : transport === 'shm'
+        ? `shm://bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
+        : 'tcp://127.0.0.1:0';
   const server = await listen(address);
   const child = forkPeer(self, ['peer', 'channel', server.address, role, size, count], cpus?.[1]);
   const ch = await server.accept();
@@ -546,6 +551,8 @@ const mechanisms = [
   channelMechanism('unix', 'interprocess Channel, unix://'),
   channelMechanism('tcp', 'interprocess Channel, tcp:// (loopback)'),
   channelMechanism('pipe', 'interprocess Channel, pipe to a child (fd 4)'),
+  // The same Channel calls over shm:// (two shared-memory queues per connection).
+  channelMechanism('shm', 'interprocess Channel, shm:// (two shared-memory queues)'),
   rawMechanism,
   ipcMechanism,
   ...(nodeIpc ? [nodeIpcMechanism()] : []),
