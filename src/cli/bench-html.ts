@@ -6,7 +6,10 @@
 import type { BenchReport, TrialResult } from './bench.js';
 import { advise, formatNs, formatSize, renderText } from './bench.js';
 
-const PALETTE = ['#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#9498a0', '#1f77b4', '#d62728', '#8c564b', '#17becf'];
+const PALETTE = [
+  '#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#9498a0',
+  '#1f77b4', '#d62728', '#8c564b', '#17becf', '#bcbd22', '#e377c2', '#2ca02c', '#ff7f0e', '#393b79', '#843c39',
+];
 
 const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
@@ -19,7 +22,8 @@ function latencyChart(rows: TrialResult[], size: number, colors: Map<string, str
   const height = ok.length * (bar + 8) + 50;
   const min = Math.min(...ok.map((r) => r.p50!)) / 2;
   const max = Math.max(...ok.map((r) => r.p99!)) * 1.5;
-  const x = (v: number): number => left + ((Math.log10(v) - Math.log10(min)) / (Math.log10(max) - Math.log10(min))) * (width - left - 20);
+  // The right margin leaves room for the "p50 / p99" label after the slowest tick.
+  const x = (v: number): number => left + ((Math.log10(v) - Math.log10(min)) / (Math.log10(max) - Math.log10(min))) * (width - left - 160);
   const parts: string[] = [];
   for (let decade = Math.ceil(Math.log10(min)); decade <= Math.log10(max); decade++) {
     const v = 10 ** decade;
@@ -28,17 +32,18 @@ function latencyChart(rows: TrialResult[], size: number, colors: Map<string, str
   ok.forEach((r, i) => {
     const y = 24 + i * (bar + 8);
     parts.push(
-      `<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-size="12">${esc(r.id)}</text>` +
+      `<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-size="12"${r.family === 'primitive' ? ' font-style="italic"' : ''}>${esc(r.id)}</text>` +
         `<rect x="${left}" y="${y}" width="${Math.max(1, x(r.p50!) - left)}" height="${bar}" fill="${colors.get(r.id)}"><title>${esc(r.label)}: p50 ${formatNs(r.p50!)}, p99 ${formatNs(r.p99!)}</title></rect>` +
         `<line x1="${x(r.p99!)}" y1="${y}" x2="${x(r.p99!)}" y2="${y + bar}" stroke="#333" stroke-width="2"/>` +
         `<text x="${x(r.p99!) + 5}" y="${y + 13}" font-size="11">${formatNs(r.p50!)} / ${formatNs(r.p99!)}</text>`,
     );
   });
-  return `<h3>Round trip, ${formatSize(size)}: p50 bar, p99 tick (log scale, lower is better)</h3><svg width="${width}" height="${height}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
+  return `<h3>Round trip, ${formatSize(size)}: p50 bar, p99 tick (log scale, lower is better; synchronization primitives without payload in italics)</h3><svg width="${width}" height="${height}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
 }
 
 function throughputChart(results: TrialResult[], colors: Map<string, string>): string {
-  const ok = results.filter((r) => r.mode === 'throughput' && r.error === undefined);
+  // Primitives move no payload: bytes per second would mean nothing for them.
+  const ok = results.filter((r) => r.mode === 'throughput' && r.error === undefined && r.family !== 'primitive');
   if (ok.length === 0) return '';
   const sizes = [...new Set(ok.map((r) => r.size))].sort((a, b) => a - b);
   const width = 900;
@@ -58,11 +63,13 @@ function throughputChart(results: TrialResult[], colors: Map<string, string>): s
   ids.forEach((id, i) => {
     const points = ok.filter((r) => r.id === id).sort((a, b) => a.size - b.size);
     const color = colors.get(id)!;
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.map((p) => `${x(p.size)},${y(p.bytesPerSecond!)}`).join(' ')}"/>`);
+    // References and baselines dashed: what the library adds stands out in solid lines.
+    const dash = points[0]!.family === 'interprocess' ? '' : ' stroke-dasharray="6 4"';
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${points.map((p) => `${x(p.size)},${y(p.bytesPerSecond!)}`).join(' ')}"/>`);
     for (const p of points) parts.push(`<circle cx="${x(p.size)}" cy="${y(p.bytesPerSecond!)}" r="3" fill="${color}"><title>${esc(id)} ${formatSize(p.size)}: ${formatBytesShort(p.bytesPerSecond!)}/s</title></circle>`);
-    parts.push(`<rect x="${width - right + 15}" y="${top + i * 18}" width="12" height="12" fill="${color}"/><text x="${width - right + 32}" y="${top + i * 18 + 10}" font-size="12">${esc(id)}</text>`);
+    parts.push(`<rect x="${width - right + 15}" y="${top + i * 18}" width="12" height="12" fill="${color}"/><text x="${width - right + 32}" y="${top + i * 18 + 10}" font-size="12">${esc(id)}${dash ? ' (dashed)' : ''}</text>`);
   });
-  return `<h3>One-way throughput by message size (bytes/s, log scale, higher is better)</h3><svg width="${width}" height="${height}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
+  return `<h3>One-way throughput by message size (bytes/s, log scale, higher is better; references and baselines dashed)</h3><svg width="${width}" height="${height}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
 }
 
 function formatBytesShort(n: number): string {
