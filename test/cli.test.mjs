@@ -89,12 +89,14 @@ test('ls, inspect, rm and gc: gc removes only objects no live process uses', asy
   assert.match((await cli(['inspect', 'bad/name'])).stderr, /IPC_ERR_INVALID_NAME/);
   assert.equal((await cli(['inspect'])).code, 2);
 
-  const young = JSON.parse((await cli(['gc', '--json', '--min-age', '3600'])).stdout);
+  // --prefix keeps the test from collecting anything but its own objects on this machine.
+  const young = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--min-age', '3600'])).stdout);
   assert.ok(!young.removed.includes(orphan), 'objects younger than --min-age are kept');
-  const dry = JSON.parse((await cli(['gc', '--json', '--dry-run', '--min-age', '0'])).stdout);
+  const dry = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--dry-run', '--min-age', '0'])).stdout);
   assert.ok(dry.removed.includes(orphan));
   assert.ok(fs.existsSync(`/dev/shm/interprocess.${orphan}`), 'dry run removes nothing');
-  const gc = JSON.parse((await cli(['gc', '--json', '--min-age', '0'])).stdout);
+  const gc = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--min-age', '0'])).stdout);
+  assert.ok(gc.removed.every((n) => n.startsWith('t-')) && gc.kept.every((k) => k.name.startsWith('t-')));
   assert.ok(gc.removed.includes(orphan));
   assert.ok(!gc.removed.includes(held));
   assert.ok(gc.kept.some((k) => k.name === held && k.reason.includes(String(pid))));
@@ -129,4 +131,31 @@ test('ls and inspect show the kind and state of library objects', async (t) => {
   mutex.unlock();
   assert.equal(JSON.parse((await cli(['inspect', m, '--json'])).stdout).details.state, 'free');
   assert.match((await cli(['inspect', s])).stdout, /permits\s+3/);
+});
+
+test('ls, inspect, gc and rm cover POSIX message queues where an mqueue file system is mounted', async (t) => {
+  const { uniqueName } = await import('./helpers.mjs');
+  const { execFileSync } = await import('node:child_process');
+  const held = uniqueName('mqheld');
+  const orphan = uniqueName('mqorphan');
+  const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'cli-mq.mjs');
+  let out;
+  try {
+    out = JSON.parse(execFileSync('unshare', ['-m', '--propagation', 'private', process.execPath, fixture, held, orphan], { encoding: 'utf8', timeout: 60_000 }));
+  } catch (err) {
+    return t.skip(`cannot mount a private mqueue file system here: ${String(err.stderr ?? err.message).split('\n')[0]}`);
+  }
+  const h = out.ls.find((o) => o.name === held);
+  assert.equal(h.kind, 'MessageQueue');
+  assert.equal(h.namespace, 'mqueue');
+  assert.equal(h.mode, 0o600);
+  assert.deepEqual(h.details, { depth: 2, capacity: 4, maxMessageSize: 64 });
+  assert.deepEqual(h.attached.map((a) => a.pid), [out.pid]);
+  assert.deepEqual(out.ls.find((o) => o.name === orphan).attached, []);
+  assert.equal(out.inspect.details.depth, 2);
+  assert.ok(out.gc.removed.includes(orphan));
+  assert.ok(!out.gc.removed.includes(held), 'gc never touches a queue a live process holds open');
+  assert.equal(out.orphanLeft, false);
+  assert.deepEqual(out.rm, { removed: [held], missing: [] });
+  assert.equal(out.heldLeft, false);
 });

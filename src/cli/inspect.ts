@@ -2,26 +2,34 @@
 import { IpcError } from '../errors.js';
 import { validateName } from '../naming.js';
 import { parseArgs, UsageError } from './args.js';
-import { findObject, pidAlive } from './objects.js';
+import { findObjects, pidAlive, type ObjectInfo } from './objects.js';
 
-export const INSPECT_HELP = 'usage: interprocess inspect NAME [--json]';
+export const INSPECT_HELP =
+  'usage: interprocess inspect NAME [--json]\n' +
+  '  shows the shared-memory object NAME and/or the POSIX message queue NAME (two namespaces);\n' +
+  '  --json prints the object, or an array when both exist';
 
 export async function inspectCommand(argv: string[]): Promise<number> {
   const args = parseArgs(argv, [], ['json', 'help']);
   if (args.flags.has('help')) return void process.stdout.write(INSPECT_HELP + '\n'), 0;
   if (args.positionals.length !== 1) throw new UsageError('inspect takes exactly one NAME');
   const name = validateName(args.positionals[0]);
-  const info = findObject(name);
-  if (info === undefined) throw new IpcError('IPC_ERR_NOT_FOUND', `no interprocess object named '${name}'`);
+  const found = findObjects(name);
+  if (found.length === 0) throw new IpcError('IPC_ERR_NOT_FOUND', `no interprocess object named '${name}'`);
   if (args.flags.has('json')) {
-    process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+    process.stdout.write(JSON.stringify(found.length === 1 ? found[0] : found, null, 2) + '\n');
     return 0;
   }
+  process.stdout.write(found.map(render).join('\n\n') + '\n');
+  return 0;
+}
+
+function render(info: ObjectInfo): string {
   const lines = [
     `name        ${info.name}`,
     `kind        ${info.kind}`,
     `bytes       ${info.byteLength}`,
-    `mode        0o${info.mode.toString(8)} (uid ${info.uid})`,
+    `mode        ${info.mode < 0 ? 'unknown (no mqueue file system mounted)' : `0o${info.mode.toString(8)} (uid ${info.uid})`}`,
     `modified    ${info.modifiedAt}`,
   ];
   if (info.header !== undefined) {
@@ -33,6 +41,5 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   }
   for (const [key, value] of Object.entries(info.details ?? {})) lines.push(`${key.padEnd(11)} ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`);
   lines.push(`attached    ${info.attached.map((a) => `${a.pid} (${a.command})`).join(', ') || 'no process'}`);
-  process.stdout.write(lines.join('\n') + '\n');
-  return 0;
+  return lines.join('\n');
 }

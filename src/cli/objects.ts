@@ -1,6 +1,7 @@
 /**
  * What the CLI knows about this library's objects: the entries of /dev/shm with our prefix,
- * their header (if they are library objects), and which processes have them mapped or open.
+ * their header (if they are library objects), POSIX message queues (when an mqueue file system
+ * is mounted, the only way the kernel lists them), and which processes have them mapped or open.
  *
  * Attachment comes from the kernel, not from anything a process wrote: /proc/<pid>/maps lists
  * every mapping of /dev/shm/interprocess.<name> and /proc/<pid>/fd every open descriptor, so a
@@ -12,6 +13,8 @@ import { HEADER_BYTES, MAGIC, kindName, readHeader, type HeaderFields } from '..
 import { listShm, statShm, SHM_DIR, type ShmEntry } from '../shm/platform.js';
 import { OS_PREFIX } from '../naming.js';
 import { SharedMemory } from '../shm/shared-memory.js';
+import { MessageQueue } from '../mq/message-queue.js';
+import { mqueueMount } from '../mq/platform.js';
 import { describeKind } from './kinds.js';
 
 export interface Attachment {
@@ -20,6 +23,8 @@ export interface Attachment {
 }
 
 export interface ObjectInfo extends ShmEntry {
+  /** Which kernel namespace the name lives in: shared memory, or POSIX message queues. */
+  namespace: 'shm' | 'mqueue';
   kind: string;
   modifiedAt: string;
   header?: HeaderFields & { valid: boolean };
@@ -27,10 +32,19 @@ export interface ObjectInfo extends ShmEntry {
   attached: Attachment[];
 }
 
-/** name -> processes that map it or hold it open (this process excluded). */
-export function attachments(): Map<string, Attachment[]> {
-  const out = new Map<string, Attachment[]>();
+export interface Attachments {
+  shm: Map<string, Attachment[]>;
+  mqueue: Map<string, Attachment[]>;
+}
+
+/**
+ * name -> processes that map it or hold it open (this process excluded). A message-queue
+ * descriptor reads back as `/interprocess.<name>` (its path in the mqueue file system).
+ */
+export function attachments(): Attachments {
+  const out: Attachments = { shm: new Map(), mqueue: new Map() };
   const prefix = `${SHM_DIR}/${OS_PREFIX}`;
+  const mqPrefix = `/${OS_PREFIX}`;
   let pids: string[];
   try {
     pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid);
@@ -39,6 +53,7 @@ export function attachments(): Map<string, Attachment[]> {
   }
   for (const pidText of pids) {
     const names = new Set<string>();
+    const queues = new Set<string>();
     try {
       for (const line of fs.readFileSync(`/proc/${pidText}/maps`, 'utf8').split('\n')) {
         const at = line.indexOf(prefix);
@@ -47,7 +62,9 @@ export function attachments(): Map<string, Attachment[]> {
       for (const fd of fs.readdirSync(`/proc/${pidText}/fd`)) {
         try {
           const target = fs.readlinkSync(`/proc/${pidText}/fd/${fd}`);
-          if (target.startsWith(prefix) && !target.endsWith('(deleted)')) names.add(target.slice(prefix.length));
+          if (target.endsWith('(deleted)')) continue;
+          if (target.startsWith(prefix)) names.add(target.slice(prefix.length));
+          else if (target.startsWith(mqPrefix)) queues.add(target.slice(mqPrefix.length));
         } catch {
           // the descriptor closed while we looked
         }
@@ -55,17 +72,19 @@ export function attachments(): Map<string, Attachment[]> {
     } catch {
       continue; // the process exited, or we may not look at it
     }
-    if (names.size === 0) continue;
+    if (names.size === 0 && queues.size === 0) continue;
     let command = '?';
     try {
       command = fs.readFileSync(`/proc/${pidText}/comm`, 'utf8').trim();
     } catch {
       // exited meanwhile
     }
-    for (const name of names) {
-      const list = out.get(name) ?? [];
-      list.push({ pid: Number(pidText), command });
-      out.set(name, list);
+    for (const [set, map] of [[names, out.shm], [queues, out.mqueue]] as const) {
+      for (const name of set) {
+        const list = map.get(name) ?? [];
+        list.push({ pid: Number(pidText), command });
+        map.set(name, list);
+      }
     }
   }
   return out;
@@ -74,7 +93,7 @@ export function attachments(): Map<string, Attachment[]> {
 /** Reads an object's header and kind details without trusting it (inspect must show broken ones). */
 export function describe(entry: ShmEntry, attached: Attachment[]): ObjectInfo {
   const modifiedAt = fs.statSync(`${SHM_DIR}/${OS_PREFIX}${entry.name}`).mtime.toISOString();
-  const info: ObjectInfo = { ...entry, kind: 'shm', modifiedAt, attached };
+  const info: ObjectInfo = { ...entry, namespace: 'shm', kind: 'shm', modifiedAt, attached };
   if (entry.byteLength < HEADER_BYTES) return info;
   let shm: SharedMemory;
   try {
@@ -95,14 +114,59 @@ export function describe(entry: ShmEntry, attached: Attachment[]): ObjectInfo {
   }
 }
 
-export function listObjects(): ObjectInfo[] {
-  const attached = attachments();
-  return listShm().map((entry) => describe(entry, attached.get(entry.name) ?? []));
+/** A POSIX message queue: its sizes and depth from the kernel, its file from the mqueue mount. */
+function describeQueue(name: string, attached: Attachment[], mount: string | undefined): ObjectInfo | undefined {
+  let q: MessageQueue;
+  try {
+    q = MessageQueue.open(name);
+  } catch {
+    return undefined; // gone meanwhile, or not ours to open
+  }
+  try {
+    const st = mount === undefined ? undefined : fs.statSync(`${mount}/${OS_PREFIX}${name}`, { throwIfNoEntry: false });
+    return {
+      name,
+      namespace: 'mqueue',
+      kind: 'MessageQueue',
+      byteLength: q.maxMessages * q.maxMessageSize,
+      mode: st === undefined ? -1 : st.mode & 0o777,
+      uid: st === undefined ? -1 : st.uid,
+      modifiedAt: (st?.mtime ?? new Date()).toISOString(),
+      details: { depth: q.messageCount, capacity: q.maxMessages, maxMessageSize: q.maxMessageSize },
+      attached,
+    };
+  } finally {
+    q.close();
+  }
 }
 
-export function findObject(name: string): ObjectInfo | undefined {
+/** Message queues are listed only where an mqueue file system is mounted (see MessageQueue.list). */
+function queueNames(): string[] {
+  try {
+    return MessageQueue.list();
+  } catch {
+    return [];
+  }
+}
+
+export function listObjects(): ObjectInfo[] {
+  const attached = attachments();
+  const mount = mqueueMount();
+  const queues = queueNames()
+    .map((name) => describeQueue(name, attached.mqueue.get(name) ?? [], mount))
+    .filter((q): q is ObjectInfo => q !== undefined);
+  return [...listShm().map((entry) => describe(entry, attached.shm.get(entry.name) ?? [])), ...queues];
+}
+
+/** Every object called `name`: a shared-memory object, a message queue, or both (two namespaces). */
+export function findObjects(name: string): ObjectInfo[] {
+  const attached = attachments();
+  const out: ObjectInfo[] = [];
   const entry = statShm(name);
-  return entry === undefined ? undefined : describe(entry, attachments().get(name) ?? []);
+  if (entry !== undefined) out.push(describe(entry, attached.shm.get(name) ?? []));
+  const queue = MessageQueue.exists(name) ? describeQueue(name, attached.mqueue.get(name) ?? [], mqueueMount()) : undefined;
+  if (queue !== undefined) out.push(queue);
+  return out;
 }
 
 /** True when a pid names a live process (informational: PIDs can be reused). */
