@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { listen, connect, childChannel } from 'interprocess';
-import { uniqueName } from './helpers.mjs';
+import assert from 'node:assert/strict';
+import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -97,4 +98,73 @@ export function checkPayload(buf, size, seq) {
   if (buf.byteLength !== size) throw new Error(`message ${seq}: ${buf.byteLength} bytes, expected ${size}`);
   if (size >= 4 && buf.readUInt32LE(0) !== seq) throw new Error(`expected message ${seq}, got ${buf.readUInt32LE(0)}`);
   for (let i = 4; i < size; i++) if (buf[i] !== ((seq + i) & 0xff)) throw new Error(`message ${seq}: byte ${i} corrupt`);
+}
+
+/** Asserts a message stamped by fixtures/channel-peer.mjs: its size, sequence number and fill. */
+export function checkStamped(buf, size, seq) {
+  assert.equal(buf.byteLength, size, `message ${seq} size`);
+  assert.equal(buf.readUInt32LE(0), seq, 'sequence');
+  for (let i = 4; i < size; i += 4093) assert.equal(buf[i], seq & 0xff, `message ${seq} byte ${i}`);
+}
+
+/**
+ * One round of a kill soak: a 'stream' child connects to `server` and sends stamped messages of
+ * 64..6064 bytes; once `50 + (round * 37) % 200` have arrived it is SIGKILLed. Whatever arrives
+ * after is the exact continuation of the sequence (a message cut by the kill is never
+ * delivered), then IPC_ERR_CLOSED. Returns how many messages arrived.
+ */
+export async function killSenderRound(server, round, ms) {
+  const child = startChild('channel-peer.mjs', ['stream', server.address]);
+  const ch = await watchdog(server.accept(), ms, 'accept');
+  await watchdog(child.next('connected'), ms, 'connected');
+  let n = 0;
+  const want = 50 + ((round * 37) % 200);
+  await watchdog(
+    (async () => {
+      while (n < want) checkStamped(await ch.receive(), 64 + (n % 7) * 1000, n++);
+    })(),
+    ms,
+    'first messages',
+  );
+  child.kill('SIGKILL');
+  await child.exited;
+  await watchdog(
+    (async () => {
+      for await (const m of ch) checkStamped(m, 64 + (n % 7) * 1000, n++);
+    })(),
+    ms,
+    'drain after kill',
+  );
+  await expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+  await ch.close();
+  return n;
+}
+
+/**
+ * `count` clients connect to `server` at once and make 10 requests each; every answer must come
+ * from the client's own channel. Closes the server; returns how many channels it served.
+ */
+export async function serveClients(server, count, ms) {
+  const served = [];
+  const loop = (async () => {
+    for await (const ch of server) {
+      ch.handle((m) => ({ client: m.client, n: m.n + 1 }));
+      served.push(ch);
+    }
+  })();
+  try {
+    const clients = await watchdog(Promise.all(Array.from({ length: count }, () => connect(server.address, { codec: 'json' }))), ms, 'connect');
+    const answers = await watchdog(
+      Promise.all(clients.flatMap((ch, client) => Array.from({ length: 10 }, (_, n) => ch.request({ client, n })))),
+      ms,
+      'requests',
+    );
+    answers.forEach((a, i) => assert.deepEqual(a, { client: Math.floor(i / 10), n: (i % 10) + 1 }));
+    await Promise.all(clients.map((ch) => ch.close()));
+  } finally {
+    await server.close();
+    await loop;
+    await Promise.all(served.map((ch) => ch.close()));
+  }
+  return served.length;
 }

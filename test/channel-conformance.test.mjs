@@ -263,31 +263,10 @@ for (const transport of transports) {
 
 for (const transport of ['unix', 'tcp', 'fifo']) {
   test(`${transport}: one server serves 20 clients connecting at once, each on its own channel`, async () => {
-    const { listen, connect } = await import('interprocess');
-    const { addressFor } = await import('./channel-common.mjs');
+    const { listen } = await import('interprocess');
+    const { addressFor, serveClients } = await import('./channel-common.mjs');
     const server = await listen(addressFor(transport), { codec: 'json' });
-    const served = [];
-    const loop = (async () => {
-      for await (const ch of server) {
-        ch.handle((m) => ({ client: m.client, n: m.n + 1 }));
-        served.push(ch);
-      }
-    })();
-    try {
-      const clients = await watchdog(Promise.all(Array.from({ length: 20 }, () => connect(server.address, { codec: 'json' }))), WATCHDOG, 'connect');
-      const answers = await watchdog(
-        Promise.all(clients.flatMap((ch, client) => Array.from({ length: 10 }, (_, n) => ch.request({ client, n })))),
-        WATCHDOG,
-        'requests',
-      );
-      answers.forEach((a, i) => assert.deepEqual(a, { client: Math.floor(i / 10), n: (i % 10) + 1 }));
-      await Promise.all(clients.map((ch) => ch.close()));
-    } finally {
-      await server.close();
-      await loop;
-      await Promise.all(served.map((ch) => ch.close()));
-    }
-    assert.equal(served.length, 20);
+    assert.equal(await serveClients(server, 20, WATCHDOG), 20);
   });
 }
 

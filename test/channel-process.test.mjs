@@ -9,16 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { listen, connect, childChannel, RemoteError } from 'interprocess';
 import { expectCode, startChild, watchdog } from './helpers.mjs';
-import { addressFor, forkWithPipes, tmpPath } from './channel-common.mjs';
+import { addressFor, checkStamped, forkWithPipes, killSenderRound, tmpPath } from './channel-common.mjs';
 
 const require = createRequire(import.meta.url);
 const WATCHDOG = 30_000;
 
-function checkStamped(buf, size, seq) {
-  assert.equal(buf.byteLength, size, `message ${seq} size`);
-  assert.equal(buf.readUInt32LE(0), seq, 'sequence');
-  for (let i = 4; i < size; i += 4093) assert.equal(buf[i], seq & 0xff, `message ${seq} byte ${i}`);
-}
 
 const SIZES = [1024, 4096, 65536, 262144, 1048576, 1048576];
 const RUNS = process.env.INTERPROCESS_STRESS ? 20 : 2;
@@ -244,31 +239,7 @@ test('soak: senders killed mid-stream, again and again; what arrives is an exact
     let total = 0;
     try {
       for (let round = 0; round < rounds; round++) {
-        const child = startChild('channel-peer.mjs', ['stream', server.address]);
-        const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
-        await watchdog(child.next('connected'), WATCHDOG, 'connected');
-        let n = 0;
-        const want = 50 + ((round * 37) % 200);
-        await watchdog(
-          (async () => {
-            while (n < want) checkStamped(await ch.receive(), 64 + (n % 7) * 1000, n++);
-          })(),
-          WATCHDOG,
-          'first messages',
-        );
-        child.kill('SIGKILL');
-        await child.exited;
-        // Whatever else arrived is the continuation of the same sequence, then the end.
-        await watchdog(
-          (async () => {
-            for await (const m of ch) checkStamped(m, 64 + (n % 7) * 1000, n++);
-          })(),
-          WATCHDOG,
-          'drain after kill',
-        );
-        await expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
-        await ch.close();
-        total += n;
+        total += await killSenderRound(server, round, WATCHDOG);
       }
       const after = fds();
       console.log(`# soak ${transport}: ${rounds} kills, ${total} messages, fds ${before} -> ${after}`);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { listen, connect, SharedMemory, Queue, futex } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
-import { channelPair, checkPayload, payload } from './channel-common.mjs';
+import { channelPair, checkPayload, checkStamped, killSenderRound, payload, serveClients } from './channel-common.mjs';
 
 const require = createRequire(import.meta.url);
 const WATCHDOG = 30_000;
@@ -19,11 +19,6 @@ const nameOf = (addr) => new URL(addr).host;
 /** Objects of this address still named in /dev/shm (the accept point and connection objects). */
 const objectsOf = (addr) => SharedMemory.list().filter((n) => n === nameOf(addr) || n.startsWith(`${nameOf(addr)}.`));
 
-function checkStamped(buf, size, seq) {
-  assert.equal(buf.byteLength, size, `message ${seq} size`);
-  assert.equal(buf.readUInt32LE(0), seq, 'sequence');
-  for (let i = 4; i < size; i += 4093) assert.equal(buf[i], seq & 0xff, `message ${seq} byte ${i}`);
-}
 
 test('shm: request/reply and echo with a client in another process; connections leave no names', async () => {
   const server = await listen(address(), { codec: 'json' });
@@ -208,32 +203,7 @@ test('shm: senders killed mid-stream, again and again (messages span several slo
   let total = 0;
   try {
     for (let round = 0; round < rounds; round++) {
-      const child = startChild('channel-peer.mjs', ['stream', server.address]);
-      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
-      await watchdog(child.next('connected'), WATCHDOG, 'connected');
-      let n = 0;
-      const want = 50 + ((round * 37) % 200);
-      await watchdog(
-        (async () => {
-          while (n < want) checkStamped(await ch.receive(), 64 + (n % 7) * 1000, n++);
-        })(),
-        WATCHDOG,
-        'first messages',
-      );
-      child.kill('SIGKILL');
-      await child.exited;
-      // Whatever else arrived is the continuation of the same sequence, then the end; a
-      // message cut by the kill is never delivered.
-      await watchdog(
-        (async () => {
-          for await (const m of ch) checkStamped(m, 64 + (n % 7) * 1000, n++);
-        })(),
-        WATCHDOG,
-        'drain after kill',
-      );
-      await expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
-      await ch.close();
-      total += n;
+      total += await killSenderRound(server, round, WATCHDOG);
       assert.deepEqual(objectsOf(server.address), [nameOf(server.address)], 'a killed connection leaves no object');
     }
     console.log(`# soak shm: ${rounds} kills, ${total} messages`);
@@ -244,28 +214,7 @@ test('shm: senders killed mid-stream, again and again (messages span several slo
 
 test('shm: one server serves 40 clients connecting at once, each on its own channel', async () => {
   const server = await listen(address(), { codec: 'json' });
-  const served = [];
-  const loop = (async () => {
-    for await (const ch of server) {
-      ch.handle((m) => ({ client: m.client, n: m.n + 1 }));
-      served.push(ch);
-    }
-  })();
-  try {
-    const clients = await watchdog(Promise.all(Array.from({ length: 40 }, () => connect(server.address, { codec: 'json' }))), WATCHDOG, 'connect');
-    const answers = await watchdog(
-      Promise.all(clients.flatMap((ch, client) => Array.from({ length: 10 }, (_, n) => ch.request({ client, n })))),
-      WATCHDOG,
-      'requests',
-    );
-    answers.forEach((a, i) => assert.deepEqual(a, { client: Math.floor(i / 10), n: (i % 10) + 1 }));
-    await Promise.all(clients.map((ch) => ch.close()));
-  } finally {
-    await server.close();
-    await loop;
-    await Promise.all(served.map((ch) => ch.close()));
-  }
-  assert.equal(served.length, 40);
+  assert.equal(await serveClients(server, 40, WATCHDOG), 40);
   assert.deepEqual(objectsOf(server.address), []);
 });
 
