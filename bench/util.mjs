@@ -23,7 +23,7 @@ const require = createRequire(import.meta.url);
 export function pinSelf(cpu = process.env.BENCH_CPU) {
   if (cpu === undefined || cpu === '') return;
   try {
-    require('../dist/cjs/native.js').native().pinToCpu(Number(cpu));
+    require('../dist/cjs/os/native.js').native().pinToCpu(Number(cpu));
   } catch {
     // a machine with fewer cores: run unpinned
   }

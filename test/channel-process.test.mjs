@@ -176,7 +176,7 @@ test('connect: nothing listening is IPC_ERR_NOT_FOUND; a server that never answe
   await expectCode(() => connect(`tcp://127.0.0.1:${port}`), 'IPC_ERR_NOT_FOUND');
   // A well-known FIFO whose reader never answers the handshake.
   const path = tmpPath('mute');
-  require('../dist/cjs/native.js').native().mkfifo(path, 0o600);
+  require('../dist/cjs/os/native.js').native().mkfifo(path, 0o600);
   const fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
   try {
     await expectCode(() => connect(`fifo://${path}`, { timeout: 50 }), 'IPC_ERR_TIMEOUT');

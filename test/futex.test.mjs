@@ -7,7 +7,7 @@ import { SharedMemory, futex } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
-const { asyncWatcherThreads } = require('../dist/cjs/sync/futex.js');
+const { asyncWatcherThreads } = require('../dist/cjs/os/futex.js');
 
 /** A fresh segment, removed when test `t` ends. */
 function segment(t, byteLength = 4096) {

@@ -23,7 +23,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { abortError, IpcError, timeoutError } from '../errors.js';
-import { native } from '../native.js';
+import { native } from '../os/native.js';
 import { checkInteger } from '../options.js';
 import type { ResolvedChannelOptions } from './channel.js';
 import { StreamLink, type Link } from './link.js';

@@ -3,8 +3,7 @@
  * one chart of round-trip latency per message size (p50 bar, p99 tick, log scale) and one of
  * throughput by message size per mechanism (log-log lines).
  */
-import type { BenchReport, TrialResult } from './bench.js';
-import { advise, formatNs, formatSize, renderText } from './bench.js';
+import { advise, formatNs, formatSize, renderText, type BenchReport, type TrialResult } from './report.js';
 
 const PALETTE = [
   '#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#9498a0',

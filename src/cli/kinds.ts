@@ -5,7 +5,7 @@
  */
 import { describeQueue } from '../queue/layout.js';
 import { HEADER_BYTES, Kind } from '../shm/header.js';
-import { isAlive, OWNER_MASK } from '../sync/lifeline.js';
+import { isAlive, OWNER_MASK } from '../os/lifeline.js';
 import { INCONSISTENT, NOT_RECOVERABLE, WAITERS } from '../sync/robust.js';
 
 type Describer = (buffer: SharedArrayBuffer, version: number) => Record<string, unknown>;

@@ -10,11 +10,11 @@
  */
 import * as fs from 'node:fs';
 import { HEADER_BYTES, MAGIC, kindName, readHeader, type HeaderFields } from '../shm/header.js';
-import { listShm, statShm, SHM_DIR, type ShmEntry } from '../shm/platform.js';
+import { listShm, statShm, SHM_DIR, type ShmEntry } from '../os/shm-dir.js';
 import { OS_PREFIX } from '../naming.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { MessageQueue } from '../mq/message-queue.js';
-import { mqueueMount } from '../mq/platform.js';
+import { mqueueMount } from '../os/mqueue.js';
 import { describeKind } from './kinds.js';
 
 export interface Attachment {

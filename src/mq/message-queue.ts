@@ -21,11 +21,11 @@
  * timed-out receive has taken nothing, and an aborted send has sent nothing.
  */
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
-import { native, type MqApi } from '../native.js';
+import { native, type MqApi } from '../os/native.js';
 import { osName, validateName } from '../naming.js';
 import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
 import { decodeOrThrow, resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
-import { listQueues, mqError } from './platform.js';
+import { listQueues, mqError } from '../os/mqueue.js';
 
 export interface MessageQueueCreateOptions<T = Uint8Array> {
   /** Capacity in messages (the kernel's mq_maxmsg); limited by /proc/sys/fs/mqueue/msg_max. */

@@ -11,7 +11,7 @@ import { checkInteger, checkSignal, checkTimeout } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type How, type NamedObjectOptions } from '../shm/segment.js';
-import { futex } from '../sync/futex.js';
+import { futex } from '../os/futex.js';
 import { geometry, initQueue, MAX_MESSAGE_SIZE_LIMIT, QUEUE_VERSION, readGeometry, SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH, W, type QueueGeometry } from './layout.js';
 import { Ring } from './ring.js';
 

@@ -13,8 +13,8 @@
  * ahead of us or an apparently empty/full queue re-reads it. The CAS on the shared index stays
  * the only arbiter of a claim, so a stale local position can cost a retry, never a wrong claim.
  */
-import { futex } from '../sync/futex.js';
-import { isAlive, ownToken } from '../sync/lifeline.js';
+import { futex } from '../os/futex.js';
+import { isAlive, ownToken } from '../os/lifeline.js';
 import { SLOT_LENGTH, SLOT_OWNER, SLOT_SEQ, SLOTS_OFFSET, W, type QueueGeometry } from './layout.js';
 
 /** Result of a claim: which position and where its slot starts (int32 index). */

@@ -19,7 +19,7 @@
  * which pairs with that store, and only then reads the other fields.
  */
 import { IpcError } from '../errors.js';
-import { futex } from '../sync/futex.js';
+import { futex } from '../os/futex.js';
 
 export const HEADER_BYTES = 64;
 export const MAGIC = 0x31435049;

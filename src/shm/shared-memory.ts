@@ -14,10 +14,10 @@
  * objects (locks, queues) are shared memory with a header, see header.ts and segment.ts.
  */
 import { IpcError, closedError, fromNative } from '../errors.js';
-import { native } from '../native.js';
+import { native } from '../os/native.js';
 import { osName, validateName } from '../naming.js';
 import { checkInteger, checkOptions } from '../options.js';
-import { listShm, statShm } from './platform.js';
+import { listShm, statShm } from '../os/shm-dir.js';
 
 export interface SharedMemoryCreateOptions {
   /** Size in bytes, 1 to 2^46. */

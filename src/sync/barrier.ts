@@ -20,7 +20,7 @@ import { IpcError, abortError, closedError } from '../errors.js';
 import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
-import { futex } from './futex.js';
+import { futex } from '../os/futex.js';
 import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 

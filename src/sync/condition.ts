@@ -22,7 +22,7 @@ import { IpcError, closedError, isIpcError } from '../errors.js';
 import { checkOptions, checkSignal, checkTimeout } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
-import { futex } from './futex.js';
+import { futex } from '../os/futex.js';
 import { mutexCore, type MutexCore } from './mutex.js';
 import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import { notOwnerError } from './robust.js';

@@ -18,8 +18,8 @@
  * one wins it, and the flag travels in the same word (so unlock needs one load, no other word).
  */
 import { IpcError } from '../errors.js';
-import { futex } from './futex.js';
-import { DEAD_TOKEN, OWNER_MASK, isAlive } from './lifeline.js';
+import { futex } from '../os/futex.js';
+import { DEAD_TOKEN, OWNER_MASK, isAlive } from '../os/lifeline.js';
 
 export const WAITERS = 0x20000000;
 export const INCONSISTENT = 0x10000000;

@@ -31,8 +31,8 @@ import { closedError } from '../errors.js';
 import { checkOptions, checkSignal, checkTimeout } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
-import { futex } from './futex.js';
-import { DEAD_TOKEN, OWNER_MASK, isAlive, ownToken } from './lifeline.js';
+import { futex } from '../os/futex.js';
+import { DEAD_TOKEN, OWNER_MASK, isAlive, ownToken } from '../os/lifeline.js';
 import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,

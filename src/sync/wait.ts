@@ -13,7 +13,7 @@
  * triggers that check; what to do is decided by the kernel's answer, never by the clock.
  */
 import { abortError, isIpcError, timeoutError } from '../errors.js';
-import { futex } from './futex.js';
+import { futex } from '../os/futex.js';
 
 export interface WaitOp {
   readonly i32: Int32Array;

@@ -4,7 +4,7 @@
  * OS, a Node ABI mismatch) the first operation fails with IPC_ERR_NATIVE_UNAVAILABLE and says why.
  */
 import * as path from 'node:path';
-import { IpcError } from './errors.js';
+import { IpcError } from '../errors.js';
 
 export interface AsyncWaitApi {
   /** Watches word `byteOffset` of `sab` while it equals `expected`; returns a group id. */
@@ -72,7 +72,7 @@ export interface NativeBinding {
 
 /** Where the addon is looked for; INTERPROCESS_NATIVE overrides it (used by tests and packagers). */
 export const addonPath =
-  process.env['INTERPROCESS_NATIVE'] ?? path.join(__dirname, '..', '..', 'build', 'Release', 'interprocess.node');
+  process.env['INTERPROCESS_NATIVE'] ?? path.join(__dirname, '..', '..', '..', 'build', 'Release', 'interprocess.node');
 
 let binding: NativeBinding | undefined;
 let failure: IpcError | undefined;

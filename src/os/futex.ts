@@ -15,7 +15,7 @@
  * the other on a given word.
  */
 import { abortError, fromNative } from '../errors.js';
-import { native, type AsyncWaitApi } from '../native.js';
+import { native, type AsyncWaitApi } from './native.js';
 import { checkSignal, checkTimeout, startTimer } from '../options.js';
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';

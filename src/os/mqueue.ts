@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IpcError, closedError, fromNative } from '../errors.js';
 import { OS_PREFIX, userNameOf } from '../naming.js';
-import { native, type NativeBinding } from '../native.js';
+import { native, type NativeBinding } from './native.js';
 
 export const LIMITS_DIR = '/proc/sys/fs/mqueue';
 // The kernel's ceilings for a process with CAP_SYS_RESOURCE (include/linux/ipc_namespace.h).

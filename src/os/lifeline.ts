@@ -12,7 +12,7 @@
  * state records it so that the next acquirer is told IPC_ERR_OWNER_DEAD.
  */
 import { fromNative } from '../errors.js';
-import { native, type LifelineApi } from '../native.js';
+import { native, type LifelineApi } from './native.js';
 import { LIFELINE_REGISTRY } from '../naming.js';
 
 export const OWNER_MASK = 0x0fffffff;

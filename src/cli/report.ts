@@ -1,0 +1,147 @@
+/**
+ * The benchmark's report: its types, number formatting, the text table and the advice lines.
+ * Both the runner (bench.ts) and the HTML chart (bench-html.ts) use it, so neither imports the
+ * other.
+ */
+import { table } from './args.js';
+
+export type Mode = 'roundTrip' | 'throughput';
+export type Waits = 'spin' | 'block' | 'event-loop';
+
+export interface MechanismInfo {
+  file: string;
+  id: string;
+  label: string;
+  family: string;
+  waits: Waits;
+  sizes: number[];
+  modes: Mode[];
+}
+
+export interface TrialResult {
+  id: string;
+  label: string;
+  family: string;
+  waits: Waits;
+  mode: Mode;
+  size: number;
+  count: number;
+  error?: string;
+  n?: number;
+  p50?: number;
+  p99?: number;
+  p999?: number;
+  seconds?: number;
+  messagesPerSecond?: number;
+  bytesPerSecond?: number;
+}
+
+export interface BenchReport {
+  machine: Record<string, string | number>;
+  date: string;
+  quick: boolean;
+  results: TrialResult[];
+  advice: string[];
+}
+
+export function formatNs(ns: number): string {
+  if (ns < 1000) return `${ns.toFixed(0)} ns`;
+  if (ns < 1e6) return `${(ns / 1000).toFixed(ns < 1e4 ? 2 : 1)} µs`;
+  return `${(ns / 1e6).toFixed(2)} ms`;
+}
+
+export function formatRate(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
+  return n.toFixed(0);
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
+  return `${n.toFixed(0)} B`;
+}
+
+export function formatSize(n: number): string {
+  return n >= 2 ** 20 ? `${n / 2 ** 20} MiB` : n >= 1024 ? `${n / 1024} KiB` : `${n} B`;
+}
+
+/** The Unix-socket figure every other mechanism is compared with, when it was measured. */
+function unixBaseline(results: TrialResult[], mode: Mode, size: number): TrialResult | undefined {
+  for (const id of ['net-unix-raw', 'channel-unix']) {
+    const r = results.find((x) => x.id === id && x.mode === mode && x.size === size && x.error === undefined);
+    if (r !== undefined) return r;
+  }
+  return undefined;
+}
+
+export function renderText(report: BenchReport): string {
+  const out: string[] = [];
+  const m = report.machine;
+  out.push(`machine: ${m['cpu']}, ${m['cores']} cores, ${m['memoryGiB']} GiB, ${m['os']}, Node ${m['node']}, commit ${m['commit']}`);
+  const sizes = [...new Set(report.results.map((r) => r.size))].sort((a, b) => a - b);
+  for (const primitives of [false, true]) for (const mode of ['roundTrip', 'throughput'] as const) {
+    for (const size of sizes) {
+      const rows = report.results.filter((r) => r.mode === mode && r.size === size && (r.family === 'primitive') === primitives);
+      if (rows.length === 0) continue;
+      const base = unixBaseline(report.results, mode, size);
+      const title = primitives ? 'synchronization primitives (no payload): ' : '';
+      if (mode === 'roundTrip') {
+        out.push(`\n${title}round trip${primitives ? '' : `, ${formatSize(size)}`} (lower is better)`);
+        out.push(
+          table(
+            ['mechanism', 'waits', 'p50', 'p99', 'p99.9', 'vs unix socket'],
+            rows.map((r) =>
+              r.error !== undefined
+                ? [r.id, r.waits, 'failed', '', '', r.error.slice(0, 60)]
+                : [r.id, r.waits, formatNs(r.p50!), formatNs(r.p99!), formatNs(r.p999!), base ? `${(base.p50! / r.p50!).toFixed(1)}x` : '-'],
+            ),
+          ),
+        );
+      } else {
+        out.push(`\n${title}${primitives ? 'operations' : `one-way throughput, ${formatSize(size)}`} (higher is better)`);
+        // A primitive moves no payload: only its rate means something.
+        const cells = (r: TrialResult): string[] =>
+          primitives
+            ? [r.id, r.waits, formatRate(r.messagesPerSecond!)]
+            : [r.id, r.waits, formatRate(r.messagesPerSecond!), formatBytes(r.bytesPerSecond!), base ? `${(r.messagesPerSecond! / base.messagesPerSecond!).toFixed(1)}x` : '-'];
+        out.push(
+          table(
+            primitives ? ['mechanism', 'waits', 'operations/s'] : ['mechanism', 'waits', 'messages/s', 'bytes/s', 'vs unix socket'],
+            rows.map((r) => (r.error !== undefined ? [r.id, r.waits, `failed: ${r.error.slice(0, 60)}`] : cells(r))),
+          ),
+        );
+      }
+    }
+  }
+  if (report.advice.length > 0) out.push('\nwhich to use', ...report.advice.map((a) => `- ${a}`));
+  return out.join('\n');
+}
+
+/** One line per use case, from what this run measured (never from folklore). */
+export function advise(results: TrialResult[]): string[] {
+  const ok = results.filter((r) => r.error === undefined && r.family === 'interprocess');
+  const best = (rows: TrialResult[], key: 'p50' | 'messagesPerSecond' | 'bytesPerSecond', low: boolean): TrialResult | undefined =>
+    rows.sort((a, b) => (low ? a[key]! - b[key]! : b[key]! - a[key]!))[0];
+  const smallest = Math.min(...results.map((r) => r.size));
+  const largest = Math.max(...results.map((r) => r.size));
+  const rt = (w: Waits): TrialResult[] => ok.filter((r) => r.mode === 'roundTrip' && r.size === smallest && r.waits === w);
+  const vsUnix = (r: TrialResult): string => {
+    const base = unixBaseline(results, 'roundTrip', r.size);
+    return base ? `, ${(base.p50! / r.p50!).toFixed(1)}x faster than a Unix socket` : '';
+  };
+  const lines: string[] = [];
+  const spin = best(rt('spin'), 'p50', true);
+  if (spin) lines.push(`lowest latency with a core to spare: ${spin.id} (p50 ${formatNs(spin.p50!)}${vsUnix(spin)}); it keeps a core busy while waiting`);
+  const block = best(rt('block'), 'p50', true);
+  if (block) lines.push(`low latency from a thread that may block, no busy core: ${block.id} (p50 ${formatNs(block.p50!)}${vsUnix(block)})`);
+  const loop = best(rt('event-loop'), 'p50', true);
+  if (loop) lines.push(`inside an async Node app (await on the event loop): ${loop.id} (p50 ${formatNs(loop.p50!)}${vsUnix(loop)})`);
+  const many = best(ok.filter((r) => r.mode === 'throughput' && r.size === smallest), 'messagesPerSecond', false);
+  if (many) lines.push(`many small messages (${formatSize(smallest)}): ${many.id} (${formatRate(many.messagesPerSecond!)} messages/s)`);
+  const bulk = best(ok.filter((r) => r.mode === 'throughput' && r.size === largest && largest > smallest), 'bytesPerSecond', false);
+  if (bulk) lines.push(`bulk data (${formatSize(largest)} messages): ${bulk.id} (${formatBytes(bulk.bytesPerSecond!)}/s)`);
+  if (lines.length > 0) lines.push('across machines, containers without shared /dev/shm, or to non-Node peers: a tcp:// or unix:// channel');
+  return lines;
+}
