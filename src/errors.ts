@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'IPC_ERR_MESSAGE_TOO_LARGE'
   | 'IPC_ERR_PROTOCOL'
   | 'IPC_ERR_NATIVE_UNAVAILABLE'
+  | 'IPC_ERR_DEADLOCK'
+  | 'IPC_ERR_NOT_OWNER'
   | 'IPC_ERR_NO_SPACE'
   | 'IPC_ERR_PERMISSION'
   | 'IPC_ERR_LIMIT'
@@ -55,51 +57,84 @@ export function isIpcError(err: unknown, code?: ErrorCode): err is IpcError {
   return err instanceof IpcError && (code === undefined || err.code === code);
 }
 
-/** The shape the native addon throws: an Error with the failing syscall and errno name. */
-interface NativeFailure {
+/**
+ * An OS failure as either side reports it: the addon throws `{ errno: 'ENOENT', syscall }`;
+ * Node's fs/net errors carry the name in `code` (and a number in `errno`).
+ */
+interface OsFailure {
   syscall?: string;
-  errno?: string;
+  errno?: unknown;
+  code?: unknown;
   message?: string;
 }
 
-const errnoCodes: Record<string, ErrorCode> = {
-  EEXIST: 'IPC_ERR_EXISTS',
-  ENOENT: 'IPC_ERR_NOT_FOUND',
-  ENOSPC: 'IPC_ERR_NO_SPACE',
-  ENOMEM: 'IPC_ERR_NO_SPACE',
-  EFBIG: 'IPC_ERR_NO_SPACE',
-  EACCES: 'IPC_ERR_PERMISSION',
-  EPERM: 'IPC_ERR_PERMISSION',
-  EMFILE: 'IPC_ERR_LIMIT',
-  ENFILE: 'IPC_ERR_LIMIT',
-  ENAMETOOLONG: 'IPC_ERR_INVALID_NAME',
-  EINVAL: 'IPC_ERR_SYSTEM',
-};
+/** What the failing call was doing, where the same errno means different things. */
+export type ErrnoContext = 'open' | 'listen' | 'connect' | 'io';
 
-/**
- * Turns a native failure into a coded IpcError. `what` names the object for the message
- * ("shared memory 'frames'"). Anything that is not a native failure is returned unchanged.
- */
-export function fromNative(err: unknown, what: string): unknown {
-  const failure = err as NativeFailure | null;
-  if (failure === null || typeof failure !== 'object' || typeof failure.errno !== 'string') return err;
-  const code = errnoCodes[failure.errno] ?? 'IPC_ERR_SYSTEM';
-  const reason = describe[code] ?? `${failure.syscall ?? 'system call'} failed`;
-  return new IpcError(code, `${what}: ${reason} [${failure.syscall}: ${failure.errno}]`, {
-    cause: err,
-    ...(failure.syscall !== undefined ? { syscall: failure.syscall } : {}),
-    errno: failure.errno,
-  });
+interface ErrnoMeaning {
+  code: ErrorCode;
+  reason: string;
 }
 
-const describe: Partial<Record<ErrorCode, string>> = {
-  IPC_ERR_EXISTS: 'already exists',
-  IPC_ERR_NOT_FOUND: 'does not exist',
-  IPC_ERR_NO_SPACE: 'not enough space (is /dev/shm full?)',
-  IPC_ERR_PERMISSION: 'permission denied',
-  IPC_ERR_LIMIT: 'a system limit was reached',
-  IPC_ERR_INVALID_NAME: 'name too long for the OS',
+/**
+ * The one errno table. A row's `context` entries override its default where the call decides
+ * the meaning (ENOENT from listen is a missing directory, from connect a missing server).
+ */
+const ERRNO: Record<string, ErrnoMeaning & { context?: Partial<Record<ErrnoContext, ErrnoMeaning>> }> = {
+  EEXIST: { code: 'IPC_ERR_EXISTS', reason: 'already exists' },
+  EADDRINUSE: { code: 'IPC_ERR_EXISTS', reason: 'the address is in use' },
+  ENOENT: {
+    code: 'IPC_ERR_NOT_FOUND',
+    reason: 'does not exist',
+    context: {
+      listen: { code: 'IPC_ERR_NOT_FOUND', reason: 'the directory does not exist' },
+      connect: { code: 'IPC_ERR_NOT_FOUND', reason: 'no server is listening' },
+    },
+  },
+  ECONNREFUSED: { code: 'IPC_ERR_NOT_FOUND', reason: 'no server is listening' },
+  ENXIO: { code: 'IPC_ERR_NOT_FOUND', reason: 'no server is listening' },
+  ENOSPC: { code: 'IPC_ERR_NO_SPACE', reason: 'not enough space (is /dev/shm full?)' },
+  ENOMEM: { code: 'IPC_ERR_NO_SPACE', reason: 'not enough memory' },
+  EFBIG: { code: 'IPC_ERR_NO_SPACE', reason: 'larger than the system allows' },
+  EACCES: { code: 'IPC_ERR_PERMISSION', reason: 'permission denied' },
+  EPERM: { code: 'IPC_ERR_PERMISSION', reason: 'operation not permitted' },
+  EMFILE: { code: 'IPC_ERR_LIMIT', reason: 'this process has too many open files (ulimit -n)' },
+  ENFILE: { code: 'IPC_ERR_LIMIT', reason: 'the system has too many open files' },
+  ENAMETOOLONG: { code: 'IPC_ERR_INVALID_NAME', reason: 'name too long for the OS' },
+  EPIPE: { code: 'IPC_ERR_CLOSED', reason: 'the peer closed the connection' },
+  ECONNRESET: { code: 'IPC_ERR_CLOSED', reason: 'the peer reset the connection' },
+  EMSGSIZE: { code: 'IPC_ERR_MESSAGE_TOO_LARGE', reason: 'message too large' },
+  ETIMEDOUT: { code: 'IPC_ERR_TIMEOUT', reason: 'timed out' },
 };
+
+/** The errno name of an OS failure, or undefined when `err` is not one. */
+export function errnoOf(err: unknown): string | undefined {
+  const failure = err as OsFailure | null;
+  if (failure === null || typeof failure !== 'object') return undefined;
+  if (typeof failure.errno === 'string') return failure.errno;
+  if (typeof failure.code === 'string' && /^E[A-Z0-9]+$/.test(failure.code)) return failure.code;
+  return undefined;
+}
+
+/**
+ * Turns an OS failure into a coded IpcError. `what` names the object or operation for the
+ * message ("shared memory 'frames'"); `context` picks the meaning where it depends on the call.
+ * Anything that is not an OS failure (already coded, or a bug) is returned unchanged.
+ */
+export function errnoError(err: unknown, what: string, context?: ErrnoContext): unknown {
+  const errno = errnoOf(err);
+  if (errno === undefined) return err;
+  const failure = err as OsFailure;
+  const row = ERRNO[errno];
+  const meaning = (context !== undefined ? row?.context?.[context] : undefined) ?? row;
+  const syscall = typeof failure.syscall === 'string' ? failure.syscall : undefined;
+  const reason = meaning?.reason ?? failure.message ?? `${syscall ?? 'system call'} failed`;
+  return new IpcError(meaning?.code ?? 'IPC_ERR_SYSTEM', `${what}: ${reason} [${syscall ?? 'system call'}: ${errno}]`, {
+    cause: err,
+    ...(syscall !== undefined ? { syscall } : {}),
+    errno,
+  });
+}
 
 export function timeoutError(what: string, timeout: number): IpcError {
   return new IpcError('IPC_ERR_TIMEOUT', `${what} timed out after ${timeout} ms`);

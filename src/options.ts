@@ -44,22 +44,15 @@ export function checkInteger(value: unknown, name: string, min: number, max: num
   return value;
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
- * setTimeout for any delay: Node fires timers longer than 2^31-1 ms after 1 ms (with a warning),
- * so long delays are chained. Returns a function that cancels it.
+ * The `{ timeout, signal }` of an async wait (`signal: true`) or the `{ timeout }` of a sync one,
+ * checked in one place: unknown keys are a TypeError naming them, so `{ timout: 5 }` never
+ * silently waits forever.
  */
-export function startTimer(ms: number, fn: () => void): () => void {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = Date.now() + ms;
-  const arm = (left: number): void => {
-    timer = setTimeout(() => {
-      const remaining = deadline - Date.now();
-      if (remaining > 0) arm(remaining);
-      else fn();
-    }, Math.min(left, MAX_TIMER_MS));
-  };
-  if (ms !== Infinity) arm(ms);
-  return () => clearTimeout(timer);
+export function waitOptions(opts: unknown, where: string, withSignal: boolean): { timeout: number; signal: AbortSignal | undefined } {
+  const o = checkOptions<{ timeout?: number; signal?: AbortSignal }>(opts, withSignal ? WAIT_KEYS : SYNC_WAIT_KEYS, where);
+  return { timeout: checkTimeout(o.timeout, where), signal: withSignal ? checkSignal(o.signal, where) : undefined };
 }
+
+const WAIT_KEYS = ['timeout', 'signal'] as const;
+const SYNC_WAIT_KEYS = ['timeout'] as const;

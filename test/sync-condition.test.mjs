@@ -41,7 +41,7 @@ test('wait: timeouts and aborts relock the mutex and give their codes; misuse is
   const c = Condition.create(name);
   const m = Mutex.create(mname);
   try {
-    await expectCode(() => c.wait(m), 'IPC_ERR_PERMISSION'); // not holding the mutex
+    await expectCode(() => c.wait(m), 'IPC_ERR_NOT_OWNER'); // not holding the mutex
     await assert.rejects(c.wait({}), TypeError);
     m.lockSync();
     await expectCode(() => c.wait(m, { timeout: 20 }), 'IPC_ERR_TIMEOUT');

@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { abortError, IpcError, timeoutError } from '../errors.js';
+import { abortError, errnoError, IpcError, timeoutError } from '../errors.js';
 import { native } from '../os/native.js';
 import { checkInteger } from '../options.js';
 import type { ResolvedChannelOptions } from './channel.js';
@@ -46,9 +46,7 @@ function mkfifo(p: string, mode: number, what: string): void {
   try {
     native().mkfifo(p, mode);
   } catch (err) {
-    const e = err as { errno?: string; syscall?: string };
-    if (typeof e?.errno === 'string') throw socketError({ code: e.errno, syscall: e.syscall, message: String(err) }, what, true);
-    throw err;
+    throw errnoError(err, what, 'listen');
   }
 }
 

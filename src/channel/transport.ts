@@ -14,7 +14,7 @@
  *   - Add the scheme to `transports` and `channelPair` in test/channel-common.mjs: the
  *     conformance suite then runs against it unchanged.
  */
-import { IpcError } from '../errors.js';
+import { errnoError, IpcError } from '../errors.js';
 import type { Link } from './link.js';
 import type { ResolvedChannelOptions } from './channel.js';
 
@@ -61,43 +61,12 @@ export function parseAddress(address: unknown, where: string): URL {
 }
 
 /**
- * Maps a Node socket/fs error to a coded IpcError. `listening`: the error came from creating
- * an address (ENOENT then means a missing directory, not a missing server).
+ * A Node socket/fs failure as a coded IpcError (the one errno table in errors.ts). `listening`:
+ * the error came from creating an address (ENOENT then means a missing directory, not a
+ * missing server).
  */
 export function socketError(err: unknown, what: string, listening = false): IpcError {
-  const e = err as NodeJS.ErrnoException;
-  const errno = typeof e?.code === 'string' ? e.code : undefined;
-  let code: IpcError['code'];
-  let reason: string;
-  switch (errno) {
-    case 'ENOENT':
-    case 'ECONNREFUSED':
-    case 'ENXIO':
-      code = 'IPC_ERR_NOT_FOUND';
-      reason = listening ? 'the directory does not exist' : 'no server is listening';
-      break;
-    case 'EADDRINUSE':
-    case 'EEXIST':
-      code = 'IPC_ERR_EXISTS';
-      reason = 'the address is in use';
-      break;
-    case 'EACCES':
-    case 'EPERM':
-      code = 'IPC_ERR_PERMISSION';
-      reason = 'permission denied';
-      break;
-    case 'EMFILE':
-    case 'ENFILE':
-      code = 'IPC_ERR_LIMIT';
-      reason = 'too many open files';
-      break;
-    default:
-      code = 'IPC_ERR_SYSTEM';
-      reason = e?.message ?? String(err);
-  }
-  return new IpcError(code, `${what}: ${reason}${errno ? ` [${e.syscall ?? 'socket'}: ${errno}]` : ''}`, {
-    cause: err,
-    ...(e?.syscall !== undefined ? { syscall: e.syscall } : {}),
-    ...(errno !== undefined ? { errno } : {}),
-  });
+  const coded = errnoError(err, what, listening ? 'listen' : 'connect');
+  if (coded instanceof IpcError) return coded;
+  return new IpcError('IPC_ERR_SYSTEM', `${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }

@@ -14,9 +14,10 @@
  * Notifications from futex.notify do not wake Atomics.wait waiters and vice versa: use one or
  * the other on a given word.
  */
-import { abortError, fromNative } from '../errors.js';
+import { abortError, errnoError } from '../errors.js';
 import { native, type AsyncWaitApi } from './native.js';
-import { checkSignal, checkTimeout, startTimer } from '../options.js';
+import { checkSignal, checkTimeout } from '../options.js';
+import { startTimer } from '../deadline.js';
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
 
@@ -46,7 +47,7 @@ function wait(i32: Int32Array, index: number, expected: number, timeout?: number
   try {
     return RESULTS[native().futexWait(i32.buffer as SharedArrayBuffer, offset, value, ms)]!;
   } catch (err) {
-    throw fromNative(err, 'futex.wait');
+    throw errnoError(err, 'futex.wait');
   }
 }
 
@@ -108,7 +109,7 @@ function waitAsync(
     try {
       id = watcher.watch(i32.buffer as SharedArrayBuffer, offset, value);
     } catch (err) {
-      throw fromNative(err, 'futex.waitAsync');
+      throw errnoError(err, 'futex.waitAsync');
     }
     return new Promise<WaitResult>((resolve, reject) => {
       let cancelTimer: (() => void) | undefined;

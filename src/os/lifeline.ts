@@ -11,7 +11,7 @@
  * DEAD_TOKEN is never handed out and is always dead: a lock left in a recovered-but-unaccepted
  * state records it so that the next acquirer is told IPC_ERR_OWNER_DEAD.
  */
-import { fromNative } from '../errors.js';
+import { errnoError } from '../errors.js';
 import { native, type LifelineApi } from './native.js';
 import { LIFELINE_REGISTRY } from '../naming.js';
 
@@ -26,7 +26,7 @@ export function ownToken(): number {
     try {
       lifeline = native().lifelineInit(LIFELINE_REGISTRY);
     } catch (err) {
-      throw fromNative(err, 'lock owner lifeline');
+      throw errnoError(err, 'lock owner lifeline');
     }
   }
   return lifeline.token;
@@ -40,6 +40,28 @@ export function isAlive(token: number): boolean {
   try {
     return lifeline!.alive(token);
   } catch (err) {
-    throw fromNative(err, 'lock owner lifeline');
+    throw errnoError(err, 'lock owner lifeline');
   }
+}
+
+/** The owners of one shared object: this thread's token for it, and who else is alive. */
+export interface Lifeline {
+  /** This thread's owner token for the object (1 .. 2^28-2): what owner words record. */
+  readonly token: number;
+  /** True while the thread holding `token` lives (the kernel's answer; one system call). */
+  isAlive(token: number): boolean;
+  /** Gives up this handle's lifeline (idempotent). */
+  close(): void;
+}
+
+/**
+ * The lifeline a handle uses for the shared object whose memory is `buffer`. Every structure
+ * that records owners in shared memory takes its tokens from here and asks here whether an
+ * owner lives. (Today one machine-wide registry backs every object; the buffer names the
+ * object so that liveness can be scoped to whoever can open it.)
+ */
+export function openLifeline(buffer: SharedArrayBuffer): Lifeline {
+  void buffer;
+  const token = ownToken();
+  return { token, isAlive, close() {} };
 }

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { IpcError, closedError, fromNative } from '../errors.js';
+import { IpcError, closedError, errnoError } from '../errors.js';
 import { OS_PREFIX, userNameOf } from '../naming.js';
 import { native, type NativeBinding } from './native.js';
 
@@ -84,7 +84,7 @@ export function listQueues(): string[] {
   try {
     entries = fs.readdirSync(dir);
   } catch (err) {
-    throw fromNative({ errno: (err as NodeJS.ErrnoException).code, syscall: 'readdir' }, `MessageQueue.list (${dir})`);
+    throw errnoError(err, `MessageQueue.list (${dir})`);
   }
   return entries
     .filter((e) => e.startsWith(OS_PREFIX))
@@ -168,5 +168,5 @@ export function mqError(
     case 'EBADF':
       return closedError(what);
   }
-  return fromNative(err, what);
+  return errnoError(err, what);
 }

@@ -13,7 +13,7 @@
  * The bytes belong to the user entirely: raw shared memory has no header. The library's own
  * objects (locks, queues) are shared memory with a header, see header.ts and segment.ts.
  */
-import { IpcError, closedError, fromNative } from '../errors.js';
+import { IpcError, closedError, errnoError } from '../errors.js';
 import { native } from '../os/native.js';
 import { osName, validateName } from '../naming.js';
 import { checkInteger, checkOptions } from '../options.js';
@@ -87,7 +87,7 @@ export class SharedMemory {
     try {
       return native().shmUnlink(os);
     } catch (err) {
-      throw fromNative(err, `shared memory '${name}'`);
+      throw errnoError(err, `shared memory '${name}'`);
     }
   }
 
@@ -142,7 +142,7 @@ function map(
   try {
     result = native().shmOpen(os, how, create.mode, create.byteLength, sizeWait);
   } catch (err) {
-    throw fromNative(err, what);
+    throw errnoError(err, what);
   }
   if (result.buffer === undefined) {
     throw new IpcError(

@@ -50,13 +50,11 @@ export function ownerDeadError(what: string, held: string): IpcError {
 }
 
 export function notOwnerError(what: string, op: string): IpcError {
-  return new IpcError('IPC_ERR_PERMISSION', `${what}: ${op} by a thread that does not hold it`, { errno: 'EPERM' });
+  return new IpcError('IPC_ERR_NOT_OWNER', `${what}: ${op} by a thread that does not hold it`);
 }
 
 export function deadlockError(what: string): IpcError {
-  return new IpcError('IPC_ERR_SYSTEM', `${what}: this thread already holds it; a blocking lock would wait forever`, {
-    errno: 'EDEADLK',
-  });
+  return new IpcError('IPC_ERR_DEADLOCK', `${what}: this thread already holds it; a blocking lock would wait forever`);
 }
 
 /**
