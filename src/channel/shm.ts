@@ -264,7 +264,7 @@ function attach(queue: Queue<Uint8Array>, name: string): QueueEnd {
 
 /** Opens (or creates, with `create`) the queue `name` and attaches the fast path to it. */
 function openEnd(name: string, create?: { capacity: number; maxMessageSize: number; mode: number }): QueueEnd {
-  const queue = create === undefined ? Queue.open<Uint8Array>(name, { wait: 'block' }) : Queue.create<Uint8Array>(name, { ...create, wait: 'block' });
+  const queue = create === undefined ? Queue.open(name, { wait: 'block' }) : Queue.create(name, { ...create, wait: 'block' });
   try {
     return attach(queue, name);
   } catch (err) {

@@ -20,6 +20,23 @@ export interface Codec<T = unknown> {
 
 export type CodecName = 'bytes' | 'json' | 'structured' | 'msgpack';
 export type CodecOption<T = unknown> = CodecName | Codec<T>;
+/** The built-in codecs that serialize values (the message type is the caller's to name). */
+export type SerializingCodecName = 'json' | 'structured' | 'msgpack';
+
+/**
+ * How a `codec` option decides the message type of a queue, channel or map, so that TypeScript
+ * catches a mismatch at compile time:
+ *   - no codec or 'bytes': messages are Uint8Array (naming another type does not compile);
+ *   - 'json' | 'structured' | 'msgpack': the type the caller names, `unknown` by default;
+ *   - a user codec: its type.
+ * Factories declare one overload per row, e.g. `create(name, o: Opts<Uint8Array> & BytesCodec)`.
+ */
+export interface BytesCodec {
+  codec?: 'bytes';
+}
+export interface SerializingCodec<T> {
+  codec: SerializingCodecName | Codec<T>;
+}
 
 const bytes: Codec<Uint8Array> = {
   name: 'bytes',

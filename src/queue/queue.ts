@@ -6,7 +6,7 @@
 import { setMaxListeners } from 'node:events';
 import { markAsUntransferable } from 'node:worker_threads';
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
-import { resolveCodec, decodeOrThrow, type Codec, type CodecOption } from '../codec/index.js';
+import { resolveCodec, decodeOrThrow, type BytesCodec, type Codec, type CodecOption, type SerializingCodec } from '../codec/index.js';
 import { checkInteger, checkSignal, checkTimeout } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
@@ -150,18 +150,27 @@ export class Queue<T = Uint8Array> {
     setMaxListeners(0, this.#closer.signal);
   }
 
-  /** Creates the queue `name`; IPC_ERR_EXISTS if it exists. */
-  static create<T = Uint8Array>(name: string, options: QueueCreateOptions<T>): Queue<T> {
+  /**
+   * Creates the queue `name`; IPC_ERR_EXISTS if it exists. The codec decides the message type:
+   * Uint8Array without one (or with 'bytes'), the type you name with a serializing codec.
+   */
+  static create(name: string, options: QueueCreateOptions<Uint8Array> & BytesCodec): Queue<Uint8Array>;
+  static create<T = unknown>(name: string, options: QueueCreateOptions<T> & SerializingCodec<T>): Queue<T>;
+  static create<T>(name: string, options: QueueCreateOptions<T>): Queue<T> {
     return make<T>(name, 'create', options, 'Queue.create');
   }
 
   /** Opens the existing queue `name`; IPC_ERR_NOT_FOUND if missing, IPC_ERR_INCOMPATIBLE if not a queue. */
-  static open<T = Uint8Array>(name: string, options?: QueueOpenOptions<T>): Queue<T> {
+  static open(name: string, options?: QueueOpenOptions<Uint8Array> & BytesCodec): Queue<Uint8Array>;
+  static open<T = unknown>(name: string, options: QueueOpenOptions<T> & SerializingCodec<T>): Queue<T>;
+  static open<T>(name: string, options?: QueueOpenOptions<T>): Queue<T> {
     return make<T>(name, 'open', options, 'Queue.open');
   }
 
   /** Opens `name`, creating it with these options if it is missing. */
-  static openOrCreate<T = Uint8Array>(name: string, options: QueueCreateOptions<T>): Queue<T> {
+  static openOrCreate(name: string, options: QueueCreateOptions<Uint8Array> & BytesCodec): Queue<Uint8Array>;
+  static openOrCreate<T = unknown>(name: string, options: QueueCreateOptions<T> & SerializingCodec<T>): Queue<T>;
+  static openOrCreate<T>(name: string, options: QueueCreateOptions<T>): Queue<T> {
     return make<T>(name, 'openOrCreate', options, 'Queue.openOrCreate');
   }
 
