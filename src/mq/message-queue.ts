@@ -22,7 +22,7 @@
  */
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { native, type MqApi } from '../os/native.js';
-import { osName, validateName } from '../naming.js';
+import { HOW_CODE, osName, validateName, type How } from '../naming.js';
 import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
 import { decodeOrThrow, resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
 import { listQueues, mqError } from '../os/mqueue.js';
@@ -66,10 +66,6 @@ export interface PrioritizedMessage<T = Uint8Array> {
   priority: number;
 }
 
-type How = 0 | 1 | 2;
-const CREATE: How = 0;
-const OPEN: How = 1;
-const OPEN_OR_CREATE: How = 2;
 const READABLE = 1;
 const WRITABLE = 2;
 const MAX_LONG = 2 ** 31 - 1;
@@ -142,13 +138,13 @@ export class MessageQueue<T = Uint8Array> {
   /** Creates `name` (O_CREAT|O_EXCL); IPC_ERR_EXISTS if it exists. */
   static create<T = Uint8Array>(name: string, options: MessageQueueCreateOptions<T>): MessageQueue<T> {
     const opts = checkOptions<MessageQueueCreateOptions<T>>(options, ['maxMessages', 'maxMessageSize', 'mode', 'codec'], 'MessageQueue.create');
-    return openQueue<T>(name, CREATE, createArgs(opts, 'MessageQueue.create'), opts.codec);
+    return openQueue<T>(name, 'create', createArgs(opts, 'MessageQueue.create'), opts.codec);
   }
 
   /** Opens an existing `name`; IPC_ERR_NOT_FOUND if it is missing. Sizes come from the kernel. */
   static open<T = Uint8Array>(name: string, options?: MessageQueueOpenOptions<T>): MessageQueue<T> {
     const opts = checkOptions<MessageQueueOpenOptions<T>>(options, ['codec'], 'MessageQueue.open');
-    return openQueue<T>(name, OPEN, undefined, opts.codec);
+    return openQueue<T>(name, 'open', undefined, opts.codec);
   }
 
   /**
@@ -161,7 +157,7 @@ export class MessageQueue<T = Uint8Array> {
       ['maxMessages', 'maxMessageSize', 'mode', 'codec'],
       'MessageQueue.openOrCreate',
     );
-    return openQueue<T>(name, OPEN_OR_CREATE, createArgs(opts, 'MessageQueue.openOrCreate'), opts.codec);
+    return openQueue<T>(name, 'openOrCreate', createArgs(opts, 'MessageQueue.openOrCreate'), opts.codec);
   }
 
   /** Removes the name (mq_unlink). Open descriptors keep working until closed. True if it existed. */
@@ -562,11 +558,11 @@ function openQueue<T>(
   const what = `message queue '${name}'`;
   let opened;
   try {
-    opened = mq().open(os, how, create?.mode ?? 0, create?.maxMessages ?? 0, create?.maxMessageSize ?? 0);
+    opened = mq().open(os, HOW_CODE[how], create?.mode ?? 0, create?.maxMessages ?? 0, create?.maxMessageSize ?? 0);
   } catch (err) {
-    throw mqError(err, what, how === OPEN ? undefined : create);
+    throw mqError(err, what, how === 'open' ? undefined : create);
   }
-  if (how === OPEN_OR_CREATE && !opened.created && create !== undefined) {
+  if (how === 'openOrCreate' && !opened.created && create !== undefined) {
     if (opened.maxMessages !== create.maxMessages || opened.maxMessageSize !== create.maxMessageSize) {
       mq().close(opened.id);
       throw new IpcError(

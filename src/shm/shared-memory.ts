@@ -15,7 +15,7 @@
  */
 import { IpcError, closedError, errnoError } from '../errors.js';
 import { native } from '../os/native.js';
-import { osName, validateName } from '../naming.js';
+import { HOW_CODE, osName, validateName, type How } from '../naming.js';
 import { checkInteger, checkOptions } from '../options.js';
 import { listShm, statShm } from '../os/shm-dir.js';
 
@@ -35,10 +35,6 @@ export interface SharedMemoryOpenOptions {
 
 const MAX_BYTE_LENGTH = 2 ** 46;
 const DEFAULT_SIZE_WAIT = 1000;
-type How = 0 | 1 | 2;
-const CREATE: How = 0;
-const OPEN: How = 1;
-const OPEN_OR_CREATE: How = 2;
 
 const token = Symbol('SharedMemory');
 
@@ -61,13 +57,13 @@ export class SharedMemory {
   /** Creates `name`; fails with IPC_ERR_EXISTS if it exists. */
   static create(name: string, options: SharedMemoryCreateOptions): SharedMemory {
     const opts = checkOptions<SharedMemoryCreateOptions>(options, ['byteLength', 'mode'], 'SharedMemory.create');
-    return map(name, CREATE, createArgs(opts, 'SharedMemory.create'), {});
+    return map(name, 'create', createArgs(opts, 'SharedMemory.create'), {});
   }
 
   /** Opens an existing `name`; fails with IPC_ERR_NOT_FOUND if it is missing. */
   static open(name: string, options?: SharedMemoryOpenOptions): SharedMemory {
     const opts = checkOptions<SharedMemoryOpenOptions>(options, ['byteLength', 'sizeWait'], 'SharedMemory.open');
-    return map(name, OPEN, { byteLength: 0, mode: 0 }, opts);
+    return map(name, 'open', { byteLength: 0, mode: 0 }, opts);
   }
 
   /** Opens `name`, creating it if it is missing. An existing object must have the same size. */
@@ -78,7 +74,7 @@ export class SharedMemory {
       'SharedMemory.openOrCreate',
     );
     const args = createArgs(opts, 'SharedMemory.openOrCreate');
-    return map(name, OPEN_OR_CREATE, args, { byteLength: args.byteLength, ...(opts.sizeWait !== undefined ? { sizeWait: opts.sizeWait } : {}) });
+    return map(name, 'openOrCreate', args, { byteLength: args.byteLength, ...(opts.sizeWait !== undefined ? { sizeWait: opts.sizeWait } : {}) });
   }
 
   /** Removes the name. Processes that have it mapped keep their memory. True if it existed. */
@@ -140,7 +136,7 @@ function map(
   if (open.byteLength !== undefined) checkInteger(open.byteLength, 'byteLength', 1, MAX_BYTE_LENGTH);
   let result;
   try {
-    result = native().shmOpen(os, how, create.mode, create.byteLength, sizeWait);
+    result = native().shmOpen(os, HOW_CODE[how], create.mode, create.byteLength, sizeWait);
   } catch (err) {
     throw errnoError(err, what);
   }

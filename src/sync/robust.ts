@@ -19,7 +19,7 @@
  */
 import { IpcError } from '../errors.js';
 import { futex } from '../os/futex.js';
-import { DEAD_TOKEN, OWNER_MASK, isAlive } from '../os/lifeline.js';
+import { DEAD_TOKEN, OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
 
 export const WAITERS = 0x20000000;
 export const INCONSISTENT = 0x10000000;
@@ -58,10 +58,47 @@ export function deadlockError(what: string): IpcError {
 }
 
 /**
- * Tries to take the word for `token`. With `check`, an owner whose lifeline is gone is
- * recovered (RECOVERED). `sleeper` keeps WAITERS set on acquisition (the caller has slept).
+ * A handle's identity as a lock owner: the lifeline (lifeline.ts) of the memory the lock words
+ * live in, opened on first use (a handle that never locks never opens one). `token` is what the
+ * words record; isAlive is the kernel's answer about another token.
  */
-export function take(i32: Int32Array, index: number, token: number, sleeper: boolean, check: boolean, what: string): Got {
+export class LockOwner {
+  readonly #buffer: SharedArrayBuffer;
+  #lifeline: Lifeline | undefined;
+  #token = 0;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.#buffer = buffer;
+  }
+
+  /** This thread's owner token for the object (1 .. 2^28-2). */
+  get token(): number {
+    return this.#token !== 0 ? this.#token : (this.#token = this.#open().token);
+  }
+
+  /** True while the thread holding `token` lives (false for 0 and DEAD_TOKEN). */
+  isAlive(token: number): boolean {
+    return this.#open().isAlive(token);
+  }
+
+  /** Gives up this handle's lifeline (the handle is closed). */
+  close(): void {
+    this.#lifeline?.close();
+    this.#lifeline = undefined;
+    this.#token = 0;
+  }
+
+  #open(): Lifeline {
+    return (this.#lifeline ??= openLifeline(this.#buffer));
+  }
+}
+
+/**
+ * Tries to take the word for `me`. With `check`, an owner whose lifeline is gone is recovered
+ * (RECOVERED). `sleeper` keeps WAITERS set on acquisition (the caller has slept).
+ */
+export function take(i32: Int32Array, index: number, me: LockOwner, sleeper: boolean, check: boolean, what: string): Got {
+  const token = me.token;
   for (;;) {
     const value = Atomics.load(i32, index);
     if (value === 0) {
@@ -72,7 +109,7 @@ export function take(i32: Int32Array, index: number, token: number, sleeper: boo
     if (value === NOT_RECOVERABLE) throw notRecoverableError(what);
     const owner = value & OWNER_MASK;
     // DEAD_TOKEN needs no system call to be known dead: recover it without waiting for a check.
-    if ((!check && owner !== DEAD_TOKEN) || owner === token || isAlive(owner)) return NO;
+    if ((!check && owner !== DEAD_TOKEN) || owner === token || me.isAlive(owner)) return NO;
     // The owner is dead (the kernel released its lifeline). Exactly one CAS from the value we
     // saw succeeds; sleepers stay flagged so that our unlock wakes them.
     const taken = token | INCONSISTENT | (value & WAITERS) | (sleeper ? WAITERS : 0);
@@ -124,4 +161,20 @@ export function unlockWord(i32: Int32Array, index: number, value: number, wake: 
 export function ownerOf(i32: Int32Array, index: number): number {
   const value = Atomics.load(i32, index);
   return value === NOT_RECOVERABLE ? 0 : value & OWNER_MASK;
+}
+
+/** A lock word as `inspect` shows it: free or held, and whether the holder still lives. */
+export function describeLockWord(word: number, buffer: SharedArrayBuffer): { state: string; ownerAlive?: boolean; waiters?: boolean } {
+  if (word === 0) return { state: 'free' };
+  if (word === NOT_RECOVERABLE) return { state: 'not recoverable' };
+  const lifeline = openLifeline(buffer);
+  try {
+    return {
+      state: (word & INCONSISTENT) !== 0 ? 'held, inconsistent (recovered from a dead owner)' : 'held',
+      ownerAlive: lifeline.isAlive(word & OWNER_MASK),
+      waiters: (word & WAITERS) !== 0,
+    };
+  } finally {
+    lifeline.close();
+  }
 }
