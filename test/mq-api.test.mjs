@@ -118,15 +118,81 @@ test('an empty queue: tryReceive is undefined, receiveSync and receive time out'
     await expectCode(() => q.receiveSync({ timeout: 0 }), 'IPC_ERR_TIMEOUT');
     await expectCode(() => watchdog(q.receive({ timeout: 20 }), 5000, 'receive timeout'), 'IPC_ERR_TIMEOUT');
     await expectCode(() => q.receiveWithPriority({ timeout: 0 }), 'IPC_ERR_TIMEOUT');
-    // a timeout beyond Node's timer range (2^31-1 ms) must not fire at once
-    const long = q.receive({ timeout: 2 ** 32 });
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    q.trySend(bytes(3));
-    assert.deepEqual(await watchdog(long, 5000, 'long receive'), bytes(3));
     // the timed-out waiters are gone: the next message goes to the next receiver
     const next = q.receive({ timeout: 5000 });
     q.trySend(bytes(4));
     assert.deepEqual(await watchdog(next, 5000, 'receive'), bytes(4));
+  });
+});
+
+test('a receive with a timeout of 2^31 or 2^32 ms waits, then settles with its message', async () => {
+  await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q) => {
+    for (const [i, timeout] of [2 ** 31, 2 ** 32].entries()) {
+      for (const receive of [(o) => q.receive(o), (o) => q.receiveWithPriority(o).then((r) => r.message)]) {
+        let settled = false;
+        const pending = receive({ timeout });
+        pending.then(() => (settled = true), () => (settled = true));
+        // Node fires a setTimeout longer than 2^31-1 ms after 1 ms: give such a timer time to fire.
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        assert.equal(settled, false, `receive({ timeout: ${timeout} }) settled early`);
+        q.trySend(bytes(i));
+        assert.deepEqual(await watchdog(pending, 5000, 'long receive'), bytes(i));
+      }
+    }
+  });
+});
+
+test('receiveSync with a timeout of 2^32 ms blocks until a message comes', async () => {
+  const entry = createRequire(import.meta.url).resolve('interprocess');
+  await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q, name) => {
+    const worker = new Worker(
+      `const { MessageQueue } = require(${JSON.stringify(entry)});
+       const { parentPort, workerData } = require('node:worker_threads');
+       const q = MessageQueue.open(workerData.name);
+       parentPort.postMessage('waiting');
+       try {
+         parentPort.postMessage({ got: [...q.receiveSync({ timeout: 2 ** 32 })] });
+       } catch (err) {
+         parentPort.postMessage({ code: err.code });
+       }
+       q.close();`,
+      { eval: true, workerData: { name } },
+    );
+    try {
+      const messages = [];
+      let wake;
+      worker.on('message', (m) => {
+        messages.push(m);
+        wake?.();
+      });
+      const next = () => new Promise((resolve) => (messages.length > 0 ? resolve() : (wake = resolve))).then(() => messages.shift());
+      assert.equal(await watchdog(next(), 10_000, 'worker ready'), 'waiting');
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      assert.deepEqual(messages, [], 'receiveSync returned before any message was sent');
+      q.trySend(bytes(7));
+      assert.deepEqual(await watchdog(next(), 10_000, 'worker receive'), { got: [7] });
+    } finally {
+      await worker.terminate();
+    }
+  });
+});
+
+test('every operation that takes options refuses an unknown key, naming it and the accepted ones', async () => {
+  await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q, name) => {
+    // A message is there: with keys ignored, a receive would take it instead of refusing.
+    q.trySend(bytes(9));
+    const refuse = (what, allowed) => ({ name: 'TypeError', message: new RegExp(`^MessageQueue\\.${what}: unknown option 'timout' \\(allowed: ${allowed}\\)$`) });
+    assert.throws(() => q.trySend(bytes(1), { timout: 5 }), refuse('trySend', 'priority'));
+    await assert.rejects(q.send(bytes(1), { timout: 5 }), refuse('send', 'priority, timeout, signal'));
+    assert.throws(() => q.sendSync(bytes(1), { timout: 5 }), refuse('sendSync', 'priority, timeout'));
+    await assert.rejects(q.receive({ timout: 5 }), refuse('receive', 'timeout, signal'));
+    await assert.rejects(q.receiveWithPriority({ timout: 5 }), refuse('receiveWithPriority', 'timeout, signal'));
+    assert.throws(() => q.receiveSync({ timout: 5 }), refuse('receiveSync', 'timeout'));
+    assert.throws(() => q.receiveWithPrioritySync({ timout: 5 }), refuse('receiveWithPrioritySync', 'timeout'));
+    assert.throws(() => q.receiveSync({ signal: AbortSignal.timeout(5) }), /unknown option 'signal'/);
+    assert.throws(() => MessageQueue.open(name, { timout: 5 }), refuse('open', 'codec'));
+    assert.throws(() => MessageQueue.openOrCreate(name, { maxMessages: 2, maxMessageSize: 8, timout: 5 }), refuse('openOrCreate', 'maxMessages, maxMessageSize, mode, codec'));
+    assert.equal(q.messageCount, 1, 'no refused call sent or took anything');
   });
 });
 

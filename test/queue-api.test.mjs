@@ -487,3 +487,95 @@ test('skip records (a zero-copy writer that threw) never hide the messages behin
   assert.deepEqual((await q.receiveMany(3, { timeout: 5000 })).map((m) => m[0]), [8]);
   assert.equal(q.stats().depth, 0);
 });
+
+test('every operation that takes options refuses an unknown key, naming it and the accepted ones', async (t) => {
+  const name = named(t, 'keys');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
+  t.after(() => q.close());
+  const write = (view) => view.fill(1);
+  const read = () => {};
+  // With the bug (keys ignored) a send would succeed, and a receive would take the message
+  // that is there, instead of blocking forever on an empty queue: the test fails, not hangs.
+  q.trySend(bytes(9));
+  const asyncForms = {
+    send: (o) => q.send(bytes(1), o),
+    sendWith: (o) => q.sendWith(1, write, o),
+    sendMany: (o) => q.sendMany([bytes(1)], o),
+    receive: (o) => q.receive(o),
+    receiveWith: (o) => q.receiveWith(read, o),
+    receiveMany: (o) => q.receiveMany(4, o),
+  };
+  const syncForms = {
+    sendSync: (o) => q.sendSync(bytes(1), o),
+    sendWithSync: (o) => q.sendWithSync(1, write, o),
+    sendManySync: (o) => q.sendManySync([bytes(1)], o),
+    receiveSync: (o) => q.receiveSync(o),
+    receiveWithSync: (o) => q.receiveWithSync(read, o),
+    receiveManySync: (o) => q.receiveManySync(4, o),
+  };
+  for (const [what, call] of Object.entries(asyncForms)) {
+    const message = new RegExp(`^Queue\\.${what}: unknown option 'timout' \\(allowed: timeout, signal\\)$`);
+    await assert.rejects(call({ timout: 5 }), { name: 'TypeError', message }, what);
+    await assert.rejects(call(null), TypeError, what);
+    await assert.rejects(call({ timeout: -1 }), RangeError, what);
+  }
+  for (const [what, call] of Object.entries(syncForms)) {
+    const message = new RegExp(`^Queue\\.${what}: unknown option 'timout' \\(allowed: timeout\\)$`);
+    assert.throws(() => call({ timout: 5 }), { name: 'TypeError', message }, what);
+    assert.throws(() => call({ signal: AbortSignal.timeout(5) }), { name: 'TypeError', message: /unknown option 'signal'/ }, what);
+    assert.throws(() => call(null), TypeError, what);
+  }
+  assert.equal(q.stats().depth, 1, 'no refused call sent or took anything');
+  assert.deepEqual(q.tryReceive(), bytes(9));
+});
+
+test('a receive with a timeout of 2^31 or 2^32 ms waits, then settles with its message', async (t) => {
+  for (const wait of ['spin-then-block', 'block', 'spin']) {
+    const name = named(t, 'long');
+    const q = Queue.create(name, { capacity: 4, maxMessageSize: 8, wait });
+    t.after(() => q.close());
+    for (const [i, timeout] of [2 ** 31, 2 ** 32].entries()) {
+      let settled = false;
+      const pending = q.receive({ timeout });
+      pending.then(() => (settled = true), () => (settled = true));
+      // Node fires a setTimeout longer than 2^31-1 ms after 1 ms: give such a timer time to fire.
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      assert.equal(settled, false, `${wait}: receive({ timeout: ${timeout} }) settled early`);
+      q.trySend(bytes(i));
+      assert.deepEqual(await watchdog(pending, 10_000, `${wait} receive`), bytes(i));
+    }
+  }
+});
+
+test('receiveSync with a timeout of 2^32 ms blocks until a message comes', async (t) => {
+  const name = named(t, 'longsync');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
+  t.after(() => q.close());
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { Queue } = require(workerData.lib);
+    const q = Queue.open(workerData.name);
+    parentPort.postMessage('waiting');
+    try {
+      parentPort.postMessage({ got: [...q.receiveSync({ timeout: 2 ** 32 })] });
+    } catch (err) {
+      parentPort.postMessage({ code: err.code });
+    }
+    q.close();
+  `;
+  const lib = new URL('../dist/cjs/index.js', import.meta.url).pathname;
+  const worker = new Worker(source, { eval: true, workerData: { name, lib } });
+  t.after(() => worker.terminate());
+  const messages = [];
+  let wake;
+  worker.on('message', (m) => {
+    messages.push(m);
+    wake?.();
+  });
+  const next = () => new Promise((resolve) => (messages.length > 0 ? resolve() : (wake = resolve))).then(() => messages.shift());
+  assert.equal(await watchdog(next(), 10_000, 'worker ready'), 'waiting');
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.deepEqual(messages, [], 'receiveSync returned before any message was sent');
+  q.trySend(bytes(7));
+  assert.deepEqual(await watchdog(next(), 10_000, 'worker receive'), { got: [7] });
+});

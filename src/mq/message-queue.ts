@@ -23,7 +23,8 @@
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { native, type MqApi } from '../os/native.js';
 import { HOW_CODE, osName, validateName, type How } from '../naming.js';
-import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { checkInteger, checkOptions, checkSignal, checkTimeout, waitOptions } from '../options.js';
+import { armDeadline } from '../deadline.js';
 import { decodeOrThrow, resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
 import { listQueues, mqError } from '../os/mqueue.js';
 
@@ -69,7 +70,6 @@ export interface PrioritizedMessage<T = Uint8Array> {
 const READABLE = 1;
 const WRITABLE = 2;
 const MAX_LONG = 2 ** 31 - 1;
-const MAX_TIMER = 2 ** 31 - 1;
 
 interface Receiver {
   withPriority: boolean;
@@ -408,9 +408,7 @@ export class MessageQueue<T = Uint8Array> {
 
   #receive(options: unknown, withPriority: boolean, where: string): Promise<unknown> {
     try {
-      const opts = checkOptions<MessageQueueReceiveOptions>(options, ['timeout', 'signal'], `MessageQueue.${where}`);
-      const timeout = checkTimeout(opts.timeout, `MessageQueue.${where}`);
-      const signal = checkSignal(opts.signal, `MessageQueue.${where}`);
+      const { timeout, signal } = waitOptions(options, `MessageQueue.${where}`, true);
       this.#open();
       if (signal?.aborted) return Promise.reject(abortError(`${this.#what}: ${where}`, signal.reason));
       // Receivers of this object already waiting are served first.
@@ -440,8 +438,7 @@ export class MessageQueue<T = Uint8Array> {
   }
 
   #receiveSync(options: unknown, withPriority: boolean, where: string): unknown {
-    const opts = checkOptions<MessageQueueReceiveSyncOptions>(options, ['timeout'], `MessageQueue.${where}`);
-    const timeout = checkTimeout(opts.timeout, `MessageQueue.${where}`);
+    const { timeout } = waitOptions(options, `MessageQueue.${where}`, false);
     const id = this.#open();
     let length: number;
     try {
@@ -455,26 +452,14 @@ export class MessageQueue<T = Uint8Array> {
 
   /** Parks a waiter until the event loop reports the descriptor ready, a timeout, or an abort. */
   #enqueue<W extends Receiver | Sender>(set: Set<W>, waiter: W, timeout: number, signal: AbortSignal | undefined, where: string): void {
-    let timer: NodeJS.Timeout | undefined;
-    const onAbort = (): void => waiter.reject(abortError(`${this.#what}: ${where}`, signal?.reason));
+    let disarm = (): void => {};
     waiter.done = () => {
       set.delete(waiter);
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      disarm();
       this.#watch();
     };
     set.add(waiter);
-    if (timeout !== Infinity) {
-      // Node timers cap at 2^31-1 ms (a longer one fires at once): re-arm until the deadline.
-      const deadline = performance.now() + timeout;
-      const arm = (): void => {
-        const left = deadline - performance.now();
-        if (left <= 0) waiter.reject(timeoutError(`${this.#what}: ${where}`, timeout));
-        else timer = setTimeout(arm, Math.min(left, MAX_TIMER));
-      };
-      timer = setTimeout(arm, Math.min(timeout, MAX_TIMER));
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
+    disarm = armDeadline(timeout, signal, `${this.#what}: ${where}`, (err) => waiter.reject(err));
     this.#watch();
   }
 
