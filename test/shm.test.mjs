@@ -209,7 +209,7 @@ test('IPC_ERR_NATIVE_UNAVAILABLE says why when the addon cannot load', async () 
   await child.exited;
 });
 
-test('another user cannot open a 0o600 object: IPC_ERR_PERMISSION, for SharedMemory and a named Mutex alike', (t) => {
+test('another user cannot open or remove a 0o600 object: IPC_ERR_PERMISSION, for SharedMemory and a named Mutex alike', (t) => {
   if (process.getuid() !== 0) return t.skip('needs root to run a child as another user');
   const shmName = uniqueName('perm');
   const mutexName = uniqueName('perm-mutex');
@@ -220,6 +220,9 @@ test('another user cannot open a 0o600 object: IPC_ERR_PERMISSION, for SharedMem
     const viaMutex = run('setpriv', [...NOBODY, process.execPath, tool, 'open', mutexName]);
     assert.deepEqual([viaShm.shm.code, viaShm.shm.errno], ['IPC_ERR_PERMISSION', 'EACCES'], viaShm.shm.message);
     assert.deepEqual([viaMutex.mutex.code, viaMutex.mutex.errno], ['IPC_ERR_PERMISSION', 'EACCES'], viaMutex.mutex.message);
+    // /dev/shm is sticky: only the owner may unlink a name.
+    assert.deepEqual([viaShm.remove.code, viaShm.remove.errno], ['IPC_ERR_PERMISSION', 'EACCES'], viaShm.remove.message);
+    assert.equal(SharedMemory.exists(shmName), true);
   } finally {
     SharedMemory.remove(shmName);
     Mutex.remove(mutexName);

@@ -98,6 +98,12 @@ for (const kind of kinds) {
     assert.equal(X.openOrCreateAt(sab, 0, kind.create).created, true);
     await expectCode(() => X.createAt(sab, 0, kind.create), 'IPC_ERR_EXISTS');
     await expectCode(() => X.openAt(sab, 2 * X.byteLength, { initTimeout: 0 }), 'IPC_ERR_INCOMPATIBLE');
+    // Another kind at the offset: refused by both openers, never reinitialized.
+    const other = kinds.find((k) => k.type !== X);
+    const foreign = new SharedArrayBuffer(1024);
+    other.type.createAt(foreign, 0, other.create);
+    await expectCode(() => X.openAt(foreign, 0), 'IPC_ERR_INCOMPATIBLE');
+    await expectCode(() => X.openOrCreateAt(foreign, 0, kind.create), 'IPC_ERR_INCOMPATIBLE');
     assert.throws(() => X.createAt(sab, 4, kind.create), { name: 'RangeError', message: /multiple of 8/ });
     assert.throws(() => X.createAt(sab, 3 * X.byteLength + 8, kind.create), { name: 'RangeError', message: /byteOffset/ });
     assert.throws(() => X.createAt({}, 0, kind.create), { name: 'TypeError', message: /SharedMemory or a SharedArrayBuffer/ });
