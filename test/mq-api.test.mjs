@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { MessageQueue, IpcError } from 'interprocess';
-import { expectCode, uniqueName, watchdog } from './helpers.mjs';
+import { LONG_TIMEOUTS, expectCode, receiveSyncAfterLongWait, settlesAfterLongWait, uniqueName, watchdog } from './helpers.mjs';
 
 const bytes = (...values) => new Uint8Array(values);
 
@@ -127,53 +127,17 @@ test('an empty queue: tryReceive is undefined, receiveSync and receive time out'
 
 test('a receive with a timeout of 2^31 or 2^32 ms waits, then settles with its message', async () => {
   await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q) => {
-    for (const [i, timeout] of [2 ** 31, 2 ** 32].entries()) {
-      for (const receive of [(o) => q.receive(o), (o) => q.receiveWithPriority(o).then((r) => r.message)]) {
-        let settled = false;
-        const pending = receive({ timeout });
-        pending.then(() => (settled = true), () => (settled = true));
-        // Node fires a setTimeout longer than 2^31-1 ms after 1 ms: give such a timer time to fire.
-        await new Promise((resolve) => setTimeout(resolve, 30));
-        assert.equal(settled, false, `receive({ timeout: ${timeout} }) settled early`);
-        q.trySend(bytes(i));
-        assert.deepEqual(await watchdog(pending, 5000, 'long receive'), bytes(i));
-      }
+    for (const [i, timeout] of LONG_TIMEOUTS.entries()) {
+      assert.deepEqual(await settlesAfterLongWait(() => q.receive({ timeout }), () => q.trySend(bytes(i)), `receive({ timeout: ${timeout} })`), bytes(i));
+      const got = await settlesAfterLongWait(() => q.receiveWithPriority({ timeout }), () => q.trySend(bytes(i), { priority: 3 }), `receiveWithPriority({ timeout: ${timeout} })`);
+      assert.deepEqual(got, { message: bytes(i), priority: 3 });
     }
   });
 });
 
 test('receiveSync with a timeout of 2^32 ms blocks until a message comes', async () => {
-  const entry = createRequire(import.meta.url).resolve('interprocess');
   await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q, name) => {
-    const worker = new Worker(
-      `const { MessageQueue } = require(${JSON.stringify(entry)});
-       const { parentPort, workerData } = require('node:worker_threads');
-       const q = MessageQueue.open(workerData.name);
-       parentPort.postMessage('waiting');
-       try {
-         parentPort.postMessage({ got: [...q.receiveSync({ timeout: 2 ** 32 })] });
-       } catch (err) {
-         parentPort.postMessage({ code: err.code });
-       }
-       q.close();`,
-      { eval: true, workerData: { name } },
-    );
-    try {
-      const messages = [];
-      let wake;
-      worker.on('message', (m) => {
-        messages.push(m);
-        wake?.();
-      });
-      const next = () => new Promise((resolve) => (messages.length > 0 ? resolve() : (wake = resolve))).then(() => messages.shift());
-      assert.equal(await watchdog(next(), 10_000, 'worker ready'), 'waiting');
-      await new Promise((resolve) => setTimeout(resolve, 30));
-      assert.deepEqual(messages, [], 'receiveSync returned before any message was sent');
-      q.trySend(bytes(7));
-      assert.deepEqual(await watchdog(next(), 10_000, 'worker receive'), { got: [7] });
-    } finally {
-      await worker.terminate();
-    }
+    assert.deepEqual(await receiveSyncAfterLongWait('MessageQueue', name, () => q.trySend(bytes(7))), { got: [7] });
   });
 });
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { Queue, SharedMemory } from 'interprocess';
-import { expectCode, uniqueName, watchdog } from './helpers.mjs';
+import { LONG_TIMEOUTS, expectCode, receiveSyncAfterLongWait, settlesAfterLongWait, uniqueName, watchdog } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -497,33 +497,23 @@ test('every operation that takes options refuses an unknown key, naming it and t
   // With the bug (keys ignored) a send would succeed, and a receive would take the message
   // that is there, instead of blocking forever on an empty queue: the test fails, not hangs.
   q.trySend(bytes(9));
-  const asyncForms = {
-    send: (o) => q.send(bytes(1), o),
-    sendWith: (o) => q.sendWith(1, write, o),
-    sendMany: (o) => q.sendMany([bytes(1)], o),
-    receive: (o) => q.receive(o),
-    receiveWith: (o) => q.receiveWith(read, o),
-    receiveMany: (o) => q.receiveMany(4, o),
+  // Each operation as [async form, sync form].
+  const forms = {
+    send: [(o) => q.send(bytes(1), o), (o) => q.sendSync(bytes(1), o)],
+    sendWith: [(o) => q.sendWith(1, write, o), (o) => q.sendWithSync(1, write, o)],
+    sendMany: [(o) => q.sendMany([bytes(1)], o), (o) => q.sendManySync([bytes(1)], o)],
+    receive: [(o) => q.receive(o), (o) => q.receiveSync(o)],
+    receiveWith: [(o) => q.receiveWith(read, o), (o) => q.receiveWithSync(read, o)],
+    receiveMany: [(o) => q.receiveMany(4, o), (o) => q.receiveManySync(4, o)],
   };
-  const syncForms = {
-    sendSync: (o) => q.sendSync(bytes(1), o),
-    sendWithSync: (o) => q.sendWithSync(1, write, o),
-    sendManySync: (o) => q.sendManySync([bytes(1)], o),
-    receiveSync: (o) => q.receiveSync(o),
-    receiveWithSync: (o) => q.receiveWithSync(read, o),
-    receiveManySync: (o) => q.receiveManySync(4, o),
-  };
-  for (const [what, call] of Object.entries(asyncForms)) {
-    const message = new RegExp(`^Queue\\.${what}: unknown option 'timout' \\(allowed: timeout, signal\\)$`);
-    await assert.rejects(call({ timout: 5 }), { name: 'TypeError', message }, what);
-    await assert.rejects(call(null), TypeError, what);
-    await assert.rejects(call({ timeout: -1 }), RangeError, what);
-  }
-  for (const [what, call] of Object.entries(syncForms)) {
-    const message = new RegExp(`^Queue\\.${what}: unknown option 'timout' \\(allowed: timeout\\)$`);
-    assert.throws(() => call({ timout: 5 }), { name: 'TypeError', message }, what);
-    assert.throws(() => call({ signal: AbortSignal.timeout(5) }), { name: 'TypeError', message: /unknown option 'signal'/ }, what);
-    assert.throws(() => call(null), TypeError, what);
+  for (const [what, [asyncForm, syncForm]] of Object.entries(forms)) {
+    const refused = (where, allowed) => ({ name: 'TypeError', message: `Queue.${where}: unknown option 'timout' (allowed: ${allowed})` });
+    await assert.rejects(asyncForm({ timout: 5 }), refused(what, 'timeout, signal'), what);
+    await assert.rejects(asyncForm(null), TypeError, what);
+    await assert.rejects(asyncForm({ timeout: -1 }), RangeError, what);
+    assert.throws(() => syncForm({ timout: 5 }), refused(`${what}Sync`, 'timeout'), what);
+    assert.throws(() => syncForm({ signal: AbortSignal.timeout(5) }), { name: 'TypeError', message: /unknown option 'signal'/ }, what);
+    assert.throws(() => syncForm(null), TypeError, what);
   }
   assert.equal(q.stats().depth, 1, 'no refused call sent or took anything');
   assert.deepEqual(q.tryReceive(), bytes(9));
@@ -534,15 +524,9 @@ test('a receive with a timeout of 2^31 or 2^32 ms waits, then settles with its m
     const name = named(t, 'long');
     const q = Queue.create(name, { capacity: 4, maxMessageSize: 8, wait });
     t.after(() => q.close());
-    for (const [i, timeout] of [2 ** 31, 2 ** 32].entries()) {
-      let settled = false;
-      const pending = q.receive({ timeout });
-      pending.then(() => (settled = true), () => (settled = true));
-      // Node fires a setTimeout longer than 2^31-1 ms after 1 ms: give such a timer time to fire.
-      await new Promise((resolve) => setTimeout(resolve, 30));
-      assert.equal(settled, false, `${wait}: receive({ timeout: ${timeout} }) settled early`);
-      q.trySend(bytes(i));
-      assert.deepEqual(await watchdog(pending, 10_000, `${wait} receive`), bytes(i));
+    for (const [i, timeout] of LONG_TIMEOUTS.entries()) {
+      const got = await settlesAfterLongWait(() => q.receive({ timeout }), () => q.trySend(bytes(i)), `${wait}: receive({ timeout: ${timeout} })`);
+      assert.deepEqual(got, bytes(i));
     }
   }
 });
@@ -551,31 +535,5 @@ test('receiveSync with a timeout of 2^32 ms blocks until a message comes', async
   const name = named(t, 'longsync');
   const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
   t.after(() => q.close());
-  const source = `
-    const { parentPort, workerData } = require('node:worker_threads');
-    const { Queue } = require(workerData.lib);
-    const q = Queue.open(workerData.name);
-    parentPort.postMessage('waiting');
-    try {
-      parentPort.postMessage({ got: [...q.receiveSync({ timeout: 2 ** 32 })] });
-    } catch (err) {
-      parentPort.postMessage({ code: err.code });
-    }
-    q.close();
-  `;
-  const lib = new URL('../dist/cjs/index.js', import.meta.url).pathname;
-  const worker = new Worker(source, { eval: true, workerData: { name, lib } });
-  t.after(() => worker.terminate());
-  const messages = [];
-  let wake;
-  worker.on('message', (m) => {
-    messages.push(m);
-    wake?.();
-  });
-  const next = () => new Promise((resolve) => (messages.length > 0 ? resolve() : (wake = resolve))).then(() => messages.shift());
-  assert.equal(await watchdog(next(), 10_000, 'worker ready'), 'waiting');
-  await new Promise((resolve) => setTimeout(resolve, 30));
-  assert.deepEqual(messages, [], 'receiveSync returned before any message was sent');
-  q.trySend(bytes(7));
-  assert.deepEqual(await watchdog(next(), 10_000, 'worker receive'), { got: [7] });
+  assert.deepEqual(await receiveSyncAfterLongWait('Queue', name, () => q.trySend(bytes(7))), { got: [7] });
 });
