@@ -89,7 +89,7 @@ export const framing = {
 // ---- segments: open a corrupted object of every kind, then use it -------------------------
 
 let counter = 0;
-const uniqueName = (tag) => `t-${process.pid}-fuzz-${tag}-${counter++}`;
+const uniqueName = (tag) => `t-${process.env.INTERPROCESS_TEST_RUN ?? process.pid}-${process.pid}-fuzz-${tag}-${counter++}`;
 
 /** Kinds to corrupt: how to create a valid one, open it again, and use it without blocking. */
 const KINDS = {
