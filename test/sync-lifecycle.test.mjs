@@ -104,6 +104,10 @@ for (const kind of kinds) {
     other.type.createAt(foreign, 0, other.create);
     await expectCode(() => X.openAt(foreign, 0), 'IPC_ERR_INCOMPATIBLE');
     await expectCode(() => X.openOrCreateAt(foreign, 0, kind.create), 'IPC_ERR_INCOMPATIBLE');
+    // Memory that is not zero and holds no object is never claimed.
+    const garbage = new SharedArrayBuffer(1024);
+    new Uint8Array(garbage).fill(7);
+    await expectCode(() => X.createAt(garbage, 0, kind.create), 'IPC_ERR_INCOMPATIBLE');
     assert.throws(() => X.createAt(sab, 4, kind.create), { name: 'RangeError', message: /multiple of 8/ });
     assert.throws(() => X.createAt(sab, 3 * X.byteLength + 8, kind.create), { name: 'RangeError', message: /byteOffset/ });
     assert.throws(() => X.createAt({}, 0, kind.create), { name: 'TypeError', message: /SharedMemory or a SharedArrayBuffer/ });
