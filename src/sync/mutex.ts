@@ -42,6 +42,7 @@ import {
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const STATE = 0;
+const FOREVER = { timeout: Infinity, signal: undefined } as const;
 
 /** The body, described once: created zeroed (free), shown by `inspect` as the lock word. */
 export const mutexLayout: SyncLayout = {
@@ -230,13 +231,14 @@ export class Mutex extends SyncPrimitive<MutexCore> {
 
   /** Waits for the lock without blocking the event loop. */
   async lock(options?: LockOptions): Promise<void> {
-    const { timeout, signal } = waitOptions(options, 'Mutex.lock', true);
+    // Without options (the common, uncontended call) nothing is allocated to check them.
+    const { timeout, signal } = options === undefined ? FOREVER : waitOptions(options, 'Mutex.lock', true);
     await live(this).lock(timeout, signal);
   }
 
   /** Blocks this thread until the lock is taken. */
   lockSync(options?: LockSyncOptions): void {
-    live(this).lockSync(waitOptions(options, 'Mutex.lockSync', false).timeout);
+    live(this).lockSync(options === undefined ? Infinity : waitOptions(options, 'Mutex.lockSync', false).timeout);
   }
 
   unlock(): void {
