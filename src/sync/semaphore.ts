@@ -169,12 +169,13 @@ export class Semaphore extends SyncPrimitive {
 
   /** Returns `count` permits (default 1) and wakes up to that many waiters. */
   release(count = 1): void {
-    const { i32, what } = live(this);
+    const core = live(this);
+    const i32 = core.i32;
     checkInteger(count, 'Semaphore.release: count', 1, MAX_PERMITS);
     let permits = Atomics.load(i32, PERMITS);
     for (;;) {
       if (permits > MAX_PERMITS - count) {
-        throw new IpcError('IPC_ERR_LIMIT', `${what}: release of ${count} would exceed ${MAX_PERMITS} permits`);
+        throw new IpcError('IPC_ERR_LIMIT', `${core.what}: release of ${count} would exceed ${MAX_PERMITS} permits`);
       }
       // Publishes the permits (and what was written before); pairs with the CAS in takePermit.
       const seen = Atomics.compareExchange(i32, PERMITS, permits, permits + count);
