@@ -147,3 +147,15 @@ export function abortError(what: string, reason?: unknown): IpcError {
 export function closedError(what: string): IpcError {
   return new IpcError('IPC_ERR_CLOSED', `${what} is closed`);
 }
+
+/**
+ * An existing object owned by another uid, opened without `allowOtherOwner`: whoever created a
+ * name first controls what is in it (squatting), so it is never used silently.
+ */
+export function otherOwnerError(what: string, uid: number): IpcError {
+  return new IpcError(
+    'IPC_ERR_PERMISSION',
+    `${what}: owned by uid ${uid}, not by this process (uid ${process.geteuid?.() ?? '?'}); another user created it, ` +
+      'and could read and change everything in it. Remove it, or pass { allowOtherOwner: true } if it is shared between users on purpose',
+  );
+}
