@@ -33,6 +33,10 @@ struct MappedObject {
   ino_t ino;
 };
 bool FindMapping(const void* data, MappedObject* out);
+// After a failed open with `err`: when the process is out of descriptors (EMFILE, ENFILE), runs
+// a full garbage collection, whose deleters close the descriptors of mappings that JavaScript
+// can no longer reach, and returns true (try once more). False for any other error.
+bool ReclaimDescriptors(v8::Isolate* isolate, int err);
 
 void InitShm(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
 void InitFutex(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);

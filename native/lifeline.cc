@@ -183,6 +183,7 @@ static void LifelineOpen(const FunctionCallbackInfo<Value>& args) {
   // A description of its own: locks of one description never conflict with each other, so two
   // threads (or a checker and an owner) must not share one.
   int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0 && ReclaimDescriptors(isolate, errno)) fd = open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0) return ThrowErrno(isolate, "open(/proc/self/fd)", -errno);
   uint32_t token = 0;
   for (int attempt = 0; attempt < 1000 && token == 0; attempt++) {

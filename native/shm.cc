@@ -47,6 +47,12 @@ bool FindMapping(const void* data, MappedObject* out) {
   return true;
 }
 
+bool ReclaimDescriptors(Isolate* isolate, int err) {
+  if (err != EMFILE && err != ENFILE) return false;
+  isolate->LowMemoryNotification();
+  return true;
+}
+
 static void Unmap(void* data, size_t length, void* deleter_data) {
   int fd = static_cast<int>(reinterpret_cast<intptr_t>(deleter_data));
   {
@@ -82,9 +88,11 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
 
   int fd = -1;
   bool created = false;
+  bool reclaimed = false;
   for (int attempt = 0; fd < 0; attempt++) {
     if (how != kOpen) {
       fd = shm_open(*name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+      if (fd < 0 && !reclaimed && (reclaimed = ReclaimDescriptors(isolate, errno))) continue;
       if (fd >= 0) {
         created = true;
         break;
@@ -93,6 +101,7 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
     }
     fd = shm_open(*name, O_RDWR | O_CLOEXEC, 0);
     if (fd >= 0) break;
+    if (!reclaimed && (reclaimed = ReclaimDescriptors(isolate, errno))) continue;
     // openOrCreate raced with a remove between our two calls: try again, a bounded number of times.
     if (errno != ENOENT || how == kOpen || attempt >= 100) return ThrowErrno(isolate, "shm_open", -errno);
   }

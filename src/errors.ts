@@ -97,6 +97,7 @@ const ERRNO: Record<string, ErrnoMeaning & { context?: Partial<Record<ErrnoConte
   ENOMEM: { code: 'IPC_ERR_NO_SPACE', reason: 'not enough memory' },
   EFBIG: { code: 'IPC_ERR_NO_SPACE', reason: 'larger than the system allows' },
   EACCES: { code: 'IPC_ERR_PERMISSION', reason: 'permission denied' },
+  ELOOP: { code: 'IPC_ERR_PERMISSION', reason: 'is a symbolic link, which is never followed' },
   EPERM: { code: 'IPC_ERR_PERMISSION', reason: 'operation not permitted' },
   EMFILE: { code: 'IPC_ERR_LIMIT', reason: 'this process has too many open files (ulimit -n)' },
   ENFILE: { code: 'IPC_ERR_LIMIT', reason: 'the system has too many open files' },

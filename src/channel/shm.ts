@@ -12,8 +12,8 @@
  *   name.c<id>.up     Queue, client -> server, created by connect
  *   name.c<id>.down   Queue, server -> client, created by connect
  *
- * The server unlinks a connection's three names as soon as it has mapped them: an established
- * connection has no name, and the kernel frees its memory when the last of the two processes
+ * The server unlinks a connection's three names as soon as it has mapped them (and the client
+ * once accepted: a server of another user cannot remove them): an established connection has no name, and the kernel frees its memory when the last of the two processes
  * unmaps it (closes, exits or is killed). Nothing can be left behind by a connection that was
  * accepted; only a client killed during connect() itself can leave its three objects.
  *
@@ -1280,6 +1280,11 @@ async function connectShm(
     }
   }
   closePoint();
+  // The server unlinked the names once it had mapped them (it did, before accepting); a server
+  // of another user cannot remove names we own (/dev/shm is sticky), so we make sure.
+  removeQuietly(base);
+  removeQuietly(`${base}.up`);
+  removeQuietly(`${base}.down`);
   return new ShmLink({
     tx: up,
     rx: down,

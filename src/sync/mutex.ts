@@ -108,32 +108,20 @@ class LockOp implements WaitOp {
 export class MutexCore {
   readonly i32: Int32Array;
   readonly what: string;
-  #token = 0;
-  #lifeline: Lifeline | undefined;
+  /** This thread's lifeline on the lock's memory, held while the handle is open, and its token. */
+  readonly lifeline: Lifeline;
+  readonly token: number;
 
   constructor(i32: Int32Array, what: string) {
     this.i32 = i32;
     this.what = what;
-  }
-
-  /** This thread's owner token in the lock's memory (its lifeline is opened on first use). */
-  get token(): number {
-    return this.#token !== 0 ? this.#token : this.lifeline.token;
-  }
-
-  get lifeline(): Lifeline {
-    if (this.#lifeline === undefined) {
-      this.#lifeline = openLifeline(this.i32.buffer as SharedArrayBuffer);
-      this.#token = this.#lifeline.token;
-    }
-    return this.#lifeline;
+    this.lifeline = openLifeline(i32.buffer as SharedArrayBuffer);
+    this.token = this.lifeline.token;
   }
 
   /** Lets go of the lifeline: a lock this thread still holds is abandoned once no handle of it is open. */
   close(): void {
-    this.#lifeline?.close();
-    this.#lifeline = undefined;
-    this.#token = 0;
+    this.lifeline.close();
   }
 
   tryLock(): boolean {
@@ -232,7 +220,12 @@ export class Mutex {
     this.created = at.created;
     this.#shm = at.shm;
     this.#what = at.what;
-    this.#core = new MutexCore(new Int32Array(at.buffer, at.base, 16), at.what);
+    try {
+      this.#core = new MutexCore(new Int32Array(at.buffer, at.base, 16), at.what);
+    } catch (err) {
+      at.shm?.close();
+      throw err;
+    }
   }
 
   static create(name: string, options?: MutexOptions): Mutex {

@@ -333,7 +333,6 @@ const token = Symbol('RWLock');
 export class RWLock {
   readonly name: string | undefined;
   readonly created: boolean;
-  #at: Attached;
   #core: Core | undefined;
   #shm: SharedMemory | undefined;
   #what: string;
@@ -347,7 +346,13 @@ export class RWLock {
     if (key !== token) throw new TypeError('use RWLock.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
     this.name = name;
     this.created = at.created;
-    this.#at = at;
+    try {
+      // The lifeline is held from open to close, so that every open handle keeps this thread an owner.
+      this.#core = new Core(new Int32Array(at.buffer, at.base, WORDS), at.what);
+    } catch (err) {
+      at.shm?.close();
+      throw err;
+    }
     this.#shm = at.shm;
     this.#what = at.what;
   }
@@ -496,8 +501,7 @@ export class RWLock {
 
   #live(): Core {
     if (this.#closed) throw closedError(this.#what);
-    // The lifeline token is taken on first use, not at open.
-    return (this.#core ??= new Core(new Int32Array(this.#at.buffer, this.#at.base, WORDS), this.#at.what));
+    return this.#core!;
   }
 }
 
