@@ -16,23 +16,22 @@ const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const entry = path.join(root, 'dist', 'cjs', 'index.js');
 const { openLifeline } = require('../dist/cjs/os/lifeline.js');
 
-/** This process's descriptions of /dev/shm/interprocess.<name>, and how many hold an OFD lock. */
-function descriptions(name) {
-  const target = `/dev/shm/interprocess.${name}`;
-  let all = 0;
-  let locking = 0;
+/** This process's open descriptions: what each is of, and whether it holds an OFD lock (fdinfo). */
+function ownDescriptions() {
+  const out = [];
   for (const fd of fs.readdirSync('/proc/self/fd')) {
-    let link;
     try {
-      link = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      out.push({ link: fs.readlinkSync(`/proc/self/fd/${fd}`), locking: fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').includes('OFDLCK') });
     } catch {
-      continue;
+      // closed meanwhile (the descriptor readdir itself used)
     }
-    if (link !== target) continue;
-    all++;
-    if (fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').includes('OFDLCK')) locking++;
   }
-  return { all, locking };
+  return out;
+}
+
+/** How many of this process's descriptions of /dev/shm/interprocess.<name> hold an OFD lock. */
+function lockingDescriptions(name) {
+  return ownDescriptions().filter((d) => d.locking && d.link === `/dev/shm/interprocess.${name}`).length;
 }
 
 function named(fn) {
@@ -60,7 +59,7 @@ test('the handles of one thread on one object share its lifeline: one token, one
   assert.equal(x.isAlive(x.token), true);
   assert.equal(x.isAlive(0), false);
   assert.equal(x.isAlive(0x0fffffff), false, 'DEAD_TOKEN is always dead');
-  assert.equal(descriptions(name).locking, 1, 'one lifeline for all handles of this thread');
+  assert.equal(lockingDescriptions(name), 1, 'one lifeline for all handles of this thread');
   for (const handle of [x, y, a, b, shm, shm2]) handle.close();
   await expectCode(() => x.isAlive(1), 'IPC_ERR_CLOSED');
 }));
@@ -69,12 +68,12 @@ test('the last close lets the lifeline go: what it held is abandoned and recover
   const a = Mutex.create(name);
   const b = Mutex.open(name);
   a.lockSync();
-  assert.equal(descriptions(name).locking, 1);
+  assert.equal(lockingDescriptions(name), 1);
   a.close();
-  assert.equal(descriptions(name).locking, 1, 'b still holds it: the lock is still ours');
+  assert.equal(lockingDescriptions(name), 1, 'b still holds it: the lock is still ours');
   assert.equal(b.tryLock(), false);
   b.close();
-  assert.equal(descriptions(name).locking, 0, 'no handle left: the lifeline is closed');
+  assert.equal(lockingDescriptions(name), 0, 'no handle left: the lifeline is closed');
   const c = Mutex.open(name);
   await expectCode(() => c.lock({ timeout: 5000 }), 'IPC_ERR_OWNER_DEAD');
   c.markConsistent();
@@ -141,16 +140,9 @@ test('no machine-wide file: every lock this process holds is on the objects it u
   m.lockSync();
   const plain = Mutex.createAt(new SharedArrayBuffer(Mutex.byteLength), 0);
   plain.lockSync();
-  const shm = [];
-  for (const fd of fs.readdirSync('/proc/self/fd')) {
-    let link;
-    try {
-      link = fs.readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      continue;
-    }
-    if (link.startsWith('/dev/shm/') && fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').includes('OFDLCK')) shm.push(link);
-  }
+  const shm = ownDescriptions()
+    .filter((d) => d.locking && d.link.startsWith('/dev/shm/'))
+    .map((d) => d.link);
   assert.ok(shm.includes(`/dev/shm/interprocess.${name}`));
   assert.deepEqual(shm.filter((link) => !link.startsWith('/dev/shm/interprocess.t-')), []);
   m.unlock();

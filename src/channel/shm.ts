@@ -221,6 +221,34 @@ function openRole(name: string, role: number, bytes: number, allowOtherOwner: bo
   return { shm, i32: new Int32Array(shm.buffer, 0, bytes >> 2) };
 }
 
+/** An accept point, opened, with this thread's lifeline on it (serverToken is asked of it). */
+interface Point {
+  shm: SharedMemory;
+  i32: Int32Array;
+  life: Lifeline;
+  close(): void;
+}
+
+function openPoint(name: string, allowOtherOwner: boolean): Point {
+  const { shm, i32 } = openRole(name, ROLE_POINT, POINT_BYTES, allowOtherOwner);
+  let life: Lifeline;
+  try {
+    life = openLifeline(shm.buffer);
+  } catch (err) {
+    shm.close();
+    throw err;
+  }
+  return {
+    shm,
+    i32,
+    life,
+    close() {
+      life.close();
+      shm.close();
+    },
+  };
+}
+
 function removeQuietly(name: string): void {
   try {
     SharedMemory.remove(name);
@@ -1098,43 +1126,32 @@ async function listenShm(url: URL, address: string, options: ResolvedChannelOpti
       if (!isIpcError(err, 'IPC_ERR_EXISTS') || attempt >= 20) throw err;
     }
     // The name exists: a live server's (never taken), or a dead server's (taken over).
-    let point: { shm: SharedMemory; i32: Int32Array };
+    let point: Point;
     try {
-      point = openRole(name, ROLE_POINT, POINT_BYTES, allowOtherOwner);
+      point = openPoint(name, allowOtherOwner);
     } catch (err) {
       if (isIpcError(err, 'IPC_ERR_NOT_FOUND')) continue; // removed meanwhile: create again
       if (isIpcError(err, 'IPC_ERR_PERMISSION')) throw err; // another user's: never taken over silently
       throw new IpcError('IPC_ERR_EXISTS', `${what}: '${name}' exists and is not a usable shm channel accept point; it was left alone`, { cause: err });
     }
-    let life: Lifeline;
-    try {
-      life = openLifeline(point.shm.buffer);
-    } catch (err) {
-      point.shm.close();
-      throw err;
-    }
-    const giveBack = (): void => {
-      life.close();
-      point.shm.close();
-    };
     const current = Atomics.load(point.i32, P.serverToken);
-    if (current !== 0 && life.isAlive(current)) {
-      giveBack();
+    if (current !== 0 && point.life.isAlive(current)) {
+      point.close();
       throw new IpcError('IPC_ERR_EXISTS', `${what}: a live server is listening on '${name}'`);
     }
     if (current === 0) {
       // A closing server's point, being removed: create a new one.
-      giveBack();
+      point.close();
       continue;
     }
     // A dead server's point. One CAS takes it over, so two new servers cannot both win; the
     // requests its clients already posted are served by us.
-    if (Atomics.compareExchange(point.i32, P.serverToken, current, life.token) !== current) {
-      giveBack();
+    if (Atomics.compareExchange(point.i32, P.serverToken, current, point.life.token) !== current) {
+      point.close();
       continue;
     }
     writeFields(point.i32);
-    return new ShmListener(name, address, point.shm, options, life, mode);
+    return new ShmListener(name, address, point.shm, options, point.life, mode);
   }
 }
 
@@ -1153,29 +1170,18 @@ async function connectShm(
   const allowOtherOwner = checkBoolean(extra['allowOtherOwner'], 'connect: allowOtherOwner') ?? false;
   if (signal?.aborted) throw abortError(what, signal.reason);
   const deadline = now() + timeout;
-  let point: { shm: SharedMemory; i32: Int32Array };
+  let point: Point;
   try {
-    point = openRole(name, ROLE_POINT, POINT_BYTES, allowOtherOwner);
+    point = openPoint(name, allowOtherOwner);
   } catch (err) {
     if (isIpcError(err, 'IPC_ERR_NOT_FOUND')) throw new IpcError('IPC_ERR_NOT_FOUND', `${what}: no server is listening`, { cause: err });
     throw err;
   }
-  let pointLife: Lifeline;
-  try {
-    pointLife = openLifeline(point.shm.buffer);
-  } catch (err) {
-    point.shm.close();
-    throw err;
-  }
-  const closePoint = (): void => {
-    pointLife.close();
-    point.shm.close();
-  };
   const pi32 = point.i32;
   const noServer = (): IpcError => new IpcError('IPC_ERR_NOT_FOUND', `${what}: no server is listening (the server closed or died)`);
   const serverAlive = (): boolean => {
     const token = Atomics.load(pi32, P.serverToken);
-    return token !== 0 && pointLife.isAlive(token);
+    return token !== 0 && point.life.isAlive(token);
   };
   let conn: { shm: SharedMemory; i32: Int32Array } | undefined;
   /** Our lifeline on the connection state, until a link takes it over. */
@@ -1233,7 +1239,7 @@ async function connectShm(
     down = openEnd(`${base}.down`, false, geometry);
   } catch (err) {
     discard();
-    closePoint();
+    point.close();
     throw err;
   }
   const ci32 = conn.i32;
@@ -1259,7 +1265,7 @@ async function connectShm(
       life = undefined; // the link closed it
       discard();
     }
-    closePoint();
+    point.close();
     throw error;
   };
   post();
@@ -1279,7 +1285,7 @@ async function connectShm(
       throw err;
     }
   }
-  closePoint();
+  point.close();
   // The server unlinked the names once it had mapped them (it did, before accepting); a server
   // of another user cannot remove names we own (/dev/shm is sticky), so we make sure.
   removeQuietly(base);
