@@ -1,5 +1,6 @@
-// What owner identity costs: an uncontended Mutex lock + unlock, and one owner check (is the
-// thread holding this token alive?) for a live and for a dead token. Compares builds side by
+// What owner identity costs: an uncontended Mutex lock + unlock, one owner check (is the
+// thread holding this token alive?) for a live and for a dead token, and a handle's whole life
+// (open by name, lock, unlock, close: with nothing else open, each takes and drops a lifeline). Compares builds side by
 // side in one run: this package and every package root given as an argument (e.g. a checkout
 // of an earlier commit with dist/ and build/ made), alternating, each trial in a fresh process;
 // prints the median ns per operation of each.
@@ -40,6 +41,7 @@ worker.once('message', () => {
     tryLockUnlock: time(4e6, (n) => { for (let i = 0; i < n; i++) { m.tryLock(); m.unlock(); } }),
     aliveCheck: time(2e5, (n) => { for (let i = 0; i < n; i++) isAlive(owner); }),
     deadCheck: time(2e5, (n) => { for (let i = 0; i < n; i++) isAlive(12345); }),
+    openLockClose: time(2e4, (n) => { for (let i = 0; i < n; i++) { const h = Mutex.open(name); h.lockSync(); h.unlock(); h.close(); } }),
   };
   process.stdout.write(JSON.stringify(out));
   SharedMemory.remove(name); SharedMemory.remove(name + '-held');
