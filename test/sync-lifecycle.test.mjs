@@ -128,7 +128,7 @@ for (const kind of kinds) {
     for (const how of ['create', 'open', 'openOrCreate']) {
       const own = how === 'open' ? kind.own.open : kind.own.create;
       const options = { ...Object.fromEntries(own.map((key) => [key, kind.create[key]])), colour: 'red' };
-      assert.throws(() => X[how](name, options), refused(`${label}.${how}`, [...own, 'mode', 'initTimeout']));
+      assert.throws(() => X[how](name, options), refused(`${label}.${how}`, [...own, 'mode', 'initTimeout', 'allowOtherOwner']));
       assert.throws(() => X[`${how}At`](sab, 0, options), refused(`${label}.${how}At`, [...own, 'initTimeout']));
     }
     assert.equal(SharedMemory.exists(name), false, 'a refused factory creates nothing');

@@ -23,9 +23,17 @@ export interface NamedObjectOptions {
   mode?: number;
   /** How long open waits for a creator that has not finished initializing (ms, default 2000). */
   initTimeout?: number;
+  /**
+   * open / openOrCreate: accept an existing object owned by another user (default false:
+   * IPC_ERR_PERMISSION). See SharedMemoryOpenOptions.allowOtherOwner.
+   */
+  allowOtherOwner?: boolean;
 }
 
-export const NAMED_OPTIONS = ['mode', 'initTimeout'] as const;
+/** The options of a named object's `open` (no mode: open never creates). */
+export type NamedOpenOptions = Pick<NamedObjectOptions, 'initTimeout' | 'allowOtherOwner'>;
+
+export const NAMED_OPTIONS = ['mode', 'initTimeout', 'allowOtherOwner'] as const;
 
 /** How long an opener waits for a creator to publish the header, unless told (ms). */
 export const DEFAULT_INIT_TIMEOUT = 2000;
@@ -47,13 +55,14 @@ export function openObject(
   options: NamedObjectOptions,
 ): SharedMemory {
   const mode = options.mode;
+  const other = options.allowOtherOwner !== undefined ? { allowOtherOwner: options.allowOtherOwner } : {};
   const initTimeout = initTimeoutOf(options.initTimeout, 'initTimeout');
   const shm =
     how === 'create'
       ? SharedMemory.create(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) })
       : how === 'open'
-        ? SharedMemory.open(name)
-        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) });
+        ? SharedMemory.open(name, other)
+        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}), ...other });
   if (shm.created) {
     try {
       writeHeader(shm.buffer, 0, layout.kind, layout.version, shm.byteLength);

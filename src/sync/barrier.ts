@@ -120,7 +120,7 @@ export class Barrier extends SyncPrimitive {
   }
 
   /** Opens the existing barrier `name` (if `parties` is given, it must match: IPC_ERR_INCOMPATIBLE otherwise). */
-  static open(name: string, options?: Pick<BarrierOptions, 'initTimeout' | 'parties'>): Barrier {
+  static open(name: string, options?: Pick<BarrierOptions, 'initTimeout' | 'parties' | 'allowOtherOwner'>): Barrier {
     return factory.named(name, 'open', options);
   }
 

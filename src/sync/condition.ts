@@ -89,7 +89,7 @@ export class Condition extends SyncPrimitive {
   }
 
   /** Opens the existing condition variable `name`; IPC_ERR_NOT_FOUND if it is missing. */
-  static open(name: string, options?: Pick<ConditionOptions, 'initTimeout'>): Condition {
+  static open(name: string, options?: Pick<ConditionOptions, 'initTimeout' | 'allowOtherOwner'>): Condition {
     return factory.named(name, 'open', options);
   }
 

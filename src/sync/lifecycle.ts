@@ -23,7 +23,7 @@ export interface Core {
   readonly i32: Int32Array;
   /** For messages: `mutex 'orders'`, `semaphore at byte 64`. */
   readonly what: string;
-  /** Gives up what the core holds for this handle (its lifeline); called once, by close(). */
+  /** Gives up what the core holds for this handle (its lifeline on the memory); called once, by close(). */
   close?(): void;
 }
 
@@ -69,9 +69,11 @@ export abstract class SyncPrimitive<C extends Core = Core> {
   }
 
   /**
-   * Idempotent. Releases nothing this thread holds (a held lock stays held, taken permits stay
-   * taken); this handle stops working (IPC_ERR_CLOSED) and its own segment, if it has one, is
-   * unmapped once nothing else uses it.
+   * Idempotent. Releases nothing by itself: a lock this thread holds stays held while the thread
+   * has another handle open on the same memory, and closing the last one abandons it (the next
+   * locker recovers it with IPC_ERR_OWNER_DEAD); taken permits stay taken. This handle stops
+   * working (IPC_ERR_CLOSED), and its own segment, if it has one, is unmapped once nothing else
+   * uses it.
    */
   close(): void {
     const core = this.#core;
@@ -121,7 +123,7 @@ export class Factory<T, C extends Core, P> {
     const where = `${spec.kindName}.${how}`;
     const opts = namedOptions<Record<string, unknown>>(options, spec.options(how), where);
     const at = attachNamed(name, how, spec.kindName, spec.layout, spec.params(opts, how, where), opts);
-    return new spec.type(constructing, name, at, spec.core(at));
+    return new spec.type(constructing, name, at, this.#core(at));
   }
 
   /** X.createAt / X.openAt / X.openOrCreateAt: the primitive at a byte offset of memory the caller owns. */
@@ -130,7 +132,17 @@ export class Factory<T, C extends Core, P> {
     const where = `${spec.kindName}.${how}At`;
     const opts = placedOptions(options, spec.options(how), where);
     const at = attachAt(memory, byteOffset, how, spec.kindName, spec.layout, spec.params(opts, how, where), opts, where);
-    return new spec.type(constructing, undefined, at, spec.core(at));
+    return new spec.type(constructing, undefined, at, this.#core(at));
+  }
+
+  /** The core of a new handle; if it cannot be made (no lifeline), the segment is let go. */
+  #core(at: Attached): C {
+    try {
+      return this.#spec.core(at);
+    } catch (err) {
+      at.shm?.close();
+      throw err;
+    }
   }
 }
 

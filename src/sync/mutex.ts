@@ -17,12 +17,11 @@ import { waitOptions } from '../options.js';
 import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
-import { OWNER_MASK } from '../os/lifeline.js';
+import { OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
 import { Factory, NO_OPTIONS, NO_PARAMS, SyncPrimitive, live } from './lifecycle.js';
 import { placedByteLength, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,
-  LockOwner,
   NO,
   NOT_RECOVERABLE,
   YES,
@@ -64,13 +63,16 @@ class LockOp implements WaitOp {
   got: Got = NO;
   #slept = false;
 
+  readonly token: number;
+
   constructor(
     readonly i32: Int32Array,
-    readonly owner: LockOwner,
-    readonly token: number,
+    readonly life: Lifeline,
     readonly what: string,
     readonly sync: boolean,
-  ) {}
+  ) {
+    this.token = life.token;
+  }
 
   attempt(): boolean {
     // Publishes our ownership; pairs with the exchange in release().
@@ -88,7 +90,7 @@ class LockOp implements WaitOp {
 
   prepare(check: boolean): boolean {
     for (;;) {
-      const got = take(this.i32, STATE, this.owner, this.#slept, check, this.what);
+      const got = take(this.i32, STATE, this.life, this.#slept, check, this.what);
       if (got !== NO) {
         this.got = got;
         return true;
@@ -109,14 +111,23 @@ class LockOp implements WaitOp {
 }
 
 /** @internal The lock itself, shared with Condition (which unlocks and relocks it). */
-export class MutexCore extends LockOwner {
+export class MutexCore {
   readonly i32: Int32Array;
   readonly what: string;
+  /** This thread's lifeline on the lock's memory, held while the handle is open, and its token. */
+  readonly lifeline: Lifeline;
+  readonly token: number;
 
   constructor(i32: Int32Array, what: string) {
-    super(i32.buffer as SharedArrayBuffer);
     this.i32 = i32;
     this.what = what;
+    this.lifeline = openLifeline(i32.buffer as SharedArrayBuffer);
+    this.token = this.lifeline.token;
+  }
+
+  /** Lets go of the lifeline: a lock this thread still holds is abandoned once no handle of it is open. */
+  close(): void {
+    this.lifeline.close();
   }
 
   tryLock(): boolean {
@@ -124,7 +135,7 @@ export class MutexCore extends LockOwner {
     if (Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) return this.#acquired(YES);
     if (Atomics.load(this.i32, STATE) === NOT_RECOVERABLE) throw notRecoverableError(this.what);
     // Like pthread_mutex_trylock on a robust mutex, a dead holder is recovered here too.
-    const got = take(this.i32, STATE, this, false, ownerOf(this.i32, STATE) !== this.token, this.what);
+    const got = take(this.i32, STATE, this.lifeline, false, ownerOf(this.i32, STATE) !== this.token, this.what);
     return got === NO ? false : this.#acquired(got);
   }
 
@@ -134,14 +145,14 @@ export class MutexCore extends LockOwner {
       return;
     }
     if (ownerOf(this.i32, STATE) === this.token) throw deadlockError(this.what);
-    const op = new LockOp(this.i32, this, this.token, this.what, true);
+    const op = new LockOp(this.i32, this.lifeline, this.what, true);
     runSync(op, timeout, `${this.what}: lock`);
     this.#acquired(op.got);
   }
 
   async lock(timeout: number, signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted !== true && Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) return;
-    const op = new LockOp(this.i32, this, this.token, this.what, false);
+    const op = new LockOp(this.i32, this.lifeline, this.what, false);
     await runAsync(op, timeout, signal, `${this.what}: lock`);
     this.#acquired(op.got);
   }
@@ -195,7 +206,7 @@ export class Mutex extends SyncPrimitive<MutexCore> {
   }
 
   /** Opens the existing mutex `name`; IPC_ERR_NOT_FOUND if it is missing, IPC_ERR_INCOMPATIBLE if it is not a mutex. */
-  static open(name: string, options?: Pick<MutexOptions, 'initTimeout'>): Mutex {
+  static open(name: string, options?: Pick<MutexOptions, 'initTimeout' | 'allowOtherOwner'>): Mutex {
     return factory.named(name, 'open', options);
   }
 

@@ -58,47 +58,12 @@ export function deadlockError(what: string): IpcError {
 }
 
 /**
- * A handle's identity as a lock owner: the lifeline (lifeline.ts) of the memory the lock words
- * live in, opened on first use (a handle that never locks never opens one). `token` is what the
- * words record; isAlive is the kernel's answer about another token.
+ * Tries to take the word for the owner of `life` (the lifeline of the memory the word is in).
+ * With `check`, an owner whose lifeline is gone is recovered (RECOVERED). `sleeper` keeps
+ * WAITERS set on acquisition (the caller has slept).
  */
-export class LockOwner {
-  readonly #buffer: SharedArrayBuffer;
-  #lifeline: Lifeline | undefined;
-  #token = 0;
-
-  constructor(buffer: SharedArrayBuffer) {
-    this.#buffer = buffer;
-  }
-
-  /** This thread's owner token for the object (1 .. 2^28-2). */
-  get token(): number {
-    return this.#token !== 0 ? this.#token : (this.#token = this.#open().token);
-  }
-
-  /** True while the thread holding `token` lives (false for 0 and DEAD_TOKEN). */
-  isAlive(token: number): boolean {
-    return this.#open().isAlive(token);
-  }
-
-  /** Gives up this handle's lifeline (the handle is closed). */
-  close(): void {
-    this.#lifeline?.close();
-    this.#lifeline = undefined;
-    this.#token = 0;
-  }
-
-  #open(): Lifeline {
-    return (this.#lifeline ??= openLifeline(this.#buffer));
-  }
-}
-
-/**
- * Tries to take the word for `me`. With `check`, an owner whose lifeline is gone is recovered
- * (RECOVERED). `sleeper` keeps WAITERS set on acquisition (the caller has slept).
- */
-export function take(i32: Int32Array, index: number, me: LockOwner, sleeper: boolean, check: boolean, what: string): Got {
-  const token = me.token;
+export function take(i32: Int32Array, index: number, life: Lifeline, sleeper: boolean, check: boolean, what: string): Got {
+  const token = life.token;
   for (;;) {
     const value = Atomics.load(i32, index);
     if (value === 0) {
@@ -109,7 +74,7 @@ export function take(i32: Int32Array, index: number, me: LockOwner, sleeper: boo
     if (value === NOT_RECOVERABLE) throw notRecoverableError(what);
     const owner = value & OWNER_MASK;
     // DEAD_TOKEN needs no system call to be known dead: recover it without waiting for a check.
-    if ((!check && owner !== DEAD_TOKEN) || owner === token || me.isAlive(owner)) return NO;
+    if ((!check && owner !== DEAD_TOKEN) || owner === token || life.isAlive(owner)) return NO;
     // The owner is dead (the kernel released its lifeline). Exactly one CAS from the value we
     // saw succeeds; sleepers stay flagged so that our unlock wakes them.
     const taken = token | INCONSISTENT | (value & WAITERS) | (sleeper ? WAITERS : 0);

@@ -31,13 +31,12 @@ import { waitOptions } from '../options.js';
 import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
-import { DEAD_TOKEN, OWNER_MASK } from '../os/lifeline.js';
+import { DEAD_TOKEN, OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
 import { Factory, NO_OPTIONS, NO_PARAMS, SyncPrimitive, live } from './lifecycle.js';
 import { placedByteLength, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,
   INCONSISTENT,
-  LockOwner,
   NO,
   NOT_RECOVERABLE,
   RECOVERED,
@@ -87,17 +86,26 @@ export const rwlockLayout: SyncLayout = {
   },
 };
 
-class Core extends LockOwner {
+class Core {
   readonly i32: Int32Array;
   readonly what: string;
+  /** This thread's lifeline on the lock's memory, and its token there. */
+  readonly lifeline: Lifeline;
+  readonly token: number;
   /** Read locks held through this object, and the slot that counts them. */
   reads = 0;
   slot = NO_SLOT;
 
   constructor(i32: Int32Array, what: string) {
-    super(i32.buffer as SharedArrayBuffer);
     this.i32 = i32;
     this.what = what;
+    this.lifeline = openLifeline(i32.buffer as SharedArrayBuffer);
+    this.token = this.lifeline.token;
+  }
+
+  /** Lets go of the lifeline: locks this thread holds are abandoned once no handle of it on the memory is open. */
+  close(): void {
+    this.lifeline.close();
   }
 
   /** Counts one read lock; returns false (and backs out) if a writer is there. */
@@ -149,7 +157,7 @@ class Core extends LockOwner {
       if (count === 0) continue;
       if (check) {
         const owner = Atomics.load(i32, TOKENS + k);
-        if (owner !== 0 && !this.isAlive(owner & OWNER_MASK)) {
+        if (owner !== 0 && !this.lifeline.isAlive(owner & OWNER_MASK)) {
           this.#reclaim(k, owner);
           continue;
         }
@@ -229,7 +237,7 @@ class WriteOp implements WaitOp {
 
   prepare(check: boolean): boolean {
     while (!this.draining) {
-      const got = take(this.i32, WRITER, this.core, this.#slept, check, this.core.what);
+      const got = take(this.i32, WRITER, this.core.lifeline, this.#slept, check, this.core.what);
       if (got !== NO) {
         this.got = got;
         this.draining = true;
@@ -299,7 +307,7 @@ class ReadOp implements WaitOp {
       const owner = value & OWNER_MASK;
       if (owner === this.core.token) {
         if (this.sync) throw deadlockError(this.core.what);
-      } else if ((check || owner === DEAD_TOKEN) && !this.core.isAlive(owner)) {
+      } else if ((check || owner === DEAD_TOKEN) && !this.core.lifeline.isAlive(owner)) {
         // The writer died: recover the word (one CAS wins) and hold the write lock, so that the
         // data it was writing is checked before anyone reads it.
         const taken = this.core.token | INCONSISTENT | (value & WAITERS);
@@ -347,7 +355,7 @@ export class RWLock extends SyncPrimitive<Core> {
   }
 
   /** Opens the existing read-write lock `name`; IPC_ERR_NOT_FOUND if it is missing. */
-  static open(name: string, options?: Pick<RWLockOptions, 'initTimeout'>): RWLock {
+  static open(name: string, options?: Pick<RWLockOptions, 'initTimeout' | 'allowOtherOwner'>): RWLock {
     return factory.named(name, 'open', options);
   }
 
@@ -424,7 +432,7 @@ export class RWLock extends SyncPrimitive<Core> {
     }
     if (ownerOf(op.i32, WRITER) === core.token) return false;
     // A dead writer is recovered here too, if no reader is left.
-    const got = take(op.i32, WRITER, core, false, true, core.what);
+    const got = take(op.i32, WRITER, core.lifeline, false, true, core.what);
     if (got === NO) return false;
     op.got = got;
     op.draining = true;

@@ -119,7 +119,7 @@ export class Semaphore extends SyncPrimitive {
   }
 
   /** Opens the existing semaphore `name`; IPC_ERR_NOT_FOUND if it is missing. */
-  static open(name: string, options?: Pick<SemaphoreOptions, 'initTimeout'>): Semaphore {
+  static open(name: string, options?: Pick<SemaphoreOptions, 'initTimeout' | 'allowOtherOwner'>): Semaphore {
     return factory.named(name, 'open', options);
   }
 
