@@ -156,8 +156,8 @@ test('every operation that takes options refuses an unknown key, naming it and t
     assert.throws(() => q.receiveSync({ timout: 5 }), refuse('receiveSync', 'timeout'));
     assert.throws(() => q.receiveWithPrioritySync({ timout: 5 }), refuse('receiveWithPrioritySync', 'timeout'));
     assert.throws(() => q.receiveSync({ signal: AbortSignal.timeout(5) }), /unknown option 'signal'/);
-    assert.throws(() => MessageQueue.open(name, { timout: 5 }), refuse('open', 'codec'));
-    assert.throws(() => MessageQueue.openOrCreate(name, { maxMessages: 2, maxMessageSize: 8, timout: 5 }), refuse('openOrCreate', 'maxMessages, maxMessageSize, mode, codec'));
+    assert.throws(() => MessageQueue.open(name, { timout: 5 }), refuse('open', 'codec, allowOtherOwner'));
+    assert.throws(() => MessageQueue.openOrCreate(name, { maxMessages: 2, maxMessageSize: 8, timout: 5 }), refuse('openOrCreate', 'maxMessages, maxMessageSize, mode, codec, allowOtherOwner'));
     assert.equal(q.messageCount, 1, 'no refused call sent or took anything');
   });
 });
