@@ -27,6 +27,7 @@ export type {
   ReceiveOptions,
   RequestOptions,
   ChildChannelOptions,
+  NatsTlsOptions,
 } from './channel/index.js';
 export { MessageQueue } from './mq/message-queue.js';
 export type {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { listen, connect, childChannel } from 'interprocess';
 import assert from 'node:assert/strict';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
+import { NATS_MISSING, startNatsServer } from './nats-server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -15,11 +16,23 @@ export function tmpPath(tag) {
   return path.join(os.tmpdir(), `interprocess-${uniqueName(tag)}`);
 }
 
+/** The nats-server of this test process (started on first use, killed when the process exits). */
+let natsServer;
+export async function startSharedNatsServer() {
+  natsServer ??= startNatsServer().then((server) => (natsServer.ready = server));
+  return natsServer;
+}
+
 export function addressFor(transport) {
   if (transport === 'unix') return `unix://${tmpPath('sock')}`;
   if (transport === 'tcp') return 'tcp://127.0.0.1:0';
   if (transport === 'fifo') return `fifo://${tmpPath('fifo')}`;
   if (transport === 'shm') return `shm://${uniqueName('shm')}`;
+  if (transport === 'nats') {
+    const ready = natsServer?.ready;
+    if (ready === undefined) throw new Error('nats: await startSharedNatsServer() before addressFor');
+    return ready.address(uniqueName('nats'));
+  }
   throw new Error(`no listen address for ${transport}`);
 }
 
@@ -72,6 +85,7 @@ export async function channelPair(transport, opts = {}) {
       },
     };
   }
+  if (transport === 'nats') await startSharedNatsServer();
   const server = await listen(addressFor(transport), opts);
   const [a, b] = await Promise.all([connect(server.address, opts), server.accept()]);
   return {
@@ -85,7 +99,8 @@ export async function channelPair(transport, opts = {}) {
   };
 }
 
-export const transports = ['unix', 'tcp', 'fifo', 'pipe', 'shm'];
+// nats:// runs when nats-server is installed (test/channel-nats.test.mjs says so when it is not).
+export const transports = ['unix', 'tcp', 'fifo', 'pipe', 'shm', ...(NATS_MISSING === undefined ? ['nats'] : [])];
 
 export function payload(size, seq) {
   const buf = Buffer.alloc(size);

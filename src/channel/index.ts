@@ -14,6 +14,7 @@ import {
 } from './channel.js';
 import { fifoTransport } from './fifo.js';
 import type { Link } from './link.js';
+import { natsTransport, type NatsTlsOptions } from './nats/index.js';
 import { pipeTransport } from './pipe.js';
 import { shmTransport } from './shm.js';
 import { tcpTransport } from './tcp.js';
@@ -32,6 +33,7 @@ registerTransport(tcpTransport);
 registerTransport(pipeTransport);
 registerTransport(fifoTransport);
 registerTransport(shmTransport);
+registerTransport(natsTransport);
 
 function transportFor(url: URL, address: string, where: string): Transport {
   const transport = transports.get(url.protocol);
@@ -49,12 +51,27 @@ export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
   queueCapacity?: number;
   /** shm://: message bytes one slot carries (default 8192); a larger message spans several slots. */
   queueChunkBytes?: number;
+  /** nats://: credentials, TLS and heartbeat of the connection to the NATS server (see NatsOptions). */
+  token?: string;
+  user?: string;
+  pass?: string;
+  tls?: true | NatsTlsOptions;
+  heartbeatInterval?: number;
 }
 
 export interface ConnectOptions<T = unknown> extends ChannelOptions<T> {
   /** Give up connecting after this many ms: IPC_ERR_TIMEOUT. */
   timeout?: number;
   signal?: AbortSignal;
+  /** nats://: the token the NATS server requires. */
+  token?: string;
+  /** nats://: the user and password the NATS server requires. */
+  user?: string;
+  pass?: string;
+  /** nats://: connect to the NATS server over TLS (`true`: the system's CAs; or PEM files). */
+  tls?: true | NatsTlsOptions;
+  /** nats://: ms between liveness messages (default 1000); a peer silent for 10 intervals is gone. */
+  heartbeatInterval?: number;
 }
 
 export interface AcceptOptions {
@@ -86,7 +103,8 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     if (token !== serverToken) throw new TypeError('ChannelServer cannot be constructed directly: use listen()');
     this.#listener = listener;
     this.#options = options;
-    listener.start((link) => this.#onLink(link));
+    // A listener that fails after the fact (nats://: the broker connection is lost) closes the server.
+    listener.start((link) => this.#onLink(link), () => void this.close());
   }
 
   /** The address clients connect to (with the real port for tcp://host:0). */
@@ -178,7 +196,7 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
   }
 }
 
-/** Listens on `address` (unix:///path, tcp://host:port, fifo:///path). */
+/** Listens on `address` (unix:///path, tcp://host:port, fifo:///path, shm://name, nats://host:port/subject). */
 export async function listen<T = unknown>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
   const url = parseAddress(address, 'listen');
   const transport = transportFor(url, address, 'listen');
@@ -191,15 +209,18 @@ export async function listen<T = unknown>(address: string, opts?: ListenOptions<
   return new ChannelServer<T>(serverToken, listener, options);
 }
 
-/** Connects to `address` (unix:///path, tcp://host:port, fifo:///path, pipe://fd/N, pipe://stdio). */
+/** Connects to `address` (unix:///path, tcp://host:port, fifo:///path, pipe://fd/N, pipe://stdio, shm://name, nats://host:port/subject). */
 export async function connect<T = unknown>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
   const url = parseAddress(address, 'connect');
   const transport = transportFor(url, address, 'connect');
-  const o = checkOptions<ConnectOptions<T>>(opts, [...channelOptionKeys, 'timeout', 'signal'], `connect(${address})`);
+  const connectKeys = transport.connectKeys ?? [];
+  const o = checkOptions<ConnectOptions<T>>(opts, [...channelOptionKeys, 'timeout', 'signal', ...connectKeys], `connect(${address})`);
   const options = resolveChannelOptions(o, `connect(${address})`);
   const timeout = checkTimeout(o.timeout, 'connect');
   const signal = checkSignal(o.signal, 'connect');
-  const link = await transport.connect(url, address, { options, timeout, signal });
+  const extra: Record<string, unknown> = {};
+  for (const key of connectKeys) extra[key] = (o as Record<string, unknown>)[key];
+  const link = await transport.connect(url, address, { options, timeout, signal, extra });
   return channelFromLink<T>(link, options, `channel to ${address}`);
 }
 
@@ -209,3 +230,4 @@ export { channelFromStreams, childChannel } from './pipe.js';
 export type { ChildChannelOptions } from './pipe.js';
 export type { Link, LinkHandler } from './link.js';
 export type { Transport, Listener } from './transport.js';
+export type { NatsTlsOptions } from './nats/index.js';

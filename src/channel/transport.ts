@@ -1,7 +1,7 @@
 /**
  * The transport registry: an address's scheme picks the transport (`unix://`, `tcp://`,
  * `fifo://`, `pipe://`). A transport is one file exporting a `Transport`; adding one is that
- * file plus one `registerTransport(...)` line in index.ts of this folder.
+ * file (or folder) plus one `registerTransport(...)` line in index.ts of this folder.
  *
  * Writing a transport (e.g. `shm://name`, a pair of shared-memory queues per connection):
  *   - `connect` resolves with a Link; `listen` with a Listener whose `start(onLink)` hands
@@ -29,13 +29,19 @@ export interface ConnectContext {
   /** Remaining time for the connection attempt (Infinity = none). */
   timeout: number;
   signal: AbortSignal | undefined;
+  /** Transport-specific connect options (only the keys in `connectKeys`). */
+  extra: Record<string, unknown>;
 }
 
 /** A transport-level server: hands each accepted connection over as a Link. */
 export interface Listener {
   /** The address clients use (with the real port when tcp port 0 was asked). */
   readonly address: string;
-  start(onLink: (link: Link) => void): void;
+  /**
+   * `onFailed`: for transports whose listening can fail after the fact (a lost connection to a
+   * message broker): the server then closes, and its accept() rejects with IPC_ERR_CLOSED.
+   */
+  start(onLink: (link: Link) => void, onFailed?: (error: IpcError) => void): void;
   /** Stops accepting and releases the address (unlinks a socket file). */
   close(): Promise<void>;
 }
@@ -44,6 +50,8 @@ export interface Transport {
   readonly scheme: string;
   /** Option keys `listen` accepts for this transport beyond the channel options. */
   readonly listenKeys: readonly string[];
+  /** Option keys `connect` accepts for this transport beyond the channel options. */
+  readonly connectKeys?: readonly string[];
   listen?(url: URL, address: string, context: ListenContext): Promise<Listener>;
   connect(url: URL, address: string, context: ConnectContext): Promise<Link>;
 }
