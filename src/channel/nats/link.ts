@@ -441,17 +441,31 @@ export class NatsLink implements Link, UplinkUser {
     this.#creditScheduled = true;
     process.nextTick(() => {
       this.#creditScheduled = false;
-      if (this.#ended) return;
-      const limit = Math.max(this.#grantedLimit, this.#consumedBytes + this.#window);
-      if (this.#creditSentFor === this.#receivedChunks && limit === this.#grantedLimit) return;
-      try {
-        this.#uplink.publish(this.#outbox, encodeCredit(this.#receivedChunks, limit));
-      } catch (err) {
-        return this.#fail(err as IpcError);
-      }
-      this.#creditSentFor = this.#receivedChunks;
-      this.#grantedLimit = limit;
+      if (!this.#ended) this.#sendCredit();
     });
+  }
+
+  /** Publishes a CREDIT if there is anything new to acknowledge or grant. */
+  #sendCredit(): void {
+    const limit = Math.max(this.#grantedLimit, this.#consumedBytes + this.#window);
+    if (this.#creditSentFor === this.#receivedChunks && limit === this.#grantedLimit) return;
+    try {
+      this.#uplink.publish(this.#outbox, encodeCredit(this.#receivedChunks, limit));
+    } catch (err) {
+      return this.#fail(err as IpcError);
+    }
+    this.#creditSentFor = this.#receivedChunks;
+    this.#grantedLimit = limit;
+  }
+
+  /** The last words: acknowledges what arrived (the peer's sends resolve), then END. */
+  #sendEnd(): void {
+    this.#sendCredit();
+    try {
+      this.#uplink.publish(this.#outbox, encodeCount(END, this.#sentChunks));
+    } catch {
+      // the uplink is gone: nothing more can reach the peer
+    }
   }
 
   pause(): void {
@@ -558,11 +572,7 @@ export class NatsLink implements Link, UplinkUser {
         }
       }
       if (!this.#ended) {
-        try {
-          this.#uplink.publish(this.#outbox, encodeCount(END, this.#sentChunks));
-        } catch {
-          // the uplink is gone: nothing more can reach the peer
-        }
+        this.#sendEnd();
         this.#finish(undefined);
       }
       // END has reached the NATS server before close() resolves (the process may exit next).
@@ -573,11 +583,8 @@ export class NatsLink implements Link, UplinkUser {
 
   destroy(error?: IpcError): void {
     if (this.#ended) return;
-    try {
-      this.#uplink.publish(this.#outbox, error !== undefined ? encodeAbort(error.message) : encodeCount(END, this.#sentChunks));
-    } catch {
-      // the uplink is gone
-    }
-    this.#finish(error);
+    if (error !== undefined) return this.#fail(error);
+    this.#sendEnd();
+    this.#finish(undefined);
   }
 }
