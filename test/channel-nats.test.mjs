@@ -373,6 +373,61 @@ describe('against a real nats-server', { skip: NATS_MISSING }, () => {
       },
     ));
 
+  test('a publish the NATS server refuses mid-use ends the channel with IPC_ERR_PERMISSION (a refused message is never reported sent)', async () => {
+    const s = subject();
+    const users = `{ user: "svc", password: "pw" }, { user: "guest", password: "pw", permissions: { publish: { allow: ["${s}"] } } }`;
+    await withServer(`authorization { users: [ ${users} ] }`, async (ns) => {
+      const server = await listen(ns.address(s), { user: 'svc', pass: 'pw' });
+      // The guest may knock (HELLO on the subject) but not send on its connection's subject.
+      const [a, b] = await Promise.all([connect(server.address, { user: 'guest', pass: 'pw' }), server.accept()]);
+      await expectCode(() => watchdog(a.send(Buffer.from('x')), WATCHDOG, 'send'), 'IPC_ERR_CLOSED');
+      await expectCode(() => watchdog(a.receive(), WATCHDOG, 'receive'), 'IPC_ERR_PERMISSION');
+      assert.equal(b.tryReceive(), undefined);
+      await Promise.all([a.close(), b.close()]);
+      await server.close();
+    });
+  });
+
+  test('handshake: a listener refuses a HELLO of another version or with a bad id; a client refuses what is not a WELCOME', () =>
+    withServer('', async (ns) => {
+      const { connect: natsConnect } = require('@nats-io/transport-node');
+      const raw = await natsConnect({ servers: `127.0.0.1:${ns.port}` });
+      try {
+        const s = subject();
+        const server = await listen(ns.address(s));
+        const ask = async (body, id) => {
+          const inbox = `${s}.c.${id}`;
+          const answer = new Promise((resolve) => {
+            const sub = raw.subscribe(inbox, { callback: (_e, m) => (sub.unsubscribe(), resolve(m.data)) });
+          });
+          await raw.flush();
+          raw.publish(s, Buffer.concat([Buffer.of(40), Buffer.from(JSON.stringify(body))]), { reply: inbox });
+          const data = await watchdog(answer, WATCHDOG, 'answer');
+          assert.equal(data[0], 42, 'REFUSE');
+          return JSON.parse(Buffer.from(data.subarray(1)).toString());
+        };
+        const id = 'ab'.repeat(12);
+        assert.equal((await ask({ v: 2, id, window: 65536, heartbeat: 1000 }, id)).code, 'IPC_ERR_INCOMPATIBLE');
+        assert.equal((await ask({ v: 1, id: 'x', window: 65536, heartbeat: 1000 }, 'x')).code, 'IPC_ERR_PROTOCOL');
+        assert.equal((await ask({ v: 1, id, window: 10, heartbeat: 1000 }, id)).code, 'IPC_ERR_PROTOCOL');
+        await server.close();
+        // Something that is not a listener answers on a subject.
+        for (const [reply, code] of [
+          [Buffer.concat([Buffer.of(42), Buffer.from('{"code":"IPC_ERR_INCOMPATIBLE","message":"v9"}')]), 'IPC_ERR_INCOMPATIBLE'],
+          [Buffer.from('+OK hello'), 'IPC_ERR_PROTOCOL'],
+          [Buffer.concat([Buffer.of(41), Buffer.from('{"v":1,"window":"big","heartbeat":1000}')]), 'IPC_ERR_PROTOCOL'],
+        ]) {
+          const t = subject();
+          const sub = raw.subscribe(t, { callback: (_e, m) => m.respond(reply) });
+          await raw.flush();
+          await expectCode(() => connect(ns.address(t), { timeout: 5000 }), code);
+          sub.unsubscribe();
+        }
+      } finally {
+        await raw.close();
+      }
+    }));
+
   const openssl = ['/usr/bin/openssl', '/usr/local/bin/openssl'].find((p) => fs.existsSync(p));
   test("TLS: tls.caFile passes through and the certificate is checked against the address's host; without the CA: IPC_ERR_PERMISSION", { skip: openssl === undefined ? 'openssl is not installed (needed to make test certificates)' : undefined }, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), `interprocess-${uniqueName('tls')}-`));
