@@ -123,6 +123,46 @@ export function checkStamped(buf, size, seq) {
 }
 
 /**
+ * One send-then-exit round: a child connects to `server`, sends one stamped message per size in
+ * `sizes` and exits as soon as the last send resolved (no close). Every message must arrive.
+ */
+export async function sendExitRound(server, sizes, ms) {
+  const child = startChild('channel-peer.mjs', ['send-exit', server.address, sizes.join(',')]);
+  const ch = await watchdog(server.accept(), ms, 'accept');
+  const got = [];
+  await watchdog(
+    (async () => {
+      for await (const m of ch) got.push(m);
+    })(),
+    ms,
+    'receive all',
+  );
+  assert.deepEqual(await child.exited, { code: 0, signal: null });
+  assert.equal(got.length, sizes.length);
+  got.forEach((m, i) => checkStamped(m, sizes[i], i));
+  await ch.close();
+}
+
+/**
+ * `child` (role 'hold') is connected on `ch`: SIGKILL it while a receive and a request are
+ * pending; both reject with IPC_ERR_CLOSED, and so do sends after the death (none is silently
+ * dropped, nothing is left unhandled).
+ */
+export async function killHolder(ch, child, ms) {
+  await watchdog(child.next('connected'), ms, 'connected');
+  const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+  const request = expectCode(() => ch.request(Buffer.from('r')), 'IPC_ERR_CLOSED');
+  child.kill('SIGKILL');
+  await child.exited;
+  await watchdog(pending, ms, 'pending receive');
+  await watchdog(request, ms, 'pending request');
+  const sends = [];
+  for (let i = 0; i < 50; i++) sends.push(ch.send(Buffer.alloc(65536)).then(() => 'ok', (e) => e.code));
+  const outcomes = await watchdog(Promise.all(sends), ms, 'sends');
+  assert.deepEqual([...new Set(outcomes)], ['IPC_ERR_CLOSED']);
+}
+
+/**
  * One round of a kill soak: a 'stream' child connects to `server` and sends stamped messages of
  * 64..6064 bytes; once `50 + (round * 37) % 200` have arrived it is SIGKILLed. Whatever arrives
  * after is the exact continuation of the sequence (a message cut by the kill is never

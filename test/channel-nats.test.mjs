@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { listen, connect } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
-import { checkStamped, killSenderRound, payload, checkPayload, serveClients, tmpPath } from './channel-common.mjs';
+import { checkPayload, checkStamped, killHolder, killSenderRound, payload, sendExitRound, serveClients, tmpPath } from './channel-common.mjs';
 import { NATS_MISSING, startNatsServer } from './nats-server.mjs';
 
 const require = createRequire(import.meta.url);
@@ -121,16 +121,7 @@ describe('against a real nats-server', { skip: NATS_MISSING }, () => {
       // The sender's end shows as a 503 to the server's next heartbeat: beat often.
       const server = await listen(ns.address(subject()), { heartbeatInterval: 50 });
       try {
-        for (let run = 0; run < (process.env.INTERPROCESS_STRESS ? 20 : 2); run++) {
-          const child = startChild('channel-peer.mjs', ['send-exit', server.address, sizes.join(',')]);
-          const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
-          const got = [];
-          await watchdog((async () => { for await (const m of ch) got.push(m); })(), WATCHDOG, 'receive all');
-          assert.deepEqual(await child.exited, { code: 0, signal: null });
-          assert.equal(got.length, sizes.length);
-          got.forEach((m, i) => checkStamped(m, sizes[i], i));
-          await ch.close();
-        }
+        for (let run = 0; run < (process.env.INTERPROCESS_STRESS ? 20 : 2); run++) await sendExitRound(server, sizes, WATCHDOG);
       } finally {
         await server.close();
       }
@@ -147,15 +138,7 @@ describe('against a real nats-server', { skip: NATS_MISSING }, () => {
         // The other direction: a receiver killed while the server has a request and a receive pending.
         const child = startChild('channel-peer.mjs', ['hold', server.address]);
         const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
-        await watchdog(child.next('connected'), WATCHDOG, 'connected');
-        const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
-        const request = expectCode(() => ch.request(Buffer.from('r')), 'IPC_ERR_CLOSED');
-        child.kill('SIGKILL');
-        await child.exited;
-        await watchdog(pending, WATCHDOG, 'pending receive');
-        await watchdog(request, WATCHDOG, 'pending request');
-        const outcomes = await Promise.all(Array.from({ length: 20 }, () => ch.send(Buffer.alloc(65536)).then(() => 'ok', (e) => e.code)));
-        assert.deepEqual([...new Set(outcomes)], ['IPC_ERR_CLOSED']);
+        await killHolder(ch, child, WATCHDOG);
         await ch.close();
       } finally {
         await server.close();
@@ -165,7 +148,7 @@ describe('against a real nats-server', { skip: NATS_MISSING }, () => {
   test('the NATS server killed (SIGKILL) mid-stream: every send was delivered or rejected with a coded error, exactly', () =>
     withServer('', async (ns) => {
       const server = await listen(ns.address(subject()));
-      const child = startChild('channel-nats-peer.mjs', ['stream-window', server.address, 64]);
+      const child = startChild('channel-peer.mjs', ['stream-window', server.address, 64]);
       const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
       let received = 0;
       await watchdog((async () => { while (received < 3000) checkStamped(await ch.receive(), sizeOf(received), received++); })(), WATCHDOG, 'first messages');
@@ -310,7 +293,7 @@ describe('against a real nats-server', { skip: NATS_MISSING }, () => {
     withServer('', async (ns) => {
       const server = await listen(ns.address(subject()));
       // The child beats every 50 ms: silent for 500 ms means gone.
-      const child = startChild('channel-nats-peer.mjs', ['stream', server.address, 50]);
+      const child = startChild('channel-peer.mjs', ['stream', server.address, JSON.stringify({ heartbeatInterval: 50 })]);
       try {
         const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
         let n = 0;
