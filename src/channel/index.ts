@@ -14,7 +14,7 @@ import {
 } from './channel.js';
 import { fifoTransport } from './fifo.js';
 import type { Link } from './link.js';
-import { natsTransport, type NatsTlsOptions } from './nats/index.js';
+import { natsTransport, type NatsOptions } from './nats/index.js';
 import { pipeTransport } from './pipe.js';
 import { shmTransport } from './shm.js';
 import { tcpTransport } from './tcp.js';
@@ -44,34 +44,21 @@ function transportFor(url: URL, address: string, where: string): Transport {
   return transport;
 }
 
-export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
+/** Options of listen: the channel options, the transport's own (mode, queue geometry), and nats://'s (NatsOptions). */
+export interface ListenOptions<T = unknown> extends ChannelOptions<T>, NatsOptions {
   /** unix:// and fifo://: mode of the socket file or FIFO; shm://: of the shared-memory objects (default 0o600). */
   mode?: number;
   /** shm://: slots per direction of each connection's queues, a power of two (default 128). */
   queueCapacity?: number;
   /** shm://: message bytes one slot carries (default 8192); a larger message spans several slots. */
   queueChunkBytes?: number;
-  /** nats://: credentials, TLS and heartbeat of the connection to the NATS server (see NatsOptions). */
-  token?: string;
-  user?: string;
-  pass?: string;
-  tls?: true | NatsTlsOptions;
-  heartbeatInterval?: number;
 }
 
-export interface ConnectOptions<T = unknown> extends ChannelOptions<T> {
+/** Options of connect: the channel options, the attempt's timeout and signal, and nats://'s (NatsOptions). */
+export interface ConnectOptions<T = unknown> extends ChannelOptions<T>, NatsOptions {
   /** Give up connecting after this many ms: IPC_ERR_TIMEOUT. */
   timeout?: number;
   signal?: AbortSignal;
-  /** nats://: the token the NATS server requires. */
-  token?: string;
-  /** nats://: the user and password the NATS server requires. */
-  user?: string;
-  pass?: string;
-  /** nats://: connect to the NATS server over TLS (`true`: the system's CAs; or PEM files). */
-  tls?: true | NatsTlsOptions;
-  /** nats://: ms between liveness messages (default 1000); a peer silent for 10 intervals is gone. */
-  heartbeatInterval?: number;
 }
 
 export interface AcceptOptions {
@@ -230,4 +217,4 @@ export { channelFromStreams, childChannel } from './pipe.js';
 export type { ChildChannelOptions } from './pipe.js';
 export type { Link, LinkHandler } from './link.js';
 export type { Transport, Listener } from './transport.js';
-export type { NatsTlsOptions } from './nats/index.js';
+export type { NatsOptions, NatsTlsOptions } from './nats/index.js';

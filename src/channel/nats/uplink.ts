@@ -31,16 +31,16 @@ export interface NatsTlsOptions {
   keyFile?: string;
 }
 
-/** The nats:// options of `listen` and `connect` (both sides take the same ones). */
+/** The nats:// options of `listen` and `connect` (both sides take the same ones; other transports reject them). */
 export interface NatsOptions {
-  /** Token the NATS server requires (`authorization { token }`). */
+  /** nats://: the token the NATS server requires (`authorization { token }`). */
   token?: string;
-  /** User and password the NATS server requires. */
+  /** nats://: the user and password the NATS server requires (together). */
   user?: string;
   pass?: string;
-  /** Connect to the NATS server over TLS. */
+  /** nats://: connect to the NATS server over TLS: `true` (the system's CAs) or PEM files. */
   tls?: true | NatsTlsOptions;
-  /** ms between liveness messages to the peer (default 1000); the peer is gone after 10 silent intervals. */
+  /** nats://: ms between liveness messages to the peer (default 1000); a peer silent for 10 of its intervals is gone. */
   heartbeatInterval?: number;
 }
 
@@ -122,9 +122,9 @@ export function clientError(err: unknown, what: string): IpcError {
     if (errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') {
       return new IpcError('IPC_ERR_NOT_FOUND', `${what}: the NATS server's host name does not resolve [${errno}]`, { cause: err, errno });
     }
-    // A socket call failed (ECONNREFUSED: nothing listens), or reading a TLS file did.
-    const syscall = (os as { syscall?: unknown }).syscall;
-    const coded = errnoError(os, syscall === 'connect' ? what : `${what}: ${message}`, syscall === 'connect' ? 'connect' : 'open');
+    // connect(): ECONNREFUSED means that nothing listens there; other calls keep their meaning.
+    const connecting = (os as { syscall?: unknown }).syscall === 'connect';
+    const coded = errnoError(os, connecting ? what : `${what}: ${message}`, connecting ? 'connect' : undefined);
     if (isIpcError(coded)) return coded;
   }
   // Node's TLS errors carry codes such as SELF_SIGNED_CERT_IN_CHAIN, ERR_TLS_CERT_ALTNAME_INVALID.
