@@ -181,9 +181,9 @@ describe('against a real nats-server', { skip: NATS_MISSING }, () => {
         let n = 0;
         await watchdog(
           (async () => {
-            while (n < 2000) {
+            while (n < 1200) {
               checkStamped(await ch.receive(), sizeOf(n), n++);
-              if (n % 400 === 0) {
+              if (n % 300 === 0) {
                 // The event loop stops reading the NATS socket: without credit, the sender
                 // would push megabytes meanwhile and the server would cut this connection.
                 const until = Date.now() + 100;
