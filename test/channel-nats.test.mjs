@@ -172,21 +172,26 @@ describe('against a real nats-server', { skip: NATS_MISSING }, () => {
       await server.close();
     }));
 
-  test('flow control keeps the NATS server from ever dropping a slow consumer (max_pending 256 KiB, a reader that stalls its event loop)', () =>
-    withServer('max_payload: 65536\nmax_pending: 262144', async (ns) => {
+  // The NATS server cuts a consumer whose socket takes nothing for write_deadline while data
+  // waits for it (here 200 ms) or whose backlog passes max_pending. Checked to fail when the
+  // window is made huge (the sender's 2000 sends in flight then flood the stalled reader).
+  test('flow control keeps the NATS server from ever cutting a slow consumer (a reader that stalls its event loop past write_deadline)', () =>
+    withServer('max_payload: 65536\nmax_pending: 262144\nwrite_deadline: "200ms"', async (ns) => {
       const server = await listen(ns.address(subject()), { readBufferBytes: 64 * 1024 });
-      const child = startChild('channel-peer.mjs', ['stream', server.address]);
+      // 2000 sends in flight at once: only the credit window holds the sender back.
+      const child = startChild('channel-peer.mjs', ['stream-window', server.address, 2000]);
       try {
         const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
         let n = 0;
         await watchdog(
           (async () => {
-            while (n < 1200) {
+            while (n < 900) {
               checkStamped(await ch.receive(), sizeOf(n), n++);
               if (n % 300 === 0) {
-                // The event loop stops reading the NATS socket: without credit, the sender
-                // would push megabytes meanwhile and the server would cut this connection.
-                const until = Date.now() + 100;
+                // The event loop stops reading the NATS socket for longer than write_deadline:
+                // without credit, the sender would push megabytes meanwhile and the server would
+                // cut this connection as a slow consumer.
+                const until = Date.now() + 300;
                 while (Date.now() < until);
               }
             }
