@@ -52,6 +52,11 @@ export interface ListenOptions<T = unknown> extends ChannelOptions<T>, NatsOptio
   queueCapacity?: number;
   /** shm://: message bytes one slot carries (default 8192); a larger message spans several slots. */
   queueChunkBytes?: number;
+  /**
+   * shm://: take over a dead server's accept point even if another user owns it (default false:
+   * IPC_ERR_PERMISSION), and accept connections whose objects another user created.
+   */
+  allowOtherOwner?: boolean;
 }
 
 /** Options of connect: the channel options, the attempt's timeout and signal, and nats://'s (NatsOptions). */
@@ -59,6 +64,11 @@ export interface ConnectOptions<T = unknown> extends ChannelOptions<T>, NatsOpti
   /** Give up connecting after this many ms: IPC_ERR_TIMEOUT. */
   timeout?: number;
   signal?: AbortSignal;
+  /**
+   * shm://: connect to an accept point that another user owns (default false:
+   * IPC_ERR_PERMISSION). That user's server then sees everything sent on the connection.
+   */
+  allowOtherOwner?: boolean;
 }
 
 export interface AcceptOptions {

@@ -50,7 +50,7 @@ export interface Transport {
   readonly scheme: string;
   /** Option keys `listen` accepts for this transport beyond the channel options. */
   readonly listenKeys: readonly string[];
-  /** Option keys `connect` accepts for this transport beyond the channel options. */
+  /** Option keys `connect` accepts for this transport beyond the channel options (none if absent). */
   readonly connectKeys?: readonly string[];
   listen?(url: URL, address: string, context: ListenContext): Promise<Listener>;
   connect(url: URL, address: string, context: ConnectContext): Promise<Link>;
