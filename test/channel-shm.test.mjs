@@ -288,7 +288,7 @@ test('shm: bad addresses and options', async () => {
   }
 });
 
-/** A hand-made client (the handshake of src/channel/shm.ts, done by hand) that can send any record. */
+/** A hand-made client (the handshake of src/channel/shm/connect.ts, done by hand) that can send any record. */
 function rawClient(addr, maxMessageSize = 112) {
   const { openObject } = require('../dist/cjs/shm/segment.js');
   const { Kind } = require('../dist/cjs/shm/header.js');

@@ -15,7 +15,7 @@ import {
 import { fifoTransport } from './fifo.js';
 import type { Link } from './link.js';
 import { pipeTransport } from './pipe.js';
-import { shmTransport } from './shm.js';
+import { shmTransport } from './shm/index.js';
 import { tcpTransport } from './tcp.js';
 import { parseAddress, type Listener, type Transport } from './transport.js';
 import { unixTransport } from './unix.js';
