@@ -7,8 +7,9 @@
  * is in the OS's hands (it then survives this process exiting); memory is bounded on both
  * sides (sends wait for room; reading pauses when `readBufferBytes` are buffered).
  */
-import { abortError, closedError, IpcError, isIpcError, timeoutError } from '../errors.js';
-import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { armDeadline, remaining } from '../deadline.js';
+import { abortError, closedError, IpcError, isIpcError } from '../errors.js';
+import { checkInteger, checkTimeout, waitOptions } from '../options.js';
 import { resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
 import { DEFAULT_MAX_MESSAGE_SIZE, FrameType, LIMIT_MAX_MESSAGE_SIZE } from './framing.js';
 import type { Link } from './link.js';
@@ -76,7 +77,6 @@ type Handler<T> = (message: T) => unknown;
 interface Waiter<T> {
   resolve(value: T): void;
   reject(error: unknown): void;
-  cleanup(): void;
 }
 
 interface QueuedSend {
@@ -86,7 +86,6 @@ interface QueuedSend {
   /** Hands the frame to the link now; the send promise settles when the OS has it. */
   commit(): void;
   reject(error: unknown): void;
-  cleanup(): void;
 }
 
 /** A FIFO with O(1) shift (Array#shift is O(n) once arrays grow). */
@@ -220,8 +219,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   }
 
   #waitOptions(opts: SendOptions | undefined, where: string): { timeout: number; signal: AbortSignal | undefined } {
-    const o = checkOptions<SendOptions>(opts, ['timeout', 'signal'], `${this.#what}: ${where}`);
-    return { timeout: checkTimeout(o.timeout, where), signal: checkSignal(o.signal, where) };
+    return waitOptions(opts, `${this.#what}: ${where}`, true);
   }
 
   #sendClosedError(): IpcError {
@@ -252,40 +250,25 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (borrowed) payload = Buffer.from(payload); // it waits in our queue: take a copy now
     // No room: wait in line. A timeout or abort here means nothing was sent.
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => {
-        this.#sendQueue.remove(entry);
-        entry.cleanup();
-        reject(abortError(`${this.#what}: ${what}`, signal?.reason));
-      };
       const started = performance.now();
       const entry: QueuedSend = {
         type,
         id,
         payload,
         commit: () => {
-          entry.cleanup();
-          const left = timeout === Infinity ? Infinity : Math.max(0, timeout - (performance.now() - started));
-          this.#commit(type, id, payload, false, left, signal, what).then(resolve, reject);
+          disarm();
+          this.#commit(type, id, payload, false, remaining(timeout, started), signal, what).then(resolve, reject);
         },
         reject: (error) => {
-          entry.cleanup();
+          disarm();
           reject(error);
         },
-        cleanup: () => {
-          if (timer !== undefined) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        },
       };
-      if (timeout !== Infinity) {
-        timer = setTimeout(() => {
-          this.#sendQueue.remove(entry);
-          entry.cleanup();
-          reject(timeoutError(`${this.#what}: ${what} (waiting for the peer to take data)`, timeout));
-        }, timeout);
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
       this.#sendQueue.push(entry);
+      const disarm = armDeadline(timeout, signal, `${this.#what}: ${what} (waiting for the peer to take data)`, (error) => {
+        this.#sendQueue.remove(entry);
+        reject(error);
+      });
       this.#armDrain();
     });
   }
@@ -308,26 +291,18 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     // The frame is committed: it cannot be taken back halfway without breaking the stream, so
     // a timeout or abort from here on reports that it may still arrive.
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      let settled = false;
-      const settle = (error?: unknown) => {
-        if (settled) return;
-        settled = true;
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onAbort = () =>
-        settle(abortError(`${this.#what}: ${what} (the message was already being written and may still be delivered)`, signal?.reason));
-      if (timeout !== Infinity) {
-        timer = setTimeout(
-          () => settle(timeoutError(`${this.#what}: ${what} (the message was already being written and may still be delivered)`, timeout)),
-          timeout,
-        );
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#link.write(type, id, payload, (error) => settle(error ? this.#writeError(error) : undefined), borrowed);
+      const disarm = armDeadline(timeout, signal, `${this.#what}: ${what} (the message was already being written and may still be delivered)`, reject);
+      this.#link.write(
+        type,
+        id,
+        payload,
+        (error) => {
+          disarm();
+          if (error) reject(this.#writeError(error));
+          else resolve();
+        },
+        borrowed,
+      );
     });
   }
 
@@ -389,33 +364,24 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   #wait(enlist: (waiter: Waiter<T>) => void, withdraw: (waiter: Waiter<T>) => void, timeout: number, signal: AbortSignal | undefined, what: string): Promise<T> {
     if (timeout === Infinity && signal === undefined) {
       // The common case costs one promise and one small object: nothing to clean up.
-      return new Promise<T>((resolve, reject) => enlist({ resolve, reject, cleanup: noop }));
+      return new Promise<T>((resolve, reject) => enlist({ resolve, reject }));
     }
     return new Promise<T>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const giveUp = (error: IpcError) => {
-        waiter.cleanup();
-        withdraw(waiter);
-        reject(error);
-      };
-      const onAbort = () => giveUp(abortError(`${this.#what}: ${what}`, signal?.reason));
       const waiter: Waiter<T> = {
         resolve: (value) => {
-          waiter.cleanup();
+          disarm();
           resolve(value);
         },
         reject: (error) => {
-          waiter.cleanup();
+          disarm();
           reject(error);
         },
-        cleanup: () => {
-          if (timer !== undefined) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        },
       };
-      if (timeout !== Infinity) timer = setTimeout(() => giveUp(timeoutError(`${this.#what}: ${what}`, timeout)), timeout);
-      signal?.addEventListener('abort', onAbort, { once: true });
       enlist(waiter);
+      const disarm = armDeadline(timeout, signal, `${this.#what}: ${what}`, (error) => {
+        withdraw(waiter);
+        reject(error);
+      });
     });
   }
 

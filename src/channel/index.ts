@@ -1,9 +1,11 @@
 /**
  * listen / connect by address, and the server object. The transport is chosen by the
- * address's scheme from `transports`; a new transport is one file plus one line here.
+ * address's scheme from `transports`; a new transport is a module exporting a Transport (a
+ * file, or a folder like shm/) plus one registerTransport line here.
  */
-import { abortError, closedError, IpcError, isIpcError, timeoutError } from '../errors.js';
-import { checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { armDeadline } from '../deadline.js';
+import { abortError, closedError, isIpcError } from '../errors.js';
+import { checkOptions, checkSignal, checkTimeout, waitOptions } from '../options.js';
 import {
   channelFromLink,
   channelOptionKeys,
@@ -110,9 +112,7 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     let timeout: number;
     let signal: AbortSignal | undefined;
     try {
-      const o = checkOptions<AcceptOptions>(opts, ['timeout', 'signal'], 'accept');
-      timeout = checkTimeout(o.timeout, 'accept');
-      signal = checkSignal(o.signal, 'accept');
+      ({ timeout, signal } = waitOptions(opts, 'accept', true));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -121,31 +121,22 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     if (this.#closed) return Promise.reject(closedError(`server ${this.address}`));
     if (signal?.aborted) return Promise.reject(abortError('accept', signal.reason));
     return new Promise<Channel<T>>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const giveUp = (error: IpcError) => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        done();
-        reject(error);
-      };
-      const onAbort = () => giveUp(abortError('accept', signal?.reason));
       const waiter: AcceptWaiter<T> = {
         resolve: (channel) => {
-          done();
+          disarm();
           resolve(channel);
         },
         reject: (error) => {
-          done();
+          disarm();
           reject(error);
         },
       };
-      if (timeout !== Infinity) timer = setTimeout(() => giveUp(timeoutError('accept', timeout)), timeout);
-      signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.push(waiter);
+      const disarm = armDeadline(timeout, signal, 'accept', (error) => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(error);
+      });
     });
   }
 

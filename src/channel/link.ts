@@ -8,6 +8,7 @@
  * pair) implements Link directly and carries (type, id, payload) however it likes.
  */
 import type { Readable, Writable } from 'node:stream';
+import { startTimer } from '../deadline.js';
 import { IpcError } from '../errors.js';
 import { encodeFrame, FrameDecoder, type FrameType } from './framing.js';
 
@@ -74,7 +75,8 @@ export class StreamLink implements Link {
   #endReason: IpcError | undefined;
   #paused = false;
   #closing: Promise<void> | undefined;
-  #stallTimer: NodeJS.Timeout | undefined;
+  /** Cancels the pending stall check (set while one is armed). */
+  #cancelStall: (() => void) | undefined;
   #progress = 0;
   #stallMark = 0;
   #drainWaiters: (() => void)[] = [];
@@ -131,28 +133,32 @@ export class StreamLink implements Link {
       return;
     }
     this.#progress++;
-    if (this.#decoder.inFrame && this.#stallTimer === undefined && this.#options.frameTimeout !== Infinity) this.#armStall();
+    if (this.#decoder.inFrame && this.#cancelStall === undefined && this.#options.frameTimeout !== Infinity) this.#armStall();
   }
 
   // A frame in progress must keep moving; checked lazily (one timer per stall period, only
   // while a frame is split across reads) so that whole-frame traffic costs no timer at all.
   #armStall(): void {
     this.#stallMark = this.#progress;
-    this.#stallTimer = setTimeout(() => {
-      this.#stallTimer = undefined;
-      if (this.#ended || !this.#decoder.inFrame) return;
-      if (this.#progress !== this.#stallMark || this.#paused) return this.#armStall();
-      this.#finish(new IpcError('IPC_ERR_PROTOCOL', `${this.#options.what}: peer stalled in the middle of a frame for ${this.#options.frameTimeout} ms`));
-      this.destroy();
-    }, this.#options.frameTimeout);
-    this.#stallTimer.unref();
+    // startTimer: a frameTimeout past 2^31 - 1 ms must wait, not fire at once.
+    this.#cancelStall = startTimer(
+      this.#options.frameTimeout,
+      () => {
+        this.#cancelStall = undefined;
+        if (this.#ended || !this.#decoder.inFrame) return;
+        if (this.#progress !== this.#stallMark || this.#paused) return this.#armStall();
+        this.#finish(new IpcError('IPC_ERR_PROTOCOL', `${this.#options.what}: peer stalled in the middle of a frame for ${this.#options.frameTimeout} ms`));
+        this.destroy();
+      },
+      true,
+    );
   }
 
   #finish(reason: IpcError | undefined): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#endReason = reason;
-    if (this.#stallTimer !== undefined) clearTimeout(this.#stallTimer);
+    this.#cancelStall?.();
     // A failed connection will complete none of the writes still in flight.
     if (reason !== undefined) this.#failInflight();
     // Wake writers waiting for room: there will never be any, and they must learn it.
@@ -241,17 +247,16 @@ export class StreamLink implements Link {
       // is reset by TCP, which could destroy data we sent that the peer has not read yet.
       this.#paused = false;
       input.resume();
-      let timer: NodeJS.Timeout | undefined;
       const done = () => {
-        if (timer !== undefined) clearTimeout(timer);
+        cancelTimer();
         this.#failInflight(); // empty after 'finish'; not after a closeTimeout
         if (!input.destroyed) input.destroy();
         if (!out.destroyed) out.destroy();
         this.#finish(undefined);
         resolve();
       };
-      timer = setTimeout(done, this.#options.closeTimeout);
-      timer.unref();
+      // Any closeTimeout, Infinity included (a raw setTimeout would fire those after 1 ms).
+      const cancelTimer = startTimer(this.#options.closeTimeout, done, true);
       if (out.destroyed) return done();
       // 'finish' = every byte handed to the OS; then the descriptor can go (the kernel keeps
       // delivering what it holds). end() on a socket also sends FIN so the peer sees the end.
