@@ -129,7 +129,12 @@ export function channelFromLink<T>(link: Link, options: ResolvedChannelOptions, 
   return new Channel<T>(internal, link, options, what);
 }
 
-export class Channel<T = unknown> implements AsyncIterable<T> {
+/**
+ * One end of a connection. `T` is what the codec carries (Uint8Array for 'bytes'; with a
+ * serializing codec, the type you name, e.g. the union of requests and replies):
+ * `request<Reply>` and `handle<Request>` narrow it per call.
+ */
+export class Channel<T = Uint8Array> implements AsyncIterable<T> {
   readonly #link: Link;
   readonly #codec: Codec<T>;
   readonly #maxMessageSize: number;
@@ -344,7 +349,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (this.#inbox.length > 0) return Promise.resolve(this.#take());
     if (this.#terminal !== undefined) return Promise.reject(this.#terminal);
     if (signal?.aborted) return Promise.reject(abortError(`${this.#what}: receive`, signal.reason));
-    return this.#wait((w) => this.#receivers.push(w), (w) => this.#receivers.remove(w), timeout, signal, 'receive');
+    return this.#wait<T>((w) => this.#receivers.push(w), (w) => this.#receivers.remove(w), timeout, signal, 'receive');
   }
 
   /** A message already received and buffered, or undefined; throws once closed and drained. */
@@ -361,13 +366,13 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   }
 
   /** A promise settled through a Waiter that `enlist` files; `withdraw` takes it back on timeout/abort. */
-  #wait(enlist: (waiter: Waiter<T>) => void, withdraw: (waiter: Waiter<T>) => void, timeout: number, signal: AbortSignal | undefined, what: string): Promise<T> {
+  #wait<V>(enlist: (waiter: Waiter<V>) => void, withdraw: (waiter: Waiter<V>) => void, timeout: number, signal: AbortSignal | undefined, what: string): Promise<V> {
     if (timeout === Infinity && signal === undefined) {
       // The common case costs one promise and one small object: nothing to clean up.
-      return new Promise<T>((resolve, reject) => enlist({ resolve, reject }));
+      return new Promise<V>((resolve, reject) => enlist({ resolve, reject }));
     }
-    return new Promise<T>((resolve, reject) => {
-      const waiter: Waiter<T> = {
+    return new Promise<V>((resolve, reject) => {
+      const waiter: Waiter<V> = {
         resolve: (value) => {
           disarm();
           resolve(value);
@@ -400,8 +405,12 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
 
   // ---- request / reply ----
 
-  /** Sends `message` as a request and resolves with the peer handler's reply. */
-  request(message: T, opts?: RequestOptions): Promise<T> {
+  /**
+   * Sends `message` as a request and resolves with the peer handler's reply. `Reply` names
+   * which of the channel's types the reply is (`ch.request<Answer>(question)`); the codec
+   * decides what it can be, so on a bytes channel it is a Uint8Array.
+   */
+  request<Reply extends T = T>(message: T, opts?: RequestOptions): Promise<Reply> {
     let timeout: number;
     let signal: AbortSignal | undefined;
     let payload: Uint8Array;
@@ -416,8 +425,8 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     let id = this.#nextId;
     while (this.#requests.has(id)) id = id === 0xffffffff ? 1 : id + 1;
     this.#nextId = id === 0xffffffff ? 1 : id + 1;
-    const reply = this.#wait(
-      (waiter) => this.#requests.set(id, waiter),
+    const reply = this.#wait<Reply>(
+      (waiter) => this.#requests.set(id, waiter as Waiter<T>),
       () => this.#requests.delete(id),
       timeout,
       signal,
@@ -437,9 +446,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * if it throws, the requester's promise rejects with a RemoteError carrying the message and
    * code. Requests that arrive before a handler is set wait for it. `handle(null)` stops.
    */
-  handle(handler: Handler<T> | null): void {
+  handle<Request extends T = T>(handler: Handler<Request> | null): void {
     if (handler !== null && typeof handler !== 'function') throw new TypeError(`${this.#what}: handle() takes a function or null`);
-    this.#handler = handler ?? undefined;
+    this.#handler = (handler ?? undefined) as Handler<T> | undefined;
     while (this.#handler !== undefined && this.#requestBacklog.length > 0) {
       const request = this.#requestBacklog.shift()!;
       this.#runHandler(request.id, request.value, request.bytes);

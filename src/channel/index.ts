@@ -3,6 +3,7 @@
  * address's scheme from `transports`; a new transport is a module exporting a Transport (a
  * file, or a folder like shm/) plus one registerTransport line here.
  */
+import type { BytesCodec, SerializingCodec } from '../codec/index.js';
 import { armDeadline } from '../deadline.js';
 import { abortError, closedError, isIpcError } from '../errors.js';
 import { checkOptions, checkSignal, checkTimeout, waitOptions } from '../options.js';
@@ -76,7 +77,7 @@ const serverToken = Symbol('ChannelServer.internal');
  * arrival order. Closing the server stops accepting and releases the address; channels
  * already handed out stay open, those not yet accepted are closed.
  */
-export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
+export class ChannelServer<T = Uint8Array> implements AsyncIterable<Channel<T>> {
   readonly #listener: Listener;
   readonly #options: ResolvedChannelOptions;
   readonly #backlog: Channel<T>[] = [];
@@ -169,8 +170,14 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
   }
 }
 
-/** Listens on `address` (unix:///path, tcp://host:port, fifo:///path, shm://name). */
-export async function listen<T = unknown>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
+/**
+ * Listens on `address` (unix:///path, tcp://host:port, fifo:///path, shm://name). The codec
+ * decides the message type of its channels: Uint8Array without one (or with 'bytes'), the type
+ * you name with a serializing codec (`listen<Job>(address, { codec: 'json' })`).
+ */
+export function listen(address: string, opts?: ListenOptions<Uint8Array> & BytesCodec): Promise<ChannelServer<Uint8Array>>;
+export function listen<T = unknown>(address: string, opts: ListenOptions<T> & SerializingCodec<T>): Promise<ChannelServer<T>>;
+export async function listen<T>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
   const url = parseAddress(address, 'listen');
   const transport = transportFor(url, address, 'listen');
   const o = checkOptions<ListenOptions<T>>(opts, [...channelOptionKeys, ...transport.listenKeys], `listen(${address})`);
@@ -182,8 +189,13 @@ export async function listen<T = unknown>(address: string, opts?: ListenOptions<
   return new ChannelServer<T>(serverToken, listener, options);
 }
 
-/** Connects to `address` (unix:///path, tcp://host:port, fifo:///path, shm://name, pipe://fd/N, pipe://stdio). */
-export async function connect<T = unknown>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
+/**
+ * Connects to `address` (unix:///path, tcp://host:port, fifo:///path, shm://name, pipe://fd/N,
+ * pipe://stdio). The codec decides the message type, as for listen.
+ */
+export function connect(address: string, opts?: ConnectOptions<Uint8Array> & BytesCodec): Promise<Channel<Uint8Array>>;
+export function connect<T = unknown>(address: string, opts: ConnectOptions<T> & SerializingCodec<T>): Promise<Channel<T>>;
+export async function connect<T>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
   const url = parseAddress(address, 'connect');
   const transport = transportFor(url, address, 'connect');
   const o = checkOptions<ConnectOptions<T>>(opts, [...channelOptionKeys, 'timeout', 'signal'], `connect(${address})`);
