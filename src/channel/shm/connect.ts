@@ -31,10 +31,9 @@ import {
   connectionLayout,
   connectionNames,
   CONNECTION_BYTES,
-  MAX_CAPACITY,
-  MAX_CHUNK_BYTES,
   openRole,
   P,
+  readGeometry,
   removeName,
   REQUEST_SLOTS,
   Role,
@@ -44,7 +43,6 @@ import {
 } from './layout.js';
 import { ShmLink } from './link.js';
 import { openQueue } from './pump.js';
-import { RECORD_HEADER_BYTES } from './record.js';
 
 /** How soon a client that found no free request slot looks again (ms). */
 const POST_RETRY_MS = 5;
@@ -100,12 +98,9 @@ class ClientHandshake {
   #create(): void {
     const p = this.#point.i32;
     if (!this.#serverAlive()) throw this.#noServer();
-    const capacity = Atomics.load(p, P.capacity);
-    const recordBytes = Atomics.load(p, P.recordBytes);
-    const mode = Atomics.load(p, P.mode) & 0o777;
-    if (capacity < 2 || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0 || recordBytes <= RECORD_HEADER_BYTES || recordBytes > RECORD_HEADER_BYTES + MAX_CHUNK_BYTES) {
-      throw new IpcError('IPC_ERR_INCOMPATIBLE', `${this.#what}: the accept point asks for queues of ${capacity} x ${recordBytes} bytes`);
-    }
+    const geometry = readGeometry(p);
+    if (typeof geometry === 'string') throw new IpcError('IPC_ERR_INCOMPATIBLE', `${this.#what}: ${geometry}`);
+    const { capacity, recordBytes, mode } = geometry;
     // A fresh id; an existing name (a leftover) just moves on to the next one.
     for (let attempt = 0; this.#conn === undefined; attempt++) {
       let id = (Atomics.add(p, P.nextId, 1) + 1) & 0x7fffffff;
@@ -136,10 +131,10 @@ class ClientHandshake {
       }
     }
     const names = connectionNames(this.#name, this.#id);
-    const geometry = { capacity, maxMessageSize: recordBytes, mode };
-    this.#up = openQueue(names.up, geometry);
+    const queues = { capacity, maxMessageSize: recordBytes, mode };
+    this.#up = openQueue(names.up, queues);
     this.#created.push(names.up);
-    this.#down = openQueue(names.down, geometry);
+    this.#down = openQueue(names.down, queues);
     this.#created.push(names.down);
   }
 

@@ -79,6 +79,7 @@ import { isAlive } from '../../os/lifeline.js';
 import { HEADER_BYTES, Kind } from '../../shm/header.js';
 import { openObject, type ObjectLayout } from '../../shm/segment.js';
 import { SharedMemory } from '../../shm/shared-memory.js';
+import { RECORD_HEADER_BYTES } from './record.js';
 
 export const VERSION = 1;
 
@@ -123,6 +124,31 @@ export const State = {
 /** Limits of the geometry an accept point may ask for (checked by listen and by connect). */
 export const MAX_CAPACITY = 65536;
 export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
+
+/** What an accept point hands to its clients: the queues they create, and their mode. */
+export interface Geometry {
+  capacity: number;
+  recordBytes: number;
+  mode: number;
+}
+
+/** Writes a point's geometry (before it is published, or when a new server takes it over). */
+export function writeGeometry(point: Int32Array, g: Geometry): void {
+  point[P.capacity] = g.capacity;
+  point[P.recordBytes] = g.recordBytes;
+  point[P.mode] = g.mode;
+}
+
+/** A point's geometry as a client reads it, checked against the limits; a string says what is wrong. */
+export function readGeometry(point: Int32Array): Geometry | string {
+  const capacity = Atomics.load(point, P.capacity);
+  const recordBytes = Atomics.load(point, P.recordBytes);
+  const mode = Atomics.load(point, P.mode) & 0o777;
+  if (capacity < 2 || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0 || recordBytes <= RECORD_HEADER_BYTES || recordBytes > RECORD_HEADER_BYTES + MAX_CHUNK_BYTES) {
+    return `the accept point asks for queues of ${capacity} x ${recordBytes} bytes`;
+  }
+  return { capacity, recordBytes, mode };
+}
 
 /** How often a client and a link look at the peer's liveness and flags (ms). */
 export const CHECK_MS = 100;

@@ -13,22 +13,8 @@ import { openObject } from '../../shm/segment.js';
 import type { ResolvedChannelOptions } from '../channel.js';
 import type { Link } from '../link.js';
 import type { Listener } from '../transport.js';
-import {
-  C,
-  connectionNames,
-  MAX_CAPACITY,
-  MAX_CHUNK_BYTES,
-  openRole,
-  P,
-  pointLayout,
-  POINT_BYTES,
-  removeName,
-  REQUEST_SLOTS,
-  Role,
-  shmName,
-  State,
-  type Mapped,
-} from './layout.js';
+import { C, connectionNames, MAX_CAPACITY, MAX_CHUNK_BYTES, openRole, P, pointLayout, POINT_BYTES, removeName, REQUEST_SLOTS, Role, shmName, State, writeGeometry } from './layout.js';
+import type { Geometry, Mapped } from './layout.js';
 import { ShmLink } from './link.js';
 import { openQueue } from './pump.js';
 import { RECORD_HEADER_BYTES } from './record.js';
@@ -149,13 +135,7 @@ class ShmListener implements Listener {
   }
 }
 
-interface PointFields {
-  mode: number;
-  capacity: number;
-  recordBytes: number;
-}
-
-function listenOptions(extra: Record<string, unknown>): PointFields {
+function listenOptions(extra: Record<string, unknown>): Geometry {
   const mode = extra['mode'] === undefined ? 0o600 : checkInteger(extra['mode'], 'listen: mode', 0, 0o777);
   const capacity = extra['queueCapacity'] === undefined ? DEFAULT_CAPACITY : checkInteger(extra['queueCapacity'], 'listen: queueCapacity', 2, MAX_CAPACITY);
   if ((capacity & (capacity - 1)) !== 0) throw new RangeError(`listen: queueCapacity must be a power of two, got ${capacity}`);
@@ -166,16 +146,10 @@ function listenOptions(extra: Record<string, unknown>): PointFields {
   return { mode, capacity, recordBytes: slotBytes - SLOT_HEADER_BYTES };
 }
 
-function writeFields(i32: Int32Array, fields: PointFields): void {
-  i32[P.capacity] = fields.capacity;
-  i32[P.recordBytes] = fields.recordBytes;
-  i32[P.mode] = fields.mode;
-}
-
 /** Listens on shm://name: a fresh accept point, or a dead server's taken over; never a live one's. */
 export async function listenShm(url: URL, address: string, options: ResolvedChannelOptions, extra: Record<string, unknown>): Promise<Listener> {
   const name = shmName(url, address);
-  const fields = listenOptions(extra);
+  const geometry = listenOptions(extra);
   const what = `listen on ${address}`;
   for (let attempt = 0; ; attempt++) {
     let lifeline: Lifeline | undefined;
@@ -189,10 +163,10 @@ export async function listenShm(url: URL, address: string, options: ResolvedChan
           const i32 = new Int32Array(buffer, 0, POINT_BYTES >> 2);
           i32[P.role] = Role.Point;
           i32[P.serverToken] = lifeline.token;
-          writeFields(i32, fields);
+          writeGeometry(i32, geometry);
           // published by publishHeader's release store of the header's state word
         }),
-        { mode: fields.mode },
+        { mode: geometry.mode },
       );
       return new ShmListener(name, address, { shm, i32: new Int32Array(shm.buffer, 0, POINT_BYTES >> 2) }, lifeline!, options);
     } catch (err) {
@@ -219,7 +193,7 @@ export async function listenShm(url: URL, address: string, options: ResolvedChan
       if (live) throw new IpcError('IPC_ERR_EXISTS', `${what}: a live server is listening on '${name}'`);
       continue;
     }
-    writeFields(point.i32, fields);
+    writeGeometry(point.i32, geometry);
     return new ShmListener(name, address, point, lifeline, options);
   }
 }

@@ -90,11 +90,6 @@ export class Pump {
     this.#tick = () => process.nextTick(this.#run);
   }
 
-  /** True while a run is scheduled or the pump sleeps in the kernel: nothing to arrange. */
-  get busy(): boolean {
-    return this.#scheduled || this.#sleeping;
-  }
-
   get sleeping(): boolean {
     return this.#sleeping;
   }
