@@ -78,6 +78,8 @@ for (const transport of ['shm', 'fifo']) {
         const ch = await watchdog(connecting, WATCHDOG, 'connect');
         await watchdog(child.next('accepted'), WATCHDOG, 'accepted');
         await ch.close();
+        child.send({ cmd: 'stop' }); // the server closes (removing its address) and exits
+        assert.deepEqual(await watchdog(child.exited, WATCHDOG, 'server exits'), { code: 0, signal: null });
       } finally {
         child.kill();
         await child.exited;

@@ -402,11 +402,17 @@ function inspect(name) {
   );
 }
 
-test('shm: inspect shows an accept point (server, pending requests) and a connection (handshake state, both sides)', async () => {
+test('shm: inspect shows an accept point (server, pending requests) and a connection (handshake state, both sides)', async (t) => {
   const { describeShmChannel } = require('../dist/cjs/channel/shm/layout.js');
   const addr = address();
   const name = nameOf(addr);
   const child = startChild('channel-shm-peer.mjs', ['freeze', addr]);
+  // Whatever happens below, no connect is left waiting and the dead server's point goes.
+  const stop = new AbortController();
+  t.after(() => {
+    stop.abort();
+    for (const n of objectsOf(addr)) SharedMemory.remove(n);
+  });
   let connecting;
   try {
     await watchdog(child.next('listening'), WATCHDOG, 'child listening');
@@ -422,7 +428,7 @@ test('shm: inspect shows an accept point (server, pending requests) and a connec
       mode: '0o600',
     });
     // The frozen server never takes the request: it stays posted, the connection requested.
-    connecting = expectCode(() => connect(addr), 'IPC_ERR_NOT_FOUND');
+    connecting = expectCode(() => connect(addr, { signal: stop.signal }), 'IPC_ERR_NOT_FOUND');
     await watchdog(
       (async () => {
         while (SharedMemory.list().filter((n) => n.startsWith(`${name}.c1`)).length < 3 || (await inspect(name)).details.pendingRequests === 0) {
@@ -449,7 +455,6 @@ test('shm: inspect shows an accept point (server, pending requests) and a connec
   assert.equal((await inspect(name)).details.server, 'dead');
   await watchdog(connecting, WATCHDOG, 'client gives up');
   assert.deepEqual(objectsOf(addr), [name]);
-  SharedMemory.remove(name);
 
   // An accepted connection has no name left: read its state object as inspect would.
   const server = await listen(address());

@@ -24,6 +24,8 @@ const SYNC_SPIN_MS = 0.003;
 /** Frames a receive pump delivers in one go before it lets the event loop run. */
 const BATCH = 256;
 const EMPTY = new Uint8Array(0);
+/** #putRecords: the frame's last record is committed. */
+const DONE = -1;
 
 const now = (): number => performance.now();
 
@@ -133,34 +135,33 @@ export class ShmLink implements Link {
       process.nextTick(done, this.#closedForPeer());
       return;
     }
-    const frame: PendingFrame = { type, id, payload, offset: 0, done };
+    let offset = 0;
     if (this.#outboxHead === this.#outbox.length) {
-      let complete: boolean;
       try {
-        complete = this.#putRecords(frame);
+        offset = this.#putRecords(type, id, payload, 0);
       } catch (err) {
         process.nextTick(done, err);
         return;
       }
-      if (complete) return done();
+      if (offset === DONE) return done();
     }
     // Some or none of it fits now: the rest waits here, in a copy if the caller may reuse it.
-    if (borrowed) frame.payload = Buffer.from(payload);
-    this.#outbox.push(frame);
+    this.#outbox.push({ type, id, payload: borrowed ? Buffer.from(payload) : payload, offset, done });
     this.#out.later();
   }
 
-  /** Commits as many records of `frame` as there is room for; true once all are in. */
-  #putRecords(frame: PendingFrame): boolean {
+  /**
+   * Commits the records of a frame's payload from `offset` on while there is room: DONE once
+   * the last one is in, else the offset reached (the next record to commit).
+   */
+  #putRecords(type: number, id: number, payload: Uint8Array, offset: number): number {
     const out = this.#out;
-    const { type, id, payload } = frame;
     const total = payload.byteLength;
     for (;;) {
-      const offset = frame.offset;
       const chunk = Math.min(total - offset, out.chunkBytes);
-      if (!out.tryPut(type, id, payload, offset, chunk)) return false;
-      frame.offset = offset + chunk;
-      if (frame.offset >= total) return true;
+      if (!out.tryPut(type, id, payload, offset, chunk)) return offset;
+      offset += chunk;
+      if (offset >= total) return DONE;
     }
   }
 
@@ -194,12 +195,14 @@ export class ShmLink implements Link {
     try {
       while (this.#outboxHead < this.#outbox.length && !this.#ended) {
         const head = this.#outbox[this.#outboxHead]!;
-        if (this.#putRecords(head)) {
+        const reached = this.#putRecords(head.type, head.id, head.payload, head.offset);
+        if (reached === DONE) {
           this.#shiftOutbox();
           out.paidOff();
           head.done();
           continue;
         }
+        head.offset = reached;
         const t = now();
         if (t < out.spinDeadline(t)) return out.later();
         // Sleep in the kernel until one record fits, and commit it then; spin less next time.
@@ -300,8 +303,9 @@ export class ShmLink implements Link {
     }
     // After a delivery, let the application act on it first (the spin's clock starts after).
     // Without one, a spin was started above: keep looking until it ends.
+    if (delivered !== 0) return input.later();
     const t = now();
-    if (delivered !== 0 || t < input.spinDeadline(t)) return input.later();
+    if (t < input.spinDeadline(t)) return input.later();
     // The spin did not pay off (the peer is slow, idle, or shares our CPU and cannot run while
     // we spin): see spinBudget.
     input.sleep((signal) => input.take(reader, signal), this.#woken, this.#sleepFailed);
