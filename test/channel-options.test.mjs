@@ -23,14 +23,15 @@ test('listen: unknown keys name the channel keys and the transport\'s own', asyn
   await rejectsKey(() => listen(addressFor('unix'), { mdoe: 0o600 }), 'mdoe', `${CHANNEL_KEYS}, mode`);
   await rejectsKey(() => listen(addressFor('fifo'), { timeout: 5 }), 'timeout', `${CHANNEL_KEYS}, mode`);
   await rejectsKey(() => listen(addressFor('tcp'), { mode: 0o600 }), 'mode', CHANNEL_KEYS);
-  await rejectsKey(() => listen(addressFor('shm'), { queueCapacty: 8 }), 'queueCapacty', `${CHANNEL_KEYS}, mode, queueCapacity, queueChunkBytes`);
+  await rejectsKey(() => listen(addressFor('shm'), { queueCapacty: 8 }), 'queueCapacty', `${CHANNEL_KEYS}, mode, queueCapacity, queueChunkBytes, allowOtherOwner`);
   await assert.rejects(() => listen(addressFor('unix'), 'json'), /options must be an object/);
 });
 
 test('connect: unknown keys name the channel keys, timeout and signal', async () => {
-  for (const transport of ['unix', 'tcp', 'fifo', 'shm']) {
+  for (const transport of ['unix', 'tcp', 'fifo']) {
     await rejectsKey(() => connect(addressFor(transport), { timout: 5 }), 'timout', `${CHANNEL_KEYS}, timeout, signal`);
   }
+  await rejectsKey(() => connect(addressFor('shm'), { timout: 5 }), 'timout', `${CHANNEL_KEYS}, timeout, signal, allowOtherOwner`);
   await rejectsKey(() => connect('pipe://fd/3', { fd: 3 }), 'fd', `${CHANNEL_KEYS}, timeout, signal`);
   await assert.rejects(() => connect(addressFor('unix'), 5), /options must be an object/);
 });

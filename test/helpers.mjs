@@ -1,7 +1,7 @@
 // Helpers for multi-process tests. Children are fixture scripts in test/fixtures/ that report
 // each state they reach over Node's fork IPC channel (the control channel, always separate from
 // the mechanism under test); the parent waits for those reports instead of sleeping.
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,18 +22,21 @@ export function uniqueName(tag = 'x') {
 }
 
 /**
- * Starts test/fixtures/<fixture> with args. Returns a handle:
+ * Starts test/fixtures/<fixture> (or the script at an absolute path) with args. With `wrap`, the
+ * child runs under that command (e.g. `['setpriv', '--reuid=65534', ...]` or `unshare`), which
+ * must exec node in the end: the control channel survives the exec. Returns a handle:
  *   next(state?)  resolves with the next control message (whose .state equals `state` if given)
  *   send(msg)     sends a control message to the child
  *   exited        resolves with { code, signal } when the child ends
  *   kill(signal)  kills the child
  */
-export function startChild(fixture, args = [], { env, execArgv } = {}) {
-  const child = fork(path.join(here, 'fixtures', fixture), args.map(String), {
-    env: { ...process.env, ...env },
-    execArgv: execArgv ?? [],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
+export function startChild(fixture, args = [], { env, execArgv, wrap, cwd } = {}) {
+  const script = path.isAbsolute(fixture) ? fixture : path.join(here, 'fixtures', fixture);
+  const options = { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...(cwd ? { cwd } : {}) };
+  const child =
+    wrap === undefined
+      ? fork(script, args.map(String), { ...options, execArgv: execArgv ?? [] })
+      : spawn(wrap[0], [...wrap.slice(1), process.execPath, ...(execArgv ?? []), script, ...args.map(String)], options);
   const inbox = [];
   const waiting = [];
   child.on('message', (msg) => {

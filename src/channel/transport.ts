@@ -1,15 +1,15 @@
 /**
  * The transport registry: an address's scheme picks the transport (`unix://`, `tcp://`,
- * `fifo://`, `pipe://`, `shm://`). A transport is a module exporting a `Transport` (one file,
- * like unix.ts, or a folder, like shm/); adding one is that module plus one
- * `registerTransport(...)` line in index.ts of this folder.
+ * `fifo://`, `pipe://`, `shm://`, `nats://`). A transport is a module exporting a `Transport`
+ * (one file, like unix.ts, or a folder, like shm/ and nats/); adding one is that module plus
+ * one `registerTransport(...)` line in index.ts of this folder.
  *
  * Writing a transport:
  *   - `connect` resolves with a Link; `listen` with a Listener whose `start(onLink)` hands
  *     over one Link per accepted connection and whose `close()` releases the address.
  *   - A Link carries (type, id, payload) frames (see framing.ts for the types). Byte streams
  *     use StreamLink (link.ts) over framing.ts; a transport that is not a byte stream carries
- *     frames its own way (shm/ puts them in shared-memory queue records). Either way it must
+ *     frames its own way (shm/ puts them in shared-memory queue records, nats/ in NATS messages). Either way it must
  *     enforce `options.maxMessageSize` on what it accepts from the peer, call `done` of every
  *     write exactly once (error = not delivered), copy a `borrowed` payload before write()
  *     returns if it keeps it, report the peer's end or death through `ended` (never
@@ -35,13 +35,19 @@ export interface ConnectContext {
   /** Remaining time for the connection attempt (Infinity = none). */
   timeout: number;
   signal: AbortSignal | undefined;
+  /** Transport-specific connect options (only the keys in `connectKeys`). */
+  extra: Record<string, unknown>;
 }
 
 /** A transport-level server: hands each accepted connection over as a Link. */
 export interface Listener {
   /** The address clients use (with the real port when tcp port 0 was asked). */
   readonly address: string;
-  start(onLink: (link: Link) => void): void;
+  /**
+   * `onFailed`: for transports whose listening can fail after the fact (a lost connection to a
+   * message broker): the server then closes, and its accept() rejects with IPC_ERR_CLOSED.
+   */
+  start(onLink: (link: Link) => void, onFailed?: (error: IpcError) => void): void;
   /** Stops accepting and releases the address (unlinks a socket file). */
   close(): Promise<void>;
 }
@@ -50,6 +56,8 @@ export interface Transport {
   readonly scheme: string;
   /** Option keys `listen` accepts for this transport beyond the channel options. */
   readonly listenKeys: readonly string[];
+  /** Option keys `connect` accepts for this transport beyond the channel options (none if absent). */
+  readonly connectKeys?: readonly string[];
   listen?(url: URL, address: string, context: ListenContext): Promise<Listener>;
   connect(url: URL, address: string, context: ConnectContext): Promise<Link>;
 }

@@ -21,8 +21,10 @@ import { armDeadline } from '../../deadline.js';
 import { IpcError, isIpcError } from '../../errors.js';
 import { futex } from '../../os/futex.js';
 import { openLifeline, type Lifeline } from '../../os/lifeline.js';
+import { checkBoolean } from '../../options.js';
 import type { Queue } from '../../queue/queue.js';
 import { openObject } from '../../shm/segment.js';
+import { objectStat } from '../../shm/shared-memory.js';
 import type { ResolvedChannelOptions } from '../channel.js';
 import type { Link } from '../link.js';
 import {
@@ -31,7 +33,7 @@ import {
   connectionLayout,
   connectionNames,
   CONNECTION_BYTES,
-  openRole,
+  openPoint,
   P,
   readGeometry,
   removeName,
@@ -40,6 +42,7 @@ import {
   shmName,
   State,
   type Mapped,
+  type Point,
 } from './layout.js';
 import { ShmLink } from './link.js';
 import { openQueue } from './pump.js';
@@ -54,10 +57,9 @@ class ClientHandshake {
   readonly #name: string;
   readonly #what: string;
   readonly #options: ResolvedChannelOptions;
-  readonly #point: Mapped;
-  /** The accept point's lifeline: whether its server still lives. */
-  readonly #pointLifeline: Lifeline;
-  /** Names this client created (removed again if it withdraws). */
+  /** The accept point, and our lifeline on it: whether its server still lives. */
+  readonly #point: Point;
+  /** Names this client created (removed again if it withdraws, and once accepted). */
   readonly #created: string[] = [];
   #conn: Mapped | undefined;
   /** The connection's lifeline: our token in it, and later the server's liveness. */
@@ -68,19 +70,21 @@ class ClientHandshake {
   /** The request slot holding our id; -1 while unposted. */
   #slot = -1;
 
-  private constructor(name: string, what: string, options: ResolvedChannelOptions, point: Mapped) {
+  private constructor(name: string, what: string, options: ResolvedChannelOptions, point: Point) {
     this.#name = name;
     this.#what = what;
     this.#options = options;
     this.#point = point;
-    this.#pointLifeline = openLifeline(point.shm.buffer);
   }
 
-  /** Opens the accept point and creates the connection's objects (unposted). */
-  static begin(name: string, what: string, options: ResolvedChannelOptions): ClientHandshake {
-    let point: Mapped;
+  /**
+   * Opens the accept point (another user's only with `allowOtherOwner`) and creates the
+   * connection's objects (unposted).
+   */
+  static begin(name: string, what: string, options: ResolvedChannelOptions, allowOtherOwner: boolean): ClientHandshake {
+    let point: Point;
     try {
-      point = openRole(name, Role.Point);
+      point = openPoint(name, allowOtherOwner);
     } catch (err) {
       if (isIpcError(err, 'IPC_ERR_NOT_FOUND')) throw new IpcError('IPC_ERR_NOT_FOUND', `${what}: no server is listening`, { cause: err });
       throw err;
@@ -100,7 +104,10 @@ class ClientHandshake {
     if (!this.#serverAlive()) throw this.#noServer();
     const geometry = readGeometry(p);
     if (typeof geometry === 'string') throw new IpcError('IPC_ERR_INCOMPATIBLE', `${this.#what}: ${geometry}`);
-    const { capacity, recordBytes, mode } = geometry;
+    const { capacity, recordBytes } = geometry;
+    // The mode field is only what whoever can write the point says: never wider than the point's
+    // own file mode, so the connection is no more open than the accept point itself.
+    const mode = geometry.mode & objectStat(this.#point.shm).mode & 0o777;
     // A fresh id; an existing name (a leftover) just moves on to the next one.
     for (let attempt = 0; this.#conn === undefined; attempt++) {
       let id = (Atomics.add(p, P.nextId, 1) + 1) & 0x7fffffff;
@@ -132,9 +139,9 @@ class ClientHandshake {
     }
     const names = connectionNames(this.#name, this.#id);
     const queues = { capacity, maxMessageSize: recordBytes, mode };
-    this.#up = openQueue(names.up, queues);
+    this.#up = openQueue(names.up, false, queues);
     this.#created.push(names.up);
-    this.#down = openQueue(names.down, queues);
+    this.#down = openQueue(names.down, false, queues);
     this.#created.push(names.down);
   }
 
@@ -174,7 +181,7 @@ class ClientHandshake {
 
   #serverAlive(): boolean {
     const token = Atomics.load(this.#point.i32, P.serverToken);
-    return token !== 0 && this.#pointLifeline.isAlive(token);
+    return token !== 0 && this.#point.life.isAlive(token);
   }
 
   #noServer(): IpcError {
@@ -183,7 +190,10 @@ class ClientHandshake {
 
   /** The accepted connection as a link (it owns the connection's objects from here on). */
   #open(): Link {
-    this.#closePoint();
+    this.#point.close();
+    // The server unlinked the names once it had mapped them (it did, before accepting); a server
+    // of another user cannot remove names we own (/dev/shm is sticky), so we make sure.
+    for (const name of this.#created) removeName(name);
     return new ShmLink({
       out: this.#up!,
       in: this.#down!,
@@ -209,11 +219,6 @@ class ClientHandshake {
     throw error;
   }
 
-  #closePoint(): void {
-    this.#pointLifeline.close();
-    this.#point.shm.close();
-  }
-
   /** Unmaps everything and removes the names this client created. */
   #discard(): void {
     this.#up?.close();
@@ -221,14 +226,22 @@ class ClientHandshake {
     this.#lifeline?.close();
     this.#conn?.shm.close();
     for (const name of this.#created) removeName(name);
-    this.#closePoint();
+    this.#point.close();
   }
 }
 
 /** Connects to shm://name within `timeout` ms (Infinity: no limit) unless `signal` aborts. */
-export async function connectShm(url: URL, address: string, options: ResolvedChannelOptions, timeout: number, signal: AbortSignal | undefined): Promise<Link> {
+export async function connectShm(
+  url: URL,
+  address: string,
+  options: ResolvedChannelOptions,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  extra: Record<string, unknown>,
+): Promise<Link> {
   const name = shmName(url, address);
   const what = `connect to ${address}`;
+  const allowOtherOwner = checkBoolean(extra['allowOtherOwner'], 'connect: allowOtherOwner') ?? false;
   let failure: IpcError | undefined;
   const wake = new AbortController();
   const disarm = armDeadline(timeout, signal, what, (error) => {
@@ -237,7 +250,7 @@ export async function connectShm(url: URL, address: string, options: ResolvedCha
   });
   try {
     if (failure !== undefined) throw failure; // aborted before anything was created
-    const handshake = ClientHandshake.begin(name, what, options);
+    const handshake = ClientHandshake.begin(name, what, options, allowOtherOwner);
     for (;;) {
       const next = handshake.step(failure);
       if (typeof next !== 'number') return next;

@@ -11,11 +11,12 @@ export { describeShmChannel } from './layout.js';
 
 export const shmTransport: Transport = {
   scheme: 'shm',
-  listenKeys: ['mode', 'queueCapacity', 'queueChunkBytes'],
+  listenKeys: ['mode', 'queueCapacity', 'queueChunkBytes', 'allowOtherOwner'],
+  connectKeys: ['allowOtherOwner'],
   listen(url, address, { options, extra }) {
     return listenShm(url, address, options, extra);
   },
-  connect(url, address, { options, timeout, signal }) {
-    return connectShm(url, address, options, timeout, signal);
+  connect(url, address, { options, timeout, signal, extra }) {
+    return connectShm(url, address, options, timeout, signal, extra);
   },
 };

@@ -14,22 +14,24 @@
  *   name.c<id>.up     Queue, client -> server, created by connect
  *   name.c<id>.down   Queue, server -> client, created by connect
  *
- * The server unlinks a connection's three names as soon as it has mapped them: an established
- * connection has no name, and the kernel frees its memory when the last of the two processes
- * unmaps it (closes, exits or is killed). Nothing can be left behind by a connection that was
- * accepted; only a client killed during connect() itself can leave its three objects.
+ * The server unlinks a connection's three names as soon as it has mapped them (and the client
+ * once accepted: a server of another user cannot remove them): an established connection has
+ * no name, and the kernel frees its memory when the last of the two processes unmaps it
+ * (closes, exits or is killed). Nothing can be left behind by a connection that was accepted;
+ * only a client killed during connect() itself can leave its three objects.
  *
  * Accept point layout (512 bytes):
  *
  *   offset  size  field
  *   0       64    common header (src/shm/header.ts), kind Channel (7), version 1
  *   64      4     role            1 = accept point
- *   68      4     serverToken     lifeline token (src/os/lifeline.ts) of the listening thread;
- *                                 0 once the server has closed
+ *   68      4     serverToken     lifeline token (src/os/lifeline.ts) of the listening thread on
+ *                                 this object; 0 once the server has closed
  *   72      4     nextId          last connection id handed out (clients Atomics.add it)
  *   76      4     capacity        slots per direction a client creates (power of two)
  *   80      4     recordBytes     a queue's maxMessageSize: the largest record (header + chunk)
- *   84      4     mode            permission bits for the connection objects
+ *   84      4     mode            permission bits for the connection objects (a client uses no
+ *                                 more than the accept point's own file mode allows)
  *   128     4     requestEvents   futex word the server sleeps on; clients bump it and wake
  *   256     256   64 request slots (int32): 0 = free, else the id of a connection to accept
  *
@@ -39,10 +41,16 @@
  *   64      4     role            2 = connection
  *   68      4     state           0 requested, 1 accepted, 2 withdrawn, 3 refused; futex word
  *                                 the connecting client sleeps on
- *   72      4     clientToken     lifeline token of the client thread (written before posting)
- *   76      4     serverToken     lifeline token of the server thread (written before accepting)
+ *   72      4     clientToken     lifeline token of the client thread on this object (written
+ *                                 before posting)
+ *   76      4     serverToken     lifeline token of the server thread on this object (written
+ *                                 before accepting)
  *   80      4     clientClosed    1 once the client is done sending (after its last commit)
  *   84      4     serverClosed    1 once the server is done sending
+ *
+ * Owners: an accept point or connection owned by another uid is refused (IPC_ERR_PERMISSION)
+ * unless the caller opts in with allowOtherOwner; a server accepts connection objects of other
+ * users only when its own mode lets other users in.
  *
  * Handshake (connect.ts, listen.ts): connect opens the accept point, checks that serverToken is
  * alive, takes an id, creates `name.c<id>` (writing its own token) and both queues, then posts
@@ -75,7 +83,7 @@
  */
 import { IpcError } from '../../errors.js';
 import { validateName } from '../../naming.js';
-import { isAlive } from '../../os/lifeline.js';
+import { openLifeline, type Lifeline } from '../../os/lifeline.js';
 import { HEADER_BYTES, Kind } from '../../shm/header.js';
 import { openObject, type ObjectLayout } from '../../shm/segment.js';
 import { SharedMemory } from '../../shm/shared-memory.js';
@@ -200,11 +208,14 @@ export interface Mapped {
   i32: Int32Array;
 }
 
-/** Opens an existing channel object and checks its role and size (IPC_ERR_INCOMPATIBLE otherwise). */
-export function openRole(name: string, role: (typeof Role)[keyof typeof Role]): Mapped {
+/**
+ * Opens an existing channel object and checks its role and size (IPC_ERR_INCOMPATIBLE
+ * otherwise); one of another user is IPC_ERR_PERMISSION unless `allowOtherOwner`.
+ */
+export function openRole(name: string, role: (typeof Role)[keyof typeof Role], allowOtherOwner: boolean): Mapped {
   const point = role === Role.Point;
   const bytes = point ? POINT_BYTES : CONNECTION_BYTES;
-  const shm = openObject(name, 'open', 'shm channel', point ? pointLayout() : connectionLayout(), {});
+  const shm = openObject(name, 'open', 'shm channel', point ? pointLayout() : connectionLayout(), { allowOtherOwner });
   if (shm.byteLength < bytes || Atomics.load(new Int32Array(shm.buffer, 0, bytes >> 2), P.role) !== role) {
     shm.close();
     throw new IpcError('IPC_ERR_INCOMPATIBLE', `shm channel '${name}' is not ${point ? 'an accept point' : 'a connection'}`);
@@ -212,13 +223,34 @@ export function openRole(name: string, role: (typeof Role)[keyof typeof Role]): 
   return { shm, i32: new Int32Array(shm.buffer, 0, bytes >> 2) };
 }
 
-const STATE_NAMES = ['requested', 'accepted', 'withdrawn', 'refused'];
-
-/** A lifeline token as `inspect` shows it: whether its thread still lives. */
-function owner(token: number): string {
-  if (token === 0) return 'none';
-  return isAlive(token) ? 'alive' : 'dead';
+/** An accept point, opened, with this thread's lifeline on it (serverToken is asked of it). */
+export interface Point extends Mapped {
+  life: Lifeline;
+  close(): void;
 }
+
+/** Opens the accept point `name` and this thread's lifeline on it (listen's takeover, connect). */
+export function openPoint(name: string, allowOtherOwner: boolean): Point {
+  const { shm, i32 } = openRole(name, Role.Point, allowOtherOwner);
+  let life: Lifeline;
+  try {
+    life = openLifeline(shm.buffer);
+  } catch (err) {
+    shm.close();
+    throw err;
+  }
+  return {
+    shm,
+    i32,
+    life,
+    close() {
+      life.close();
+      shm.close();
+    },
+  };
+}
+
+const STATE_NAMES = ['requested', 'accepted', 'withdrawn', 'refused'];
 
 /**
  * What `interprocess inspect` shows of a shm:// channel object (its header already validated):
@@ -229,6 +261,17 @@ function owner(token: number): string {
 export function describeShmChannel(buffer: SharedArrayBuffer): Record<string, unknown> {
   if (buffer.byteLength < HEADER_BYTES + 8) return { role: 'unknown (too small)' };
   const role = Atomics.load(new Int32Array(buffer, 0, P.role + 1), P.role);
+  if (role !== Role.Point && role !== Role.Connection) return { role: `unknown (${role})` };
+  // Liveness is asked through a lifeline on the object itself (tokens are per object).
+  const life = openLifeline(buffer);
+  try {
+    return describeRole(buffer, role, (token) => (token === 0 ? 'none' : life.isAlive(token) ? 'alive' : 'dead'));
+  } finally {
+    life.close();
+  }
+}
+
+function describeRole(buffer: SharedArrayBuffer, role: number, owner: (token: number) => string): Record<string, unknown> {
   if (role === Role.Point && buffer.byteLength >= POINT_BYTES) {
     const p = new Int32Array(buffer, 0, POINT_BYTES >> 2);
     let pending = 0;

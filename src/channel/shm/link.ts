@@ -414,6 +414,7 @@ export class ShmLink implements Link {
     // Closing the queue handles rejects a pump's pending sleep with IPC_ERR_CLOSED.
     this.#out.close();
     this.#in.close();
+    // After the closed flag: a peer that finds our token dead has already seen the flag.
     this.#lifeline.close();
     this.#conn.close();
   }

@@ -6,15 +6,15 @@
 import { IpcError, isIpcError } from '../../errors.js';
 import { futex } from '../../os/futex.js';
 import { openLifeline, type Lifeline } from '../../os/lifeline.js';
-import { checkInteger } from '../../options.js';
+import { checkBoolean, checkInteger } from '../../options.js';
 import type { Queue } from '../../queue/queue.js';
 import { SLOT_HEADER_BYTES } from '../../queue/layout.js';
 import { openObject } from '../../shm/segment.js';
 import type { ResolvedChannelOptions } from '../channel.js';
 import type { Link } from '../link.js';
 import type { Listener } from '../transport.js';
-import { C, connectionNames, MAX_CAPACITY, MAX_CHUNK_BYTES, openRole, P, pointLayout, POINT_BYTES, removeName, REQUEST_SLOTS, Role, shmName, State, writeGeometry } from './layout.js';
-import type { Geometry, Mapped } from './layout.js';
+import { C, connectionNames, MAX_CAPACITY, MAX_CHUNK_BYTES, openPoint, openRole, P, pointLayout, POINT_BYTES, removeName, REQUEST_SLOTS, Role, shmName, State, writeGeometry } from './layout.js';
+import type { Geometry, Mapped, Point } from './layout.js';
 import { ShmLink } from './link.js';
 import { openQueue } from './pump.js';
 import { RECORD_HEADER_BYTES } from './record.js';
@@ -29,16 +29,19 @@ class ShmListener implements Listener {
   readonly #point: Mapped;
   readonly #lifeline: Lifeline;
   readonly #options: ResolvedChannelOptions;
+  /** Whether connection objects of other users are accepted (our mode lets them in). */
+  readonly #othersAllowed: boolean;
   readonly #stop = new AbortController();
   #onLink: ((link: Link) => void) | undefined;
   #closed = false;
 
-  constructor(name: string, address: string, point: Mapped, lifeline: Lifeline, options: ResolvedChannelOptions) {
+  constructor(name: string, address: string, point: Mapped, lifeline: Lifeline, options: ResolvedChannelOptions, mode: number) {
     this.address = address;
     this.#name = name;
     this.#point = point;
     this.#lifeline = lifeline;
     this.#options = options;
+    this.#othersAllowed = (mode & 0o077) !== 0;
   }
 
   start(onLink: (link: Link) => void): void {
@@ -71,15 +74,18 @@ class ShmListener implements Listener {
     let conn: Mapped | undefined;
     let up: Queue<Uint8Array> | undefined;
     let down: Queue<Uint8Array> | undefined;
+    let lifeline: Lifeline | undefined;
     const release = (): void => {
       up?.close();
       down?.close();
+      lifeline?.close();
       conn?.shm.close();
     };
     try {
-      conn = openRole(names.state, Role.Connection);
-      up = openQueue(names.up);
-      down = openQueue(names.down);
+      conn = openRole(names.state, Role.Connection, this.#othersAllowed);
+      up = openQueue(names.up, this.#othersAllowed);
+      down = openQueue(names.down, this.#othersAllowed);
+      lifeline = openLifeline(conn.shm.buffer);
       if (up.maxMessageSize <= RECORD_HEADER_BYTES || down.maxMessageSize <= RECORD_HEADER_BYTES) {
         throw new IpcError('IPC_ERR_INCOMPATIBLE', `${names.state}: records too small`);
       }
@@ -95,13 +101,11 @@ class ShmListener implements Listener {
     removeName(names.state);
     removeName(names.up);
     removeName(names.down);
-    const lifeline = openLifeline(conn.shm.buffer);
     const clientToken = Atomics.load(conn.i32, C.clientToken);
     Atomics.store(conn.i32, C.serverToken, lifeline.token);
     // The CAS publishes serverToken to the client (its load of state pairs with it); losing it
     // means the client withdrew first and will not use the connection.
     if (Atomics.compareExchange(conn.i32, C.state, State.Requested, State.Accepted) !== State.Requested) {
-      lifeline.close();
       release();
       return;
     }
@@ -135,7 +139,7 @@ class ShmListener implements Listener {
   }
 }
 
-function listenOptions(extra: Record<string, unknown>): Geometry {
+function listenOptions(extra: Record<string, unknown>): Geometry & { allowOtherOwner: boolean } {
   const mode = extra['mode'] === undefined ? 0o600 : checkInteger(extra['mode'], 'listen: mode', 0, 0o777);
   const capacity = extra['queueCapacity'] === undefined ? DEFAULT_CAPACITY : checkInteger(extra['queueCapacity'], 'listen: queueCapacity', 2, MAX_CAPACITY);
   if ((capacity & (capacity - 1)) !== 0) throw new RangeError(`listen: queueCapacity must be a power of two, got ${capacity}`);
@@ -143,7 +147,8 @@ function listenOptions(extra: Record<string, unknown>): Geometry {
   // Slots a whole number of cache lines long (the slots start 64-byte aligned), so that no two
   // slots share a line: a record may then carry a few more bytes than asked.
   const slotBytes = Math.ceil((SLOT_HEADER_BYTES + RECORD_HEADER_BYTES + chunkBytes) / 64) * 64;
-  return { mode, capacity, recordBytes: slotBytes - SLOT_HEADER_BYTES };
+  const allowOtherOwner = checkBoolean(extra['allowOtherOwner'], 'listen: allowOtherOwner') ?? false;
+  return { mode, capacity, recordBytes: slotBytes - SLOT_HEADER_BYTES, allowOtherOwner };
 }
 
 /** Listens on shm://name: a fresh accept point, or a dead server's taken over; never a live one's. */
@@ -168,32 +173,31 @@ export async function listenShm(url: URL, address: string, options: ResolvedChan
         }),
         { mode: geometry.mode },
       );
-      return new ShmListener(name, address, { shm, i32: new Int32Array(shm.buffer, 0, POINT_BYTES >> 2) }, lifeline!, options);
+      return new ShmListener(name, address, { shm, i32: new Int32Array(shm.buffer, 0, POINT_BYTES >> 2) }, lifeline!, options, geometry.mode);
     } catch (err) {
       lifeline?.close();
       if (!isIpcError(err, 'IPC_ERR_EXISTS') || attempt >= 20) throw err;
     }
     // The name exists: a live server's (never taken), or a dead server's (taken over).
-    let point: Mapped;
+    let point: Point;
     try {
-      point = openRole(name, Role.Point);
+      point = openPoint(name, geometry.allowOtherOwner);
     } catch (err) {
       if (isIpcError(err, 'IPC_ERR_NOT_FOUND')) continue; // removed meanwhile: create again
+      if (isIpcError(err, 'IPC_ERR_PERMISSION')) throw err; // another user's: never taken over silently
       throw new IpcError('IPC_ERR_EXISTS', `${what}: '${name}' exists and is not a usable shm channel accept point; it was left alone`, { cause: err });
     }
-    lifeline = openLifeline(point.shm.buffer);
     const current = Atomics.load(point.i32, P.serverToken);
     // A closing server's point (token 0, being removed): create a new one. A live server's is
     // never taken. A dead server's is taken over with one CAS, so two new servers cannot both
     // win; the requests its clients already posted are served by us.
-    const live = current !== 0 && lifeline.isAlive(current);
-    if (current === 0 || live || Atomics.compareExchange(point.i32, P.serverToken, current, lifeline.token) !== current) {
-      lifeline.close();
-      point.shm.close();
+    const live = current !== 0 && point.life.isAlive(current);
+    if (current === 0 || live || Atomics.compareExchange(point.i32, P.serverToken, current, point.life.token) !== current) {
+      point.close();
       if (live) throw new IpcError('IPC_ERR_EXISTS', `${what}: a live server is listening on '${name}'`);
       continue;
     }
     writeGeometry(point.i32, geometry);
-    return new ShmListener(name, address, point, lifeline, options);
+    return new ShmListener(name, address, point, point.life, options, geometry.mode);
   }
 }

@@ -54,9 +54,13 @@ function afterMicrotasks(ticker: () => void): void {
   void RESOLVED.then(ticker);
 }
 
-/** Opens (or creates, with `create`) one direction's queue, for a pump. */
-export function openQueue(name: string, create?: { capacity: number; maxMessageSize: number; mode: number }): Queue<Uint8Array> {
-  return create === undefined ? Queue.open(name, { wait: 'block' }) : Queue.create(name, { ...create, wait: 'block' });
+/**
+ * Opens (or creates, with `create`) one direction's queue, for a pump; an existing one of
+ * another user only with `allowOtherOwner`. Its Ring, and the owner tokens the Ring records,
+ * are the Queue handle's own (one mapping, one lifeline on the queue).
+ */
+export function openQueue(name: string, allowOtherOwner: boolean, create?: { capacity: number; maxMessageSize: number; mode: number }): Queue<Uint8Array> {
+  return create === undefined ? Queue.open(name, { wait: 'block', allowOtherOwner }) : Queue.create(name, { ...create, wait: 'block' });
 }
 
 export class Pump {
