@@ -46,6 +46,32 @@ export interface Link {
   destroy(error?: IpcError): void;
 }
 
+/**
+ * The callbacks of Link.onceDrain, for every Link: each runs once, on the next tick if the link
+ * wants data already, else when the link next does (or ends) and calls run().
+ */
+export class DrainWaiters {
+  #callbacks: (() => void)[] = [];
+
+  /** Files `callback` (`needsDrain`: the link's state now); true if it is the only one waiting. */
+  add(callback: () => void, needsDrain: boolean): boolean {
+    if (!needsDrain) {
+      process.nextTick(callback);
+      return false;
+    }
+    this.#callbacks.push(callback);
+    return this.#callbacks.length === 1;
+  }
+
+  /** Runs (and forgets) every waiting callback. */
+  run(): void {
+    const callbacks = this.#callbacks;
+    if (callbacks.length === 0) return;
+    this.#callbacks = [];
+    for (const callback of callbacks) callback();
+  }
+}
+
 interface InflightWrite {
   done: (error?: Error | null) => void;
 }
@@ -79,7 +105,7 @@ export class StreamLink implements Link {
   #cancelStall: (() => void) | undefined;
   #progress = 0;
   #stallMark = 0;
-  #drainWaiters: (() => void)[] = [];
+  readonly #drainWaiters = new DrainWaiters();
   readonly #inflight = new Set<InflightWrite>();
   #corked = false;
   #writesThisTurn = 0;
@@ -162,7 +188,7 @@ export class StreamLink implements Link {
     // A failed connection will complete none of the writes still in flight.
     if (reason !== undefined) this.#failInflight();
     // Wake writers waiting for room: there will never be any, and they must learn it.
-    this.#runDrainWaiters();
+    this.#drainWaiters.run();
     const handler = this.#handler;
     if (handler !== undefined) process.nextTick(() => handler.ended(reason));
     // After a clean end from the peer, finish our side too so the descriptor is released.
@@ -211,19 +237,7 @@ export class StreamLink implements Link {
   }
 
   onceDrain(callback: () => void): void {
-    if (!this.needsDrain) {
-      process.nextTick(callback);
-      return;
-    }
-    this.#drainWaiters.push(callback);
-    if (this.#drainWaiters.length === 1) this.#out.once('drain', () => this.#runDrainWaiters());
-  }
-
-  #runDrainWaiters(): void {
-    const waiters = this.#drainWaiters;
-    if (waiters.length === 0) return;
-    this.#drainWaiters = [];
-    for (const callback of waiters) callback();
+    if (this.#drainWaiters.add(callback, this.needsDrain)) this.#out.once('drain', () => this.#drainWaiters.run());
   }
 
   pause(): void {

@@ -14,7 +14,7 @@ import type { Queue } from '../../queue/queue.js';
 import type { SharedMemory } from '../../shm/shared-memory.js';
 import type { ResolvedChannelOptions } from '../channel.js';
 import type { FrameType } from '../framing.js';
-import type { Link, LinkHandler } from '../link.js';
+import { DrainWaiters, type Link, type LinkHandler } from '../link.js';
 import { C, CHECK_MS, CONNECTION_BYTES } from './layout.js';
 import { NO_RECORD, Pump, RECEIVE_SPIN_MS, SEND_SPIN_MS } from './pump.js';
 import { Read, RecordKind, RecordReader } from './record.js';
@@ -90,7 +90,7 @@ export class ShmLink implements Link {
   /** Frames waiting for room, oldest first (from #outboxHead on). */
   readonly #outbox: PendingFrame[] = [];
   #outboxHead = 0;
-  #drainWaiters: (() => void)[] = [];
+  readonly #drainWaiters = new DrainWaiters();
   /** The reader's progress when the periodic check last saw it move, and when (frameTimeout). */
   #stallMark = -1;
   #stallSince = 0;
@@ -170,18 +170,7 @@ export class ShmLink implements Link {
   }
 
   onceDrain(callback: () => void): void {
-    if (!this.needsDrain) {
-      process.nextTick(callback);
-      return;
-    }
-    this.#drainWaiters.push(callback);
-  }
-
-  #runDrainWaiters(): void {
-    const waiters = this.#drainWaiters;
-    if (waiters.length === 0) return;
-    this.#drainWaiters = [];
-    for (const callback of waiters) callback();
+    this.#drainWaiters.add(callback, this.needsDrain);
   }
 
   /**
@@ -228,7 +217,7 @@ export class ShmLink implements Link {
     } catch (err) {
       this.#finish(this.#failed('sending', err));
     }
-    this.#runDrainWaiters();
+    this.#drainWaiters.run();
   }
 
   #shiftOutbox(): void {
@@ -384,7 +373,7 @@ export class ShmLink implements Link {
     this.#failOutbox(this.#closedForPeer());
     this.#out.wake();
     this.#in.wake();
-    this.#runDrainWaiters();
+    this.#drainWaiters.run();
   }
 
   #closedForPeer(): IpcError {
@@ -399,7 +388,7 @@ export class ShmLink implements Link {
     this.#ended = true;
     this.#endReason = reason;
     this.#failOutbox(this.#closedForWrites());
-    this.#runDrainWaiters();
+    this.#drainWaiters.run();
     const handler = this.#handler;
     if (handler !== undefined) process.nextTick(() => handler.ended(reason));
     this.#release();
@@ -447,7 +436,7 @@ export class ShmLink implements Link {
         // Flush what was accepted, within closeTimeout (of any length: startTimer chains).
         let cancel: (() => void) | undefined;
         await new Promise<void>((resolve) => {
-          this.#drainWaiters.push(resolve);
+          this.#drainWaiters.add(resolve, true);
           cancel = startTimer(this.#closeTimeout, resolve);
         });
         cancel?.();
