@@ -107,6 +107,17 @@ const readsInPlace = new Set<Codec<any>>([resolveCodec('json'), resolveCodec('st
 const now = (): number => performance.now();
 const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+let ringOf: (queue: Queue<any>) => Ring;
+
+/**
+ * The Ring under a Queue handle, for the library's own transports only (src/channel/shm): they
+ * claim, fill and commit slots in place with the queue's protocol, through the handle's own
+ * mapping. Not exported from the package. Valid until the handle is closed.
+ */
+export function queueRing(queue: Queue<any>): Ring {
+  return ringOf(queue);
+}
+
 export class Queue<T = Uint8Array> {
   readonly #name: string;
   #shm: SharedMemory | undefined;
@@ -137,6 +148,10 @@ export class Queue<T = Uint8Array> {
    * Only for queues of up to VIEW_CACHE_SLOTS slots; larger ones make a view per call.
    */
   readonly #views: (Uint8Array | undefined)[];
+
+  static {
+    ringOf = (queue) => queue.#ring;
+  }
 
   /** @internal use Queue.create / open / openOrCreate */
   constructor(key: symbol, name: string, shm: SharedMemory, g: QueueGeometry, handle: ResolvedHandle<T>) {
