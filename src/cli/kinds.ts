@@ -3,6 +3,7 @@
  * validated object's buffer and only reads; the offsets are those drawn in the layout header
  * of the kind's own file (src/sync/*.ts, src/queue/layout.ts).
  */
+import { describeMap } from '../map/layout.js';
 import { describeQueue } from '../queue/layout.js';
 import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { isAlive, OWNER_MASK } from '../os/lifeline.js';
@@ -26,6 +27,7 @@ function lockWord(word: number): Record<string, unknown> {
 
 const describers = new Map<number, Describer>([
   [Kind.Queue, (buffer) => describeQueue(buffer) as unknown as Record<string, unknown>],
+  [Kind.Map, (buffer) => describeMap(buffer, isAlive)],
   [Kind.Mutex, (buffer) => lockWord(Atomics.load(words(buffer, 1), 0))],
   [Kind.Semaphore, (buffer) => {
     const w = words(buffer, 2);
