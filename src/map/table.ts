@@ -433,7 +433,8 @@ export class Table {
       u8.set(this.#keyScratch.subarray(0, this.len), at);
     }
     this.#fill(base, next, value, length, expiresAt);
-    u8[base * 4 + E_REF_BYTE] = 1;
+    // Not read yet: a key written and never read is the first to go (an overwrite counts as use).
+    u8[base * 4 + E_REF_BYTE] = 0;
     const headIndex = this.#bucketsInt + (this.h & this.#bucketMask);
     i32[base + E_NEXT] = i32[headIndex]!;
     // Links the entry, still not LIVE: publishes next, key and buffer to whoever walks the chain.
@@ -531,11 +532,13 @@ export class Table {
         const expiresAt = this.f64[(base * 4 + this.#buffer0 + (v & V_BUFFER) * this.#bufferBytes) >> 3]!;
         if (expiresAt !== 0 && expiresAt <= now) {
           if (expired < 0) expired = e;
-        } else if (this.#lru) {
+        } else if (this.#lru && victim < 0) {
+          // CLOCK: entries read since the hand last passed get a second chance (their bit is
+          // cleared); the first one not read since is the victim, and the hand stops clearing.
           if (fallback < 0) fallback = e;
           const ref = base * 4 + E_REF_BYTE;
-          if (this.u8[ref] !== 0) this.u8[ref] = 0; // second chance
-          else if (victim < 0) victim = e;
+          if (this.u8[ref] !== 0) this.u8[ref] = 0;
+          else victim = e;
         }
       }
       if (expired >= 0 && this.#reclaim(expired, s, true, now)) return expired;
