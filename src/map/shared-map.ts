@@ -271,7 +271,7 @@ export class SharedMap<V = Uint8Array> implements Iterable<[string, V]> {
     const t = this.#live();
     if (callbackDepth !== 0) throw callbackWriteError('clear');
     for (let s = 0; s < t.stripeCount; s++) {
-      t.lockStripe(s);
+      t.lockOnly(s);
       try {
         t.clearStripeLocked();
       } finally {

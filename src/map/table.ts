@@ -52,6 +52,8 @@ function park(point: string): void {
 const STRIPE_INTS = STRIPE_BYTES >> 2;
 /** Positions one allocation claims from the hand at a time. */
 const WINDOW = 64;
+/** Laps of the hand an 'lru' insert may make while its victims' stripes are busy. */
+const LRU_LAPS = 8;
 /** Lock attempts before a writer flags itself as a sleeper. */
 const SPIN_ROUNDS = 100;
 const FNV_PRIME = 0x01000193;
@@ -105,6 +107,10 @@ export class Table {
   #stripe = -1;
   #at = -1;
   #pred = -1;
+  /** Set by #reclaim: the stripe whose lock a try found busy (-1: none). */
+  #busy = -1;
+  /** Eviction candidates of one window. */
+  readonly #candidates = new Int32Array(8);
 
   constructor(buffer: SharedArrayBuffer, g: MapGeometry, what: string) {
     this.i32 = new Int32Array(buffer);
@@ -496,10 +502,15 @@ export class Table {
     }
   }
 
-  /** Locks stripe s (for clear()). */
+  /** Locks stripe s (for clear(), or a second stripe above the one held, for an eviction). */
   lockStripe(s: number): void {
     const index = this.#stripeInt(s) + S_LOCK;
     if (Atomics.compareExchange(this.i32, index, 0, this.#token) !== 0) this.#lockSlow(s, index);
+  }
+
+  /** Locks stripe s as the writer's stripe (clear()). */
+  lockOnly(s: number): void {
+    this.lockStripe(s);
     this.#stripe = s;
   }
 
@@ -512,13 +523,17 @@ export class Table {
     const owner = s + 1;
     const window = Math.min(WINDOW, n);
     const now = Date.now();
-    // 'none' looks at every entry once; 'lru' may need a second lap to clear reference bits.
+    const candidates = this.#candidates;
+    // 'none' looks at every entry once. 'lru' may need a second lap to clear reference bits,
+    // and more while the stripes of its victims are busy.
     const lap = n + window;
-    for (let scanned = 0; scanned < (this.#lru ? 2 * lap : lap); scanned += window) {
+    const limit = this.#lru ? LRU_LAPS * lap : lap;
+    for (let scanned = 0; scanned < limit; scanned += window) {
       const start = Atomics.add(i32, W.hand, window) >>> 0;
       let expired = -1;
-      let victim = -1;
       let fallback = -1;
+      let found = 0;
+      let clearing = true;
       for (let j = 0; j < window; j++) {
         const e = (start + j) % n;
         const base = this.#base(e);
@@ -532,19 +547,32 @@ export class Table {
         const expiresAt = this.f64[(base * 4 + this.#buffer0 + (v & V_BUFFER) * this.#bufferBytes) >> 3]!;
         if (expiresAt !== 0 && expiresAt <= now) {
           if (expired < 0) expired = e;
-        } else if (this.#lru && victim < 0) {
+        } else if (this.#lru) {
           // CLOCK: entries read since the hand last passed get a second chance (their bit is
-          // cleared); the first one not read since is the victim, and the hand stops clearing.
+          // cleared) up to the first one not read since, the victim; a few more unread ones
+          // are kept as spares in case the victim's stripe is busy.
           if (fallback < 0) fallback = e;
           const ref = base * 4 + E_REF_BYTE;
-          if (this.u8[ref] !== 0) this.u8[ref] = 0;
-          else victim = e;
+          if (this.u8[ref] !== 0) {
+            if (clearing) this.u8[ref] = 0;
+          } else if (found < candidates.length) {
+            clearing = false;
+            candidates[found++] = e;
+          }
         }
       }
-      if (expired >= 0 && this.#reclaim(expired, s, true, now)) return expired;
+      if (expired >= 0 && this.#reclaim(expired, s, true, now, false)) return expired;
       // After a whole lap every reference bit was cleared once: recent readers must not pin all.
-      if (victim < 0 && scanned >= lap) victim = fallback;
-      if (victim >= 0 && this.#reclaim(victim, s, false, now)) return victim;
+      if (found === 0 && scanned >= lap && fallback >= 0) candidates[found++] = fallback;
+      let wait = -1;
+      for (let k = 0; k < found; k++) {
+        const e = candidates[k]!;
+        if (this.#reclaim(e, s, false, now, false)) return e;
+        if (wait < 0 && this.#busy > s) wait = e;
+      }
+      // Every victim's stripe was busy. Waiting for a stripe above ours cannot deadlock (a writer
+      // only ever waits for a higher stripe than the one it holds), so past a lap we do.
+      if (wait >= 0 && scanned >= lap && this.#reclaim(wait, s, false, now, true)) return wait;
     }
     throw new IpcError(
       'IPC_ERR_FULL',
@@ -554,16 +582,24 @@ export class Table {
 
   /**
    * Takes entry e away from its stripe for stripe s: an expired entry (onlyExpired) or an LRU
-   * victim. Locks the entry's stripe with a try, re-checks under that lock, and hands it over.
+   * victim. Locks the entry's stripe (with a try, or waiting if `wait` and it is above s),
+   * re-checks under that lock, and hands the entry over. A busy stripe is left in #busy.
    */
-  #reclaim(e: number, s: number, onlyExpired: boolean, now: number): boolean {
+  #reclaim(e: number, s: number, onlyExpired: boolean, now: number, wait: boolean): boolean {
     const i32 = this.i32;
     const base = this.#base(e);
     const owner = i32[base + E_OWNER]!;
+    this.#busy = -1;
     if (owner === 0) return Atomics.compareExchange(i32, base + E_OWNER, 0, s + 1) === 0;
     const t = owner - 1;
     if (t < 0 || t >= this.#stripeCount) return false;
-    if (t !== s && !this.#tryLockStripe(t)) return false;
+    if (t !== s) {
+      if (wait && t > s) this.lockStripe(t);
+      else if (!this.#tryLockStripe(t)) {
+        this.#busy = t;
+        return false;
+      }
+    }
     try {
       if (i32[base + E_OWNER] !== owner) return false; // changed before we held t's lock
       const v = i32[base]!;
