@@ -61,7 +61,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
         // A mechanism runs the sizes it lists; sizes asked for with --sizes also go to every
         // mechanism that takes a payload at all (those that list more than one size).
         if (!m.sizes.includes(size) && !(sizes !== undefined && m.sizes.length > 1)) continue;
-        plan.push({ m, mode, size, count: count ?? defaultCount(mode, size, quick) });
+        plan.push({ m, mode, size, count: count ?? m.count?.[quick ? 'quick' : 'full'] ?? defaultCount(mode, size, quick) });
       }
     }
   }
@@ -73,6 +73,11 @@ export async function benchCommand(argv: string[]): Promise<number> {
     const what = `${trial.m.id} ${trial.mode === 'roundTrip' ? 'round trip' : 'throughput'} ${formatSize(trial.size)}`;
     const started = Date.now();
     const base = { id: trial.m.id, label: trial.m.label, family: trial.m.family, waits: trial.m.waits, mode: trial.mode, size: trial.size, count: trial.count };
+    if (trial.m.skip !== undefined) {
+      results.push({ ...base, skipped: trial.m.skip });
+      log(`[${i + 1}/${plan.length}] ${what.padEnd(40)} skipped: ${trial.m.skip}`);
+      continue;
+    }
     try {
       const out = await runTrial(trial.m, trial.mode, trial.size, trial.count, cpus);
       results.push({ ...base, ...out });
@@ -128,12 +133,14 @@ async function loadMechanisms(): Promise<MechanismInfo[]> {
         waits: (m['waits'] as Waits | undefined) ?? (id.includes('spin') ? 'spin' : id.includes('block') ? 'block' : 'event-loop'),
         sizes: (m['sizes'] as number[] | undefined) ?? ALL_SIZES,
         modes,
+        ...(m['count'] !== undefined ? { count: m['count'] as { quick: number; full: number } } : {}),
+        ...(typeof m['skip'] === 'string' ? { skip: m['skip'] } : {}),
       });
     }
   }
   // References and baselines first, so a table reads "what you have, then what we add";
   // synchronization primitives (no payload) last, in tables of their own.
-  const order = (f: string): number => ['reference', 'baseline', 'interprocess', 'primitive'].indexOf(f);
+  const order = (f: string): number => ['reference', 'baseline', 'interprocess', 'primitive', 'map'].indexOf(f);
   return out.sort((a, b) => order(a.family) - order(b.family));
 }
 
