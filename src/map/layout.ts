@@ -55,15 +55,17 @@
  * Protocol (Atomics are sequentially consistent; plain reads are hints that a later atomic
  * re-check validates):
  *
- *   get      s1 = load stripe.seq; walk the chain from the bucket head (atomic loads of head
- *            and next). For an entry whose hash and length match: v1 = load version; if LIVE
- *            and the key bytes match, copy the current buffer (v1 bit 0), then v2 = load
- *            version. v1 == v2 means key and value did not change during the copy (a writer
- *            never writes the current buffer, and every change bumps the counter): return it
- *            unless expired. v1 != v2: start again. At the end of the chain, a miss is true
- *            only if stripe.seq is still s1: otherwise an entry we walked through may have
- *            been unlinked and reused elsewhere under us, and we start again. Readers never
- *            wait and never write shared memory (except the 'lru' reference byte).
+ *   get      walk the chain from the bucket head. For an entry whose hash and length match:
+ *            v1 = load version; if LIVE and the key bytes match, copy the current buffer (v1
+ *            bit 0), then v2 = load version. v1 == v2 means key and value did not change
+ *            during the copy (a writer never writes the current buffer, and every change bumps
+ *            the counter): return it unless expired. v1 != v2: start again. An entry is LIVE
+ *            only while it is the one linked entry of its key, so a hit needs nothing else,
+ *            however the walk reached it. A miss walks again, between s1 = load stripe.seq and
+ *            a final load of seq, with atomic loads of head and next: the miss is true only if
+ *            seq is still s1 (otherwise an entry we walked through may have been unlinked and
+ *            reused elsewhere under us, and we start again). Readers never wait and never
+ *            write shared memory (except the 'lru' reference byte).
  *   set      (stripe lock held) an existing entry: write value, length and expiry into the
  *            other buffer, then store version = counter + 1 | LIVE | other buffer: the
  *            linearization point, which publishes the new buffer to the reader whose load of

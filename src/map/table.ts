@@ -5,9 +5,10 @@
  * the rebuild of a stripe whose writer died. shared-map.ts turns this into the public API
  * (codecs, options, iteration); this file sees keys as prepared UTF-8 and values as bytes.
  *
- * Hot-path notes: each Atomics call costs ~10 ns on Node 20, so a hit makes three (bucket
- * head, version twice; the key, hash, length and value are plain reads that the second version
- * load validates, and the stripe's seq is only read to prove a miss). ASCII keys are hashed and compared
+ * Hot-path notes: each Atomics call costs ~10 ns on Node 20, so a hit makes two (the version,
+ * before and after the copy); links, key, hash, length and value are plain reads that the
+ * second version load validates (the buffer's address depends on the first one), and the
+ * stripe's seq is only read, with the links, by a second walk that proves a miss. ASCII keys are hashed and compared
  * straight from the string's char codes; only other keys are encoded (into a reused scratch).
  *
  * Test hook: INTERPROCESS_MAP_PARK=<point> (read once, at load) makes a writer that reaches
@@ -235,8 +236,10 @@ export class Table {
     let seq = 0;
     retry: for (;;) {
       // Pairs with the bump after an unlink: an unchanged seq proves a miss was not misled.
+      // The first walk reads links plainly: whatever entry it reaches, only a LIVE version with
+      // the key's bytes validates a hit. The careful walk pairs its loads with the link stores.
       if (careful) seq = Atomics.load(i32, seqIndex);
-      let link = Atomics.load(i32, headIndex); // pairs with the store that linked the entry
+      let link = careful ? Atomics.load(i32, headIndex) : i32[headIndex]!;
       let steps = 0;
       while (link !== 0) {
         const base = entriesInt + (link - 1) * entryInts;
@@ -259,7 +262,7 @@ export class Table {
             return true;
           }
         }
-        link = Atomics.load(i32, base + E_NEXT);
+        link = careful ? Atomics.load(i32, base + E_NEXT) : i32[base + E_NEXT]!;
         // Only a chain rearranged under us can be longer than the map: start again.
         if (++steps > limit) continue retry;
       }
