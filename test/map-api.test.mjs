@@ -11,7 +11,7 @@ import { expectCode, uniqueName } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 const { describeMap } = require('../dist/cjs/map/layout.js');
-const { isAlive } = require('../dist/cjs/os/lifeline.js');
+const { openLifeline } = require('../dist/cjs/os/lifeline.js');
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 function named(t, tag = 'm') {
@@ -28,9 +28,11 @@ async function pastNow(ms) {
 }
 function details(name) {
   const raw = SharedMemory.open(name);
+  const life = openLifeline(raw.buffer);
   try {
-    return describeMap(raw.buffer, isAlive);
+    return describeMap(raw.buffer, (token) => life.isAlive(token));
   } finally {
+    life.close();
     raw.close();
   }
 }

@@ -14,7 +14,7 @@ import { checkValue, makeValue, random } from './fixtures/map-values.mjs';
 const require = createRequire(import.meta.url);
 const { describeMap, readGeometry } = require('../dist/cjs/map/layout.js');
 const { Table } = require('../dist/cjs/map/table.js');
-const { isAlive } = require('../dist/cjs/os/lifeline.js');
+const { openLifeline } = require('../dist/cjs/os/lifeline.js');
 
 const STRESS = process.env.INTERPROCESS_STRESS === '1';
 
@@ -27,13 +27,15 @@ function named(t, tag) {
 /** The map's words as `interprocess inspect` reads them, plus how many entries are taken. */
 function audit(name) {
   const raw = SharedMemory.open(name);
+  const life = openLifeline(raw.buffer);
   try {
     const g = readGeometry(raw.buffer);
     const i32 = new Int32Array(raw.buffer);
     let owned = 0;
     for (let e = 0; e < g.capacity; e++) if (i32[(g.entriesOffset + e * g.entryBytes) / 4 + 1] !== 0) owned++;
-    return { ...describeMap(raw.buffer, isAlive), owned };
+    return { ...describeMap(raw.buffer, (token) => life.isAlive(token)), owned };
   } finally {
+    life.close();
     raw.close();
   }
 }
@@ -45,6 +47,7 @@ function stripeOf(name, key) {
     const g = readGeometry(raw.buffer);
     const table = new Table(raw.buffer, g, 'probe');
     table.prepare(key);
+    table.close();
     return table.h & (g.stripeCount - 1);
   } finally {
     raw.close();

@@ -18,7 +18,7 @@
  */
 import { IpcError } from '../errors.js';
 import { futex } from '../os/futex.js';
-import { OWNER_MASK, openLifeline } from '../os/lifeline.js';
+import { OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
 import { CHECK_INTERVAL_MS, NO, NOT_RECOVERABLE, RECOVERED, YES, deadlockError, flagWaiting, markConsistent, poison, release, take } from '../sync/robust.js';
 import {
   BUFFER_HEADER_BYTES,
@@ -89,6 +89,7 @@ export class Table {
   readonly #buffer0: number;
   readonly #bufferBytes: number;
   readonly #token: number;
+  readonly #lifeline: Lifeline;
   readonly #keyScratch: Uint8Array;
   #valueScratch: Uint8Array | undefined;
 
@@ -133,7 +134,8 @@ export class Table {
     this.#buffer0 = ENTRY_HEADER_BYTES + g.keyBytes;
     this.#bufferBytes = BUFFER_HEADER_BYTES + g.valueBytes;
     // This thread's lifeline token for this map: what the stripe lock words record.
-    this.#token = openLifeline(buffer).token;
+    this.#lifeline = openLifeline(buffer);
+    this.#token = this.#lifeline.token;
     this.#keyScratch = new Uint8Array(g.maxKeyBytes);
   }
 
@@ -148,6 +150,11 @@ export class Table {
 
   get valueScratch(): Uint8Array {
     return (this.#valueScratch ??= new Uint8Array(this.#maxValue));
+  }
+
+  /** Gives up this handle's lifeline (the handle is not used again). */
+  close(): void {
+    this.#lifeline.close();
   }
 
   // --- keys ------------------------------------------------------------------------------------
@@ -309,7 +316,7 @@ export class Table {
     let check = true;
     let slept = false;
     for (;;) {
-      const got = take(i32, index, token, slept, check, `${this.what}: stripe ${s}`);
+      const got = take(i32, index, this.#lifeline, slept, check, `${this.what}: stripe ${s}`);
       if (got === YES) return;
       if (got === RECOVERED) {
         this.#recovered(s, index);
@@ -342,7 +349,7 @@ export class Table {
     if (Atomics.compareExchange(i32, index, 0, this.#token) === 0) return true;
     let got;
     try {
-      got = take(i32, index, this.#token, false, true, `${this.what}: stripe ${t}`);
+      got = take(i32, index, this.#lifeline, false, true, `${this.what}: stripe ${t}`);
     } catch {
       return false; // not recoverable: leave it alone
     }
