@@ -322,6 +322,8 @@ export class SharedMap<V = Uint8Array> implements Iterable<[string, V]> {
 
   /** Idempotent. Other handles and processes keep using the map. */
   close(): void {
+    // Gives up this thread's lifeline share on the map (see src/os/lifeline.ts).
+    this.#table?.close();
     this.#table = undefined;
     this.#shm?.close();
     this.#shm = undefined;
