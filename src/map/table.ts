@@ -8,8 +8,9 @@
  * Hot-path notes: each Atomics call costs ~10 ns on Node 20, so a hit makes two (the version,
  * before and after the copy); links, key, hash, length and value are plain reads that the
  * second version load validates (the buffer's address depends on the first one), and the
- * stripe's seq is only read, with the links, by a second walk that proves a miss. ASCII keys are hashed and compared
- * straight from the string's char codes; only other keys are encoded (into a reused scratch).
+ * stripe's seq is only read, with the links, by a second walk that proves a miss. A key is
+ * hashed once, its UTF-8 bytes going to a reused scratch on the way (ASCII straight from the
+ * char codes, other keys through TextEncoder.encodeInto), and compared a word at a time.
  *
  * Test hook: INTERPROCESS_MAP_PARK=<point> (read once, at load) makes a writer that reaches
  * <point> report { state: 'parked', point } on the process's IPC channel and block forever,
@@ -91,11 +92,11 @@ export class Table {
   readonly #token: number;
   readonly #lifeline: Lifeline;
   readonly #keyScratch: Uint8Array;
+  /** The same bytes as int32 words. */
+  readonly #keyWords: Int32Array;
   #valueScratch: Uint8Array | undefined;
 
-  // The prepared key (prepare()): its hash, UTF-8 length, and where its bytes are.
-  #key = '';
-  #ascii = true;
+  // The prepared key (prepare()): its hash and UTF-8 length; its bytes are in #keyScratch.
   h = 0;
   len = 0;
 
@@ -136,7 +137,8 @@ export class Table {
     // This thread's lifeline token for this map: what the stripe lock words record.
     this.#lifeline = openLifeline(buffer);
     this.#token = this.#lifeline.token;
-    this.#keyScratch = new Uint8Array(g.maxKeyBytes);
+    this.#keyScratch = new Uint8Array(g.keyBytes);
+    this.#keyWords = new Int32Array(this.#keyScratch.buffer);
   }
 
   /** Int32 index where entry e (0-based) starts. */
@@ -164,22 +166,22 @@ export class Table {
     const n = key.length;
     // Every UTF-16 unit is at least one UTF-8 byte: longer strings cannot fit.
     if (n > this.#maxKey) return false;
+    // The UTF-8 bytes go to the scratch as they are hashed, so that comparisons with stored
+    // keys go a word at a time (and never call charCodeAt again).
+    const scratch = this.#keyScratch;
     let h = this.#seed;
     let i = 0;
     for (; i < n; i++) {
       const c = key.charCodeAt(i);
       if (c > 0x7f) break;
+      scratch[i] = c;
       h = Math.imul(h ^ c, FNV_PRIME);
     }
-    this.#key = key;
     if (i === n) {
-      this.#ascii = true;
       this.len = n;
     } else {
-      const scratch = this.#keyScratch;
-      const r = encoder.encodeInto(key, scratch);
+      const r = encoder.encodeInto(key, scratch.subarray(0, this.#maxKey));
       if (r.read < n) return false;
-      this.#ascii = false;
       this.len = r.written;
       h = this.#seed;
       for (let j = 0; j < r.written; j++) h = Math.imul(h ^ scratch[j]!, FNV_PRIME);
@@ -194,17 +196,17 @@ export class Table {
     return true;
   }
 
-  /** Whether the key bytes at byte offset `at` are the prepared key's. */
+  /** Whether the key bytes at byte offset `at` (a multiple of 4) are the prepared key's. */
   #keyEquals(at: number): boolean {
-    const u8 = this.u8;
     const len = this.len;
-    if (this.#ascii) {
-      const key = this.#key;
-      for (let i = 0; i < len; i++) if (u8[at + i] !== key.charCodeAt(i)) return false;
-    } else {
-      const scratch = this.#keyScratch;
-      for (let i = 0; i < len; i++) if (u8[at + i] !== scratch[i]) return false;
-    }
+    const words = len >> 2;
+    const i32 = this.i32;
+    const mine = this.#keyWords;
+    const first = at >> 2;
+    for (let w = 0; w < words; w++) if (i32[first + w] !== mine[w]) return false;
+    const u8 = this.u8;
+    const scratch = this.#keyScratch;
+    for (let i = words << 2; i < len; i++) if (u8[at + i] !== scratch[i]) return false;
     return true;
   }
 
@@ -442,12 +444,8 @@ export class Table {
     i32[base + E_KEYLEN] = this.len;
     const at = base * 4 + ENTRY_HEADER_BYTES;
     const u8 = this.u8;
-    if (this.#ascii) {
-      const key = this.#key;
-      for (let i = 0; i < this.len; i++) u8[at + i] = key.charCodeAt(i);
-    } else {
-      u8.set(this.#keyScratch.subarray(0, this.len), at);
-    }
+    const scratch = this.#keyScratch;
+    for (let i = 0; i < this.len; i++) u8[at + i] = scratch[i]!;
     this.#fill(base, next, value, length, expiresAt);
     // Not read yet: a key written and never read is the first to go (an overwrite counts as use).
     u8[base * 4 + E_REF_BYTE] = 0;
