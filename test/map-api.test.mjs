@@ -3,11 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue, SharedMap, SharedMemory } from 'interprocess';
-import { expectCode, uniqueName } from './helpers.mjs';
+import { expectCode, uniqueName, watchdog } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 const { describeMap } = require('../dist/cjs/map/layout.js');
@@ -394,4 +395,31 @@ test('inspect shows entries, capacity, bytes per entry and the stripe locks', as
   assert.equal(shown.kind, 'Map');
   assert.equal(shown.details.entries, 10);
   assert.equal(shown.details.bytesPerEntry, d.bytesPerEntry);
+});
+
+test('worker threads: each thread owns stripe locks on its own, increments add up exactly', async (t) => {
+  const name = named(t);
+  const m = SharedMap.create(name, { capacity: 64, codec: 'json', maxValueBytes: 32 });
+  t.after(() => m.close());
+  const rounds = 3000;
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const { SharedMap } = require(workerData.lib);
+    const m = SharedMap.open(workerData.name, { codec: 'json' });
+    for (let i = 0; i < workerData.rounds; i++) {
+      m.increment('shared');
+      m.update('list-' + (i % 4), (old) => (old ?? 0) + 1);
+    }
+    m.close();
+    parentPort.postMessage('done');
+  `;
+  const lib = new URL('../dist/cjs/index.js', import.meta.url).pathname;
+  const workers = [0, 1].map(() => new Worker(source, { eval: true, workerData: { name, lib, rounds } }));
+  const done = workers.map((w) => new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); }));
+  for (let i = 0; i < rounds; i++) m.increment('shared');
+  await watchdog(Promise.all(done), 60_000, 'workers');
+  assert.equal(m.get('shared'), 3 * rounds);
+  let listed = 0;
+  for (let k = 0; k < 4; k++) listed += m.get(`list-${k}`);
+  assert.equal(listed, 2 * rounds);
 });
