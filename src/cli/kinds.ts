@@ -1,7 +1,7 @@
 /**
  * Kind-specific details for `ls` and `inspect` (queue depth, lock owner...). Each reader gets a
  * validated object's buffer and only reads; the offsets are those drawn in the layout header
- * of the kind's own file (src/sync/*.ts, src/queue/layout.ts).
+ * of the kind's own file (src/sync/*.ts, src/queue/layout.ts, src/map/layout.ts).
  */
 import { describeMap } from '../map/layout.js';
 import { describeQueue } from '../queue/layout.js';
