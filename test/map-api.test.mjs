@@ -423,3 +423,26 @@ test('worker threads: each thread owns stripe locks on its own, increments add u
   for (let k = 0; k < 4; k++) listed += m.get(`list-${k}`);
   assert.equal(listed, 2 * rounds);
 });
+
+test('a corrupt entry is IPC_ERR_INCOMPATIBLE, never an out-of-bounds read', (t) => {
+  const name = named(t);
+  const m = SharedMap.create(name, { capacity: 4, maxKeyBytes: 8, maxValueBytes: 8 });
+  t.after(() => m.close());
+  m.set('a', bytes(1, 2));
+  const raw = SharedMemory.open(name);
+  t.after(() => raw.close());
+  const i32 = new Int32Array(raw.buffer);
+  const entries = i32[112 / 4];
+  const entryBytes = i32[84 / 4];
+  let base = -1;
+  for (let e = 0; e < 4; e++) if (i32[(entries + e * entryBytes) / 4 + 1] !== 0) base = (entries + e * entryBytes) / 4;
+  const current = i32[base] & 1;
+  // The current buffer's length word: 32-byte entry header, 8 key bytes, 16 + 8 per buffer.
+  const lengthWord = base + (32 + 8 + current * 24 + 8) / 4;
+  assert.equal(i32[lengthWord], 2);
+  i32[lengthWord] = 1 << 20;
+  assert.throws(() => m.get('a'), { code: 'IPC_ERR_INCOMPATIBLE', message: /corrupt entry/ });
+  assert.throws(() => [...m.entries()], { code: 'IPC_ERR_INCOMPATIBLE' });
+  i32[lengthWord] = 2;
+  assert.deepEqual([...m.get('a')], [1, 2]);
+});

@@ -7,6 +7,8 @@
 //   lmdb-get / lmdb-put  the lmdb package (memory-mapped B+tree, synchronous calls, no fsync)
 //   cluster-ipc-get     a Map in a node:cluster primary, asked by a worker over Node's IPC
 // The map-get row's note gives the bytes of shared memory per entry for 64 B keys and values.
+// One-process rates are the median of SLICES equal slices of the trial (the time reported is
+// that median times SLICES), so that a busy neighbour on the machine does not decide them.
 // Try it: node bin/interprocess.js bench --only map,redis,lmdb,cluster
 import { execFileSync, spawn } from 'node:child_process';
 import cluster from 'node:cluster';
@@ -25,6 +27,21 @@ const peer = path.join(here, '..', 'peers', 'map-peer.mjs');
 
 const value = new Uint8Array(VALUE_BYTES).fill(1);
 const seconds = (t0) => Number(now() - t0) / 1e9;
+const SLICES = 10;
+
+/** Runs `run(from, n)` over `count` operations in SLICES slices; the median slice time x SLICES. */
+async function sliced(count, run) {
+  const times = [];
+  for (let k = 0, from = 0; k < SLICES; k++) {
+    const n = Math.floor((count * (k + 1)) / SLICES) - from;
+    const t0 = now();
+    await run(from, n);
+    times.push(seconds(t0) / n);
+    from += n;
+  }
+  times.sort((a, b) => a - b);
+  return times[SLICES >> 1] * count;
+}
 
 /** A map of KEY_COUNT entries (64 B keys and values at most), filled; removed after `body`. */
 async function withMap(options, body) {
@@ -45,9 +62,9 @@ async function withMap(options, body) {
   }
 }
 
-function gets(m, count) {
+function gets(m, count, from = 0) {
   let bytes = 0;
-  for (let i = 0; i < count; i++) bytes += m.get(keyOf(i % KEY_COUNT)).length;
+  for (let i = from; i < from + count; i++) bytes += m.get(keyOf(i % KEY_COUNT)).length;
   if (bytes !== count * VALUE_BYTES) throw new Error('map-get: a value was missing');
 }
 
@@ -56,27 +73,25 @@ const perEntry = (m) => `${(m.byteLength / m.capacity).toFixed(0)} B of shared m
 async function mapGet({ count }) {
   return withMap({}, (m) => {
     gets(m, Math.min(count, 200_000)); // warm-up: let the JIT settle
-    const t0 = now();
-    gets(m, count);
-    return { messages: count, seconds: seconds(t0), note: perEntry(m) };
+    return sliced(count, (from, n) => gets(m, n, from)).then((s) => ({ messages: count, seconds: s, note: perEntry(m) }));
   });
 }
 
 async function mapSet({ count }) {
   return withMap({}, (m) => {
     for (let i = 0; i < Math.min(count, 100_000); i++) m.set(keyOf(i % KEY_COUNT), value);
-    const t0 = now();
-    for (let i = 0; i < count; i++) m.set(keyOf(i % KEY_COUNT), value);
-    return { messages: count, seconds: seconds(t0) };
+    return sliced(count, (from, n) => {
+      for (let i = from; i < from + n; i++) m.set(keyOf(i % KEY_COUNT), value);
+    }).then((s) => ({ messages: count, seconds: s }));
   });
 }
 
 async function mapIncrement({ count }) {
   return withMap({ codec: 'json' }, (m) => {
     for (let i = 0; i < Math.min(count, 50_000); i++) m.increment(keyOf(i % KEY_COUNT), 1);
-    const t0 = now();
-    for (let i = 0; i < count; i++) m.increment(keyOf(i % KEY_COUNT), 1);
-    return { messages: count, seconds: seconds(t0), note: "codec 'json'" };
+    return sliced(count, (from, n) => {
+      for (let i = from; i < from + n; i++) m.increment(keyOf(i % KEY_COUNT), 1);
+    }).then((s) => ({ messages: count, seconds: s, note: "codec 'json'" }));
   });
 }
 
@@ -162,13 +177,11 @@ async function withRedis(cpus, body) {
 
 async function redisGet({ count, cpus }) {
   return withRedis(cpus, async (redis) => {
-    const get = async (n) => {
-      for (let i = 0; i < n; i++) if ((await redis.getBuffer(keyOf(i % KEY_COUNT))).length !== VALUE_BYTES) throw new Error('redis-get: bad value');
+    const get = async (from, n) => {
+      for (let i = from; i < from + n; i++) if ((await redis.getBuffer(keyOf(i % KEY_COUNT))).length !== VALUE_BYTES) throw new Error('redis-get: bad value');
     };
-    await get(Math.min(count, 2000));
-    const t0 = now();
-    await get(count);
-    return { messages: count, seconds: seconds(t0) };
+    await get(0, Math.min(count, 2000));
+    return { messages: count, seconds: await sliced(count, get) };
   });
 }
 
@@ -176,9 +189,10 @@ async function redisSet({ count, cpus }) {
   return withRedis(cpus, async (redis) => {
     const buf = Buffer.from(value);
     for (let i = 0; i < Math.min(count, 2000); i++) await redis.set(keyOf(i % KEY_COUNT), buf);
-    const t0 = now();
-    for (let i = 0; i < count; i++) await redis.set(keyOf(i % KEY_COUNT), buf);
-    return { messages: count, seconds: seconds(t0) };
+    const set = async (from, n) => {
+      for (let i = from; i < from + n; i++) await redis.set(keyOf(i % KEY_COUNT), buf);
+    };
+    return { messages: count, seconds: await sliced(count, set) };
   });
 }
 
@@ -199,15 +213,13 @@ async function withLmdb(body) {
 
 async function lmdbGet({ count }) {
   return withLmdb((db) => {
-    const get = (n) => {
+    const get = (from, n) => {
       let bytes = 0;
-      for (let i = 0; i < n; i++) bytes += db.getBinary(keyOf(i % KEY_COUNT)).length;
+      for (let i = from; i < from + n; i++) bytes += db.getBinary(keyOf(i % KEY_COUNT)).length;
       if (bytes !== n * VALUE_BYTES) throw new Error('lmdb-get: a value was missing');
     };
-    get(Math.min(count, 100_000));
-    const t0 = now();
-    get(count);
-    return { messages: count, seconds: seconds(t0) };
+    get(0, Math.min(count, 100_000));
+    return sliced(count, get).then((s) => ({ messages: count, seconds: s }));
   });
 }
 
@@ -215,9 +227,9 @@ async function lmdbPut({ count }) {
   return withLmdb((db) => {
     const buf = Buffer.from(value);
     for (let i = 0; i < Math.min(count, 10_000); i++) db.putSync(keyOf(i % KEY_COUNT), buf);
-    const t0 = now();
-    for (let i = 0; i < count; i++) db.putSync(keyOf(i % KEY_COUNT), buf);
-    return { messages: count, seconds: seconds(t0), note: 'putSync, noSync (no fsync)' };
+    return sliced(count, (from, n) => {
+      for (let i = from; i < from + n; i++) db.putSync(keyOf(i % KEY_COUNT), buf);
+    }).then((s) => ({ messages: count, seconds: s, note: 'putSync, noSync (no fsync)' }));
   });
 }
 
