@@ -11,7 +11,7 @@
 //                                        (or { n, p50, p99, p999 } from an external program)
 //     throughput({ size, count, cpus }) -> Promise<{ messages, seconds, note? }>  // one way
 //     count: { quick, full },              // optional: operations per trial, instead of the default
-//     skip: 'why',                         // optional: cannot run here (reported, not failed)
+//     unavailable: 'reason',               // optional: left out of the run, with this note
 //   }
 // The harness runs every trial in a fresh process pinned to cpus[0]; the mechanism starts its
 // peer with forkPeer (pinned to cpus[1]) and removes everything it created. Every reply and

@@ -18,8 +18,6 @@ export interface MechanismInfo {
   modes: Mode[];
   /** Operations per trial for this mechanism (quick / full), where the size-based default does not fit. */
   count?: { quick: number; full: number };
-  /** Why this mechanism cannot run here (e.g. a server that is not installed): reported, not failed. */
-  skip?: string;
 }
 
 export interface TrialResult {
@@ -31,8 +29,6 @@ export interface TrialResult {
   size: number;
   count: number;
   error?: string;
-  /** The mechanism could not run on this machine, and why. */
-  skipped?: string;
   /** A fact the mechanism measured besides its rate (e.g. bytes per entry). */
   note?: string;
   n?: number;
@@ -136,7 +132,6 @@ export function renderText(report: BenchReport): string {
 function renderMapTable(rows: TrialResult[]): string {
   const redis = rows.find((r) => r.id === 'redis-get' && r.messagesPerSecond !== undefined);
   const cells = rows.map((r) => {
-    if (r.skipped !== undefined) return [r.id, 'skipped', '', r.skipped];
     if (r.error !== undefined) return [r.id, 'failed', '', r.error.slice(0, 60)];
     return [r.id, formatRate(r.messagesPerSecond!), redis ? `${(r.messagesPerSecond! / redis.messagesPerSecond!).toFixed(1)}x` : '-', r.note ?? ''];
   });
@@ -166,6 +161,6 @@ export function advise(results: TrialResult[]): string[] {
   if (many) lines.push(`many small messages (${formatSize(smallest)}): ${many.id} (${formatRate(many.messagesPerSecond!)} messages/s)`);
   const bulk = best(ok.filter((r) => r.mode === 'throughput' && r.size === largest && largest > smallest), 'bytesPerSecond', false);
   if (bulk) lines.push(`bulk data (${formatSize(largest)} messages): ${bulk.id} (${formatBytes(bulk.bytesPerSecond!)}/s)`);
-  if (lines.length > 0) lines.push('across machines, containers without shared /dev/shm, or to non-Node peers: a tcp:// or unix:// channel');
+  if (lines.length > 0) lines.push('across machines or containers without shared /dev/shm: a tcp:// channel, or nats:// through a NATS server; to non-Node peers: a socket with a documented format');
   return lines;
 }
