@@ -12,7 +12,6 @@ import { expectCode, uniqueName, watchdog } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 const { describeMap } = require('../dist/cjs/map/layout.js');
-const { openLifeline } = require('../dist/cjs/os/lifeline.js');
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 function named(t, tag = 'm') {
@@ -29,11 +28,9 @@ async function pastNow(ms) {
 }
 function details(name) {
   const raw = SharedMemory.open(name);
-  const life = openLifeline(raw.buffer);
   try {
-    return describeMap(raw.buffer, (token) => life.isAlive(token));
+    return describeMap(raw.buffer);
   } finally {
-    life.close();
     raw.close();
   }
 }

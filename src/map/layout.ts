@@ -98,8 +98,7 @@
  * need it: they never see a non-LIVE entry or a torn buffer as a value.
  */
 import { HEADER_BYTES } from '../shm/header.js';
-import { OWNER_MASK } from '../os/lifeline.js';
-import { INCONSISTENT, NOT_RECOVERABLE } from '../sync/robust.js';
+import { describeLockWord } from '../sync/robust.js';
 
 export const MAP_VERSION = 1;
 
@@ -278,9 +277,10 @@ export function readGeometry(buffer: SharedArrayBuffer): MapGeometry | string {
 
 /**
  * A map's numbers for `interprocess ls` / `inspect`, read only (no handle, no lock): plug into
- * src/cli/kinds.ts as [Kind.Map, describeMap]. `isAlive` answers whether a lock owner lives.
+ * src/cli/kinds.ts as [Kind.Map, describeMap]. Held stripe locks are listed with whether their
+ * owners live (the kernel's answer, through a lifeline on the map).
  */
-export function describeMap(buffer: SharedArrayBuffer, isAlive: (token: number) => boolean): Record<string, unknown> {
+export function describeMap(buffer: SharedArrayBuffer): Record<string, unknown> {
   const g = readGeometry(buffer);
   if (typeof g === 'string') return { error: g };
   const i32 = new Int32Array(buffer, 0, g.bucketsOffset >> 2);
@@ -290,9 +290,7 @@ export function describeMap(buffer: SharedArrayBuffer, isAlive: (token: number) 
     const base = (STRIPES_OFFSET + s * STRIPE_BYTES) >> 2;
     entries += Atomics.load(i32, base + S_COUNT);
     const word = Atomics.load(i32, base + S_LOCK);
-    if (word === 0) continue;
-    if (word === NOT_RECOVERABLE) locks.push({ stripe: s, state: 'not recoverable' });
-    else locks.push({ stripe: s, state: word & INCONSISTENT ? 'held, being recovered' : 'held', ownerAlive: isAlive(word & OWNER_MASK) });
+    if (word !== 0) locks.push({ stripe: s, ...describeLockWord(word, buffer) });
   }
   return {
     entries,
