@@ -55,7 +55,7 @@ import {
   unlockWord,
   type Got,
 } from './robust.js';
-import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
+import { SpinPolicy, runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const WRITER = 0;
 const OVERFLOW = 2;
@@ -92,6 +92,7 @@ class Core {
   /** This thread's lifeline on the lock's memory, and its token there. */
   readonly lifeline: Lifeline;
   readonly token: number;
+  readonly spin = new SpinPolicy();
   /** Read locks held through this object, and the slot that counts them. */
   reads = 0;
   slot = NO_SLOT;
@@ -220,9 +221,11 @@ class WriteOp implements WaitOp {
 
   attempt(): boolean {
     if (!this.draining) {
-      // Publishes our claim; stops new readers (they read the word after counting themselves).
-      if (Atomics.compareExchange(this.i32, WRITER, 0, this.core.token) !== 0) {
-        if (Atomics.load(this.i32, WRITER) === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
+      // A load first (spinners only read the line until it is free), then the CAS that
+      // publishes our claim; it stops new readers (they read the word after counting themselves).
+      const value = Atomics.load(this.i32, WRITER);
+      if (value !== 0 || Atomics.compareExchange(this.i32, WRITER, 0, this.core.token) !== 0) {
+        if (value === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
         return false;
       }
       this.got = YES;
@@ -404,14 +407,14 @@ export class RWLock extends SyncPrimitive<Core> {
   async readLock(options?: RWLockWaitOptions): Promise<void> {
     const { timeout, signal } = waitOptions(options, 'RWLock.readLock', true);
     const op = new ReadOp(live(this), false);
-    await runAsync(op, timeout, signal, `${op.core.what}: readLock`);
+    await runAsync(op, op.core.spin, timeout, signal, `${op.core.what}: readLock`);
     this.#finishRead(op);
   }
 
   readLockSync(options?: RWLockWaitSyncOptions): void {
     const { timeout } = waitOptions(options, 'RWLock.readLockSync', false);
     const op = new ReadOp(live(this), true);
-    runSync(op, timeout, `${op.core.what}: readLock`);
+    runSync(op, op.core.spin, timeout, `${op.core.what}: readLock`);
     this.#finishRead(op);
   }
 
@@ -448,7 +451,7 @@ export class RWLock extends SyncPrimitive<Core> {
     const { timeout, signal } = waitOptions(options, 'RWLock.writeLock', true);
     const core = live(this);
     const op = new WriteOp(core, false);
-    await runAsync(op, timeout, signal, `${core.what}: writeLock`);
+    await runAsync(op, core.spin, timeout, signal, `${core.what}: writeLock`);
     core.acquiredWrite(op.got);
   }
 
@@ -457,7 +460,7 @@ export class RWLock extends SyncPrimitive<Core> {
     const core = live(this);
     if (core.holdsWrite() || core.reads > 0) throw deadlockError(core.what);
     const op = new WriteOp(core, true);
-    runSync(op, timeout, `${core.what}: writeLock`);
+    runSync(op, core.spin, timeout, `${core.what}: writeLock`);
     core.acquiredWrite(op.got);
   }
 
