@@ -17,11 +17,15 @@
  * shares our CPU and cannot run while we spin), spins are cut to SHORT_SPIN_MS, except every
  * 16th wait, which spins fully to find out whether things changed; one spin that pays off
  * restores full spins. A parked waiter costs no CPU: it is asleep in the kernel (sync) or its
- * watcher thread is (async), apart from the owner checks of robust locks every parkInterval.
+ * watcher thread is (async), apart from the owner checks of robust locks (below).
  *
- * `check` is true on the first prepare and after a park that ended by its own interval
- * (`parkInterval` ms): the moment to ask whether a lock owner is still alive. A timeout only
- * triggers that check; what to do is decided by the kernel's answer, never by the clock.
+ * `check` is true on the first prepare and after a park that ended by its own interval: the
+ * moment to ask whether a lock owner is still alive. A timeout only triggers that check; what
+ * to do is decided by the kernel's answer, never by the clock. The first interval is the op's
+ * `parkInterval`; each check that changed nothing doubles it, up to MAX_CHECK_INTERVAL_MS, and
+ * any other wake-up starts again from `parkInterval`: a waiter behind a long-lived owner wakes
+ * about once a second (each wake-up costs a thread or two a trip through the scheduler), and a
+ * death is still noticed within that, at once by anyone who arrives after it.
  */
 import { abortError, isIpcError, timeoutError } from '../errors.js';
 import { futex } from '../os/futex.js';
@@ -74,6 +78,14 @@ export class SpinPolicy {
   }
 }
 
+/** The longest a parked waiter sleeps between owner checks (ms). */
+export const MAX_CHECK_INTERVAL_MS = 1000;
+
+/** How long to park before the next owner check: parkInterval doubled `backoff` times, capped. */
+export function checkInterval(parkInterval: number, backoff: number): number {
+  return parkInterval === Infinity ? Infinity : Math.min(parkInterval * 2 ** backoff, MAX_CHECK_INTERVAL_MS);
+}
+
 /** Retries attempt() for the policy's budget; true when the operation is done. */
 function spin(op: WaitOp, policy: SpinPolicy): boolean {
   if (!op.spinWorthwhile()) return false;
@@ -98,12 +110,14 @@ export function runSync(op: WaitOp, policy: SpinPolicy, timeout: number, what: s
     if (spin(op, policy)) return;
     const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
     let check = true;
+    let backoff = 0;
     for (;;) {
       if (op.prepare(check)) return;
       const left = deadline - performance.now();
       if (left <= 0) throw timeoutError(what, timeout);
-      const result = futex.wait(op.i32, op.parkIndex, op.parkExpected, Math.min(left, op.parkInterval));
+      const result = futex.wait(op.i32, op.parkIndex, op.parkExpected, Math.min(left, checkInterval(op.parkInterval, backoff)));
       check = result === 'timed-out';
+      backoff = check ? Math.min(backoff + 1, 8) : 0;
     }
   } catch (err) {
     op.leave();
@@ -122,18 +136,20 @@ export async function runAsync(op: WaitOp, policy: SpinPolicy, timeout: number, 
     const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
     const options = signal === undefined ? undefined : { signal };
     let check = true;
+    let backoff = 0;
     for (;;) {
       if (op.prepare(check)) return;
       const left = deadline - performance.now();
       if (left <= 0) throw timeoutError(what, timeout);
       let result;
       try {
-        result = await futex.waitAsync(op.i32, op.parkIndex, op.parkExpected, Math.min(left, op.parkInterval), options);
+        result = await futex.waitAsync(op.i32, op.parkIndex, op.parkExpected, Math.min(left, checkInterval(op.parkInterval, backoff)), options);
       } catch (err) {
         if (isIpcError(err, 'IPC_ERR_ABORTED')) throw abortError(what, signal?.reason);
         throw err;
       }
       check = result === 'timed-out';
+      backoff = check ? Math.min(backoff + 1, 8) : 0;
     }
   } catch (err) {
     op.leave();
