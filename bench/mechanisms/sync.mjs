@@ -10,7 +10,7 @@
 //                         returns holding it), barrier (two parties: the second arrival).
 //   <kind>-wakeup-*       the same, the holder waiting WAKEUP_HOLD_NS first: the waiter is
 //                         asleep in the kernel (futex.wait, or futex.waitAsync's watcher thread)
-//                         and is woken. (Before 2026-12-02, mutex-handoff-* measured this.)
+//                         and is woken. (Until 2026-12-01, mutex-handoff-* measured this.)
 //   semaphore-pingpong-*  two Semaphores bounced between two processes: round trip
 //   c-pthread-*, c-sem-pingpong  a robust process-shared pthread mutex (which sleeps at once,
 //                         like the wakeup rows) and POSIX semaphores (bench/native/sync_ref.c)

@@ -34,8 +34,9 @@
  * the waiter's claim sees the free slot or the freeing reader sees the waiter.
  *
  * Dead readers: a writer draining and a reader waiting for a slot ask the kernel about each
- * slot's lifeline every CHECK_INTERVAL_MS and release the slots of dead readers (one CAS on the
- * slot token decides who does it). When the writer word's owner is dead, the first thread to
+ * slot's lifeline at each owner check of their wait (after CHECK_INTERVAL_MS, then backing
+ * off: wait.ts) and release the slots of dead readers (one CAS on the slot token decides who
+ * does it). When the writer word's owner is dead, the first thread to
  * notice (reader or writer) recovers it and holds the write lock, with IPC_ERR_OWNER_DEAD.
  */
 import { waitOptions } from '../options.js';
