@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const WORKLOADS = ['queue', 'mutex', 'channel'];
+const WORKLOADS = ['queue', 'mutex', 'channel', 'map'];
 
 function parseArgs(argv) {
   const out = { minutes: 1, seed: Date.now() % 2 ** 31, only: WORKLOADS, json: undefined, epochSeconds: undefined };
