@@ -48,3 +48,15 @@ export type {
   SyncWaitOptions as QueueSyncWaitOptions,
   WaitStrategy as QueueWaitStrategy,
 } from './queue/index.js';
+export { Topic, Subscriber } from './topic/index.js';
+export type {
+  TopicCreateOptions,
+  TopicOpenOptions,
+  TopicHandleOptions,
+  TopicShapeOptions,
+  TopicStats,
+  SubscribeOptions,
+  Overflow as TopicOverflow,
+  WaitStrategy as TopicWaitStrategy,
+  From as SubscribeFrom,
+} from './topic/index.js';

@@ -4,6 +4,7 @@
  * of the kind's own file (src/sync/*.ts, src/queue/layout.ts).
  */
 import { describeQueue } from '../queue/layout.js';
+import { describeTopic } from '../topic/layout.js';
 import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { isAlive, OWNER_MASK } from '../os/lifeline.js';
 import { INCONSISTENT, NOT_RECOVERABLE, WAITERS } from '../sync/robust.js';
@@ -26,6 +27,7 @@ function lockWord(word: number): Record<string, unknown> {
 
 const describers = new Map<number, Describer>([
   [Kind.Queue, (buffer) => describeQueue(buffer) as unknown as Record<string, unknown>],
+  [Kind.Topic, describeTopic],
   [Kind.Mutex, (buffer) => lockWord(Atomics.load(words(buffer, 1), 0))],
   [Kind.Semaphore, (buffer) => {
     const w = words(buffer, 2);
