@@ -31,9 +31,10 @@ if (mode === 'roundTrip') {
     max: samples[samples.length - 1],
   };
 } else {
-  const { messages, seconds } = await mechanism.throughput(args);
+  // Anything else a mechanism reports (a fan-out's per-subscriber rates) is kept as it is.
+  const { messages, seconds, ...extra } = await mechanism.throughput(args);
   if (messages !== args.count) throw new Error(`${id}: ${messages} messages counted for ${args.count} sent`);
-  result = { n: messages, seconds, messagesPerSecond: messages / seconds, bytesPerSecond: (messages * args.size) / seconds };
+  result = { n: messages, seconds, messagesPerSecond: messages / seconds, bytesPerSecond: (messages * args.size) / seconds, ...extra };
 }
 process.stdout.write(JSON.stringify(result) + '\n');
 process.exit(0);

@@ -391,6 +391,8 @@ export class Cursor {
   missed = 0;
   /** True after next() found the slot at pos held by a writer (a waiter then looks again). */
   heldUp = false;
+  /** Called once by close() (the Topic handle forgets the cursor). */
+  onClose: (() => void) | undefined;
   readonly #entry: number;
   readonly #joinTail: number;
   readonly #flushEvery: number;
@@ -573,6 +575,7 @@ export class Cursor {
     const mine = ownCursors.get(this.ring.name);
     mine?.delete(this);
     if (mine?.size === 0) ownCursors.delete(this.ring.name);
+    this.onClose?.();
     const i32 = this.ring.i32;
     if (Atomics.compareExchange(i32, this.#entry + SUB_STATE, this.ring.me, 0) === this.ring.me && this.ring.block && Atomics.load(i32, W.spaceSleepers) !== 0) {
       this.ring.wakeSpace();

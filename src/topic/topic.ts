@@ -20,6 +20,7 @@ import {
   MAX_MESSAGE_SIZE_LIMIT,
   MAX_SUBSCRIBERS_LIMIT,
   OVERFLOWS,
+  SKIP,
   SLOT_HEADER_BYTES,
   TOPIC_VERSION,
   W,
@@ -263,6 +264,7 @@ export class Topic<T = Uint8Array> {
       throw new IpcError('IPC_ERR_LIMIT', `${this.#label}: all ${this.#geometry.maxSubscribers} subscriber entries are taken by live subscribers (option maxSubscribers)`);
     }
     this.#cursors.add(cursor);
+    cursor.onClose = () => this.#cursors.delete(cursor);
     return Subscriber.make(cursor, this.#context);
   }
 
@@ -294,8 +296,7 @@ export class Topic<T = Uint8Array> {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const cursor of this.#cursors) cursor.close();
-    this.#cursors.clear();
+    for (const cursor of [...this.#cursors]) cursor.close();
     this.#ring.leaveRoster();
     this.#closer.abort();
     this.#lifeline.close();
@@ -332,8 +333,15 @@ export class Topic<T = Uint8Array> {
     const ring = this.#ring;
     const base = ring.claim();
     if (base < 0) return base === FULL ? FOR_SPACE : FOR_DATA;
-    ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
-    ring.commit(ring.pos, base, bytes.length);
+    const pos = ring.pos;
+    try {
+      ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
+    } catch (err) {
+      // (A detached buffer, say.) The claimed slot must not stay "writing" under a live owner.
+      ring.commit(pos, base, SKIP);
+      throw err;
+    }
+    ring.commit(pos, base, bytes.length);
     return DONE;
   }
 }
