@@ -180,24 +180,36 @@ test("'overwrite' with subscribers racing a fast publisher: no torn or mixed mes
 // Each point of a publish (src/topic/test-hook.ts), in order: what the publisher has done when
 // it is killed there, and what survivors must then see.
 const POINTS = [
-  { point: 'locked', code: 1, delivered: false, skipped: 0 }, // slot owner taken, nothing written
-  { point: 'claimed', code: 2, delivered: false, skipped: 1 }, // "writing", tail moved
-  { point: 'written', code: 3, delivered: false, skipped: 1 }, // payload and length written
-  { point: 'committed', code: 4, delivered: true, skipped: 0 }, // committed, owner not cleared
+  { point: 'locked', delivered: false, skipped: 0 }, // slot owner taken, nothing written
+  { point: 'claimed', delivered: false, skipped: 1 }, // "writing", tail moved
+  { point: 'written', delivered: false, skipped: 1 }, // payload and length written
+  { point: 'committed', delivered: true, skipped: 0 }, // committed, owner not cleared
 ];
 
-for (const { point, code, delivered, skipped } of POINTS) {
+/**
+ * Two strict subscribers, then publisher 0 (10 messages), parked at `point` of its third publish
+ * (seq 2) by the test hook. Resolves once it is parked there; release() lets it go on.
+ */
+async function parkedPublisher(t, topic, point) {
+  const rvName = named(t, 'rv');
+  const rv = SharedMemory.create(rvName, { byteLength: 64 });
+  t.after(() => rv.close());
+  const word = new Int32Array(rv.buffer);
+  const subs = [subscriber(t, topic.name, 'async', 'strict'), subscriber(t, topic.name, 'sync', 'strict')];
+  await ready(subs);
+  const parked = publisher(t, topic.name, 0, 10, 'sync', {}, { INTERPROCESS_TEST_TOPIC_PARK: `${point}:3:${rvName}` });
+  await watchdog(until(word, POINTS.findIndex((p) => p.point === point) + 1), 30_000, `publisher parked at ${point}`);
+  const release = () => {
+    Atomics.store(word, 1, 1);
+    futex.notify(word, 1);
+  };
+  return { subs, parked, release };
+}
+
+for (const { point, delivered, skipped } of POINTS) {
   test(`a publisher SIGKILLed at '${point}' inside publish: never half a message, nobody hangs, the topic goes on`, async (t) => {
     const topic = create(t, `kill-${point}`, { capacity: 4 });
-    const rvName = named(t, 'rv');
-    const rv = SharedMemory.create(rvName, { byteLength: 64 });
-    t.after(() => rv.close());
-    const word = new Int32Array(rv.buffer);
-    const subs = [subscriber(t, topic.name, 'async', 'strict'), subscriber(t, topic.name, 'sync', 'strict')];
-    await ready(subs);
-    // Publisher 0 parks at `point` of its third publish (seq 2), where it is killed.
-    const victim = publisher(t, topic.name, 0, 10, 'sync', {}, { INTERPROCESS_TEST_TOPIC_PARK: `${point}:3:${rvName}` });
-    await watchdog(until(word, code), 30_000, `publisher parked at ${point}`);
+    const { subs, parked: victim } = await parkedPublisher(t, topic, point);
     victim.kill('SIGKILL');
     await watchdog(victim.exited, 10_000, 'victim exit');
     // Another publisher laps the ring through the dead publisher's slot.
@@ -216,19 +228,10 @@ for (const { point, code, delivered, skipped } of POINTS) {
 for (const point of ['locked', 'written']) {
   test(`a publisher SIGSTOPped at '${point}' is not dead: everyone waits, nothing is reclaimed, SIGCONT finishes it`, async (t) => {
     const topic = create(t, `stop-${point}`, { capacity: 8 });
-    const rvName = named(t, 'rv');
-    const rv = SharedMemory.create(rvName, { byteLength: 64 });
-    t.after(() => rv.close());
-    const word = new Int32Array(rv.buffer);
-    const subs = [subscriber(t, topic.name, 'async', 'strict'), subscriber(t, topic.name, 'sync', 'strict')];
-    await ready(subs);
-    const paused = publisher(t, topic.name, 0, 10, 'sync', {}, { INTERPROCESS_TEST_TOPIC_PARK: `${point}:3:${rvName}` });
-    await watchdog(until(word, point === 'locked' ? 1 : 3), 30_000, `publisher parked at ${point}`);
+    const { subs, parked: paused, release } = await parkedPublisher(t, topic, point);
     paused.kill('SIGSTOP');
     t.after(() => paused.kill('SIGCONT'));
-    // Release the park while it is stopped: it resumes exactly there on SIGCONT.
-    Atomics.store(word, 1, 1);
-    futex.notify(word, 1);
+    release(); // while it is stopped: on SIGCONT it goes on from exactly there
     const other = publisher(t, topic.name, 1, 40, 'try');
     await watchdog(other.next('blocked'), 30_000, 'the other publisher waits');
     // The waiters ask the kernel about the stopped publisher again and again: alive, every time.

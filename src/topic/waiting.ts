@@ -62,6 +62,7 @@ export function waitSync(w: Waiting, first: Outcome, timeout: number, beforeSlee
   const start = now();
   const deadline = start + timeout;
   let reason = first;
+  beforeSleep?.(reason); // a wait that can never end fails before it spins, too
   if (w.strategy !== 'block') {
     reason = spin(w, w.strategy === 'spin' ? deadline : start + Math.min(w.spinMs, timeout));
     if (reason === DONE) return;
