@@ -35,7 +35,10 @@ import {
   W,
   type TopicGeometry,
 } from './layout.js';
-import { CLAIMED, COMMITTED, LOCKED, WRITTEN, park } from './test-hook.js';
+import { CLAIMED, COMMITTED, LOCKED, WRITTEN, park as parkHook } from './test-hook.js';
+
+/** The test hook (undefined outside the tests), in a module constant: one compare per use. */
+const park = parkHook;
 
 /** claim() results other than a slot: 'block' and the slowest live subscriber is a lap behind. */
 export const FULL = -1;
