@@ -8,9 +8,17 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 let counter = 0;
 
-/** A name no other test (or run) uses; every test name starts with `t-` for the leftover check. */
+/**
+ * Every name this test run creates starts with runPrefix: `t-<run>-` under `npm test` (which
+ * sets INTERPROCESS_TEST_RUN for all its processes), `t-<pid>-` for a file run alone. The
+ * leftover check and `gc --prefix` look at this run's names only, never at another run's on
+ * the same machine.
+ */
+export const runPrefix = `t-${process.env.INTERPROCESS_TEST_RUN ?? process.pid}-`;
+
+/** A name no other test (or run) uses. */
 export function uniqueName(tag = 'x') {
-  return `t-${process.pid}-${tag}-${counter++}-${Math.random().toString(36).slice(2, 8)}`;
+  return `${runPrefix}${process.pid}-${tag}-${counter++}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
 /**

@@ -137,7 +137,7 @@ test('a full /dev/shm is IPC_ERR_NO_SPACE, not SIGBUS, and leaves nothing behind
 
 test('a name squatted by a symlink is refused by create', () => {
   const name = uniqueName('squat');
-  const target = `/tmp/interprocess-t-target-${process.pid}`;
+  const target = `/tmp/interprocess-${uniqueName('target')}`;
   fs.writeFileSync(target, 'x');
   fs.symlinkSync(target, `/dev/shm/interprocess.${name}`);
   try {
