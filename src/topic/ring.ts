@@ -145,7 +145,9 @@ export class TopicRing {
       const base = this.slotsInt + (p & mask) * this.slotInts;
       const lap = p & ~mask;
       // The lock, taken first: from here on the slot names its holder (a kill leaves the token).
-      const holder = Atomics.compareExchange(i32, base + SLOT_OWNER, 0, this.me);
+      // A retry looks before it CASes: a failing CAS still takes the holder's cache line.
+      let holder = round === 0 ? 0 : Atomics.load(i32, base + SLOT_OWNER);
+      if (holder === 0) holder = Atomics.compareExchange(i32, base + SLOT_OWNER, 0, this.me);
       // Pairs with the commit store of the previous lap's publisher (or a reclaimer's).
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       if (holder === 0) {
