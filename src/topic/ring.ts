@@ -164,10 +164,22 @@ export class TopicRing {
         }
         Atomics.store(i32, base + SLOT_OWNER, 0); // not free for p: unlock
       }
-      if ((((seq & ~1) - lap) | 0) >= 0) {
-        // p is taken (or a later lap is there): the tail is past p or about to be. Help it.
+      const ahead = ((seq & ~1) - lap) | 0;
+      if (ahead === 0) {
+        // p is taken: the tail is past p, or its claimer is about to move it. Help it.
         const seen = Atomics.compareExchange(i32, W.tail, p, (p + 1) | 0);
         p = seen === p ? (p + 1) | 0 : seen;
+        continue;
+      }
+      if (ahead > 0) {
+        // A later lap: p is a lap or more behind the tail. If the tail says p all the same, the
+        // memory is corrupt: report busy, never walk it one position at a time.
+        const tail = Atomics.load(i32, W.tail);
+        if (tail === p) {
+          this.#tail = p;
+          return BUSY;
+        }
+        p = tail;
         continue;
       }
       // The slot still holds the previous lap: its holder writes p - capacity, or is claiming p.
@@ -470,7 +482,9 @@ export class Cursor {
     const ring = this.ring;
     const i32 = ring.i32;
     const mask = ring.mask;
-    for (;;) {
+    // Padding and laps are skipped in a loop; corrupt memory could make it endless, so a call
+    // gives up after a lap's worth of steps (the next call goes on from there).
+    for (let steps = ring.capacity + 64; steps > 0; steps--) {
       const r = this.pos;
       const base = ring.slotsInt + (r & mask) * ring.slotInts;
       const lap = r & ~mask;
@@ -512,6 +526,7 @@ export class Cursor {
       }
       return -1;
     }
+    return -1;
   }
 
   /** Whether a copy of the current record must be validated: 'overwrite', or history before joining. */
