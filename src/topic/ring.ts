@@ -363,13 +363,14 @@ export class TopicRing {
       // "Writing q" with a dead writer: the record becomes padding, delivered to no one.
       const q = (seq & ~1) | (((base - this.slotsInt) / this.slotInts) & this.mask);
       i32[base + SLOT_LENGTH] = SKIP;
+      // A commit like a publisher's: publishes the SKIP length to the reader whose load sees it.
       Atomics.store(i32, base + SLOT_SEQ, seq & ~1);
       Atomics.add(i32, W.skippedRecords, 1);
       // The dead claimer may have died before moving the tail past q.
       Atomics.compareExchange(i32, W.tail, q, (q + 1) | 0);
     }
-    Atomics.store(i32, base + SLOT_OWNER, 0);
-    this.wakeData();
+    Atomics.store(i32, base + SLOT_OWNER, 0); // unlock: the next lap's claimer CASes it from 0
+    this.wakeData(); // whoever waited for this slot (subscribers, publishers) looks again
     return true;
   }
 
@@ -597,6 +598,8 @@ export class Cursor {
     if (mine?.size === 0) ownCursors.delete(this.ring.name);
     this.onClose?.();
     const i32 = this.ring.i32;
+    // Leaving: a scan that sees 0 ignores the entry. Then wake publishers it may hold back (the
+    // seq-cst CAS before the load pairs with a sleeper's increment before its rescan).
     if (Atomics.compareExchange(i32, this.#entry + SUB_STATE, this.ring.me, 0) === this.ring.me && this.ring.block && Atomics.load(i32, W.spaceSleepers) !== 0) {
       this.ring.wakeSpace();
     }
