@@ -94,7 +94,7 @@ function workerSubscriber(name) {
 }
 
 test('3 publishers x 5 subscribers (processes and a worker thread): every message exactly once, in one global order', async (t) => {
-  const perPublisher = STRESS ? 300_000 : 20_000;
+  const perPublisher = STRESS ? 300_000 : 10_000;
   const topic = create(t, 'mxn', { capacity: 64 });
   const subs = ['sync', 'async', 'iter', 'try'].map((style) => subscriber(t, topic.name, style, 'strict'));
   const thread = workerSubscriber(topic.name);
@@ -163,7 +163,7 @@ test("'overwrite' with a stalled subscriber: publishers never wait, missed is ex
 });
 
 test("'overwrite' with subscribers racing a fast publisher: no torn or mixed message, received + missed == published", async (t) => {
-  const published = STRESS ? 500_000 : 50_000;
+  const published = STRESS ? 500_000 : 30_000;
   const topic = create(t, 'race', { capacity: 4, overflow: 'overwrite' });
   const subs = [subscriber(t, topic.name, 'sync', 'loose', { wait: 'spin' }), subscriber(t, topic.name, 'async', 'loose', { slowEvery: 500 })];
   await ready(subs);
@@ -315,12 +315,12 @@ async function randomKills(t, { perPublisher, kills, capacity, max, overflow }) 
 }
 
 test('publishers and a subscriber SIGKILLed at random: no corrupt, duplicate or reordered message; what completed arrives', async (t) => {
-  await randomKills(t, { perPublisher: STRESS ? 50_000 : 5000, kills: STRESS ? 40 : 8, capacity: 16, max: 200, overflow: 'block' });
+  await randomKills(t, { perPublisher: STRESS ? 50_000 : 3000, kills: STRESS ? 40 : 8, capacity: 16, max: 200, overflow: 'block' });
 });
 
 // Messages of up to 256 KiB that publishers never wait to publish ('overwrite'): much of a
 // publish is then the copy into the claimed slot, so kills land between claim and commit (the
 // diagnostic says how many half-written records were skipped).
 test("publishers SIGKILLed at random in the middle of large messages ('overwrite'): the half-written ones are never delivered", async (t) => {
-  await randomKills(t, { perPublisher: STRESS ? 5000 : 500, kills: STRESS ? 40 : 12, capacity: 8, max: 256 << 10, overflow: 'overwrite' });
+  await randomKills(t, { perPublisher: STRESS ? 5000 : 300, kills: STRESS ? 40 : 12, capacity: 8, max: 256 << 10, overflow: 'overwrite' });
 });
