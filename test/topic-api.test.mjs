@@ -65,8 +65,7 @@ test('create / open / openOrCreate / remove, the shape, stats and what inspect r
   const raw = SharedMemory.open(name);
   t.after(() => raw.close());
   const d = describeTopic(raw.buffer);
-  assert.equal(d.published, 2);
-  assert.equal(d.overflow, 'block');
+  assert.deepEqual([d.published, d.subscribersAlive, d.slowestBehind, d.overflow], [2, 1, 0, 'block']);
   assert.deepEqual(d.subscribers.map((x) => ({ pid: x.pid, alive: x.alive, behind: x.behind, received: x.received })), [{ pid: process.pid, alive: true, behind: 0, received: 2 }]);
   assert.deepEqual(d.publishers.map((x) => ({ pid: x.pid, alive: x.alive, published: x.published })), [
     { pid: process.pid, alive: true, published: 1 },
@@ -422,6 +421,7 @@ test('interprocess inspect shows subscribers, publishers, how far behind and whe
   assert.equal(out.details.subscribers.length, 1);
   assert.equal(out.details.subscribers[0].alive, true);
   assert.equal(out.details.subscribers[0].behind, 3);
+  assert.equal(out.details.slowestBehind, 3);
   assert.equal(out.details.subscribers[0].pid, process.pid);
   assert.deepEqual(out.details.publishers.map((p) => p.published), [5]);
 });

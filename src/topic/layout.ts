@@ -304,17 +304,21 @@ export function describeTopic(buffer: SharedArrayBuffer): Record<string, unknown
       if (state === 0) continue;
       publishers.push({ pid: Atomics.load(i32, e + PUB_PID), alive: lifeline.isAlive(state), published: Atomics.load(i32, e + PUB_PUBLISHED) >>> 0 });
     }
+    const alive = subscribers.filter((x) => x['alive'] === true);
+    // The first three scalars are what `interprocess ls` shows.
     return {
+      published: tail >>> 0,
+      subscribersAlive: alive.length,
+      slowestBehind: Math.max(0, ...alive.map((x) => x['behind'] as number)),
       capacity: g.capacity,
       maxMessageSize: g.maxMessageSize,
       overflow: g.overflow,
-      published: tail >>> 0,
       subscribers,
       publishers,
       skippedRecords: Atomics.load(i32, W.skippedRecords) >>> 0,
       freedSubscribers: Atomics.load(i32, W.freedSubscribers) >>> 0,
-      sleepingSubscribers: Atomics.load(i32, W.dataSleepers),
-      sleepingPublishers: Atomics.load(i32, W.spaceSleepers),
+      dataSleepers: Atomics.load(i32, W.dataSleepers),
+      spaceSleepers: Atomics.load(i32, W.spaceSleepers),
     };
   } finally {
     lifeline.close();
