@@ -29,6 +29,8 @@ const NONE: unique symbol = Symbol('none');
 type Taken<T> = T | typeof NONE;
 
 const token = Symbol('Subscriber');
+/** The wait options of a call that gives none. */
+const FOREVER = { timeout: Infinity, signal: undefined } as const;
 
 /** A subscriber that is garbage collected without close() stops holding publishers back. */
 const finalizer = new FinalizationRegistry<Cursor>((cursor) => cursor.close());
@@ -96,7 +98,7 @@ export class Subscriber<T = Uint8Array> {
   receive(options?: { timeout?: number; signal?: AbortSignal }): Promise<T> {
     try {
       this.#check();
-      const { timeout, signal } = waitOptions(options, 'receive', true);
+      const { timeout, signal } = options === undefined ? FOREVER : waitOptions(options, 'receive', true);
       if (signal?.aborted) return Promise.reject(this.#aborted(signal));
       const value = this.#take();
       if (value !== NONE) return Promise.resolve(value);
@@ -109,7 +111,7 @@ export class Subscriber<T = Uint8Array> {
   /** The next message, blocking the thread while there is none (`{ timeout }`). */
   receiveSync(options?: { timeout?: number }): T {
     this.#check();
-    const { timeout } = waitOptions(options, 'receiveSync', false);
+    const { timeout } = options === undefined ? FOREVER : waitOptions(options, 'receiveSync', false);
     const value = this.#take();
     if (value !== NONE) return value;
     waitSync(this.#waiting, FOR_DATA, timeout);
