@@ -69,9 +69,10 @@
  *        the slot is always recorded (a publisher killed at any instruction after this leaves
  *        its token, and the kernel says when that token dies).
  *     3. load seq: == lap(p - capacity) (committed, previous lap) means p is free: go on.
- *        Otherwise unlock (store owner 0): p is taken (seq shows lap(p) or later: help CAS tail
- *        p -> p + 1 and retry at the new tail) or the previous lap is still held (a publisher
- *        writing p - capacity, or one about to claim p: retry, wait, or check its owner).
+ *        Otherwise unlock (store owner 0): p is taken (seq shows lap(p): help CAS tail p -> p + 1
+ *        and retry at the new tail; a later lap: p is stale, retry at the tail), or the previous
+ *        lap is still held (a publisher writing p - capacity, or one about to claim p: retry,
+ *        wait, or ask the kernel about its owner). A retry loads owner before it CASes.
  *     4. store seq = lap(p) | 1 ("writing p"), then CAS tail p -> p + 1. The CAS also orders
  *        the "writing" store before the payload stores on weakly ordered CPUs.
  *     5. payload, length (plain stores), then store seq = lap(p): the COMMIT, written last,
@@ -89,7 +90,8 @@
  *
  *   gating ('block')
  *     A subscriber stores its position (release: every read before it is done) every
- *     FLUSH_EVERY messages, whenever it finds nothing to read, and before it sleeps; then, if
+ *     min(64, capacity / 4) messages, whenever it finds nothing to read (so before it sleeps,
+ *     and when a publisher of its own thread is held back); then, if
  *     spaceSleepers is non-zero, bumps spaceEvents and wakes the publishers. A publisher that
  *     runs out of gate scans: it loads tail FIRST, then every gating entry, and publishes
  *     min(tail, positions) as the gate. Lazily published positions only make the gate lower
