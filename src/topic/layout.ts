@@ -73,8 +73,8 @@
  *        and retry at the new tail; a later lap: p is stale, retry at the tail), or the previous
  *        lap is still held (a publisher writing p - capacity, or one about to claim p: retry,
  *        wait, or ask the kernel about its owner). A retry loads owner before it CASes.
- *     4. store seq = lap(p) | 1 ("writing p"), then CAS tail p -> p + 1. The CAS also orders
- *        the "writing" store before the payload stores on weakly ordered CPUs.
+ *     4. store seq = lap(p) | 1 ("writing p"; plain), then CAS tail p -> p + 1: the CAS is the
+ *        fence that makes "writing" visible before any payload store, on every CPU.
  *     5. payload, length (plain stores), then store seq = lap(p): the COMMIT, written last,
  *        which publishes them to a subscriber whose load of seq sees lap(p). Then owner = 0
  *        (plain: a claimer that sees it early still re-checks seq under its own lock).

@@ -6,7 +6,8 @@
  * Hot-path notes: one Int32Array for every control word, one Uint8Array over the segment for
  * payloads, plain stores where a later seq-cst store or CAS publishes them, and no system call
  * unless someone sleeps. Each Atomics call is a builtin call (~8 ns on Node 20), so a publish
- * costs six (owner CAS, seq load, "writing" store, tail CAS, commit store, sleepers load) and a
+ * costs five (owner CAS, seq load, tail CAS, commit store, sleepers load; the "writing" store is
+ * plain, fenced by the tail CAS) and a
  * receive one (the seq load; two when the copy must be validated), plus a position store every
  * FLUSH_EVERY messages. Publishers keep the gate (a lower bound of every subscriber's position)
  * locally and rescan the subscriber table only when it runs out, as the Disruptor caches its
@@ -153,9 +154,10 @@ export class TopicRing {
       if (holder === 0) {
         if (seq === ((lap - cap) | 0)) {
           if (park !== undefined) park(LOCKED);
-          // "Writing p": a validating reader of p - capacity sees its copy is void.
-          Atomics.store(i32, base + SLOT_SEQ, lap | 1);
-          // Moves the tail (unless a helper did) and orders the store above before the payload.
+          // "Writing p": a validating reader of p - capacity sees its copy is void. A plain store:
+          // the CAS below is the fence that makes it visible before any payload store.
+          i32[base + SLOT_SEQ] = lap | 1;
+          // Moves the tail (unless a helper did); orders the store above before the payload.
           Atomics.compareExchange(i32, W.tail, p, (p + 1) | 0);
           if (park !== undefined) park(CLAIMED);
           this.#tail = (p + 1) | 0;
