@@ -27,6 +27,8 @@ export type {
   ReceiveOptions,
   RequestOptions,
   ChildChannelOptions,
+  NatsOptions,
+  NatsTlsOptions,
 } from './channel/index.js';
 export { MessageQueue } from './mq/message-queue.js';
 export type {
@@ -48,6 +50,15 @@ export type {
   SyncWaitOptions as QueueSyncWaitOptions,
   WaitStrategy as QueueWaitStrategy,
 } from './queue/index.js';
+export { SharedMap } from './map/index.js';
+export type {
+  Eviction as SharedMapEviction,
+  SharedMapCreateOptions,
+  SharedMapHandleOptions,
+  SharedMapOpenOptions,
+  SharedMapSetOptions,
+  SharedMapUpdateOptions,
+} from './map/index.js';
 export { Topic, Subscriber } from './topic/index.js';
 export type {
   TopicCreateOptions,

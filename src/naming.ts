@@ -26,6 +26,15 @@ export function validateName(name: unknown): string {
   return name;
 }
 
+/**
+ * How a named object is opened; every kind has these three verbs: `create` fails if the name
+ * exists (O_CREAT|O_EXCL), `open` fails if it is missing, `openOrCreate` does whichever applies.
+ */
+export type How = 'create' | 'open' | 'openOrCreate';
+
+/** The addon's number for each verb (the `how` argument of shmOpen and mq open). */
+export const HOW_CODE = { create: 0, open: 1, openOrCreate: 2 } as const satisfies Record<How, number>;
+
 /** `frames` becomes `/interprocess.frames` (the argument shm_open and mq_open take). */
 export function osName(name: string): string {
   return '/' + OS_PREFIX + validateName(name);
@@ -38,9 +47,3 @@ export function userNameOf(entry: string): string | undefined {
   return NAME_PATTERN.test(name) ? name : undefined;
 }
 
-/**
- * The lifeline registry (see native/lifeline.cc): one empty file for the whole machine on whose
- * bytes every lock-owning thread holds a kernel byte lock. Its name starts with `_`, which no
- * user name can, so it never shows up as a user object and never collides with one.
- */
-export const LIFELINE_REGISTRY = '/' + OS_PREFIX + '_lifelines';

@@ -3,13 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { execFile } from 'node:child_process';
+import { execFile, fork, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { listen, connect, childChannel, RemoteError } from 'interprocess';
 import { expectCode, startChild, watchdog } from './helpers.mjs';
-import { addressFor, checkStamped, forkWithPipes, killSenderRound, tmpPath } from './channel-common.mjs';
+import { addressFor, checkStamped, forkWithPipes, killHolder, killSenderRound, sendExitRound, tmpPath } from './channel-common.mjs';
 
 const require = createRequire(import.meta.url);
 const WATCHDOG = 30_000;
@@ -22,22 +22,7 @@ for (const transport of ['unix', 'tcp', 'fifo']) {
   test(`${transport}: what send resolved is delivered although the sender exits at once (1 KiB..1 MiB)`, async () => {
     const server = await listen(addressFor(transport));
     try {
-      for (let run = 0; run < RUNS; run++) {
-        const child = startChild('channel-peer.mjs', ['send-exit', server.address, SIZES.join(',')]);
-        const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
-        const got = [];
-        await watchdog(
-          (async () => {
-            for await (const m of ch) got.push(m);
-          })(),
-          WATCHDOG,
-          'receive all',
-        );
-        assert.deepEqual(await child.exited, { code: 0, signal: null });
-        assert.equal(got.length, SIZES.length);
-        got.forEach((m, i) => checkStamped(m, SIZES[i], i));
-        await ch.close();
-      }
+      for (let run = 0; run < RUNS; run++) await sendExitRound(server, SIZES, WATCHDOG);
     } finally {
       await server.close();
     }
@@ -84,6 +69,30 @@ test('pipe: request/reply and echo with a child over pipe://fd/N and pipe://stdi
   }
 });
 
+test("pipe: childChannel(child) takes the first 'pipe' after stdio (fd 4 under fork, fd 3 under spawn); none is a TypeError that says what to pass", async () => {
+  const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'channel-peer.mjs');
+  const forked = forkWithPipes('channel-peer.mjs', ['echo', 'pipe://fd/4', 'json']); // fd 3: fork's IPC channel
+  const spawned = spawn(process.execPath, [fixture, 'echo', 'pipe://fd/3', 'json'], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
+  const spawnedExit = new Promise((resolve) => spawned.once('exit', (code, signal) => resolve({ code, signal })));
+  for (const [child, exited] of [[forked.child, forked.exited], [spawned, spawnedExit]]) {
+    const ch = childChannel(child, { codec: 'json' });
+    assert.deepEqual(await watchdog(ch.request('which pipe?'), WATCHDOG, 'request'), { echo: 'which pipe?' });
+    await ch.close();
+    assert.deepEqual(await watchdog(exited, WATCHDOG, 'child exits once the channel closes'), { code: 0, signal: null });
+  }
+  // fork() with its default stdio has no pipe: the error shows the stdio to use on both sides.
+  const plain = fork(path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'report.mjs'));
+  try {
+    assert.throws(() => childChannel(plain), {
+      name: 'TypeError',
+      message: /no 'pipe' descriptor .*fork\(file, \{ stdio: \['inherit', 'inherit', 'inherit', 'ipc', 'pipe'\] \}\) with connect\('pipe:\/\/fd\/4'\)/,
+    });
+    assert.throws(() => childChannel(plain, { fd: 3 }), { name: 'TypeError', message: /stdio\[3\] must be 'pipe' \(fork's 'ipc' entry/ });
+  } finally {
+    plain.kill();
+  }
+});
+
 for (const transport of ['unix', 'tcp', 'fifo', 'pipe']) {
   test(`${transport}: a peer killed with SIGKILL rejects pending and later calls with IPC_ERR_CLOSED`, async () => {
     let server;
@@ -98,18 +107,7 @@ for (const transport of ['unix', 'tcp', 'fifo', 'pipe']) {
       ch = await watchdog(server.accept(), WATCHDOG, 'accept');
     }
     try {
-      await watchdog(child.next('connected'), WATCHDOG, 'connected');
-      const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
-      const request = expectCode(() => ch.request(Buffer.from('r')), 'IPC_ERR_CLOSED');
-      child.kill('SIGKILL');
-      await child.exited;
-      await watchdog(pending, WATCHDOG, 'pending receive');
-      await watchdog(request, WATCHDOG, 'pending request');
-      // Sends after the peer died: all reject, none is silently dropped, nothing unhandled.
-      const sends = [];
-      for (let i = 0; i < 50; i++) sends.push(ch.send(Buffer.alloc(65536)).then(() => 'ok', (e) => e.code));
-      const outcomes = await watchdog(Promise.all(sends), WATCHDOG, 'sends');
-      assert.deepEqual([...new Set(outcomes)], ['IPC_ERR_CLOSED']);
+      await killHolder(ch, child, WATCHDOG);
     } finally {
       await ch.close();
       await server?.close();

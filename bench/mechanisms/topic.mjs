@@ -326,8 +326,11 @@ async function zmqPeer([down, up, role, sizeArg, countArg]) {
 async function redisOpen(role, size, count, cpus) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-bench-redis-'));
   const socket = path.join(dir, 'redis.sock');
-  const server = spawn(redisServer, ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no',
-    '--client-output-buffer-limit', 'pubsub 0 0 0', '--dir', dir], { stdio: 'ignore' });
+  const args = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no',
+    '--client-output-buffer-limit', 'pubsub 0 0 0', '--dir', dir];
+  // On the peer's core, like every other mechanism's far side.
+  const pinned = cpus[1] !== undefined && fs.existsSync('/usr/bin/taskset');
+  const server = pinned ? spawn('/usr/bin/taskset', ['-c', String(cpus[1]), redisServer, ...args], { stdio: 'ignore' }) : spawn(redisServer, args, { stdio: 'ignore' });
   for (let i = 0; i < 500 && !fs.existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 10));
   const pub = new Redis({ path: socket, enableOfflineQueue: true });
   const sub = new Redis({ path: socket });
@@ -373,17 +376,6 @@ async function redisPeer([socket, role, sizeArg, countArg]) {
 
 // ---- the list --------------------------------------------------------------------------------
 
-const mechanisms = [
-  { id: 'topic-spin', label: 'shm Topic, 1 -> 1, spinning publisher and subscriber', waits: 'spin', roundTrip: roundTrip('spin'), throughput: throughput('spin', 1) },
-  { id: 'topic-async', label: 'shm Topic, 1 -> 1, await publish() / await receive()', waits: 'event-loop', roundTrip: roundTrip('async'), throughput: throughput('async', 1) },
-  { id: 'topic-fanout-2', label: 'shm Topic, 1 -> 2 subscriber processes, await receive()', waits: 'event-loop', throughput: throughput('async', 2) },
-  { id: 'topic-fanout-4', label: 'shm Topic, 1 -> 4 subscriber processes, await receive()', waits: 'event-loop', throughput: throughput('async', 4) },
-].map((m) => ({ family: 'interprocess', sizes: SIZES, ...m }));
-if (zmq !== undefined) mechanisms.push(pubsubMechanism('zeromq-pubsub', `zeromq ${versionOf('zeromq')} PUB/SUB over ipc://`, zmqOpen));
-if (Redis !== undefined && redisServer !== undefined) {
-  mechanisms.push(pubsubMechanism('redis-pubsub', `Redis ${redisVersion()} PUBLISH/SUBSCRIBE over a Unix socket (ioredis ${versionOf('ioredis')})`, redisOpen));
-}
-
 function redisVersion() {
   try {
     return /v=([\d.]+)/.exec(execFileSync(redisServer, ['--version'], { encoding: 'utf8' }))?.[1] ?? '?';
@@ -392,12 +384,24 @@ function redisVersion() {
   }
 }
 
-/** Why a baseline is missing, for the standalone table (the bench harness just leaves it out). */
-export const skipped = [
-  ...(zmq === undefined ? ['zeromq-pubsub: npm zeromq is not installed (a devDependency; its install may have failed)'] : []),
-  ...(Redis === undefined ? ['redis-pubsub: npm ioredis is not installed'] : []),
-  ...(redisServer === undefined ? ['redis-pubsub: no redis-server on PATH (apt-get install redis-server)'] : []),
-];
+/** Why a baseline sits out (the harness prints the note), or undefined when it can run. */
+const zmqMissing = zmq === undefined ? 'npm zeromq is not installed (a devDependency; its install may have failed)' : undefined;
+const redisMissing =
+  Redis === undefined ? 'npm ioredis is not installed' : redisServer === undefined ? 'redis-server is not installed (apt-get install redis-server)' : undefined;
+
+const mechanisms = [
+  { id: 'topic-spin', label: 'shm Topic, 1 -> 1, spinning publisher and subscriber', waits: 'spin', roundTrip: roundTrip('spin'), throughput: throughput('spin', 1) },
+  { id: 'topic-async', label: 'shm Topic, 1 -> 1, await publish() / await receive()', waits: 'event-loop', roundTrip: roundTrip('async'), throughput: throughput('async', 1) },
+  { id: 'topic-fanout-2', label: 'shm Topic, 1 -> 2 subscriber processes, await receive()', waits: 'event-loop', throughput: throughput('async', 2) },
+  { id: 'topic-fanout-4', label: 'shm Topic, 1 -> 4 subscriber processes, await receive()', waits: 'event-loop', throughput: throughput('async', 4) },
+].map((m) => ({ family: 'interprocess', sizes: SIZES, ...m }));
+mechanisms.push(
+  { ...pubsubMechanism('zeromq-pubsub', `zeromq ${zmqMissing ? '' : versionOf('zeromq')} PUB/SUB over ipc://`, zmqOpen), unavailable: zmqMissing },
+  {
+    ...pubsubMechanism('redis-pubsub', `Redis ${redisMissing ? '' : redisVersion()} PUBLISH/SUBSCRIBE over a Unix socket (ioredis ${versionOf('ioredis')})`, redisOpen),
+    unavailable: redisMissing,
+  },
+);
 
 export default mechanisms;
 
@@ -415,8 +419,11 @@ if (process.argv[1] === self && process.argv[2] === 'peer') {
 } else if (process.argv[1] === self) {
   // A quick standalone look: every mechanism at 64 B, in this process (unpinned).
   const count = Number(process.argv[2] ?? 200_000);
-  for (const s of skipped) console.log(`skipped ${s}`);
   for (const m of mechanisms) {
+    if (m.unavailable) {
+      console.log(`${m.id}: left out, ${m.unavailable}`);
+      continue;
+    }
     if (m.roundTrip) {
       const samples = Float64Array.from(await m.roundTrip({ size: 64, count: Math.min(count, 20_000), cpus: [] })).sort();
       console.log(`${m.id.padEnd(16)} round trip p50 ${(samples[samples.length >> 1] / 1000).toFixed(2)} µs`);

@@ -1,9 +1,12 @@
 /**
  * listen / connect by address, and the server object. The transport is chosen by the
- * address's scheme from `transports`; a new transport is one file plus one line here.
+ * address's scheme from `transports`; a new transport is a module exporting a Transport (a
+ * file, or a folder like shm/) plus one registerTransport line here.
  */
-import { abortError, closedError, IpcError, isIpcError, timeoutError } from '../errors.js';
-import { checkOptions, checkSignal, checkTimeout } from '../options.js';
+import type { BytesCodec, SerializingCodec } from '../codec/index.js';
+import { armDeadline } from '../deadline.js';
+import { abortError, closedError, isIpcError } from '../errors.js';
+import { checkOptions, checkSignal, checkTimeout, waitOptions } from '../options.js';
 import {
   channelFromLink,
   channelOptionKeys,
@@ -14,8 +17,9 @@ import {
 } from './channel.js';
 import { fifoTransport } from './fifo.js';
 import type { Link } from './link.js';
+import { natsTransport, type NatsOptions } from './nats/index.js';
 import { pipeTransport } from './pipe.js';
-import { shmTransport } from './shm.js';
+import { shmTransport } from './shm/index.js';
 import { tcpTransport } from './tcp.js';
 import { parseAddress, type Listener, type Transport } from './transport.js';
 import { unixTransport } from './unix.js';
@@ -32,6 +36,7 @@ registerTransport(tcpTransport);
 registerTransport(pipeTransport);
 registerTransport(fifoTransport);
 registerTransport(shmTransport);
+registerTransport(natsTransport);
 
 function transportFor(url: URL, address: string, where: string): Transport {
   const transport = transports.get(url.protocol);
@@ -42,19 +47,31 @@ function transportFor(url: URL, address: string, where: string): Transport {
   return transport;
 }
 
-export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
+/** Options of listen: the channel options, the transport's own (mode, queue geometry), and nats://'s (NatsOptions). */
+export interface ListenOptions<T = unknown> extends ChannelOptions<T>, NatsOptions {
   /** unix:// and fifo://: mode of the socket file or FIFO; shm://: of the shared-memory objects (default 0o600). */
   mode?: number;
   /** shm://: slots per direction of each connection's queues, a power of two (default 128). */
   queueCapacity?: number;
   /** shm://: message bytes one slot carries (default 8192); a larger message spans several slots. */
   queueChunkBytes?: number;
+  /**
+   * shm://: take over a dead server's accept point even if another user owns it (default false:
+   * IPC_ERR_PERMISSION), and accept connections whose objects another user created.
+   */
+  allowOtherOwner?: boolean;
 }
 
-export interface ConnectOptions<T = unknown> extends ChannelOptions<T> {
+/** Options of connect: the channel options, the attempt's timeout and signal, and nats://'s (NatsOptions). */
+export interface ConnectOptions<T = unknown> extends ChannelOptions<T>, NatsOptions {
   /** Give up connecting after this many ms: IPC_ERR_TIMEOUT. */
   timeout?: number;
   signal?: AbortSignal;
+  /**
+   * shm://: connect to an accept point that another user owns (default false:
+   * IPC_ERR_PERMISSION). That user's server then sees everything sent on the connection.
+   */
+  allowOtherOwner?: boolean;
 }
 
 export interface AcceptOptions {
@@ -74,7 +91,7 @@ const serverToken = Symbol('ChannelServer.internal');
  * arrival order. Closing the server stops accepting and releases the address; channels
  * already handed out stay open, those not yet accepted are closed.
  */
-export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
+export class ChannelServer<T = Uint8Array> implements AsyncIterable<Channel<T>> {
   readonly #listener: Listener;
   readonly #options: ResolvedChannelOptions;
   readonly #backlog: Channel<T>[] = [];
@@ -86,7 +103,8 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     if (token !== serverToken) throw new TypeError('ChannelServer cannot be constructed directly: use listen()');
     this.#listener = listener;
     this.#options = options;
-    listener.start((link) => this.#onLink(link));
+    // A listener that fails after the fact (nats://: the broker connection is lost) closes the server.
+    listener.start((link) => this.#onLink(link), () => void this.close());
   }
 
   /** The address clients connect to (with the real port for tcp://host:0). */
@@ -110,9 +128,7 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     let timeout: number;
     let signal: AbortSignal | undefined;
     try {
-      const o = checkOptions<AcceptOptions>(opts, ['timeout', 'signal'], 'accept');
-      timeout = checkTimeout(o.timeout, 'accept');
-      signal = checkSignal(o.signal, 'accept');
+      ({ timeout, signal } = waitOptions(opts, 'accept', true));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -121,31 +137,22 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     if (this.#closed) return Promise.reject(closedError(`server ${this.address}`));
     if (signal?.aborted) return Promise.reject(abortError('accept', signal.reason));
     return new Promise<Channel<T>>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const giveUp = (error: IpcError) => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        done();
-        reject(error);
-      };
-      const onAbort = () => giveUp(abortError('accept', signal?.reason));
       const waiter: AcceptWaiter<T> = {
         resolve: (channel) => {
-          done();
+          disarm();
           resolve(channel);
         },
         reject: (error) => {
-          done();
+          disarm();
           reject(error);
         },
       };
-      if (timeout !== Infinity) timer = setTimeout(() => giveUp(timeoutError('accept', timeout)), timeout);
-      signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.push(waiter);
+      const disarm = armDeadline(timeout, signal, 'accept', (error) => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(error);
+      });
     });
   }
 
@@ -178,8 +185,15 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
   }
 }
 
-/** Listens on `address` (unix:///path, tcp://host:port, fifo:///path). */
-export async function listen<T = unknown>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
+/**
+ * Listens on `address` (unix:///path, tcp://host:port, fifo:///path, shm://name,
+ * nats://host:port/subject). The codec decides the message type of its channels: Uint8Array
+ * without one (or with 'bytes'), the type you name with a serializing codec
+ * (`listen<Job>(address, { codec: 'json' })`).
+ */
+export function listen(address: string, opts?: ListenOptions<Uint8Array> & BytesCodec): Promise<ChannelServer<Uint8Array>>;
+export function listen<T = unknown>(address: string, opts: ListenOptions<T> & SerializingCodec<T>): Promise<ChannelServer<T>>;
+export async function listen<T>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
   const url = parseAddress(address, 'listen');
   const transport = transportFor(url, address, 'listen');
   const o = checkOptions<ListenOptions<T>>(opts, [...channelOptionKeys, ...transport.listenKeys], `listen(${address})`);
@@ -191,15 +205,23 @@ export async function listen<T = unknown>(address: string, opts?: ListenOptions<
   return new ChannelServer<T>(serverToken, listener, options);
 }
 
-/** Connects to `address` (unix:///path, tcp://host:port, fifo:///path, pipe://fd/N, pipe://stdio). */
-export async function connect<T = unknown>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
+/**
+ * Connects to `address` (unix:///path, tcp://host:port, fifo:///path, shm://name, pipe://fd/N,
+ * pipe://stdio, nats://host:port/subject). The codec decides the message type, as for listen.
+ */
+export function connect(address: string, opts?: ConnectOptions<Uint8Array> & BytesCodec): Promise<Channel<Uint8Array>>;
+export function connect<T = unknown>(address: string, opts: ConnectOptions<T> & SerializingCodec<T>): Promise<Channel<T>>;
+export async function connect<T>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
   const url = parseAddress(address, 'connect');
   const transport = transportFor(url, address, 'connect');
-  const o = checkOptions<ConnectOptions<T>>(opts, [...channelOptionKeys, 'timeout', 'signal'], `connect(${address})`);
+  const connectKeys = transport.connectKeys ?? [];
+  const o = checkOptions<ConnectOptions<T>>(opts, [...channelOptionKeys, 'timeout', 'signal', ...connectKeys], `connect(${address})`);
   const options = resolveChannelOptions(o, `connect(${address})`);
   const timeout = checkTimeout(o.timeout, 'connect');
   const signal = checkSignal(o.signal, 'connect');
-  const link = await transport.connect(url, address, { options, timeout, signal });
+  const extra: Record<string, unknown> = {};
+  for (const key of connectKeys) extra[key] = (o as Record<string, unknown>)[key];
+  const link = await transport.connect(url, address, { options, timeout, signal, extra });
   return channelFromLink<T>(link, options, `channel to ${address}`);
 }
 
@@ -209,3 +231,4 @@ export { channelFromStreams, childChannel } from './pipe.js';
 export type { ChildChannelOptions } from './pipe.js';
 export type { Link, LinkHandler } from './link.js';
 export type { Transport, Listener } from './transport.js';
+export type { NatsOptions, NatsTlsOptions } from './nats/index.js';

@@ -1,16 +1,22 @@
 /**
  * The transport registry: an address's scheme picks the transport (`unix://`, `tcp://`,
- * `fifo://`, `pipe://`). A transport is one file exporting a `Transport`; adding one is that
- * file plus one `registerTransport(...)` line in index.ts of this folder.
+ * `fifo://`, `pipe://`, `shm://`, `nats://`). A transport is a module exporting a `Transport`
+ * (one file, like unix.ts, or a folder, like shm/ and nats/); adding one is that module plus
+ * one `registerTransport(...)` line in index.ts of this folder.
  *
- * Writing a transport (e.g. `shm://name`, a pair of shared-memory queues per connection):
+ * Writing a transport:
  *   - `connect` resolves with a Link; `listen` with a Listener whose `start(onLink)` hands
  *     over one Link per accepted connection and whose `close()` releases the address.
- *   - A Link carries (type, id, payload) frames (see framing.ts for the types); it need not
- *     use the byte framing, but it must enforce `options.maxMessageSize` on what it accepts
- *     from the peer, call `done` of every write exactly once (error = not delivered), copy a
- *     `borrowed` payload before write() returns if it keeps it, report the peer's end or
- *     death through `ended` (never synchronously from start), and honour pause/resume.
+ *   - A Link carries (type, id, payload) frames (see framing.ts for the types). Byte streams
+ *     use StreamLink (link.ts) over framing.ts; a transport that is not a byte stream carries
+ *     frames its own way (shm/ puts them in shared-memory queue records, nats/ in NATS messages). Either way it must
+ *     enforce `options.maxMessageSize` on what it accepts from the peer, call `done` of every
+ *     write exactly once (error = not delivered), copy a `borrowed` payload before write()
+ *     returns if it keeps it, report the peer's end or death through `ended` (never
+ *     synchronously from start), and honour pause/resume.
+ *   - Time limits (`timeout`, `signal`, `frameTimeout`, `closeTimeout`) go through
+ *     src/deadline.ts (armDeadline, startTimer), never a raw setTimeout: a delay over
+ *     2^31 - 1 ms must wait, not fire at once.
  *   - Add the scheme to `transports` and `channelPair` in test/channel-common.mjs: the
  *     conformance suite then runs against it unchanged.
  */
@@ -29,13 +35,19 @@ export interface ConnectContext {
   /** Remaining time for the connection attempt (Infinity = none). */
   timeout: number;
   signal: AbortSignal | undefined;
+  /** Transport-specific connect options (only the keys in `connectKeys`). */
+  extra: Record<string, unknown>;
 }
 
 /** A transport-level server: hands each accepted connection over as a Link. */
 export interface Listener {
   /** The address clients use (with the real port when tcp port 0 was asked). */
   readonly address: string;
-  start(onLink: (link: Link) => void): void;
+  /**
+   * `onFailed`: for transports whose listening can fail after the fact (a lost connection to a
+   * message broker): the server then closes, and its accept() rejects with IPC_ERR_CLOSED.
+   */
+  start(onLink: (link: Link) => void, onFailed?: (error: IpcError) => void): void;
   /** Stops accepting and releases the address (unlinks a socket file). */
   close(): Promise<void>;
 }
@@ -44,6 +56,8 @@ export interface Transport {
   readonly scheme: string;
   /** Option keys `listen` accepts for this transport beyond the channel options. */
   readonly listenKeys: readonly string[];
+  /** Option keys `connect` accepts for this transport beyond the channel options (none if absent). */
+  readonly connectKeys?: readonly string[];
   listen?(url: URL, address: string, context: ListenContext): Promise<Listener>;
   connect(url: URL, address: string, context: ConnectContext): Promise<Link>;
 }
@@ -61,9 +75,11 @@ export function parseAddress(address: unknown, where: string): URL {
 }
 
 /**
- * A Node socket/fs failure as a coded IpcError (the one errno table in errors.ts). `listening`:
- * the error came from creating an address (ENOENT then means a missing directory, not a
- * missing server).
+ * A Node socket/fs failure as a coded IpcError, through the one errno table (errnoError in
+ * errors.ts). `listening`: the error came from creating an address (ENOENT then means a
+ * missing directory, not a missing server). Unlike errnoError, a failure without an errno
+ * (Node's ERR_INVALID_FD_TYPE for a descriptor that is not a socket) is IPC_ERR_SYSTEM rather
+ * than passed through: every failure of a transport call is coded.
  */
 export function socketError(err: unknown, what: string, listening = false): IpcError {
   const coded = errnoError(err, what, listening ? 'listen' : 'connect');

@@ -5,6 +5,7 @@
  * the memory; openOrCreate does whichever applies.
  */
 import { checkInteger, checkOptions } from '../options.js';
+import type { How } from '../naming.js';
 import { HEADER_BYTES, publishHeader, validateHeader, writeHeader } from './header.js';
 import { SharedMemory } from './shared-memory.js';
 
@@ -22,12 +23,25 @@ export interface NamedObjectOptions {
   mode?: number;
   /** How long open waits for a creator that has not finished initializing (ms, default 2000). */
   initTimeout?: number;
+  /**
+   * open / openOrCreate: accept an existing object owned by another user (default false:
+   * IPC_ERR_PERMISSION). See SharedMemoryOpenOptions.allowOtherOwner.
+   */
+  allowOtherOwner?: boolean;
 }
 
-export const NAMED_OPTIONS = ['mode', 'initTimeout'] as const;
-const DEFAULT_INIT_TIMEOUT = 2000;
+/** The options of a named object's `open` (no mode: open never creates). */
+export type NamedOpenOptions = Pick<NamedObjectOptions, 'initTimeout' | 'allowOtherOwner'>;
 
-export type How = 'create' | 'open' | 'openOrCreate';
+export const NAMED_OPTIONS = ['mode', 'initTimeout', 'allowOtherOwner'] as const;
+
+/** How long an opener waits for a creator to publish the header, unless told (ms). */
+export const DEFAULT_INIT_TIMEOUT = 2000;
+
+/** The `initTimeout` option of a named or placed object, checked (ms, 0 .. 10 minutes). */
+export function initTimeoutOf(initTimeout: unknown, where: string): number {
+  return initTimeout === undefined ? DEFAULT_INIT_TIMEOUT : checkInteger(initTimeout, where, 0, 600_000);
+}
 
 /**
  * Creates, opens or opens-or-creates a named library object. `layout` is needed to create; for
@@ -41,14 +55,14 @@ export function openObject(
   options: NamedObjectOptions,
 ): SharedMemory {
   const mode = options.mode;
-  const initTimeout =
-    options.initTimeout === undefined ? DEFAULT_INIT_TIMEOUT : checkInteger(options.initTimeout, 'initTimeout', 0, 600_000);
+  const other = options.allowOtherOwner !== undefined ? { allowOtherOwner: options.allowOtherOwner } : {};
+  const initTimeout = initTimeoutOf(options.initTimeout, 'initTimeout');
   const shm =
     how === 'create'
       ? SharedMemory.create(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) })
       : how === 'open'
-        ? SharedMemory.open(name)
-        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) });
+        ? SharedMemory.open(name, other)
+        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}), ...other });
   if (shm.created) {
     try {
       writeHeader(shm.buffer, 0, layout.kind, layout.version, shm.byteLength);
@@ -75,3 +89,4 @@ export function namedOptions<T extends object>(options: unknown, own: readonly s
 }
 
 export { HEADER_BYTES };
+export type { How };

@@ -13,13 +13,13 @@
  * call. futex.notify is called only when the WAITERS flag says someone sleeps. Ownership is per
  * thread (the lifeline token), so two async tasks of one thread queue up behind each other.
  */
-import { closedError } from '../errors.js';
-import { checkOptions, checkSignal, checkTimeout } from '../options.js';
-import { Kind } from '../shm/header.js';
+import { waitOptions } from '../options.js';
+import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
-import { OWNER_MASK, ownToken } from '../os/lifeline.js';
-import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
+import { OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
+import { Factory, NO_OPTIONS, NO_PARAMS, SyncPrimitive, live } from './lifecycle.js';
+import { placedByteLength, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,
   NO,
@@ -27,6 +27,7 @@ import {
   YES,
   RECOVERED,
   deadlockError,
+  describeLockWord,
   flagWaiting,
   notOwnerError,
   notRecoverableError,
@@ -40,13 +41,18 @@ import {
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const STATE = 0;
+const FOREVER = { timeout: Infinity, signal: undefined } as const;
 
-const layout: SyncLayout = {
+/** The body, described once: created zeroed (free), shown by `inspect` as the lock word. */
+export const mutexLayout: SyncLayout = {
   kind: Kind.Mutex,
   version: 1,
   bodyBytes: 64,
   init(buffer, base) {
     new Int32Array(buffer, base, 16).fill(0);
+  },
+  describe(buffer) {
+    return describeLockWord(Atomics.load(new Int32Array(buffer, HEADER_BYTES, 1), STATE), buffer);
   },
 };
 
@@ -57,12 +63,16 @@ class LockOp implements WaitOp {
   got: Got = NO;
   #slept = false;
 
+  readonly token: number;
+
   constructor(
     readonly i32: Int32Array,
-    readonly token: number,
+    readonly life: Lifeline,
     readonly what: string,
     readonly sync: boolean,
-  ) {}
+  ) {
+    this.token = life.token;
+  }
 
   attempt(): boolean {
     // Publishes our ownership; pairs with the exchange in release().
@@ -80,7 +90,7 @@ class LockOp implements WaitOp {
 
   prepare(check: boolean): boolean {
     for (;;) {
-      const got = take(this.i32, STATE, this.token, this.#slept, check, this.what);
+      const got = take(this.i32, STATE, this.life, this.#slept, check, this.what);
       if (got !== NO) {
         this.got = got;
         return true;
@@ -104,15 +114,20 @@ class LockOp implements WaitOp {
 export class MutexCore {
   readonly i32: Int32Array;
   readonly what: string;
-  #token = 0;
+  /** This thread's lifeline on the lock's memory, held while the handle is open, and its token. */
+  readonly lifeline: Lifeline;
+  readonly token: number;
 
   constructor(i32: Int32Array, what: string) {
     this.i32 = i32;
     this.what = what;
+    this.lifeline = openLifeline(i32.buffer as SharedArrayBuffer);
+    this.token = this.lifeline.token;
   }
 
-  get token(): number {
-    return this.#token === 0 ? (this.#token = ownToken()) : this.#token;
+  /** Lets go of the lifeline: a lock this thread still holds is abandoned once no handle of it is open. */
+  close(): void {
+    this.lifeline.close();
   }
 
   tryLock(): boolean {
@@ -120,7 +135,7 @@ export class MutexCore {
     if (Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) return this.#acquired(YES);
     if (Atomics.load(this.i32, STATE) === NOT_RECOVERABLE) throw notRecoverableError(this.what);
     // Like pthread_mutex_trylock on a robust mutex, a dead holder is recovered here too.
-    const got = take(this.i32, STATE, this.token, false, ownerOf(this.i32, STATE) !== this.token, this.what);
+    const got = take(this.i32, STATE, this.lifeline, false, ownerOf(this.i32, STATE) !== this.token, this.what);
     return got === NO ? false : this.#acquired(got);
   }
 
@@ -130,14 +145,14 @@ export class MutexCore {
       return;
     }
     if (ownerOf(this.i32, STATE) === this.token) throw deadlockError(this.what);
-    const op = new LockOp(this.i32, this.token, this.what, true);
+    const op = new LockOp(this.i32, this.lifeline, this.what, true);
     runSync(op, timeout, `${this.what}: lock`);
     this.#acquired(op.got);
   }
 
   async lock(timeout: number, signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted !== true && Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) return;
-    const op = new LockOp(this.i32, this.token, this.what, false);
+    const op = new LockOp(this.i32, this.lifeline, this.what, false);
     await runAsync(op, timeout, signal, `${this.what}: lock`);
     this.#acquired(op.got);
   }
@@ -166,12 +181,10 @@ export class MutexCore {
   }
 }
 
-let coreOf: (mutex: Mutex) => MutexCore;
-
 /** @internal */
 export function mutexCore(mutex: unknown, where: string): MutexCore {
   if (!(mutex instanceof Mutex)) throw new TypeError(`${where}: expected a Mutex`);
-  return coreOf(mutex);
+  return live(mutex);
 }
 
 export type MutexOptions = NamedObjectOptions;
@@ -179,51 +192,27 @@ export type MutexPlacedOptions = PlacedOptions;
 export type LockOptions = WaitOptions;
 export type LockSyncOptions = SyncWaitOptions;
 
-const token = Symbol('Mutex');
-
 /**
  * A lock that any process (or worker thread) can open by name, or that lives inside a
  * SharedMemory next to the data it guards (createAt / openAt / openOrCreateAt).
  */
-export class Mutex {
-  /** The name, for a named mutex; undefined for one placed in shared memory. */
-  readonly name: string | undefined;
-  /** True when this call created it. */
-  readonly created: boolean;
-  #core: MutexCore | undefined;
-  #shm: SharedMemory | undefined;
-  #what: string;
-
-  static {
-    coreOf = (mutex) => {
-      if (mutex.#core === undefined) throw closedError(mutex.#what);
-      return mutex.#core;
-    };
-  }
-
+export class Mutex extends SyncPrimitive<MutexCore> {
   /** Bytes a Mutex takes inside a SharedMemory (createAt / openAt). */
-  static readonly byteLength: number = placedByteLength(layout);
+  static readonly byteLength: number = placedByteLength(mutexLayout);
 
-  /** @internal */
-  constructor(key: symbol, name: string | undefined, at: Attached) {
-    if (key !== token) throw new TypeError('use Mutex.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
-    this.name = name;
-    this.created = at.created;
-    this.#shm = at.shm;
-    this.#what = at.what;
-    this.#core = new MutexCore(new Int32Array(at.buffer, at.base, 16), at.what);
-  }
-
+  /** Creates the mutex `name`, unlocked; IPC_ERR_EXISTS if the name is taken. */
   static create(name: string, options?: MutexOptions): Mutex {
-    return named(name, 'create', options, 'Mutex.create');
+    return factory.named(name, 'create', options);
   }
 
-  static open(name: string, options?: Pick<MutexOptions, 'initTimeout'>): Mutex {
-    return named(name, 'open', options, 'Mutex.open');
+  /** Opens the existing mutex `name`; IPC_ERR_NOT_FOUND if it is missing, IPC_ERR_INCOMPATIBLE if it is not a mutex. */
+  static open(name: string, options?: Pick<MutexOptions, 'initTimeout' | 'allowOtherOwner'>): Mutex {
+    return factory.named(name, 'open', options);
   }
 
+  /** Opens the mutex `name`, creating it if it is missing. */
   static openOrCreate(name: string, options?: MutexOptions): Mutex {
-    return named(name, 'openOrCreate', options, 'Mutex.openOrCreate');
+    return factory.named(name, 'openOrCreate', options);
   }
 
   /** Removes the name; processes that have it open keep using it. True if it existed. */
@@ -233,72 +222,51 @@ export class Mutex {
 
   /** Initializes a new Mutex in zeroed memory at byteOffset (a multiple of 8). */
   static createAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: MutexPlacedOptions): Mutex {
-    return placed(memory, byteOffset, 'create', options, 'Mutex.createAt');
+    return factory.placed(memory, byteOffset, 'create', options);
   }
 
+  /** Opens the Mutex that createAt initialized at byteOffset (waiting up to initTimeout for it). */
   static openAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: MutexPlacedOptions): Mutex {
-    return placed(memory, byteOffset, 'open', options, 'Mutex.openAt');
+    return factory.placed(memory, byteOffset, 'open', options);
   }
 
+  /** Opens the Mutex at byteOffset, initializing it if the memory there is still zero. */
   static openOrCreateAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: MutexPlacedOptions): Mutex {
-    return placed(memory, byteOffset, 'openOrCreate', options, 'Mutex.openOrCreateAt');
+    return factory.placed(memory, byteOffset, 'openOrCreate', options);
   }
 
   /** Takes the lock if it is free (or its owner is dead); never blocks. */
   tryLock(): boolean {
-    return this.#live().tryLock();
+    return live(this).tryLock();
   }
 
   /** Waits for the lock without blocking the event loop. */
   async lock(options?: LockOptions): Promise<void> {
-    const opts = checkOptions<LockOptions>(options, ['timeout', 'signal'], 'Mutex.lock');
-    const timeout = checkTimeout(opts.timeout, 'Mutex.lock');
-    const signal = checkSignal(opts.signal, 'Mutex.lock');
-    await this.#live().lock(timeout, signal);
+    // Without options (the common, uncontended call) nothing is allocated to check them.
+    const { timeout, signal } = options === undefined ? FOREVER : waitOptions(options, 'Mutex.lock', true);
+    await live(this).lock(timeout, signal);
   }
 
   /** Blocks this thread until the lock is taken. */
   lockSync(options?: LockSyncOptions): void {
-    const opts = checkOptions<LockSyncOptions>(options, ['timeout'], 'Mutex.lockSync');
-    this.#live().lockSync(checkTimeout(opts.timeout, 'Mutex.lockSync'));
+    live(this).lockSync(options === undefined ? Infinity : waitOptions(options, 'Mutex.lockSync', false).timeout);
   }
 
   unlock(): void {
-    this.#live().unlock();
+    live(this).unlock();
   }
 
   /** Accepts the state left by an owner that died (after IPC_ERR_OWNER_DEAD). */
   markConsistent(): void {
-    this.#live().markConsistent();
-  }
-
-  get closed(): boolean {
-    return this.#core === undefined;
-  }
-
-  /** Idempotent. Does not unlock: a lock held by this thread stays held. */
-  close(): void {
-    this.#core = undefined;
-    this.#shm?.close();
-    this.#shm = undefined;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-
-  #live(): MutexCore {
-    if (this.#core === undefined) throw closedError(this.#what);
-    return this.#core;
+    live(this).markConsistent();
   }
 }
 
-function named(name: string, how: How, options: unknown, where: string): Mutex {
-  const opts = namedOptions<object>(options, [], where);
-  return new Mutex(token, name, attachNamed(name, how, 'Mutex', layout, opts));
-}
-
-function placed(memory: unknown, byteOffset: unknown, how: How, options: unknown, where: string): Mutex {
-  const opts = placedOptions(options, [], where);
-  return new Mutex(token, undefined, attachAt(memory, byteOffset, how, 'Mutex', layout, opts, where));
-}
+const factory = new Factory({
+  kindName: 'Mutex',
+  layout: mutexLayout,
+  options: NO_OPTIONS,
+  params: NO_PARAMS,
+  core: (at) => new MutexCore(new Int32Array(at.buffer, at.base, 16), at.what),
+  type: Mutex,
+});
