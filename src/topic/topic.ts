@@ -120,7 +120,8 @@ export class Topic<T = Uint8Array> {
   readonly #max: number;
   readonly #context: SubscriberContext<T>;
   readonly #closer = new AbortController();
-  readonly #waiting: Waiting;
+  readonly #strategy: WaitStrategy;
+  readonly #spinMs: number;
   #closed = false;
   /** Cursors of this handle's subscribers, closed with it. */
   readonly #cursors = new Set<Cursor>();
@@ -148,15 +149,8 @@ export class Topic<T = Uint8Array> {
       closer: this.#closer.signal,
       topicClosed: () => this.#closed,
     };
-    this.#waiting = {
-      ring: this.#ring,
-      strategy: handle.wait,
-      spinMs: handle.spinTime / 1000,
-      attempt: (): Outcome => DONE, // replaced per publish (#waitingFor)
-      interval: () => this.#ring.livenessInterval,
-      label: this.#label,
-      op: 'publish',
-    };
+    this.#strategy = handle.wait;
+    this.#spinMs = handle.spinTime / 1000;
   }
 
   /**
@@ -314,7 +308,16 @@ export class Topic<T = Uint8Array> {
 
   /** The waiting of one publish whose first attempt failed (async publishes of a handle may overlap). */
   #waitingFor(bytes: Uint8Array): Waiting {
-    return { ...this.#waiting, attempt: (): Outcome => this.#put(bytes) };
+    return {
+      ring: this.#ring,
+      strategy: this.#strategy,
+      spinMs: this.#spinMs,
+      attempt: (): Outcome => this.#put(bytes),
+      // Held up by a subscriber (it may die) or by another publisher's slot (it may die too).
+      interval: () => this.#ring.livenessInterval,
+      label: this.#label,
+      op: 'publish',
+    };
   }
 
   #check(): void {
