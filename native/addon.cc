@@ -64,7 +64,9 @@ int32_t* WordAt(const FunctionCallbackInfo<Value>& args, int sab_index, int offs
 
 void SetMethod(Local<Context> context, Local<Object> target, const char* name, v8::FunctionCallback callback,
                Local<Value> data) {
-  Isolate* isolate = context->GetIsolate();
+  // Module init and every call run on the isolate's own thread (v8::Context lost GetIsolate in
+  // V8 14, Node 26).
+  Isolate* isolate = Isolate::GetCurrent();
   Local<v8::Function> fn = v8::FunctionTemplate::New(isolate, callback, data)->GetFunction(context).ToLocalChecked();
   fn->SetName(Str(isolate, name));
   target->Set(context, Str(isolate, name), fn).Check();

@@ -82,7 +82,7 @@ static int OpenRegistry(const char* name) {
 
 // lifelineInit(registryName) -> { token, alive(token) -> boolean } for this environment (thread).
 static void LifelineAlive(const FunctionCallbackInfo<Value>& args) {
-  Lifeline* self = static_cast<Lifeline*>(args.Data().As<v8::External>()->Value());
+  Lifeline* self = UnwrapExternal<Lifeline>(args.Data(), ExternalTag::kLifeline);
   double token = args[0].As<v8::Number>()->Value();
   if (!(token >= 1 && token < kTokenLimit)) return args.GetReturnValue().Set(false);
   if (static_cast<uint32_t>(token) == self->token) return args.GetReturnValue().Set(true);
@@ -137,7 +137,7 @@ static void LifelineInit(const FunctionCallbackInfo<Value>& args) {
   }
   Lifeline* self = new Lifeline{fd, token, *name};
   node::AddEnvironmentCleanupHook(isolate, CloseLifeline, self);
-  Local<v8::External> data = v8::External::New(isolate, self);
+  Local<v8::External> data = WrapExternal(isolate, self, ExternalTag::kLifeline);
   Local<Object> api = Object::New(isolate);
   api->Set(context, v8::String::NewFromUtf8Literal(isolate, "token"), v8::Number::New(isolate, token)).Check();
   SetMethod(context, api, "alive", LifelineAlive, data);
