@@ -11,7 +11,10 @@ export interface AsyncWaitApi {
   watch(sab: SharedArrayBuffer, byteOffset: number, expected: number): number;
   /** One waiter of the group left; false when the group has already fired. */
   unwatch(id: number): boolean;
+  /** Kernel threads this environment uses for async waits (watchers or fallback sleepers). */
   watcherCount(): number;
+  /** 'futex_waitv' (Linux 5.16+), or 'threads': one pooled thread per waited word, at most maxThreads. */
+  mechanism(): { name: 'futex_waitv' | 'threads'; maxThreads: number };
 }
 
 /** This thread's lifeline (native/lifeline.cc): a token held by a kernel byte-range lock. */
