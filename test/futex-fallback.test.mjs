@@ -92,7 +92,7 @@ test('under a kernel without futex_waitv (seccomp: ENOSYS), futex, sync, queue a
   assert.equal(probe, 'threads', 'the launcher makes the addon pick the fallback');
   for (const [file, patterns] of SUBSET) {
     await t.test(file, async () => {
-      const argv = [process.execPath, '--test', '--test-concurrency=1', ...patterns.flatMap((p) => ['--test-name-pattern', p]), path.join(here, file)];
+      const argv = [process.execPath, '--test', '--test-reporter=tap', '--test-concurrency=1', ...patterns.flatMap((p) => ['--test-name-pattern', p]), path.join(here, file)];
       const { code, signal, output } = await runUnder(launcher, argv, 120_000);
       const tail = output.split('\n').slice(-40).join('\n');
       assert.equal(signal, null, `${file} did not finish in 120 s (killed):\n${tail}`);
