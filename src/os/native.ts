@@ -3,6 +3,7 @@
  * so that `import 'interprocess'` never throws: where the addon cannot load (not built, another
  * OS, a Node ABI mismatch) the first operation fails with IPC_ERR_NATIVE_UNAVAILABLE and says why.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IpcError } from '../errors.js';
 
@@ -59,7 +60,6 @@ export interface NativeBinding {
   futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): 0 | 1 | 2;
   futexWake(sab: SharedArrayBuffer, byteOffset: number, count: number): number;
   asyncInit(onFired: (ids: number[]) => void): AsyncWaitApi;
-  pinToCpu(cpu: number): void;
   lifelineInit(registryName: string): LifelineApi;
   /** Creates a FIFO with exactly `mode` (fifo:// channels). */
   mkfifo(path: string, mode: number): void;
@@ -73,9 +73,49 @@ export interface NativeBinding {
   readonly mqPrioMax: number;
 }
 
-/** Where the addon is looked for; INTERPROCESS_NATIVE overrides it (used by tests and packagers). */
-export const addonPath =
-  process.env['INTERPROCESS_NATIVE'] ?? path.join(__dirname, '..', '..', '..', 'build', 'Release', 'interprocess.node');
+/** The package root (a checkout or node_modules/interprocess): dist/cjs/os is three levels down. */
+const ROOT = path.join(__dirname, '..', '..', '..');
+
+/** The C library the prebuilds are tagged with (prebuildify --tag-libc names). */
+function libc(): 'glibc' | 'musl' {
+  try {
+    if (fs.existsSync('/etc/alpine-release')) return 'musl';
+    return fs.readdirSync('/lib').some((f) => f.startsWith('ld-musl-')) ? 'musl' : 'glibc';
+  } catch {
+    return 'glibc';
+  }
+}
+
+/**
+ * Where the addon is looked for, in order: INTERPROCESS_NATIVE (tests and packagers), a local
+ * build (build/Release: a checkout, or the install-time build from source when no prebuild
+ * matched), then the prebuild shipped in the package for this platform, libc and Node ABI.
+ * The first that loads wins, so a checkout built for another Node still finds its prebuild.
+ */
+export function addonCandidates(): string[] {
+  const override = process.env['INTERPROCESS_NATIVE'];
+  if (override !== undefined && override !== '') return [override];
+  return [path.join(ROOT, 'build', 'Release', 'interprocess.node'), prebuildPath()];
+}
+
+function prebuildPath(): string {
+  return path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`, `node.abi${process.versions.modules}.${libc()}.node`);
+}
+
+/** The Node ABIs this package ships prebuilds for on this platform (for the error message). */
+function shippedAbis(): string {
+  const dir = path.dirname(prebuildPath());
+  try {
+    const abis = fs
+      .readdirSync(dir)
+      .map((f) => /^node\.abi(\d+)\.(\w+)\.node$/.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null && m[2] === libc())
+      .map((m) => m[1]);
+    return abis.length > 0 ? `ABIs ${abis.join(', ')}` : 'none';
+  } catch {
+    return 'none';
+  }
+}
 
 let binding: NativeBinding | undefined;
 let failure: IpcError | undefined;
@@ -86,21 +126,33 @@ export function native(): NativeBinding {
   if (process.platform !== 'linux') {
     failure = new IpcError(
       'IPC_ERR_NATIVE_UNAVAILABLE',
-      `the native addon supports Linux only; this is ${process.platform}`,
+      `the native addon supports Linux only; this is ${process.platform} (docs/platforms.md says what a port would take)`,
     );
     throw failure;
   }
-  try {
-    binding = require(addonPath) as NativeBinding;
-    return binding;
-  } catch (cause) {
-    const reason = (cause as Error).message.split('\n')[0];
-    failure = new IpcError(
-      'IPC_ERR_NATIVE_UNAVAILABLE',
-      `cannot load the native addon at ${addonPath}: ${reason}. ` +
-        'Build it with `npm rebuild interprocess` (needs python3, make and a C++ compiler)',
-      { cause },
-    );
-    throw failure;
+  const tried: string[] = [];
+  let firstCause: unknown;
+  for (const file of addonCandidates()) {
+    if (!fs.existsSync(file)) {
+      tried.push(`${path.relative(ROOT, file) || file} (missing)`);
+      continue;
+    }
+    try {
+      binding = require(file) as NativeBinding;
+      return binding;
+    } catch (cause) {
+      firstCause ??= cause;
+      tried.push(`${path.relative(ROOT, file) || file} (${(cause as Error).message.split('\n')[0]})`);
+    }
   }
+  const wanted = `Node ${process.version} (ABI ${process.versions.modules}) on ${process.platform}-${process.arch} ${libc()}`;
+  failure = new IpcError(
+    'IPC_ERR_NATIVE_UNAVAILABLE',
+    `no native addon for ${wanted}: tried ${tried.join('; ')}. This package ships prebuilds for ` +
+      `${process.platform}-${process.arch} ${libc()}: ${shippedAbis()} (Node 20, 22, 24 and 26 on linux-x64 glibc). ` +
+      'Use one of those Node versions, or build from source with `npm rebuild interprocess` ' +
+      '(needs python3, make and a C++ compiler; see docs/troubleshooting.md)',
+    { cause: firstCause },
+  );
+  throw failure;
 }
