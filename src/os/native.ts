@@ -142,7 +142,8 @@ export function native(): NativeBinding {
       return binding;
     } catch (cause) {
       firstCause ??= cause;
-      tried.push(`${path.relative(ROOT, file) || file} (${(cause as Error).message.split('\n')[0]})`);
+      // Node's ABI message spans lines ("The module ... was compiled against ... NODE_MODULE_VERSION").
+      tried.push(`${path.relative(ROOT, file) || file} (${(cause as Error).message.replace(/\s+/g, ' ').slice(0, 240)})`);
     }
   }
   const wanted = `Node ${process.version} (ABI ${process.versions.modules}) on ${process.platform}-${process.arch} ${libc()}`;
