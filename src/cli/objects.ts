@@ -96,7 +96,8 @@ export function attachments(): Attachments {
 
 /** Reads an object's header and kind details without trusting it (inspect must show broken ones). */
 export function describe(entry: ShmEntry, attached: Attachment[]): ObjectInfo {
-  const modifiedAt = fs.statSync(`${SHM_DIR}/${OS_PREFIX}${entry.name}`).mtime.toISOString();
+  // An object removed since it was listed keeps the time it was listed with.
+  const modifiedAt = (fs.statSync(`${SHM_DIR}/${OS_PREFIX}${entry.name}`, { throwIfNoEntry: false })?.mtime ?? new Date()).toISOString();
   const info: ObjectInfo = { ...entry, namespace: 'shm', kind: 'shm', modifiedAt, attached };
   if (entry.byteLength < HEADER_BYTES) return info;
   let shm: SharedMemory;
