@@ -94,14 +94,16 @@ test('ls, inspect, rm and gc: gc removes only objects no live process uses', asy
   assert.match((await cli(['inspect', 'bad/name'])).stderr, /IPC_ERR_INVALID_NAME/);
   assert.equal((await cli(['inspect'])).code, 2);
 
-  // --prefix keeps the test from collecting anything but its own objects on this machine.
-  const young = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--min-age', '3600'])).stdout);
+  // --prefix keeps the test from collecting anything but its own objects on this machine: other
+  // suites (t-<their pid>-...) may be running, and their objects may have no process attached yet.
+  const mine = `t-${process.pid}-`;
+  const young = JSON.parse((await cli(['gc', '--json', '--prefix', mine, '--min-age', '3600'])).stdout);
   assert.ok(!young.removed.includes(orphan), 'objects younger than --min-age are kept');
-  const dry = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--dry-run', '--min-age', '0'])).stdout);
+  const dry = JSON.parse((await cli(['gc', '--json', '--prefix', mine, '--dry-run', '--min-age', '0'])).stdout);
   assert.ok(dry.removed.includes(orphan));
   assert.ok(fs.existsSync(`/dev/shm/interprocess.${orphan}`), 'dry run removes nothing');
-  const gc = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--min-age', '0'])).stdout);
-  assert.ok(gc.removed.every((n) => n.startsWith('t-')) && gc.kept.every((k) => k.name.startsWith('t-')));
+  const gc = JSON.parse((await cli(['gc', '--json', '--prefix', mine, '--min-age', '0'])).stdout);
+  assert.ok(gc.removed.every((n) => n.startsWith(mine)) && gc.kept.every((k) => k.name.startsWith(mine)));
   assert.ok(gc.removed.includes(orphan));
   assert.ok(!gc.removed.includes(held));
   assert.ok(gc.kept.some((k) => k.name === held && k.reason.includes(String(pid))));

@@ -94,7 +94,10 @@ test('under a kernel without futex_waitv (seccomp: ENOSYS), futex, sync, queue a
     await t.test(file, async () => {
       const argv = [process.execPath, '--test', '--test-reporter=tap', '--test-concurrency=1', ...patterns.flatMap((p) => ['--test-name-pattern', p]), path.join(here, file)];
       const { code, signal, output } = await runUnder(launcher, argv, 120_000);
-      const tail = output.split('\n').slice(-40).join('\n');
+      // The first failure in full (or the end of the output when nothing failed).
+      const lines = output.split('\n');
+      const first = lines.findIndex((l) => /^not ok /.test(l));
+      const tail = (first >= 0 ? lines.slice(Math.max(0, first - 60), first + 40) : lines.slice(-40)).join('\n');
       assert.equal(signal, null, `${file} did not finish in 120 s (killed):\n${tail}`);
       assert.equal(code, 0, `${file} failed under the launcher:\n${tail}`);
       const passed = Number(/^# pass (\d+)/m.exec(output)?.[1]);
