@@ -7,7 +7,9 @@
 #      (whose C references are then left out with a note);
 #   3. on this machine's Node, with the compiler: `bench --quick --save` runs every mechanism and
 #      writes only under the current directory; `--build-from-source` builds the addon at
-#      install (the fallback when no prebuild matches).
+#      install (the fallback when no prebuild matches);
+#   4. when the package has arm64 prebuilds: each loaded by the official arm64 Node under
+#      qemu-user, across processes (scripts/smoke-installed.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -92,4 +94,20 @@ echo "== --build-from-source: the install builds the addon when asked (the fallb
   [ -f node_modules/interprocess/build/Release/interprocess.node ] || { cat install.log; echo "nothing was built"; exit 1; }
   cp "$root/scripts/smoke-installed.mjs" . && node smoke-installed.mjs | tail -n 1
 )
+if grep -q '^package/prebuilds/linux-arm64/' <<<"$listing"; then
+  # No arm64 machine here: the official arm64 Node runs under qemu-user, and so do the children
+  # it forks (through a wrapper: the kernel cannot exec an arm64 binary by itself).
+  echo "== arm64: the library from the package, across processes, under qemu-user"
+  mkdir -p "$scratch/project-arm64" && cd "$scratch/project-arm64" && npm init -y >/dev/null
+  npm install --ignore-scripts --no-audit --no-fund "$tarball" >install.log 2>&1 || { cat install.log; exit 1; }
+  cp "$root/scripts/smoke-installed.mjs" .
+  for major in $(node "$root/scripts/nodes.js" majors); do
+    abi=$("$(node "$root/scripts/nodes.js" dir "$major")/bin/node" -p process.versions.modules)
+    grep -qx "package/prebuilds/linux-arm64/node.abi$abi.glibc.node" <<<"$listing" || { echo "no arm64 prebuild for Node $major"; exit 1; }
+    printf '#!/bin/sh\nexec qemu-aarch64 -L /usr/aarch64-linux-gnu %s/bin/node "$@"\n' "$(node "$root/scripts/nodes.js" dir "$major" arm64)" >qnode
+    chmod +x qnode
+    INTERPROCESS_SMOKE_EXEC="$PWD/qnode" ./qnode smoke-installed.mjs | tail -n 1 | grep "smoke ok on Node v$major.* linux-arm64"
+  done
+  cd "$root"
+fi
 echo "package check: passed"

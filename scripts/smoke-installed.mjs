@@ -12,8 +12,12 @@ import { Mutex, Queue, SharedMemory, futex, listen, connect } from 'interprocess
 const self = fileURLToPath(import.meta.url);
 const [role, name] = process.argv.slice(2);
 
+// Under qemu-user (an arm64 Node on an x64 machine) children are started through a wrapper
+// that runs them under qemu too: the kernel cannot exec an arm64 binary by itself.
+const execPath = process.env.INTERPROCESS_SMOKE_EXEC || process.execPath;
+
 function child(...args) {
-  const p = fork(self, ['child', ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const p = fork(self, ['child', ...args], { execPath, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const exited = new Promise((resolve) => p.on('exit', (code, signal) => resolve({ code, signal })));
   const next = () => new Promise((resolve) => p.once('message', resolve));
   return { p, exited, next };
@@ -84,5 +88,5 @@ if (role === 'child') {
   await conn.close();
   await server.close();
   console.log('ok  shm:// channel');
-  console.log(`smoke ok on Node ${process.version}`);
+  console.log(`smoke ok on Node ${process.version} ${process.platform}-${process.arch}`);
 }
