@@ -150,7 +150,7 @@ export function native(): NativeBinding {
   failure = new IpcError(
     'IPC_ERR_NATIVE_UNAVAILABLE',
     `no native addon for ${wanted}: tried ${tried.join('; ')}. This package ships prebuilds for ` +
-      `${process.platform}-${process.arch} ${libc()}: ${shippedAbis()} (Node 20, 22, 24 and 26 on linux-x64 glibc). ` +
+      `${process.platform}-${process.arch} ${libc()}: ${shippedAbis()} (Node 20, 22, 24 and 26 on linux-x64 and linux-arm64 glibc). ` +
       'Use one of those Node versions, or build from source with `npm rebuild interprocess` ' +
       '(needs python3, make and a C++ compiler; see docs/troubleshooting.md)',
     { cause: firstCause },
