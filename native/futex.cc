@@ -63,7 +63,6 @@ struct futex_waitv {
 
 namespace ipc {
 
-
 using v8::Context;
 using v8::FunctionCallbackInfo;
 using v8::Isolate;

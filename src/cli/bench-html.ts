@@ -3,7 +3,7 @@
  * one chart of round-trip latency per message size (p50 bar, p99 tick, log scale) and one of
  * throughput by message size per mechanism (log-log lines).
  */
-import { advise, formatNs, formatSize, renderText, type BenchReport, type TrialResult } from './report.js';
+import { advise, formatBytes, formatNs, formatSize, renderText, type BenchReport, type TrialResult } from './report.js';
 
 const PALETTE = [
   '#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#9498a0',
@@ -12,7 +12,7 @@ const PALETTE = [
 
 const esc = (s: string): string => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
-function latencyChart(rows: TrialResult[], size: number, colors: Map<string, string>): string {
+function latencyChart(rows: TrialResult[], title: string, colors: Map<string, string>): string {
   const ok = rows.filter((r) => r.error === undefined).sort((a, b) => a.p50! - b.p50!);
   if (ok.length === 0) return '';
   const width = 900;
@@ -31,13 +31,13 @@ function latencyChart(rows: TrialResult[], size: number, colors: Map<string, str
   ok.forEach((r, i) => {
     const y = 24 + i * (bar + 8);
     parts.push(
-      `<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-size="12"${r.family === 'primitive' ? ' font-style="italic"' : ''}>${esc(r.id)}</text>` +
+      `<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-size="12">${esc(r.id)}</text>` +
         `<rect x="${left}" y="${y}" width="${Math.max(1, x(r.p50!) - left)}" height="${bar}" fill="${colors.get(r.id)}"><title>${esc(r.label)}: p50 ${formatNs(r.p50!)}, p99 ${formatNs(r.p99!)}</title></rect>` +
         `<line x1="${x(r.p99!)}" y1="${y}" x2="${x(r.p99!)}" y2="${y + bar}" stroke="#333" stroke-width="2"/>` +
         `<text x="${x(r.p99!) + 5}" y="${y + 13}" font-size="11">${formatNs(r.p50!)} / ${formatNs(r.p99!)}</text>`,
     );
   });
-  return `<h3>Round trip, ${formatSize(size)}: p50 bar, p99 tick (log scale, lower is better; synchronization primitives without payload in italics)</h3><svg width="${width}" height="${height}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
+  return `<h3>${esc(title)}: p50 bar, p99 tick (log scale, lower is better)</h3><svg width="${width}" height="${height}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
 }
 
 function throughputChart(results: TrialResult[], colors: Map<string, string>): string {
@@ -54,8 +54,9 @@ function throughputChart(results: TrialResult[], colors: Map<string, string>): s
   const x = (size: number): number => (sizes.length === 1 ? left + (width - left - right) / 2 : left + (sizes.indexOf(size) / (sizes.length - 1)) * (width - left - right));
   const y = (v: number): number => top + (1 - (Math.log10(v) - lo) / (hi - lo)) * (height - top - bottom);
   const parts: string[] = [];
-  for (let d = Math.ceil(lo); d <= hi; d++) {
-    parts.push(`<line x1="${left}" y1="${y(10 ** d)}" x2="${width - right}" y2="${y(10 ** d)}" stroke="#ddd"/><text x="${left - 6}" y="${y(10 ** d) + 4}" text-anchor="end" font-size="11">${formatBytesShort(10 ** d)}/s</text>`);
+  // Grid lines at powers of 1024 and 32 x those (1 KiB, 32 KiB, 1 MiB...): binary units, as the tables use.
+  for (const v of binaryGrid(lo, hi)) {
+    parts.push(`<line x1="${left}" y1="${y(v)}" x2="${width - right}" y2="${y(v)}" stroke="#ddd"/><text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" font-size="11">${formatBytes(v)}/s</text>`);
   }
   for (const s of sizes) parts.push(`<text x="${x(s)}" y="${height - 15}" text-anchor="middle" font-size="11">${formatSize(s)}</text>`);
   const ids = [...new Set(ok.map((r) => r.id))];
@@ -64,18 +65,20 @@ function throughputChart(results: TrialResult[], colors: Map<string, string>): s
     const color = colors.get(id)!;
     // References and baselines dashed: what the library adds stands out in solid lines.
     const dash = points[0]!.family === 'interprocess' ? '' : ' stroke-dasharray="6 4"';
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${points.map((p) => `${x(p.size)},${y(p.bytesPerSecond!)}`).join(' ')}"/>`);
-    for (const p of points) parts.push(`<circle cx="${x(p.size)}" cy="${y(p.bytesPerSecond!)}" r="3" fill="${color}"><title>${esc(id)} ${formatSize(p.size)}: ${formatBytesShort(p.bytesPerSecond!)}/s</title></circle>`);
+    // A polyline of one point draws nothing: a mechanism measured at one size gets a larger marker.
+    if (points.length > 1) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2"${dash} points="${points.map((p) => `${x(p.size)},${y(p.bytesPerSecond!)}`).join(' ')}"/>`);
+    const r = points.length > 1 ? 3 : 5;
+    for (const p of points) parts.push(`<circle cx="${x(p.size)}" cy="${y(p.bytesPerSecond!)}" r="${r}" fill="${color}"><title>${esc(id)} ${formatSize(p.size)}: ${formatBytes(p.bytesPerSecond!)}/s</title></circle>`);
     parts.push(`<rect x="${width - right + 15}" y="${top + i * 18}" width="12" height="12" fill="${color}"/><text x="${width - right + 32}" y="${top + i * 18 + 10}" font-size="12">${esc(id)}${dash ? ' (dashed)' : ''}</text>`);
   });
   return `<h3>One-way throughput by message size (bytes/s, log scale, higher is better; references and baselines dashed)</h3><svg width="${width}" height="${height}" xmlns="http://www.w3.org/2000/svg">${parts.join('')}</svg>`;
 }
 
-function formatBytesShort(n: number): string {
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) (n /= 1000), i++;
-  return `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
+/** The values 2^(5k) whose log10 lies between lo and hi: 1 KiB, 32 KiB, 1 MiB, 32 MiB... */
+function binaryGrid(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let e = 0; e <= 60; e += 5) if (e * Math.log10(2) >= lo && e * Math.log10(2) <= hi) out.push(2 ** e);
+  return out;
 }
 
 export function renderHtml(report: BenchReport): string {
@@ -88,7 +91,8 @@ export function renderHtml(report: BenchReport): string {
 <h1>interprocess bench</h1>
 <p>${esc(report.date)}${report.quick ? ' (quick run)' : ''}: ${esc(Object.entries(report.machine).map(([k, v]) => `${k} ${v}`).join(', '))}</p>
 <h2>Which to use</h2><ul>${advice.map((a) => `<li>${esc(a)}</li>`).join('')}</ul>
-${sizes.map((s) => latencyChart(report.results.filter((r) => r.mode === 'roundTrip' && r.size === s), s, colors)).join('\n')}
+${sizes.map((s) => latencyChart(report.results.filter((r) => r.mode === 'roundTrip' && r.size === s && r.family !== 'primitive'), `Round trip, ${formatSize(s)}`, colors)).join('\n')}
+${latencyChart(report.results.filter((r) => r.mode === 'roundTrip' && r.family === 'primitive'), 'Synchronization primitives, hand-off between two processes (no payload)', colors)}
 ${throughputChart(report.results, colors)}
 <h2>All figures</h2><pre>${esc(renderText(report))}</pre>
 </body></html>

@@ -12,6 +12,7 @@ import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type How, type NamedObjectOptions } from '../shm/segment.js';
 import { futex } from '../os/futex.js';
+import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import { geometry, initQueue, MAX_MESSAGE_SIZE_LIMIT, QUEUE_VERSION, readGeometry, SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH, W, type QueueGeometry } from './layout.js';
 import { Ring } from './ring.js';
 
@@ -111,6 +112,8 @@ export class Queue<T = Uint8Array> {
   readonly #name: string;
   #shm: SharedMemory | undefined;
   readonly #ring: Ring;
+  /** This thread's lifeline on the queue: slot owner words record its token. */
+  readonly #lifeline: Lifeline;
   readonly #i32: Int32Array;
   readonly #codec: Codec<T>;
   readonly #isBytes: boolean;
@@ -144,7 +147,8 @@ export class Queue<T = Uint8Array> {
     this.#geometry = g;
     this.#max = g.maxMessageSize;
     this.#views = g.capacity <= VIEW_CACHE_SLOTS ? new Array<Uint8Array | undefined>(g.capacity).fill(undefined) : [];
-    this.#ring = new Ring(shm.buffer, g, handle.stallTimeout);
+    this.#lifeline = openLifeline(shm.buffer);
+    this.#ring = new Ring(shm.buffer, g, handle.stallTimeout, this.#lifeline);
     this.#i32 = this.#ring.i32;
     this.#codec = handle.codec;
     this.#isBytes = handle.codec === (bytesCodec as Codec<unknown>);
@@ -457,6 +461,7 @@ export class Queue<T = Uint8Array> {
     if (this.#closed) return;
     this.#closed = true;
     this.#closer.abort();
+    this.#lifeline.close();
     this.#shm?.close();
     this.#shm = undefined;
   }

@@ -14,7 +14,7 @@
  * the only arbiter of a claim, so a stale local position can cost a retry, never a wrong claim.
  */
 import { futex } from '../os/futex.js';
-import { isAlive, ownToken } from '../os/lifeline.js';
+import type { Lifeline } from '../os/lifeline.js';
 import { SLOT_LENGTH, SLOT_OWNER, SLOT_SEQ, SLOTS_OFFSET, W, type QueueGeometry } from './layout.js';
 
 /** Result of a claim: which position and where its slot starts (int32 index). */
@@ -44,9 +44,11 @@ export class Ring {
   // Failed attempts; every STALL_CHECK_EVERY + 1-th looks for a stall. Waiters force a look.
   #sendMisses = 0;
   readonly #me: number;
+  readonly #lifeline: Lifeline;
   #recvMisses = 0;
 
-  constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number) {
+  /** `lifeline` is this thread's on the queue's memory (the caller opens and closes it). */
+  constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number, lifeline: Lifeline) {
     this.i32 = new Int32Array(buffer);
     this.u8 = new Uint8Array(buffer);
     this.capacity = g.capacity;
@@ -55,8 +57,9 @@ export class Ring {
     this.stallTimeout = stallTimeout;
     this.#mask = g.capacity - 1;
     this.#slotInts = g.slotBytes >> 2;
-    // This thread's lifeline token (src/sync/lifeline.ts): what slot owner words record.
-    this.#me = ownToken();
+    // This thread's lifeline token on the queue (src/os/lifeline.ts): what slot owner words record.
+    this.#lifeline = lifeline;
+    this.#me = lifeline.token;
     this.#tail = Atomics.load(this.i32, W.tail);
     this.#head = Atomics.load(this.i32, W.head);
   }
@@ -289,7 +292,7 @@ export class Ring {
       return false;
     }
     if (now - this.#sendStallSince < this.stallTimeout) return false;
-    if (!ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+    if (!this.#ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
       // A living consumer is slow; look again after another stallTimeout.
       this.#sendStallSince = now;
       return false;
@@ -318,7 +321,7 @@ export class Ring {
       return EMPTY;
     }
     if (now - this.#recvStallSince < this.stallTimeout) return EMPTY;
-    if (!ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+    if (!this.#ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
       this.#recvStallSince = now;
       return EMPTY;
     }
@@ -336,6 +339,16 @@ export class Ring {
     this.base = base;
     return CLAIMED;
   }
+
+  /**
+   * Whether the thread whose lifeline token is `owner` is gone. The kernel answers (a byte-range
+   * lock it releases when the thread or its process dies): no pid, so no pid reuse and no pid
+   * namespace can fool it, and worker threads count on their own. 0 means the owner died (or
+   * stopped) in the few instructions between its claim and recording its token.
+   */
+  #ownerDead(owner: number): boolean {
+    return owner === 0 || !this.#lifeline.isAlive(owner);
+  }
 }
 
 const STALL_CHECK_EVERY = 255;
@@ -344,12 +357,3 @@ const EMPTY = 0;
 const RETRY = 1;
 const CLAIMED = 2;
 
-/**
- * Whether the thread whose lifeline token is `owner` is gone. The kernel answers (a byte-range
- * lock it releases when the thread or its process dies): no pid, so no pid reuse and no pid
- * namespace can fool it, and worker threads count on their own. 0 means the owner died (or
- * stopped) in the few instructions between its claim and recording its token.
- */
-export function ownerDead(owner: number): boolean {
-  return owner === 0 || !isAlive(owner);
-}

@@ -33,6 +33,10 @@ export const Kind = {
   Queue: 6,
   /** shm:// channel objects: an accept point or a connection's state (src/channel/shm.ts). */
   Channel: 7,
+  /** SharedMap (src/map/). */
+  Map: 8,
+  /** Topic (src/topic/). */
+  Topic: 9,
 } as const;
 export type KindName = keyof typeof Kind;
 
