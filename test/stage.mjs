@@ -3,7 +3,8 @@
 // the Node binary (an official build cached under /root): stageForOtherUser copies what the child
 // needs, the package as installed (dist, package.json, the addon this checkout loads, its
 // dependency msgpackr) and the fixtures, into a fresh world-readable folder, and Node itself
-// when that user cannot run it where it is. The folder is removed when test `t` ends.
+// when that user cannot run it where it is. The folder is removed when test `t` ends (without
+// `t`, by the returned remove()).
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,7 +17,8 @@ export const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
 
 export function stageForOtherUser(t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-t-other-user-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const remove = () => fs.rmSync(dir, { recursive: true, force: true });
+  t?.after(remove);
   fs.chmodSync(dir, 0o755);
   const pkg = path.join(dir, 'node_modules', 'interprocess');
   const copy = (from, to) => {
@@ -48,6 +50,9 @@ export function stageForOtherUser(t) {
   delete env.INTERPROCESS_NATIVE; // the staged package finds its own copy of the addon
   return {
     dir,
+    /** The Node binary that user can run (startChild's execPath). */
+    node,
+    remove,
     /** Runs fixture FILE as the other user and returns its stdout. */
     run(file, args, options = {}) {
       return execFileSync('setpriv', [...NOBODY, node, path.join(dir, 'fixtures', file), ...args], { cwd: dir, env, encoding: 'utf8', ...options });
