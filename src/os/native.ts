@@ -104,7 +104,7 @@ function libc(): 'glibc' | 'musl' {
  * matched), then the prebuild shipped in the package for this platform, libc and Node ABI.
  * The first that loads wins, so a checkout built for another Node still finds its prebuild.
  */
-export function addonCandidates(): string[] {
+function addonCandidates(): string[] {
   const override = process.env['INTERPROCESS_NATIVE'];
   if (override !== undefined && override !== '') return [override];
   return [path.join(ROOT, 'build', 'Release', 'interprocess.node'), prebuildPath()];
@@ -145,8 +145,9 @@ export function native(): NativeBinding {
   const tried: string[] = [];
   let firstCause: unknown;
   for (const file of addonCandidates()) {
+    const shown = file.startsWith(ROOT + path.sep) ? path.relative(ROOT, file) : file;
     if (!fs.existsSync(file)) {
-      tried.push(`${path.relative(ROOT, file) || file} (missing)`);
+      tried.push(`${shown} (missing)`);
       continue;
     }
     try {
@@ -155,7 +156,7 @@ export function native(): NativeBinding {
     } catch (cause) {
       firstCause ??= cause;
       // Node's ABI message spans lines ("The module ... was compiled against ... NODE_MODULE_VERSION").
-      tried.push(`${path.relative(ROOT, file) || file} (${(cause as Error).message.replace(/\s+/g, ' ').slice(0, 240)})`);
+      tried.push(`${shown} (${(cause as Error).message.replace(/\s+/g, ' ').slice(0, 240)})`);
     }
   }
   const wanted = `Node ${process.version} (ABI ${process.versions.modules}) on ${process.platform}-${process.arch} ${libc()}`;
