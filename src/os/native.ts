@@ -130,7 +130,14 @@ function shippedAbis(): string {
 }
 
 let binding: NativeBinding | undefined;
+let bindingFile: string | undefined;
 let failure: IpcError | undefined;
+
+/** The file the addon was loaded from (loading it first): a build, or a prebuild (for tests). */
+export function addonFile(): string {
+  native();
+  return bindingFile!;
+}
 
 export function native(): NativeBinding {
   if (binding !== undefined) return binding;
@@ -152,6 +159,7 @@ export function native(): NativeBinding {
     }
     try {
       binding = require(file) as NativeBinding;
+      bindingFile = file;
       return binding;
     } catch (cause) {
       firstCause ??= cause;
