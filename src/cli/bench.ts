@@ -65,7 +65,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
         // A mechanism runs the sizes it lists; sizes asked for with --sizes also go to every
         // mechanism that takes a payload at all (those that list more than one size).
         if (!m.sizes.includes(size) && !(sizes !== undefined && m.sizes.length > 1)) continue;
-        plan.push({ m, mode, size, count: count ?? defaultCount(mode, size, quick) });
+        plan.push({ m, mode, size, count: count ?? m.count?.[quick ? 'quick' : 'full'] ?? defaultCount(mode, size, quick) });
       }
     }
   }
@@ -139,12 +139,13 @@ async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[
         sizes: (m['sizes'] as number[] | undefined) ?? ALL_SIZES,
         modes,
         ...(m['env'] !== undefined ? { env: m['env'] as Record<string, string> } : {}),
+        ...(m['count'] !== undefined ? { count: m['count'] as { quick: number; full: number } } : {}),
       });
     }
   }
   // References and baselines first, so a table reads "what you have, then what we add";
   // synchronization primitives (no payload) last, in tables of their own.
-  const order = (f: string): number => ['reference', 'baseline', 'interprocess', 'primitive'].indexOf(f);
+  const order = (f: string): number => ['reference', 'baseline', 'interprocess', 'primitive', 'map'].indexOf(f);
   return { list: out.sort((a, b) => order(a.family) - order(b.family)), notes };
 }
 

@@ -7,13 +7,14 @@ import { setMaxListeners } from 'node:events';
 import { markAsUntransferable } from 'node:worker_threads';
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { resolveCodec, decodeOrThrow, type BytesCodec, type Codec, type CodecOption, type SerializingCodec } from '../codec/index.js';
-import { checkInteger, checkSignal, checkTimeout } from '../options.js';
+import { checkInteger, waitOptions } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
-import { namedOptions, openObject, type How, type NamedObjectOptions } from '../shm/segment.js';
+import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
+import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
-import { geometry, initQueue, MAX_MESSAGE_SIZE_LIMIT, QUEUE_VERSION, readGeometry, SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH, W, type QueueGeometry } from './layout.js';
+import { DEFAULT_STALL_TIMEOUT, geometry, initQueue, MAX_MESSAGE_SIZE_LIMIT, QUEUE_VERSION, readGeometry, SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH, W, type QueueGeometry } from './layout.js';
 import { Ring } from './ring.js';
 
 export type WaitStrategy = 'spin' | 'block' | 'spin-then-block';
@@ -76,7 +77,6 @@ const CREATE_OPTIONS = [...HANDLE_OPTIONS, 'byteLength', 'capacity', 'maxMessage
 const OPEN_OPTIONS = [...HANDLE_OPTIONS, 'maxMessageSize'] as const;
 const WAITS: readonly WaitStrategy[] = ['spin', 'block', 'spin-then-block'];
 const DEFAULT_SPIN_US = 20;
-const DEFAULT_STALL_MS = 1000;
 /** Sleepers wake at least this often to look for stalls left by dead peers. */
 const MAX_SLEEP_MS = 1000;
 
@@ -97,6 +97,10 @@ const ON_HEAP = 64;
 const ARENA_MAX = Number(process.versions.node.split('.')[0]) < 21 ? 4096 : ON_HEAP;
 const ARENA_BYTES = 64 * 1024;
 
+/** A checked `{ timeout, signal }`; FOREVER when none was given. */
+type Wait = { timeout: number; signal: AbortSignal | undefined };
+const FOREVER: Wait = { timeout: Infinity, signal: undefined };
+
 const NONE: unique symbol = Symbol('none');
 type Taken<T> = T | typeof NONE;
 
@@ -107,6 +111,17 @@ const readsInPlace = new Set<Codec<any>>([resolveCodec('json'), resolveCodec('st
 
 const now = (): number => performance.now();
 const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+let ringOf: (queue: Queue<any>) => Ring;
+
+/**
+ * The Ring under a Queue handle, for the library's own transports only (src/channel/shm): they
+ * claim, fill and commit slots in place with the queue's protocol, through the handle's own
+ * mapping. Not exported from the package. Valid until the handle is closed.
+ */
+export function queueRing(queue: Queue<any>): Ring {
+  return ringOf(queue);
+}
 
 export class Queue<T = Uint8Array> {
   readonly #name: string;
@@ -138,6 +153,10 @@ export class Queue<T = Uint8Array> {
    * Only for queues of up to VIEW_CACHE_SLOTS slots; larger ones make a view per call.
    */
   readonly #views: (Uint8Array | undefined)[];
+
+  static {
+    ringOf = (queue) => queue.#ring;
+  }
 
   /** @internal use Queue.create / open / openOrCreate */
   constructor(key: symbol, name: string, shm: SharedMemory, g: QueueGeometry, handle: ResolvedHandle<T>) {
@@ -213,10 +232,10 @@ export class Queue<T = Uint8Array> {
   send(value: T, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'send');
+      const wait = this.#asyncWait(options, 'send');
       const bytes = this.#encode(value);
       if (this.#put(bytes)) return Promise.resolve();
-      return this.#waitAsync(true, () => this.#put(bytes), options, 'send').then(() => undefined);
+      return this.#waitAsync(true, () => this.#put(bytes), wait, 'send').then(() => undefined);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -225,10 +244,10 @@ export class Queue<T = Uint8Array> {
   /** Sends, blocking the thread while the queue is full. */
   sendSync(value: T, options?: SyncWaitOptions): void {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'sendSync');
+    const timeout = this.#syncTimeout(options, 'sendSync');
     const bytes = this.#encode(value);
     if (this.#put(bytes)) return;
-    this.#waitSync(true, () => this.#put(bytes), options, 'sendSync');
+    this.#waitSync(true, () => this.#put(bytes), timeout, 'sendSync');
   }
 
   /**
@@ -246,10 +265,10 @@ export class Queue<T = Uint8Array> {
   sendWith(byteLength: number, write: (view: Uint8Array) => void, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'sendWith');
+      const wait = this.#asyncWait(options, 'sendWith');
       this.#checkLength(byteLength, write);
       if (this.#putWith(byteLength, write)) return Promise.resolve();
-      return this.#waitAsync(true, () => this.#putWith(byteLength, write), options, 'sendWith').then(() => undefined);
+      return this.#waitAsync(true, () => this.#putWith(byteLength, write), wait, 'sendWith').then(() => undefined);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -257,10 +276,10 @@ export class Queue<T = Uint8Array> {
 
   sendWithSync(byteLength: number, write: (view: Uint8Array) => void, options?: SyncWaitOptions): void {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'sendWithSync');
+    const timeout = this.#syncTimeout(options, 'sendWithSync');
     this.#checkLength(byteLength, write);
     if (this.#putWith(byteLength, write)) return;
-    this.#waitSync(true, () => this.#putWith(byteLength, write), options, 'sendWithSync');
+    this.#waitSync(true, () => this.#putWith(byteLength, write), timeout, 'sendWithSync');
   }
 
   /**
@@ -280,7 +299,7 @@ export class Queue<T = Uint8Array> {
   sendMany(values: readonly T[], options?: WaitOptions): Promise<void> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'sendMany');
+      const wait = this.#asyncWait(options, 'sendMany');
       const encoded = this.#encodeAll(values, 'sendMany');
       let sent = 0;
       const attempt = (): boolean => {
@@ -288,7 +307,7 @@ export class Queue<T = Uint8Array> {
         return sent === encoded.length;
       };
       if (attempt()) return Promise.resolve();
-      return this.#waitAsync(true, attempt, options, 'sendMany');
+      return this.#waitAsync(true, attempt, wait, 'sendMany');
     } catch (err) {
       return Promise.reject(err);
     }
@@ -296,14 +315,14 @@ export class Queue<T = Uint8Array> {
 
   sendManySync(values: readonly T[], options?: SyncWaitOptions): void {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'sendManySync');
+    const timeout = this.#syncTimeout(options, 'sendManySync');
     const encoded = this.#encodeAll(values, 'sendManySync');
     let sent = 0;
     const attempt = (): boolean => {
       for (let n; sent < encoded.length && (n = this.#putMany(encoded, sent)) !== 0; ) sent += n;
       return sent === encoded.length;
     };
-    if (!attempt()) this.#waitSync(true, attempt, options, 'sendManySync');
+    if (!attempt()) this.#waitSync(true, attempt, timeout, 'sendManySync');
   }
 
   // --- receive ---------------------------------------------------------------------------------
@@ -319,11 +338,11 @@ export class Queue<T = Uint8Array> {
   receive(options?: WaitOptions): Promise<T> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'receive');
+      const wait = this.#asyncWait(options, 'receive');
       const value = this.#take();
       if (value !== NONE) return Promise.resolve(value);
       let got: Taken<T> = NONE;
-      return this.#waitAsync(false, () => (got = this.#take()) !== NONE, options, 'receive').then(() => got as T);
+      return this.#waitAsync(false, () => (got = this.#take()) !== NONE, wait, 'receive').then(() => got as T);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -332,19 +351,19 @@ export class Queue<T = Uint8Array> {
   /** Takes the next message, blocking the thread while the queue is empty. */
   receiveSync(options?: SyncWaitOptions): T {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'receiveSync');
+    const timeout = this.#syncTimeout(options, 'receiveSync');
     let got = this.#take();
     if (got !== NONE) return got;
     if (this.#wait !== 'block') {
       // The latency-critical spin, specialised (no closure) for the common receive.
-      const end = now() + (this.#wait === 'spin' ? Math.min(1, options?.timeout ?? 1) : Math.min(this.#spinMs, options?.timeout ?? Infinity));
+      const end = now() + (this.#wait === 'spin' ? Math.min(1, timeout) : Math.min(this.#spinMs, timeout));
       for (let i = 1; ; i++) {
         got = this.#take();
         if (got !== NONE) return got;
         if ((i & 63) === 0 && now() >= end) break;
       }
     }
-    this.#waitSync(false, () => (got = this.#take()) !== NONE, options, 'receiveSync', true);
+    this.#waitSync(false, () => (got = this.#take()) !== NONE, timeout, 'receiveSync', true);
     return got as T;
   }
 
@@ -362,10 +381,10 @@ export class Queue<T = Uint8Array> {
   receiveWith(read: (view: Uint8Array) => void, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'receiveWith');
+      const wait = this.#asyncWait(options, 'receiveWith');
       if (typeof read !== 'function') throw new TypeError('receiveWith: read must be a function');
       if (this.#takeWith(read)) return Promise.resolve();
-      return this.#waitAsync(false, () => this.#takeWith(read), options, 'receiveWith').then(() => undefined);
+      return this.#waitAsync(false, () => this.#takeWith(read), wait, 'receiveWith').then(() => undefined);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -373,10 +392,10 @@ export class Queue<T = Uint8Array> {
 
   receiveWithSync(read: (view: Uint8Array) => void, options?: SyncWaitOptions): void {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'receiveWithSync');
+    const timeout = this.#syncTimeout(options, 'receiveWithSync');
     if (typeof read !== 'function') throw new TypeError('receiveWithSync: read must be a function');
     if (this.#takeWith(read)) return;
-    this.#waitSync(false, () => this.#takeWith(read), options, 'receiveWithSync');
+    this.#waitSync(false, () => this.#takeWith(read), timeout, 'receiveWithSync');
   }
 
   /**
@@ -397,14 +416,14 @@ export class Queue<T = Uint8Array> {
     try {
       this.#check();
       checkInteger(max, 'receiveMany: max', 1, 2 ** 31);
-      if (options !== undefined) this.#checkWait(options, 'receiveMany');
+      const wait = this.#asyncWait(options, 'receiveMany');
       const out: T[] = [];
       const attempt = (): boolean => {
         while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
         return out.length !== 0;
       };
       if (attempt()) return Promise.resolve(out);
-      return this.#waitAsync(false, attempt, options, 'receiveMany').then(() => out);
+      return this.#waitAsync(false, attempt, wait, 'receiveMany').then(() => out);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -413,13 +432,13 @@ export class Queue<T = Uint8Array> {
   receiveManySync(max: number, options?: SyncWaitOptions): T[] {
     this.#check();
     checkInteger(max, 'receiveManySync: max', 1, 2 ** 31);
-    if (options !== undefined) checkTimeout(options.timeout, 'receiveManySync');
+    const timeout = this.#syncTimeout(options, 'receiveManySync');
     const out: T[] = [];
     const attempt = (): boolean => {
       while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
       return out.length !== 0;
     };
-    if (!attempt()) this.#waitSync(false, attempt, options, 'receiveManySync');
+    if (!attempt()) this.#waitSync(false, attempt, timeout, 'receiveManySync');
     return out;
   }
 
@@ -472,12 +491,20 @@ export class Queue<T = Uint8Array> {
 
   // --- internals -------------------------------------------------------------------------------
 
-  /** Validates wait options before any attempt; an already aborted signal wins over a message. */
-  #checkWait(options: WaitOptions, what: string): void {
-    if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`);
-    checkTimeout(options.timeout, what);
-    const signal = checkSignal(options.signal, what);
-    if (signal?.aborted) throw abortError(`queue '${this.#name}' ${what}`, signal.reason);
+  /**
+   * The `{ timeout, signal }` of an async form, checked before any attempt (unknown keys are a
+   * TypeError); an already aborted signal wins over a message.
+   */
+  #asyncWait(options: WaitOptions | undefined, what: string): Wait {
+    if (options === undefined) return FOREVER;
+    const wait = waitOptions(options, `Queue.${what}`, true);
+    if (wait.signal?.aborted) throw abortError(`queue '${this.#name}' ${what}`, wait.signal.reason);
+    return wait;
+  }
+
+  /** The `{ timeout }` of a sync form (unknown keys are a TypeError). */
+  #syncTimeout(options: SyncWaitOptions | undefined, what: string): number {
+    return options === undefined ? Infinity : waitOptions(options, `Queue.${what}`, false).timeout;
   }
 
   #check(): void {
@@ -728,8 +755,7 @@ export class Queue<T = Uint8Array> {
     }
   }
 
-  #waitSync(sending: boolean, attempt: () => boolean, options: SyncWaitOptions | undefined, what: string, spun = false): void {
-    const timeout = checkTimeout(options?.timeout, `${what}`);
+  #waitSync(sending: boolean, attempt: () => boolean, timeout: number, what: string, spun = false): void {
     const start = now();
     const deadline = start + timeout;
     const i32 = this.#i32;
@@ -759,9 +785,7 @@ export class Queue<T = Uint8Array> {
     }
   }
 
-  async #waitAsync(sending: boolean, attempt: () => boolean, options: WaitOptions | undefined, what: string): Promise<void> {
-    const timeout = checkTimeout(options?.timeout, what);
-    const userSignal = checkSignal(options?.signal, what);
+  async #waitAsync(sending: boolean, attempt: () => boolean, { timeout, signal: userSignal }: Wait, what: string): Promise<void> {
     const label = `queue '${this.#name}' ${what}`;
     if (userSignal?.aborted) throw abortError(label, userSignal.reason);
     const deadline = now() + timeout;
@@ -831,7 +855,7 @@ function resolveHandle<T>(opts: QueueHandleOptions<T>, where: string): ResolvedH
     spinTime = opts.spinTime;
   }
   const stallTimeout =
-    opts.stallTimeout === undefined ? DEFAULT_STALL_MS : checkInteger(opts.stallTimeout, `${where}: stallTimeout`, 1, 3_600_000);
+    opts.stallTimeout === undefined ? DEFAULT_STALL_TIMEOUT : checkInteger(opts.stallTimeout, `${where}: stallTimeout`, 1, 3_600_000);
   return { codec, wait, spinTime, stallTimeout };
 }
 
