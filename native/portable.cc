@@ -55,7 +55,9 @@ IPC_HIDDEN int shm_open(const char* name, int oflag, mode_t mode) {
 IPC_HIDDEN int shm_unlink(const char* name) {
   char path[PATH_MAX];
   if (ShmPath(name, path, sizeof path) != 0) return -1;
-  return unlink(path);
+  int r = unlink(path);
+  if (r < 0 && errno == EPERM) errno = EACCES;  // as glibc reports it (a sticky /dev/shm)
+  return r;
 }
 
 // POSIX message queues: the kernel takes the name without its leading slash.
