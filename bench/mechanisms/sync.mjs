@@ -15,17 +15,15 @@
 //   c-pthread-*, c-sem-pingpong  a robust process-shared pthread mutex (which sleeps at once,
 //                         like the wakeup rows) and POSIX semaphores (bench/native/sync_ref.c)
 // Try it: node bin/interprocess.js bench --only mutex,semaphore,rwlock,condition,barrier,c-pthread,c-sem
-import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { forkPeer, nextMessage, now } from '../util.mjs';
+import { cReferencesNote, forkPeer, nextMessage, now, runCReference } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { SharedMemory, Mutex, Semaphore, RWLock, Condition, Barrier } = require('../../dist/cjs/index.js');
 const here = path.dirname(fileURLToPath(import.meta.url));
 const peer = path.join(here, '..', 'peers', 'sync-peer.mjs');
-const binary = path.join(here, '..', '..', 'build', 'Release', 'sync_ref');
 
 /** Byte offsets in the bench's shared memory: three primitives, the protocol's words, a stamp. */
 export const layout = { first: 0, second: 512, third: 1024, flags: 2048, stamp: 2112, byteLength: 4096 };
@@ -210,14 +208,10 @@ async function uncontended({ count }) {
   }
 }
 
-function reference(mode, { count, cpus }) {
-  return new Promise((resolve, reject) => {
-    execFile(binary, [mode, String(count), String(cpus[0] ?? -1), String(cpus[1] ?? -1)], { timeout: 120_000 }, (err, stdout) => {
-      if (err) return reject(err);
-      const r = JSON.parse(stdout);
-      resolve(mode === 'uncontended' ? { messages: r.n, seconds: r.seconds } : { n: r.n, p50: r.p50, p99: r.p99, p999: r.p999 });
-    });
-  });
+/** A C reference (bench/native/sync_ref.c, built when the trial runs it). */
+async function reference(mode, { count, cpus }) {
+  const r = await runCReference('sync_ref', [mode, count, cpus[0] ?? -1, cpus[1] ?? -1]);
+  return mode === 'uncontended' ? { messages: r.n, seconds: r.seconds } : { n: r.n, p50: r.p50, p99: r.p99, p999: r.p999 };
 }
 
 const WAITS = [
@@ -248,6 +242,9 @@ const handoffRows = KINDS.flatMap((kind) =>
   ]),
 );
 
+const references = ['c-pthread-uncontended', 'c-pthread-handoff', 'c-sem-pingpong'];
+export const notes = [cReferencesNote(references)].filter(Boolean);
+
 export default [
   { id: 'mutex-uncontended', label: 'Mutex lock+unlock, uncontended (pairs/s)', family: 'primitive', waits: 'spin', sizes: [64], throughput: uncontended },
   { id: 'c-pthread-uncontended', label: 'C robust pthread mutex lock+unlock (reference)', family: 'reference', waits: 'spin', sizes: [64], throughput: (a) => reference('uncontended', a) },
@@ -256,4 +253,4 @@ export default [
   { id: 'semaphore-pingpong-block', label: 'Semaphore ping-pong, acquireSync', family: 'primitive', waits: 'block', sizes: [64], roundTrip: semaphoreTrial(false) },
   { id: 'semaphore-pingpong-event-loop', label: 'Semaphore ping-pong, await acquire()', family: 'primitive', waits: 'event-loop', sizes: [64], roundTrip: semaphoreTrial(true) },
   { id: 'c-sem-pingpong', label: 'C POSIX semaphore ping-pong (reference)', family: 'reference', waits: 'block', sizes: [64], roundTrip: (a) => reference('sempingpong', a) },
-];
+].filter((m) => notes.length === 0 || !references.includes(m.id));
