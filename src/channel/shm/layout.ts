@@ -84,7 +84,8 @@
 import { IpcError } from '../../errors.js';
 import { validateName } from '../../naming.js';
 import { openLifeline, type Lifeline } from '../../os/lifeline.js';
-import { HEADER_BYTES, Kind } from '../../shm/header.js';
+import { readShmHead } from '../../os/shm-dir.js';
+import { HEADER_BYTES, Kind, MAGIC } from '../../shm/header.js';
 import { openObject, type ObjectLayout } from '../../shm/segment.js';
 import { SharedMemory } from '../../shm/shared-memory.js';
 import { RECORD_HEADER_BYTES } from './record.js';
@@ -210,17 +211,56 @@ export interface Mapped {
 
 /**
  * Opens an existing channel object and checks its role and size (IPC_ERR_INCOMPATIBLE
- * otherwise); one of another user is IPC_ERR_PERMISSION unless `allowOtherOwner`.
+ * otherwise); one of another user is IPC_ERR_PERMISSION unless `allowOtherOwner`. With
+ * `initTimeout` 0 it never waits for a creator (a server on its event loop).
  */
-export function openRole(name: string, role: (typeof Role)[keyof typeof Role], allowOtherOwner: boolean): Mapped {
+export function openRole(name: string, role: (typeof Role)[keyof typeof Role], allowOtherOwner: boolean, initTimeout?: number): Mapped {
   const point = role === Role.Point;
   const bytes = point ? POINT_BYTES : CONNECTION_BYTES;
-  const shm = openObject(name, 'open', 'shm channel', point ? pointLayout() : connectionLayout(), { allowOtherOwner });
+  const shm = openObject(name, 'open', 'shm channel', point ? pointLayout() : connectionLayout(), {
+    allowOtherOwner,
+    ...(initTimeout !== undefined ? { initTimeout } : {}),
+  });
   if (shm.byteLength < bytes || Atomics.load(new Int32Array(shm.buffer, 0, bytes >> 2), P.role) !== role) {
     shm.close();
     throw new IpcError('IPC_ERR_INCOMPATIBLE', `shm channel '${name}' is not ${point ? 'an accept point' : 'a connection'}`);
   }
   return { shm, i32: new Int32Array(shm.buffer, 0, bytes >> 2) };
+}
+
+/** What a look at a connection object a client made says (see look). */
+export const Look = {
+  /** Sized, published, of the kind (and role) wanted: open it (with no wait). */
+  Ready: 0,
+  /** Created but not sized or not published yet (or, for a queue, not there yet): look again. */
+  Later: 1,
+  /** Missing (a state object), not a regular file, unreadable, foreign, or of another kind or role. */
+  Bad: 2,
+} as const;
+export type Look = (typeof Look)[keyof typeof Look];
+
+/** Bytes a look reads: the common header, and a state object's role word. */
+const LOOK_BYTES = HEADER_BYTES + 4;
+
+/**
+ * Looks at connection object `name` without opening it: its size and first bytes, read through
+ * readShmHead (nothing mapped, nothing waited for). `role` is given for a state object (kind
+ * Channel), not for a queue (kind Queue). A queue that is not there yet is Later: a client
+ * creates its state object first. The header fields read here are what a creator writes before
+ * publishing: a state word 0 with magic 0 or MAGIC is a creator still at work.
+ */
+export function look(name: string, kind: number, role?: number): Look {
+  const seen = readShmHead(name, LOOK_BYTES);
+  if (seen === undefined) return role === undefined ? Look.Later : Look.Bad;
+  if (seen.byteLength === 0) return Look.Later;
+  if (seen.head.length < (role === undefined ? HEADER_BYTES : LOOK_BYTES)) return Look.Bad;
+  const view = new DataView(seen.head.buffer, seen.head.byteOffset, seen.head.length);
+  const magic = view.getUint32(0, true);
+  const state = view.getUint32(12, true);
+  if (state === 0 && (magic === 0 || magic === MAGIC)) return Look.Later;
+  if (state !== 1 || magic !== MAGIC || view.getUint32(4, true) !== kind) return Look.Bad;
+  if (role !== undefined && view.getInt32(C.role * 4, true) !== role) return Look.Bad;
+  return Look.Ready;
 }
 
 /** An accept point, opened, with this thread's lifeline on it (serverToken is asked of it). */
