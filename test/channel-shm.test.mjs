@@ -4,11 +4,14 @@
 // Exact counts and sequence numbers; no durations asserted; every wait under a watchdog.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { listen, connect, SharedMemory, Queue, futex } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 import { channelPair, checkPayload, checkStamped, killSenderRound, payload, serveClients } from './channel-common.mjs';
+import { collect, traces } from './fixtures/traces.mjs';
 
 const require = createRequire(import.meta.url);
 const WATCHDOG = 30_000;
@@ -480,4 +483,140 @@ test('shm: inspect shows an accept point (server, pending requests) and a connec
   }
   assert.deepEqual(describeShmChannel(new SharedArrayBuffer(64)), { role: 'unknown (too small)' });
   assert.deepEqual(describeShmChannel(new SharedArrayBuffer(512)), { role: 'unknown (0)' });
+});
+
+/**
+ * A hand-made accept point (what listen creates, by hand) asking for queues of `capacity` x
+ * `recordBytes`; refuseNext() takes the next request and refuses it as a server does.
+ */
+function rawPoint(addr, { capacity = 8, recordBytes = 112 } = {}) {
+  const { openObject } = require('../dist/cjs/shm/segment.js');
+  const { Kind } = require('../dist/cjs/shm/header.js');
+  const { openLifeline } = require('../dist/cjs/os/lifeline.js');
+  const name = nameOf(addr);
+  let life;
+  const shm = openObject(name, 'create', 'test', {
+    kind: Kind.Channel,
+    version: 1,
+    byteLength: 512,
+    init(buffer) {
+      const p = new Int32Array(buffer, 0, 128);
+      p[16] = 1; // role: accept point
+      life = openLifeline(buffer);
+      p[17] = life.token; // serverToken
+      p[19] = capacity;
+      p[20] = recordBytes;
+      p[21] = 0o600;
+    },
+  }, {});
+  const p = new Int32Array(shm.buffer, 0, 128);
+  return {
+    async refuseNext() {
+      for (;;) {
+        for (let k = 0; k < 64; k++) {
+          const id = Atomics.load(p, 64 + k);
+          if (id === 0 || Atomics.compareExchange(p, 64 + k, id, 0) !== id) continue;
+          const conn = SharedMemory.open(`${name}.c${id}`);
+          const c = new Int32Array(conn.buffer, 0, 32);
+          assert.equal(Atomics.compareExchange(c, 17, 0, 3), 0, 'requested -> refused');
+          futex.notify(c, 17);
+          conn.close();
+          return;
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+    },
+    close() {
+      life.close();
+      shm.close();
+      SharedMemory.remove(name);
+    },
+  };
+}
+
+/** Resolves once a request is posted on the accept point of `addr`. */
+async function posted(addr) {
+  const point = SharedMemory.open(nameOf(addr));
+  const slots = new Int32Array(point.buffer, 256, 64);
+  while (slots.every((id) => id === 0)) await new Promise((r) => setImmediate(r));
+  point.close();
+}
+
+test('shm: a connect that fails (timeout, refusal, server death, bad geometry) leaves no object, mapping or descriptor', async () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc');
+  // The errors are kept, as a caller that logs them later would: an error must not keep the
+  // failed connection's memory alive (its stack trace holds the objects it was thrown from).
+  const errors = [];
+  const failsWith = (code, ...args) => expectCode(() => connect(...args), code).then((err) => errors.push(err));
+  const nothingLeft = async (addr, what) => {
+    await collect(gc);
+    assert.deepEqual(traces(nameOf(addr)), { objects: [], mappings: 0, fds: 0 }, what);
+  };
+  // A server whose accept loop never runs: the connect times out.
+  let addr = address();
+  let child = startChild('channel-shm-peer.mjs', ['freeze', addr]);
+  try {
+    await watchdog(child.next('listening'), WATCHDOG, 'child listening');
+    await failsWith('IPC_ERR_TIMEOUT', addr, { timeout: 50 });
+    await nothingLeft(addr, 'timeout');
+    // The server dies after the request is posted: IPC_ERR_NOT_FOUND.
+    const pending = failsWith('IPC_ERR_NOT_FOUND', addr);
+    await watchdog(posted(addr), WATCHDOG, 'request posted');
+    assert.equal(traces(nameOf(addr)).objects.length, 3, 'the three objects exist while the request is posted');
+    child.kill('SIGKILL');
+    await child.exited;
+    await watchdog(pending, WATCHDOG, 'connect gives up');
+    await nothingLeft(addr, 'server death');
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+    SharedMemory.remove(nameOf(addr));
+  }
+  // A server that refuses the connection's objects: IPC_ERR_PROTOCOL.
+  addr = address();
+  let point = rawPoint(addr);
+  try {
+    const pending = failsWith('IPC_ERR_PROTOCOL', addr);
+    await watchdog(point.refuseNext(), WATCHDOG, 'refuse');
+    await watchdog(pending, WATCHDOG, 'connect refused');
+    await nothingLeft(addr, 'refusal');
+  } finally {
+    point.close();
+  }
+  // An accept point that asks for queues no one may make: IPC_ERR_INCOMPATIBLE, before creating anything.
+  for (const geometry of [{ capacity: 3 }, { capacity: 2 ** 17 }, { recordBytes: 12 }, { recordBytes: 12 + 16 * 2 ** 20 + 1 }]) {
+    addr = address();
+    point = rawPoint(addr, geometry);
+    try {
+      await failsWith('IPC_ERR_INCOMPATIBLE', addr);
+      await nothingLeft(addr, `bad geometry ${JSON.stringify(geometry)}`);
+    } finally {
+      point.close();
+    }
+  }
+  assert.equal(errors.length, 7);
+});
+
+const PRIVATE_SHM = ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o size=12m,mode=1777 tmpfs /dev/shm && exec "$@"', 'sh'];
+const noNamespace = (() => {
+  try {
+    execFileSync(PRIVATE_SHM[0], [...PRIVATE_SHM.slice(1), 'true'], { stdio: 'ignore', timeout: 30_000 });
+    return undefined;
+  } catch {
+    return 'cannot mount a private /dev/shm (unshare -m) here';
+  }
+})();
+
+test('shm: a connect that finds /dev/shm full is IPC_ERR_NO_SPACE and leaves no object, mapping or descriptor', { skip: noNamespace }, async () => {
+  // In a private /dev/shm of 12 MiB: queues of 8 MiB (the down queue does not fit) and of 16 MiB
+  // (the up queue does not either).
+  const child = startChild('channel-shm-peer.mjs', ['no-space', address()], { wrap: PRIVATE_SHM, execArgv: ['--expose-gc'] });
+  const { outcomes, objects } = await watchdog(child.next('no-space'), WATCHDOG, 'no-space');
+  assert.deepEqual(await child.exited, { code: 0, signal: null });
+  assert.deepEqual(outcomes, [
+    { code: 'IPC_ERR_NO_SPACE', traces: { objects: [], mappings: 0, fds: 0 } },
+    { code: 'IPC_ERR_NO_SPACE', traces: { objects: [], mappings: 0, fds: 0 } },
+  ]);
+  assert.deepEqual(objects, []);
 });
