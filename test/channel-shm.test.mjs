@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
@@ -619,4 +620,34 @@ test('shm: a connect that finds /dev/shm full is IPC_ERR_NO_SPACE and leaves no 
     { code: 'IPC_ERR_NO_SPACE', traces: { objects: [], mappings: 0, fds: 0 } },
   ]);
   assert.deepEqual(objects, []);
+});
+
+test('shm: an accept point its creator never finished (unsized, unpublished): connect waits without blocking the loop, for its own timeout or signal', async () => {
+  const { writeHeader, Kind } = require('../dist/cjs/shm/header.js');
+  for (const how of ['unsized', 'unpublished']) {
+    const addr = address();
+    const name = nameOf(addr);
+    if (how === 'unsized') fs.writeFileSync(`/dev/shm/interprocess.${name}`, '', { mode: 0o600, flag: 'wx' });
+    else {
+      const shm = SharedMemory.create(name, { byteLength: 512 });
+      writeHeader(shm.buffer, 0, Kind.Channel, 1, 512);
+      shm.close();
+    }
+    try {
+      // The loop runs while connect waits: timers fire, and the connect ends with its own timeout.
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 1);
+      const err = await expectCode(() => connect(addr, { timeout: 100 }), 'IPC_ERR_TIMEOUT');
+      clearInterval(ticker);
+      assert.match(err.message, /timed out/);
+      assert.ok(ticks > 0, how);
+      const ac = new AbortController();
+      const pending = expectCode(() => connect(addr, { signal: ac.signal }), 'IPC_ERR_ABORTED');
+      setImmediate(() => ac.abort());
+      await watchdog(pending, WATCHDOG, `${how}: abort`);
+      assert.deepEqual(objectsOf(addr), [name], `${how}: connect created nothing`);
+    } finally {
+      SharedMemory.remove(name);
+    }
+  }
 });

@@ -35,6 +35,7 @@ import {
   CONNECTION_BYTES,
   openPoint,
   P,
+  pointSettled,
   readGeometry,
   removeName,
   REQUEST_SLOTS,
@@ -268,7 +269,8 @@ export async function connectShm(
     wake.abort();
   });
   try {
-    if (failure !== undefined) throw failure; // aborted before anything was created
+    await pointSettled(name, wake.signal);
+    if (failure !== undefined) throw failure; // timed out or aborted before anything was created
     const handshake = ClientHandshake.begin(name, what, options, allowOtherOwner);
     for (;;) {
       const next = handshake.step(failure);

@@ -86,7 +86,8 @@ import { validateName } from '../../naming.js';
 import { openLifeline, type Lifeline } from '../../os/lifeline.js';
 import { readShmHead } from '../../os/shm-dir.js';
 import { HEADER_BYTES, Kind, MAGIC } from '../../shm/header.js';
-import { openObject, type ObjectLayout } from '../../shm/segment.js';
+import { startTimer } from '../../deadline.js';
+import { DEFAULT_INIT_TIMEOUT, openObject, type ObjectLayout } from '../../shm/segment.js';
 import { SharedMemory } from '../../shm/shared-memory.js';
 import { RECORD_HEADER_BYTES } from './record.js';
 
@@ -259,8 +260,38 @@ export function look(name: string, kind: number, role?: number): Look {
   const state = view.getUint32(12, true);
   if (state === 0 && (magic === 0 || magic === MAGIC)) return Look.Later;
   if (state !== 1 || magic !== MAGIC || view.getUint32(4, true) !== kind) return Look.Bad;
-  if (role !== undefined && view.getInt32(C.role * 4, true) !== role) return Look.Bad;
+  if (role !== undefined && view.getInt32(ROLE_OFFSET, true) !== role) return Look.Bad;
   return Look.Ready;
+}
+
+/** Where both kinds of channel object keep their role. */
+const ROLE_OFFSET = P.role * 4;
+
+/** The longest gap between two looks at an accept point that is being created (ms). */
+const POINT_LOOK_MAX_MS = 50;
+
+/**
+ * Resolves once accept point `name` can be opened without waiting for its creator (it is ready,
+ * or something that never will be: the open then says what), once its creator has had
+ * DEFAULT_INIT_TIMEOUT (the open then fails as for a creator that died), or when `signal`
+ * aborts. A server still creating its point is waited for here, on a timer that backs off,
+ * instead of in the open, which would wait in native code and block the event loop whatever
+ * the caller's timeout.
+ */
+export async function pointSettled(name: string, signal?: AbortSignal): Promise<void> {
+  const started = performance.now();
+  for (let gap = 1; look(name, Kind.Channel, Role.Point) === Look.Later; gap = Math.min(gap * 2, POINT_LOOK_MAX_MS)) {
+    if (signal?.aborted || performance.now() - started >= DEFAULT_INIT_TIMEOUT) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        cancel();
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const cancel = startTimer(gap, done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
 }
 
 /** An accept point, opened, with this thread's lifeline on it (serverToken is asked of it). */
@@ -269,9 +300,12 @@ export interface Point extends Mapped {
   close(): void;
 }
 
-/** Opens the accept point `name` and this thread's lifeline on it (listen's takeover, connect). */
+/**
+ * Opens the accept point `name` and this thread's lifeline on it (listen's takeover, connect),
+ * without waiting for its creator: call pointSettled first.
+ */
 export function openPoint(name: string, allowOtherOwner: boolean): Point {
-  const { shm, i32 } = openRole(name, Role.Point, allowOtherOwner);
+  const { shm, i32 } = openRole(name, Role.Point, allowOtherOwner, 0);
   let life: Lifeline;
   try {
     life = openLifeline(shm.buffer);

@@ -34,7 +34,26 @@ import { DEFAULT_INIT_TIMEOUT, openObject } from '../../shm/segment.js';
 import type { ResolvedChannelOptions } from '../channel.js';
 import type { Link } from '../link.js';
 import type { Listener } from '../transport.js';
-import { C, connectionNames, look, Look, MAX_CAPACITY, MAX_CHUNK_BYTES, openPoint, openRole, P, pointLayout, POINT_BYTES, removeName, REQUEST_SLOTS, Role, shmName, State, writeGeometry } from './layout.js';
+import {
+  C,
+  connectionNames,
+  look,
+  Look,
+  MAX_CAPACITY,
+  MAX_CHUNK_BYTES,
+  openPoint,
+  openRole,
+  P,
+  pointLayout,
+  POINT_BYTES,
+  pointSettled,
+  removeName,
+  REQUEST_SLOTS,
+  Role,
+  shmName,
+  State,
+  writeGeometry,
+} from './layout.js';
 import type { Geometry, Mapped, Point } from './layout.js';
 import { ShmLink } from './link.js';
 import { RECORD_HEADER_BYTES } from './record.js';
@@ -319,6 +338,7 @@ export async function listenShm(url: URL, address: string, options: ResolvedChan
       if (!isIpcError(err, 'IPC_ERR_EXISTS') || attempt >= 20) throw err;
     }
     // The name exists: a live server's (never taken), or a dead server's (taken over).
+    await pointSettled(name);
     let point: Point;
     try {
       point = openPoint(name, geometry.allowOtherOwner);
