@@ -80,6 +80,138 @@ interface Waiting {
 const now = (): number => performance.now();
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** Whether the client that made connection `conn` lives (a token the kernel cannot check counts as alive: nothing is removed on a doubt). */
+function clientAlive(lifeline: Lifeline, conn: Mapped): boolean {
+  try {
+    return lifeline.isAlive(Atomics.load(conn.i32, C.clientToken));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * What the server does with one connection request (the table at the top): looks at its
+ * objects, then accepts it (hands the link to `onLink`) or refuses it. Synchronous and never
+ * waiting: the listener's loop calls it, and so does the fuzz target for connection objects.
+ */
+export class Requests {
+  readonly #name: string;
+  /** Whether connection objects of other users are accepted (the server's mode lets them in). */
+  readonly #othersAllowed: boolean;
+  readonly #options: ResolvedChannelOptions;
+  readonly #onLink: (link: Link) => void;
+
+  constructor(name: string, othersAllowed: boolean, options: ResolvedChannelOptions, onLink: (link: Link) => void) {
+    this.#name = name;
+    this.#othersAllowed = othersAllowed;
+    this.#options = options;
+    this.#onLink = onLink;
+  }
+
+  /**
+   * Looks at request `id` (the table at the top) and accepts or refuses it; true if it must be
+   * looked at again later (never when `last`). Never waits, never throws.
+   */
+  handle(id: number, last: boolean): boolean {
+    const names = connectionNames(this.#name, id);
+    const state = look(names.state, Kind.Channel, Role.Connection);
+    if (state === Look.Bad) return false; // withdrawn, a garbage id, or nothing we could use
+    const up = state === Look.Ready ? look(names.up, Kind.Queue) : Look.Later;
+    const down = state === Look.Ready ? look(names.down, Kind.Queue) : Look.Later;
+    if (up !== Look.Bad && down !== Look.Bad && (state === Look.Later || up === Look.Later || down === Look.Later)) {
+      if (!last) return true;
+    }
+    if (state === Look.Ready && up === Look.Ready && down === Look.Ready) this.#accept(names);
+    else if (state === Look.Ready) this.#refuse(names);
+    return false;
+  }
+
+  /**
+   * Refuses a request whose state object is usable: tells a live client (state refused, wake),
+   * and removes the names of a dead one (nobody else will). `opened`: the state object and its
+   * lifeline, when the caller has them.
+   */
+  #refuse(names: { state: string; up: string; down: string }, opened?: { conn: Mapped; lifeline: Lifeline }): void {
+    let conn = opened?.conn;
+    let lifeline = opened?.lifeline;
+    try {
+      conn ??= openRole(names.state, Role.Connection, this.#othersAllowed, 0);
+      lifeline ??= openLifeline(conn.shm.buffer);
+    } catch {
+      conn?.shm.close();
+      return; // changed under us since the look: nothing we can tell
+    }
+    if (Atomics.compareExchange(conn.i32, C.state, State.Requested, State.Refused) === State.Requested) {
+      futex.notify(conn.i32, C.state);
+    }
+    if (!clientAlive(lifeline, conn)) {
+      removeName(names.state);
+      removeName(names.up);
+      removeName(names.down);
+    }
+    if (opened === undefined) {
+      lifeline.close();
+      conn.shm.close();
+    }
+  }
+
+  /** Maps connection `id` (no wait), unlinks its names, and accepts it (unless its client withdrew or is dead). */
+  #accept(names: { state: string; up: string; down: string }): void {
+    let conn: Mapped | undefined;
+    let up: Queue<Uint8Array> | undefined;
+    let down: Queue<Uint8Array> | undefined;
+    let lifeline: Lifeline | undefined;
+    const release = (): void => {
+      up?.close();
+      down?.close();
+      lifeline?.close();
+      conn?.shm.close();
+    };
+    try {
+      conn = openRole(names.state, Role.Connection, this.#othersAllowed, 0);
+      lifeline = openLifeline(conn.shm.buffer);
+      // Queue.open as pump.ts's openQueue does, but with no wait for a creator.
+      up = Queue.open(names.up, { wait: 'block', allowOtherOwner: this.#othersAllowed, initTimeout: 0 });
+      down = Queue.open(names.down, { wait: 'block', allowOtherOwner: this.#othersAllowed, initTimeout: 0 });
+      for (const queue of [up, down]) {
+        if (queue.capacity > MAX_CAPACITY || queue.maxMessageSize <= RECORD_HEADER_BYTES || queue.maxMessageSize > RECORD_HEADER_BYTES + MAX_CHUNK_BYTES) {
+          throw new IpcError('IPC_ERR_INCOMPATIBLE', `${names.state}: queues of ${queue.capacity} x ${queue.maxMessageSize} bytes`);
+        }
+      }
+      if (!clientAlive(lifeline, conn)) throw new IpcError('IPC_ERR_CLOSED', `${names.state}: the client is gone`);
+    } catch {
+      // Changed since the look, unusable, or its client died: refuse, so no one waits on it.
+      if (conn !== undefined && lifeline !== undefined) this.#refuse(names, { conn, lifeline });
+      release();
+      return;
+    }
+    // Mapped on both sides from here on: the names are no longer needed by anyone.
+    removeName(names.state);
+    removeName(names.up);
+    removeName(names.down);
+    const clientToken = Atomics.load(conn.i32, C.clientToken);
+    Atomics.store(conn.i32, C.serverToken, lifeline.token);
+    // The CAS publishes serverToken to the client (its load of state pairs with it); losing it
+    // means the client withdrew first and will not use the connection.
+    if (Atomics.compareExchange(conn.i32, C.state, State.Requested, State.Accepted) !== State.Requested) {
+      release();
+      return;
+    }
+    futex.notify(conn.i32, C.state);
+    const link = new ShmLink({
+      out: down,
+      in: up,
+      conn: conn.shm,
+      lifeline,
+      client: false,
+      peerToken: clientToken,
+      options: this.#options,
+      what: `shm channel ${names.state} (server)`,
+    });
+    this.#onLink(link);
+  }
+}
+
 class ShmListener implements Listener {
   readonly address: string;
   readonly #name: string;
@@ -89,11 +221,11 @@ class ShmListener implements Listener {
   /** Whether connection objects of other users are accepted (our mode lets them in). */
   readonly #othersAllowed: boolean;
   readonly #stop = new AbortController();
+  #requests: Requests | undefined;
   /** Requests waiting for their objects, by id. */
   readonly #waiting = new Map<number, Waiting>();
   /** The slot the next scan starts at (round robin, so a turn cut short is fair to every slot). */
   #cursor = 0;
-  #onLink: ((link: Link) => void) | undefined;
   #closed = false;
 
   constructor(name: string, address: string, point: Mapped, lifeline: Lifeline, options: ResolvedChannelOptions, mode: number) {
@@ -106,7 +238,7 @@ class ShmListener implements Listener {
   }
 
   start(onLink: (link: Link) => void): void {
-    this.#onLink = onLink;
+    this.#requests = new Requests(this.#name, this.#othersAllowed, this.#options, onLink);
     void this.#loop();
   }
 
@@ -150,7 +282,7 @@ class ShmListener implements Listener {
   /** A request just taken: handled now, or kept waiting for its objects. */
   #request(id: number): void {
     if (this.#waiting.has(id)) return; // posted again while it waits: one is enough
-    if (this.#handle(id, this.#waiting.size >= REQUEST_SLOTS)) {
+    if (this.#requests!.handle(id, this.#waiting.size >= REQUEST_SLOTS)) {
       const at = now();
       this.#waiting.set(id, { since: at, due: at + RETRY_FIRST_MS, gap: RETRY_FIRST_MS });
     }
@@ -162,7 +294,7 @@ class ShmListener implements Listener {
       if (this.#closed) return;
       const at = now();
       if (waiting.due > at) continue;
-      if (this.#handle(id, at - waiting.since >= PENDING_MS)) {
+      if (this.#requests!.handle(id, at - waiting.since >= PENDING_MS)) {
         waiting.gap = Math.min(waiting.gap * 2, RETRY_MAX_MS);
         waiting.due = at + waiting.gap;
       } else {
@@ -176,109 +308,6 @@ class ShmListener implements Listener {
     let due = Infinity;
     for (const waiting of this.#waiting.values()) due = Math.min(due, waiting.due);
     return due === Infinity ? undefined : Math.max(0, Math.ceil(due - now()));
-  }
-
-  /**
-   * Looks at request `id` (the table at the top) and accepts or refuses it; true if it must be
-   * looked at again later (never when `last`).
-   */
-  #handle(id: number, last: boolean): boolean {
-    const names = connectionNames(this.#name, id);
-    const state = look(names.state, Kind.Channel, Role.Connection);
-    if (state === Look.Bad) return false; // withdrawn, a garbage id, or nothing we could use
-    const up = state === Look.Ready ? look(names.up, Kind.Queue) : Look.Later;
-    const down = state === Look.Ready ? look(names.down, Kind.Queue) : Look.Later;
-    if (up !== Look.Bad && down !== Look.Bad && (state === Look.Later || up === Look.Later || down === Look.Later)) {
-      if (!last) return true;
-    }
-    if (state === Look.Ready && up === Look.Ready && down === Look.Ready) this.#accept(names);
-    else if (state === Look.Ready) this.#refuse(names);
-    return false;
-  }
-
-  /**
-   * Refuses a request whose state object is usable: tells a live client (state refused, wake),
-   * and removes the names of a dead one (nobody else will). `opened`: the state object and its
-   * lifeline, when the caller has them.
-   */
-  #refuse(names: { state: string; up: string; down: string }, opened?: { conn: Mapped; lifeline: Lifeline }): void {
-    let conn = opened?.conn;
-    let lifeline = opened?.lifeline;
-    try {
-      conn ??= openRole(names.state, Role.Connection, this.#othersAllowed, 0);
-      lifeline ??= openLifeline(conn.shm.buffer);
-    } catch {
-      conn?.shm.close();
-      return; // changed under us since the look: nothing we can tell
-    }
-    if (Atomics.compareExchange(conn.i32, C.state, State.Requested, State.Refused) === State.Requested) {
-      futex.notify(conn.i32, C.state);
-    }
-    if (!lifeline.isAlive(Atomics.load(conn.i32, C.clientToken))) {
-      removeName(names.state);
-      removeName(names.up);
-      removeName(names.down);
-    }
-    if (opened === undefined) {
-      lifeline.close();
-      conn.shm.close();
-    }
-  }
-
-  /** Maps connection `id` (no wait), unlinks its names, and accepts it (unless its client withdrew or is dead). */
-  #accept(names: { state: string; up: string; down: string }): void {
-    let conn: Mapped | undefined;
-    let up: Queue<Uint8Array> | undefined;
-    let down: Queue<Uint8Array> | undefined;
-    let lifeline: Lifeline | undefined;
-    const release = (): void => {
-      up?.close();
-      down?.close();
-      lifeline?.close();
-      conn?.shm.close();
-    };
-    try {
-      conn = openRole(names.state, Role.Connection, this.#othersAllowed, 0);
-      lifeline = openLifeline(conn.shm.buffer);
-      // Queue.open as pump.ts's openQueue does, but with no wait for a creator.
-      up = Queue.open(names.up, { wait: 'block', allowOtherOwner: this.#othersAllowed, initTimeout: 0 });
-      down = Queue.open(names.down, { wait: 'block', allowOtherOwner: this.#othersAllowed, initTimeout: 0 });
-      for (const queue of [up, down]) {
-        if (queue.capacity > MAX_CAPACITY || queue.maxMessageSize <= RECORD_HEADER_BYTES || queue.maxMessageSize > RECORD_HEADER_BYTES + MAX_CHUNK_BYTES) {
-          throw new IpcError('IPC_ERR_INCOMPATIBLE', `${names.state}: queues of ${queue.capacity} x ${queue.maxMessageSize} bytes`);
-        }
-      }
-      if (!lifeline.isAlive(Atomics.load(conn.i32, C.clientToken))) throw new IpcError('IPC_ERR_CLOSED', `${names.state}: the client is gone`);
-    } catch {
-      // Changed since the look, unusable, or its client died: refuse, so no one waits on it.
-      if (conn !== undefined && lifeline !== undefined) this.#refuse(names, { conn, lifeline });
-      release();
-      return;
-    }
-    // Mapped on both sides from here on: the names are no longer needed by anyone.
-    removeName(names.state);
-    removeName(names.up);
-    removeName(names.down);
-    const clientToken = Atomics.load(conn.i32, C.clientToken);
-    Atomics.store(conn.i32, C.serverToken, lifeline.token);
-    // The CAS publishes serverToken to the client (its load of state pairs with it); losing it
-    // means the client withdrew first and will not use the connection.
-    if (Atomics.compareExchange(conn.i32, C.state, State.Requested, State.Accepted) !== State.Requested) {
-      release();
-      return;
-    }
-    futex.notify(conn.i32, C.state);
-    const link = new ShmLink({
-      out: down,
-      in: up,
-      conn: conn.shm,
-      lifeline,
-      client: false,
-      peerToken: clientToken,
-      options: this.#options,
-      what: `shm channel ${names.state} (server)`,
-    });
-    this.#onLink!(link);
   }
 
   close(): Promise<void> {
