@@ -18,7 +18,8 @@
  * once accepted: a server of another user cannot remove them): an established connection has
  * no name, and the kernel frees its memory when the last of the two processes unmaps it
  * (closes, exits or is killed). Nothing can be left behind by a connection that was accepted;
- * only a client killed during connect() itself can leave its three objects.
+ * a client that dies after posting its request is found dead by the server, which removes its
+ * objects; only a client killed during connect() before it posted can leave them.
  *
  * Accept point layout (512 bytes):
  *
@@ -52,10 +53,12 @@
  * unless the caller opts in with allowOtherOwner; a server accepts connection objects of other
  * users only when its own mode lets other users in.
  *
- * Handshake (connect.ts, listen.ts): connect opens the accept point, checks that serverToken is
- * alive, takes an id, creates `name.c<id>` (writing its own token) and both queues, then posts
- * the id in a free request slot (CAS 0 -> id) and bumps requestEvents (seq-cst add, then futex
- * wake). The server takes ids out of the slots (CAS id -> 0), maps the three objects, unlinks
+ * Handshake (connect.ts, listen.ts): connect waits (on a timer, pointSettled) for an accept
+ * point still being created, opens it, checks that serverToken is alive, takes an id, creates
+ * `name.c<id>` (writing its own token) and both queues, then posts the id in a free request
+ * slot (CAS 0 -> id) and bumps requestEvents (seq-cst add, then futex wake). The server takes
+ * ids out of the slots (CAS id -> 0), looks at the three objects (look: never waiting;
+ * listen.ts says what it does with one that is not ready), maps them with no wait, unlinks
  * their names, stores its token and CASes state requested -> accepted (the CAS publishes the
  * token to the client, whose acquire load of state pairs with it), then wakes the client. A
  * client that gives up (timeout, abort, server gone) CASes requested -> withdrawn; whichever
