@@ -13,6 +13,7 @@ import { listen, connect, SharedMemory, Queue, futex } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 import { channelPair, checkPayload, checkStamped, killSenderRound, payload, serveClients } from './channel-common.mjs';
 import { collect, traces } from './fixtures/traces.mjs';
+import { makePoint, makeState, post, record, takeId } from './fixtures/by-hand.mjs';
 
 const require = createRequire(import.meta.url);
 const WATCHDOG = 30_000;
@@ -295,51 +296,26 @@ test('shm: bad addresses and options', async () => {
 
 /** A hand-made client (the handshake of src/channel/shm/connect.ts, done by hand) that can send any record. */
 function rawClient(addr, maxMessageSize = 112) {
-  const { openObject } = require('../dist/cjs/shm/segment.js');
-  const { Kind } = require('../dist/cjs/shm/header.js');
-  const { openLifeline } = require('../dist/cjs/os/lifeline.js');
-  let life;
   const point = SharedMemory.open(nameOf(addr));
   const p = new Int32Array(point.buffer, 0, 128);
-  const id = Atomics.add(p, 18, 1) + 1; // nextId
+  const id = takeId(p);
   const base = `${nameOf(addr)}.c${id}`;
-  const conn = openObject(base, 'create', 'test', {
-    kind: Kind.Channel,
-    version: 1,
-    byteLength: 128,
-    init(buffer) {
-      const c = new Int32Array(buffer, 0, 32);
-      c[16] = 2; // role: connection
-      life = openLifeline(buffer);
-      c[18] = life.token; // clientToken: our lifeline on the connection object
-    },
-  }, {});
+  const conn = makeState(base);
   const up = Queue.create(`${base}.up`, { capacity: 8, maxMessageSize });
   const down = Queue.create(`${base}.down`, { capacity: 8, maxMessageSize });
-  assert.equal(Atomics.compareExchange(p, 64, 0, id), 0, 'request slot 0 is free');
-  Atomics.add(p, 32, 1); // requestEvents
-  futex.notify(p, 32);
+  assert.equal(post(p, id), true, 'a request slot is free');
   return {
     up,
-    conn,
-    state: () => Atomics.load(new Int32Array(conn.buffer, 0, 32), 17),
+    conn: conn.shm,
+    state: () => Atomics.load(conn.i32, 17),
     close() {
       up.close();
       down.close();
-      life.close();
       conn.close();
       point.close();
       for (const n of [base, `${base}.up`, `${base}.down`]) SharedMemory.remove(n);
     },
   };
-}
-
-function record(kind, id, total, chunk) {
-  const r = Buffer.alloc(12 + chunk);
-  r[0] = kind;
-  r.writeUInt32LE(id, 4);
-  r.writeUInt32LE(total, 8);
-  return r;
 }
 
 test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connection only', async () => {
@@ -490,33 +466,15 @@ test('shm: inspect shows an accept point (server, pending requests) and a connec
  * A hand-made accept point (what listen creates, by hand) asking for queues of `capacity` x
  * `recordBytes`; refuseNext() takes the next request and refuses it as a server does.
  */
-function rawPoint(addr, { capacity = 8, recordBytes = 112 } = {}) {
-  const { openObject } = require('../dist/cjs/shm/segment.js');
-  const { Kind } = require('../dist/cjs/shm/header.js');
-  const { openLifeline } = require('../dist/cjs/os/lifeline.js');
+function rawPoint(addr, geometry) {
   const name = nameOf(addr);
-  let life;
-  const shm = openObject(name, 'create', 'test', {
-    kind: Kind.Channel,
-    version: 1,
-    byteLength: 512,
-    init(buffer) {
-      const p = new Int32Array(buffer, 0, 128);
-      p[16] = 1; // role: accept point
-      life = openLifeline(buffer);
-      p[17] = life.token; // serverToken
-      p[19] = capacity;
-      p[20] = recordBytes;
-      p[21] = 0o600;
-    },
-  }, {});
-  const p = new Int32Array(shm.buffer, 0, 128);
+  const point = makePoint(name, geometry);
   return {
     async refuseNext() {
       for (;;) {
         for (let k = 0; k < 64; k++) {
-          const id = Atomics.load(p, 64 + k);
-          if (id === 0 || Atomics.compareExchange(p, 64 + k, id, 0) !== id) continue;
+          const id = Atomics.load(point.i32, 64 + k);
+          if (id === 0 || Atomics.compareExchange(point.i32, 64 + k, id, 0) !== id) continue;
           const conn = SharedMemory.open(`${name}.c${id}`);
           const c = new Int32Array(conn.buffer, 0, 32);
           assert.equal(Atomics.compareExchange(c, 17, 0, 3), 0, 'requested -> refused');
@@ -527,11 +485,7 @@ function rawPoint(addr, { capacity = 8, recordBytes = 112 } = {}) {
         await new Promise((r) => setImmediate(r));
       }
     },
-    close() {
-      life.close();
-      shm.close();
-      SharedMemory.remove(name);
-    },
+    close: () => point.close(),
   };
 }
 

@@ -16,6 +16,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import * as fc from 'fast-check';
 import { Barrier, Condition, Mutex, Queue, RWLock, Semaphore, SharedMemory } from 'interprocess';
+import { makeState } from '../fixtures/by-hand.mjs';
 
 const require = createRequire(import.meta.url);
 const { FrameDecoder } = require('../../dist/cjs/channel/framing.js');
@@ -460,9 +461,8 @@ export const shmRecords = {
 
 const { Requests } = require('../../dist/cjs/channel/shm/listen.js');
 const { resolveChannelOptions } = require('../../dist/cjs/channel/channel.js');
-const { openObject } = require('../../dist/cjs/shm/segment.js');
 const { Kind, writeHeader } = require('../../dist/cjs/shm/header.js');
-const { openLifeline, DEAD_TOKEN } = require('../../dist/cjs/os/lifeline.js');
+const { DEAD_TOKEN } = require('../../dist/cjs/os/lifeline.js');
 
 const SHM_DIR = '/dev/shm/interprocess.';
 /** A full GC (the fuzz runner has --expose-gc; a test process gets it here). */
@@ -512,7 +512,6 @@ export const shmConnection = {
     const names = { state: base, up: `${base}.up`, down: `${base}.down` };
     const held = [];
     let stateView;
-    let life;
     try {
       for (const which of ['state', 'up', 'down']) {
         const how = input[which];
@@ -524,20 +523,9 @@ export const shmConnection = {
           writeHeader(shm.buffer, 0, which === 'state' ? Kind.Channel : Kind.Queue, 1, shm.byteLength);
           shm.close();
         } else if (which === 'state') {
-          const shm = openObject(name, 'create', 'fuzz', {
-            kind: Kind.Channel,
-            version: 1,
-            byteLength: 128,
-            init(buffer) {
-              const c = new Int32Array(buffer, 0, 32);
-              c[16] = 2; // role: connection
-              c[17] = input.stateWord;
-              life = openLifeline(buffer);
-              c[18] = input.token === 'ours' ? life.token : input.token === 'dead' ? DEAD_TOKEN : 0;
-            },
-          }, {});
-          held.push(shm);
-          stateView = new Int32Array(shm.buffer, 0, 32);
+          const state = makeState(name, { state: input.stateWord, token: (life) => (input.token === 'ours' ? life.token : input.token === 'dead' ? DEAD_TOKEN : 0) });
+          held.push(state);
+          stateView = state.i32;
         } else {
           held.push(Queue.create(name, { capacity: 4, maxMessageSize: input.maxMessageSize }));
         }
@@ -582,7 +570,6 @@ export const shmConnection = {
       handedOut?.destroy();
       handedOut = undefined;
       for (const h of held) h.close();
-      life?.close();
       for (const n of Object.values(names)) {
         try {
           fs.unlinkSync(SHM_DIR + n);
