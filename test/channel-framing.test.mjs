@@ -8,20 +8,9 @@ import { PassThrough } from 'node:stream';
 import { listen, connect, channelFromStreams } from 'interprocess';
 import { expectCode, watchdog } from './helpers.mjs';
 import { tmpPath } from './channel-common.mjs';
+import { frame, header } from './fixtures/by-hand.mjs';
 
 const WATCHDOG = 20_000;
-
-function header(length, type, id) {
-  const h = Buffer.alloc(9);
-  h.writeUInt32LE(length, 0);
-  h[4] = type;
-  h.writeUInt32LE(id, 5);
-  return h;
-}
-
-function frame(type, id, body) {
-  return Buffer.concat([header(body.length, type, id), body]);
-}
 
 /** Connects a raw socket; resolves { socket, closed } where closed settles on 'close'. */
 function raw(path) {

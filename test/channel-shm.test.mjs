@@ -4,11 +4,16 @@
 // Exact counts and sequence numbers; no durations asserted; every wait under a watchdog.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { listen, connect, SharedMemory, Queue, futex } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 import { channelPair, checkPayload, checkStamped, killSenderRound, payload, serveClients } from './channel-common.mjs';
+import { collect, traces } from './fixtures/traces.mjs';
+import { makePoint, makeState, post, record, takeId } from './fixtures/by-hand.mjs';
 
 const require = createRequire(import.meta.url);
 const WATCHDOG = 30_000;
@@ -291,51 +296,26 @@ test('shm: bad addresses and options', async () => {
 
 /** A hand-made client (the handshake of src/channel/shm/connect.ts, done by hand) that can send any record. */
 function rawClient(addr, maxMessageSize = 112) {
-  const { openObject } = require('../dist/cjs/shm/segment.js');
-  const { Kind } = require('../dist/cjs/shm/header.js');
-  const { openLifeline } = require('../dist/cjs/os/lifeline.js');
-  let life;
   const point = SharedMemory.open(nameOf(addr));
   const p = new Int32Array(point.buffer, 0, 128);
-  const id = Atomics.add(p, 18, 1) + 1; // nextId
+  const id = takeId(p);
   const base = `${nameOf(addr)}.c${id}`;
-  const conn = openObject(base, 'create', 'test', {
-    kind: Kind.Channel,
-    version: 1,
-    byteLength: 128,
-    init(buffer) {
-      const c = new Int32Array(buffer, 0, 32);
-      c[16] = 2; // role: connection
-      life = openLifeline(buffer);
-      c[18] = life.token; // clientToken: our lifeline on the connection object
-    },
-  }, {});
+  const conn = makeState(base);
   const up = Queue.create(`${base}.up`, { capacity: 8, maxMessageSize });
   const down = Queue.create(`${base}.down`, { capacity: 8, maxMessageSize });
-  assert.equal(Atomics.compareExchange(p, 64, 0, id), 0, 'request slot 0 is free');
-  Atomics.add(p, 32, 1); // requestEvents
-  futex.notify(p, 32);
+  assert.equal(post(p, id), true, 'a request slot is free');
   return {
     up,
-    conn,
-    state: () => Atomics.load(new Int32Array(conn.buffer, 0, 32), 17),
+    conn: conn.shm,
+    state: () => Atomics.load(conn.i32, 17),
     close() {
       up.close();
       down.close();
-      life.close();
       conn.close();
       point.close();
       for (const n of [base, `${base}.up`, `${base}.down`]) SharedMemory.remove(n);
     },
   };
-}
-
-function record(kind, id, total, chunk) {
-  const r = Buffer.alloc(12 + chunk);
-  r[0] = kind;
-  r.writeUInt32LE(id, 4);
-  r.writeUInt32LE(total, 8);
-  return r;
 }
 
 test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connection only', async () => {
@@ -480,4 +460,148 @@ test('shm: inspect shows an accept point (server, pending requests) and a connec
   }
   assert.deepEqual(describeShmChannel(new SharedArrayBuffer(64)), { role: 'unknown (too small)' });
   assert.deepEqual(describeShmChannel(new SharedArrayBuffer(512)), { role: 'unknown (0)' });
+});
+
+/**
+ * A hand-made accept point (what listen creates, by hand) asking for queues of `capacity` x
+ * `recordBytes`; refuseNext() takes the next request and refuses it as a server does.
+ */
+function rawPoint(addr, geometry) {
+  const name = nameOf(addr);
+  const point = makePoint(name, geometry);
+  return {
+    async refuseNext() {
+      for (;;) {
+        for (let k = 0; k < 64; k++) {
+          const id = Atomics.load(point.i32, 64 + k);
+          if (id === 0 || Atomics.compareExchange(point.i32, 64 + k, id, 0) !== id) continue;
+          const conn = SharedMemory.open(`${name}.c${id}`);
+          const c = new Int32Array(conn.buffer, 0, 32);
+          assert.equal(Atomics.compareExchange(c, 17, 0, 3), 0, 'requested -> refused');
+          futex.notify(c, 17);
+          conn.close();
+          return;
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+    },
+    close: () => point.close(),
+  };
+}
+
+/** Resolves once a request is posted on the accept point of `addr`. */
+async function posted(addr) {
+  const point = SharedMemory.open(nameOf(addr));
+  const slots = new Int32Array(point.buffer, 256, 64);
+  while (slots.every((id) => id === 0)) await new Promise((r) => setImmediate(r));
+  point.close();
+}
+
+test('shm: a connect that fails (timeout, refusal, server death, bad geometry) leaves no object, mapping or descriptor', async () => {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc');
+  // The errors are kept, as a caller that logs them later would: an error must not keep the
+  // failed connection's memory alive (its stack trace holds the objects it was thrown from).
+  const errors = [];
+  const failsWith = (code, ...args) => expectCode(() => connect(...args), code).then((err) => errors.push(err));
+  const nothingLeft = async (addr, what) => {
+    await collect(gc);
+    assert.deepEqual(traces(nameOf(addr)), { objects: [], mappings: 0, fds: 0 }, what);
+  };
+  // A server whose accept loop never runs: the connect times out.
+  let addr = address();
+  let child = startChild('channel-shm-peer.mjs', ['freeze', addr]);
+  try {
+    await watchdog(child.next('listening'), WATCHDOG, 'child listening');
+    await failsWith('IPC_ERR_TIMEOUT', addr, { timeout: 50 });
+    await nothingLeft(addr, 'timeout');
+    // The server dies after the request is posted: IPC_ERR_NOT_FOUND.
+    const pending = failsWith('IPC_ERR_NOT_FOUND', addr);
+    await watchdog(posted(addr), WATCHDOG, 'request posted');
+    assert.equal(traces(nameOf(addr)).objects.length, 3, 'the three objects exist while the request is posted');
+    child.kill('SIGKILL');
+    await child.exited;
+    await watchdog(pending, WATCHDOG, 'connect gives up');
+    await nothingLeft(addr, 'server death');
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+    SharedMemory.remove(nameOf(addr));
+  }
+  // A server that refuses the connection's objects: IPC_ERR_PROTOCOL.
+  addr = address();
+  let point = rawPoint(addr);
+  try {
+    const pending = failsWith('IPC_ERR_PROTOCOL', addr);
+    await watchdog(point.refuseNext(), WATCHDOG, 'refuse');
+    await watchdog(pending, WATCHDOG, 'connect refused');
+    await nothingLeft(addr, 'refusal');
+  } finally {
+    point.close();
+  }
+  // An accept point that asks for queues no one may make: IPC_ERR_INCOMPATIBLE, before creating anything.
+  for (const geometry of [{ capacity: 3 }, { capacity: 2 ** 17 }, { recordBytes: 12 }, { recordBytes: 12 + 16 * 2 ** 20 + 1 }]) {
+    addr = address();
+    point = rawPoint(addr, geometry);
+    try {
+      await failsWith('IPC_ERR_INCOMPATIBLE', addr);
+      await nothingLeft(addr, `bad geometry ${JSON.stringify(geometry)}`);
+    } finally {
+      point.close();
+    }
+  }
+  assert.equal(errors.length, 7);
+});
+
+const PRIVATE_SHM = ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs -o size=12m,mode=1777 tmpfs /dev/shm && exec "$@"', 'sh'];
+const noNamespace = (() => {
+  try {
+    execFileSync(PRIVATE_SHM[0], [...PRIVATE_SHM.slice(1), 'true'], { stdio: 'ignore', timeout: 30_000 });
+    return undefined;
+  } catch {
+    return 'cannot mount a private /dev/shm (unshare -m) here';
+  }
+})();
+
+test('shm: a connect that finds /dev/shm full is IPC_ERR_NO_SPACE and leaves no object, mapping or descriptor', { skip: noNamespace }, async () => {
+  // In a private /dev/shm of 12 MiB: queues of 8 MiB (the down queue does not fit) and of 16 MiB
+  // (the up queue does not either).
+  const child = startChild('channel-shm-peer.mjs', ['no-space', address()], { wrap: PRIVATE_SHM, execArgv: ['--expose-gc'] });
+  const { outcomes, objects } = await watchdog(child.next('no-space'), WATCHDOG, 'no-space');
+  assert.deepEqual(await child.exited, { code: 0, signal: null });
+  assert.deepEqual(outcomes, [
+    { code: 'IPC_ERR_NO_SPACE', traces: { objects: [], mappings: 0, fds: 0 } },
+    { code: 'IPC_ERR_NO_SPACE', traces: { objects: [], mappings: 0, fds: 0 } },
+  ]);
+  assert.deepEqual(objects, []);
+});
+
+test('shm: an accept point its creator never finished (unsized, unpublished): connect waits without blocking the loop, for its own timeout or signal', async () => {
+  const { writeHeader, Kind } = require('../dist/cjs/shm/header.js');
+  for (const how of ['unsized', 'unpublished']) {
+    const addr = address();
+    const name = nameOf(addr);
+    if (how === 'unsized') fs.writeFileSync(`/dev/shm/interprocess.${name}`, '', { mode: 0o600, flag: 'wx' });
+    else {
+      const shm = SharedMemory.create(name, { byteLength: 512 });
+      writeHeader(shm.buffer, 0, Kind.Channel, 1, 512);
+      shm.close();
+    }
+    try {
+      // The loop runs while connect waits: timers fire, and the connect ends with its own timeout.
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 1);
+      const err = await expectCode(() => connect(addr, { timeout: 100 }), 'IPC_ERR_TIMEOUT');
+      clearInterval(ticker);
+      assert.match(err.message, /timed out/);
+      assert.ok(ticks > 0, how);
+      const ac = new AbortController();
+      const pending = expectCode(() => connect(addr, { signal: ac.signal }), 'IPC_ERR_ABORTED');
+      setImmediate(() => ac.abort());
+      await watchdog(pending, WATCHDOG, `${how}: abort`);
+      assert.deepEqual(objectsOf(addr), [name], `${how}: connect created nothing`);
+    } finally {
+      SharedMemory.remove(name);
+    }
+  }
 });

@@ -43,3 +43,39 @@ export function statShm(name: string): ShmEntry | undefined {
     return undefined;
   }
 }
+
+/** What readShmHead saw: the object's size and its first bytes. */
+export interface ShmHead {
+  byteLength: number;
+  head: Uint8Array;
+}
+
+/**
+ * The size and the first `bytes` bytes of object `name`, read through a descriptor of its own
+ * that is closed again at once: never mapped, and never waiting (O_NONBLOCK; O_NOFOLLOW as
+ * shm_open). Undefined when it is missing, not a regular file, or not readable by us. For a
+ * server that must decide, without blocking its event loop, whether an object a stranger made
+ * is ready to be opened.
+ */
+export function readShmHead(name: string, bytes: number): ShmHead | undefined {
+  const file = path.join(SHM_DIR, OS_PREFIX + name);
+  let fd: number;
+  try {
+    // lstat first: never open what is not a regular file (a device's open may act).
+    if (!fs.lstatSync(file).isFile()) return undefined;
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) return undefined;
+    const head = new Uint8Array(Math.min(bytes, st.size));
+    const got = head.length === 0 ? 0 : fs.readSync(fd, head, 0, head.length, 0);
+    return { byteLength: st.size, head: head.subarray(0, got) };
+  } catch {
+    return undefined;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -21,7 +21,10 @@ export interface ObjectLayout {
 export interface NamedObjectOptions {
   /** Permission bits for a new object, 0o600 by default. */
   mode?: number;
-  /** How long open waits for a creator that has not finished initializing (ms, default 2000). */
+  /**
+   * How long open waits, in all, for a creator that has not finished creating the object
+   * (sizing it, then initializing it) (ms, default 2000; 0: never wait).
+   */
   initTimeout?: number;
   /**
    * open / openOrCreate: accept an existing object owned by another user (default false:
@@ -35,8 +38,10 @@ export type NamedOpenOptions = Pick<NamedObjectOptions, 'initTimeout' | 'allowOt
 
 export const NAMED_OPTIONS = ['mode', 'initTimeout', 'allowOtherOwner'] as const;
 
-/** How long an opener waits for a creator to publish the header, unless told (ms). */
+/** How long an opener waits for a creator to size the object and publish its header, unless told (ms). */
 export const DEFAULT_INIT_TIMEOUT = 2000;
+/** The longest size wait SharedMemory.open takes (its sizeWait option's limit). */
+const MAX_SIZE_WAIT = 60_000;
 
 /** The `initTimeout` option of a named or placed object, checked (ms, 0 .. 10 minutes). */
 export function initTimeoutOf(initTimeout: unknown, where: string): number {
@@ -57,12 +62,16 @@ export function openObject(
   const mode = options.mode;
   const other = options.allowOtherOwner !== undefined ? { allowOtherOwner: options.allowOtherOwner } : {};
   const initTimeout = initTimeoutOf(options.initTimeout, 'initTimeout');
+  // One budget for both waits (the size, then the initialized flag): initTimeout 0 never waits,
+  // which a server looking at objects a stranger made relies on (it must not block its loop).
+  const started = Date.now();
+  const sizeWait = Math.min(initTimeout, MAX_SIZE_WAIT);
   const shm =
     how === 'create'
       ? SharedMemory.create(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) })
       : how === 'open'
-        ? SharedMemory.open(name, other)
-        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}), ...other });
+        ? SharedMemory.open(name, { ...other, sizeWait })
+        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}), ...other, sizeWait });
   if (shm.created) {
     try {
       writeHeader(shm.buffer, 0, layout.kind, layout.version, shm.byteLength);
@@ -75,7 +84,8 @@ export function openObject(
     return shm;
   }
   try {
-    validateHeader(shm.buffer, 0, shm.byteLength, layout.kind, layout.version, `${kindName} '${name}'`, initTimeout);
+    const left = Math.max(0, initTimeout - (Date.now() - started));
+    validateHeader(shm.buffer, 0, shm.byteLength, layout.kind, layout.version, `${kindName} '${name}'`, left);
   } catch (err) {
     shm.close();
     throw err;

@@ -1,7 +1,7 @@
-// `npm run fuzz [-- --runs N] [--target framing|segment]`: runs each fuzz target (targets.mjs)
-// for N inputs (default 10^6) with fast-check, and prints executions, failures, time and the
-// resident memory before and after (it must stay flat: a parser that keeps what it was fed
-// would grow with the runs).
+// `npm run fuzz [-- --runs N] [--target framing|segment|natsLink|shmRecords|shmConnection]`:
+// runs each fuzz target (targets.mjs) for N inputs (default 10^6) with fast-check, and prints
+// executions, failures, time and the resident memory before and after (it must stay flat: a
+// parser that keeps what it was fed would grow with the runs).
 import * as fc from 'fast-check';
 import { targets } from './targets.mjs';
 

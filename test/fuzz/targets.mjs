@@ -3,11 +3,20 @@
 // which reaches deeper than uniform random bytes) and a `run(input)` that throws only on a bug:
 // an exception other than the coded errors the contract allows, or a wrong result against a
 // reference. It returns a short outcome label, counted by the runner to show which paths the
-// inputs reached. test/fuzz.test.mjs runs a few thousand inputs of
-// each; `npm run fuzz` runs 10^6 each (test/fuzz/run.mjs).
+// inputs reached; `quickRuns`, if set, is how many the default suite takes (the target's inputs
+// cost real objects). test/fuzz.test.mjs runs a few thousand inputs of each; `npm run fuzz`
+// runs 10^6 each (test/fuzz/run.mjs).
+//
+// Targets: framing (stream decoder), segment (corrupted objects of every kind), natsLink
+// (nats:// receive path), shmRecords (what a shm:// peer commits in a connection's queue) and
+// shmConnection (the objects a shm:// client leaves for the server's accept).
+import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import * as fc from 'fast-check';
 import { Barrier, Condition, Mutex, Queue, RWLock, Semaphore, SharedMemory, Topic } from 'interprocess';
+import { makeState } from '../fixtures/by-hand.mjs';
 
 const require = createRequire(import.meta.url);
 const { FrameDecoder } = require('../../dist/cjs/channel/framing.js');
@@ -347,4 +356,245 @@ export const natsLink = {
   },
 };
 
-export const targets = { framing, segment, natsLink };
+// ---- shm:// records: what a peer commits in a connection's queue, against a reference model ----
+
+const { RECORD_HEADER_BYTES, Read, RecordReader } = require('../../dist/cjs/channel/shm/record.js');
+
+/** The record rules (src/channel/shm/record.ts, its header), one record at a time. */
+function referenceRecords(records, max) {
+  const out = [];
+  let cur;
+  for (const r of records) {
+    if (r.length < RECORD_HEADER_BYTES) return { out, bad: true };
+    const kind = r[0];
+    const total = r.readUInt32LE(8);
+    const chunk = r.subarray(RECORD_HEADER_BYTES);
+    if (kind === 17) {
+      if (cur === undefined || total !== cur.total || chunk.length === 0 || chunk.length > cur.total - cur.filled) return { out, bad: true };
+      cur.parts.push(chunk);
+      cur.filled += chunk.length;
+      if (cur.filled === cur.total) {
+        out.push({ type: cur.type, id: cur.id, payload: Buffer.concat(cur.parts) });
+        cur = undefined;
+      }
+    } else if (kind >= 1 && kind <= 4) {
+      if (cur !== undefined || total > max || chunk.length > total) return { out, bad: true };
+      const id = r.readUInt32LE(4);
+      if (chunk.length === total) out.push({ type: kind, id, payload: Buffer.from(chunk) });
+      else cur = { type: kind, id, total, filled: chunk.length, parts: [chunk] };
+    } else if (kind === 16) out.push('end');
+    else return { out, bad: true };
+  }
+  return { out, bad: false };
+}
+
+const recordFrameArb = fc.record({
+  type: fc.constantFrom(1, 2, 3, 4),
+  id: fc.nat(),
+  payload: fc.uint8Array({ maxLength: 300 }),
+  cuts: fc.array(fc.integer({ min: 1, max: 120 }), { minLength: 1, maxLength: 4 }),
+  end: fc.boolean(),
+});
+
+/** Honest records for `frames`: each frame split by its cuts, an end record after some. */
+function honestRecords(frames) {
+  const out = [];
+  for (const f of frames) {
+    let at = 0;
+    for (let i = 0; at < f.payload.length || i === 0; i++) {
+      const take = Math.min(f.payload.length - at, f.cuts[i % f.cuts.length]);
+      const r = Buffer.alloc(RECORD_HEADER_BYTES + take);
+      r[0] = i === 0 ? f.type : 17;
+      r.writeUInt32LE(f.id, 4);
+      r.writeUInt32LE(f.payload.length, 8);
+      r.set(f.payload.subarray(at, at + take), RECORD_HEADER_BYTES);
+      out.push(r);
+      at += take;
+    }
+    if (f.end) out.push(Buffer.from([16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+  }
+  return out;
+}
+
+export const shmRecords = {
+  name: 'shm:// records a peer commits (RecordReader vs a reference model)',
+  arbitrary: fc.record({
+    max: fc.constantFrom(0, 1, 64, 300, 1000),
+    records: fc.oneof(
+      { weight: 5, arbitrary: fc.array(recordFrameArb, { maxLength: 6 }).map(honestRecords) },
+      { weight: 1, arbitrary: fc.array(fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), { maxLength: 6 }) },
+    ),
+    // Break the stream: a header byte overwritten, a record cut, dropped or repeated.
+    damage: fc.option(fc.record({ at: fc.nat(), byte: fc.nat(255), how: fc.constantFrom('byte', 'cut', 'drop', 'repeat') }), { freq: 2 }),
+    // Where in its slot the record sits (the reader is given an offset).
+    offset: fc.constantFrom(0, 16, 61),
+  }),
+  run({ max, records, damage, offset }) {
+    records = records.map((r) => Buffer.from(r));
+    if (damage && records.length > 0) {
+      const i = damage.at % records.length;
+      const r = records[i];
+      if (damage.how === 'drop') records.splice(i, 1);
+      else if (damage.how === 'repeat') records.splice(i, 0, Buffer.from(r));
+      else if (damage.how === 'cut') records[i] = r.subarray(0, damage.at % (r.length + 1));
+      else if (r.length > 0) r[damage.at % Math.min(r.length, RECORD_HEADER_BYTES)] = damage.byte;
+    }
+    const expected = referenceRecords(records, max);
+    const reader = new RecordReader(max);
+    const got = [];
+    let bad = false;
+    for (const r of records) {
+      // In a slot: garbage around the record, which the reader must not read.
+      const slot = new Uint8Array(offset + r.length + 7).fill(0xa5);
+      slot.set(r, offset);
+      const read = reader.read(slot, offset, r.length);
+      slot.fill(0); // the slot is reused at once: what the reader kept must be its own copy
+      if (read === Read.Bad) {
+        if (typeof reader.error !== 'string' || reader.error.length === 0) throw new Error('Read.Bad without a reason');
+        bad = true;
+        break;
+      }
+      if (read === Read.Frame) got.push({ type: reader.type, id: reader.id, payload: Buffer.from(reader.take()) });
+      else if (read === Read.End) got.push('end');
+      else if (read !== Read.Partial) throw new Error(`read returned ${read}`);
+    }
+    if (bad !== expected.bad) throw new Error(`reader ${bad ? 'rejected' : 'accepted'} records the model ${expected.bad ? 'rejects' : 'accepts'}`);
+    if (got.length !== expected.out.length) throw new Error(`reader gave ${got.length} results, the model ${expected.out.length}`);
+    got.forEach((g, i) => {
+      const want = expected.out[i];
+      if (want === 'end' || g === 'end') {
+        if (g !== want) throw new Error(`result ${i} differs from the model`);
+        return;
+      }
+      if (g.type !== want.type || g.id !== want.id || !g.payload.equals(want.payload)) throw new Error(`frame ${i} differs from the model`);
+      if (g.payload.length > max) throw new Error('a frame over maxMessageSize was delivered');
+    });
+    return bad ? 'rejected' : got.length === 0 ? 'nothing complete' : 'delivered';
+  },
+};
+
+// ---- shm:// connection objects: what a client leaves for the server to accept ---------------
+
+const { Requests } = require('../../dist/cjs/channel/shm/listen.js');
+const { resolveChannelOptions } = require('../../dist/cjs/channel/channel.js');
+const { Kind, writeHeader } = require('../../dist/cjs/shm/header.js');
+const { DEAD_TOKEN } = require('../../dist/cjs/os/lifeline.js');
+
+const SHM_DIR = '/dev/shm/interprocess.';
+/** A full GC (the fuzz runner has --expose-gc; a test process gets it here). */
+const collectGarbage = globalThis.gc ?? (v8.setFlagsFromString('--expose-gc'), vm.runInNewContext('gc'));
+let pointName;
+let requests;
+let handedOut;
+let connectionRuns = 0;
+
+/** How one of a connection's three objects is left: made as connect makes it, or not. */
+const objectArb = fc.oneof({ weight: 8, arbitrary: fc.constant('valid') }, { weight: 1, arbitrary: fc.constantFrom('missing', 'unsized', 'unpublished') });
+
+/** Byte offsets worth corrupting: the header's fields, a state object's words, a queue's geometry and indices. */
+const offsetArb = fc.oneof(
+  { weight: 2, arbitrary: fc.constantFrom(0, 4, 8, 12, 16, 20) },
+  { weight: 3, arbitrary: fc.constantFrom(64, 68, 72, 76, 80, 84) },
+  { weight: 2, arbitrary: fc.integer({ min: 64, max: 511 }) },
+);
+
+export const shmConnection = {
+  name: "shm:// connection objects a client leaves (the server's accept: one look, then accepted, refused or dropped)",
+  // Each input makes three shared-memory objects: fewer in the default suite.
+  quickRuns: 1000,
+  arbitrary: fc.record({
+    state: objectArb,
+    up: objectArb,
+    down: objectArb,
+    stateWord: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.constantFrom(1, 2, 3, 7, -1) }),
+    token: fc.oneof({ weight: 6, arbitrary: fc.constant('ours') }, { weight: 1, arbitrary: fc.constantFrom('dead', 'zero') }),
+    maxMessageSize: fc.oneof({ weight: 6, arbitrary: fc.constant(64) }, { weight: 1, arbitrary: fc.constantFrom(8, 12, 13) }),
+    writes: fc.oneof(
+      { weight: 2, arbitrary: fc.constant([]) },
+      { weight: 1, arbitrary: fc.array(fc.record({ object: fc.constantFrom('state', 'up', 'down'), at: offsetArb, value: fc.integer() }), { minLength: 1, maxLength: 3 }) },
+    ),
+    last: fc.boolean(),
+  }),
+  run(input) {
+    if (requests === undefined) {
+      pointName = uniqueName('conn');
+      requests = new Requests(pointName, false, resolveChannelOptions({}, 'fuzz'), (link) => (handedOut = link));
+    }
+    // Mappings, and the descriptors they keep, go at a GC: collect often enough that a low
+    // descriptor limit is never reached (each run maps about six objects).
+    if (++connectionRuns % 100 === 0) collectGarbage();
+    const id = connectionRuns;
+    const base = `${pointName}.c${id}`;
+    const names = { state: base, up: `${base}.up`, down: `${base}.down` };
+    const held = [];
+    let stateView;
+    try {
+      for (const which of ['state', 'up', 'down']) {
+        const how = input[which];
+        const name = names[which];
+        if (how === 'missing') continue;
+        if (how === 'unsized') fs.writeFileSync(SHM_DIR + name, '', { mode: 0o600 });
+        else if (how === 'unpublished') {
+          const shm = SharedMemory.create(name, { byteLength: which === 'state' ? 128 : 1024 });
+          writeHeader(shm.buffer, 0, which === 'state' ? Kind.Channel : Kind.Queue, 1, shm.byteLength);
+          shm.close();
+        } else if (which === 'state') {
+          const state = makeState(name, { state: input.stateWord, token: (life) => (input.token === 'ours' ? life.token : input.token === 'dead' ? DEAD_TOKEN : 0) });
+          held.push(state);
+          stateView = state.i32;
+        } else {
+          held.push(Queue.create(name, { capacity: 4, maxMessageSize: input.maxMessageSize }));
+        }
+      }
+      for (const { object, at, value } of input.writes) {
+        if (input[object] !== 'valid') continue;
+        const raw = SharedMemory.open(names[object]);
+        new DataView(raw.buffer).setInt32((at % raw.byteLength) & ~3, value, true);
+        raw.close();
+      }
+      const before = stateView === undefined ? undefined : Atomics.load(stateView, 17);
+      handedOut = undefined;
+      const later = requests.handle(id, input.last);
+      const after = stateView === undefined ? undefined : Atomics.load(stateView, 17);
+      const exists = (n) => fs.existsSync(SHM_DIR + n);
+      // What must hold whatever the objects were.
+      if (later && input.last) throw new Error('a last look left the request waiting');
+      if (later && handedOut !== undefined) throw new Error('a waiting request was accepted');
+      if (handedOut !== undefined && (before !== 0 || after !== 1)) throw new Error(`accepted with state ${before} -> ${after}`);
+      if (after !== before && !(before === 0 && (after === 1 || after === 3))) throw new Error(`the server moved the state from ${before} to ${after}`);
+      if (handedOut !== undefined && input.token !== 'ours') throw new Error("a dead client's connection was accepted");
+      if (handedOut !== undefined && input.maxMessageSize <= RECORD_HEADER_BYTES) throw new Error('queues too small for a record were accepted');
+      if (handedOut !== undefined && Object.values(names).some(exists)) throw new Error('an accepted connection kept a name');
+      // What must happen to a request whose objects were all made as connect makes them.
+      const honest = input.state === 'valid' && input.up === 'valid' && input.down === 'valid' && input.writes.length === 0;
+      if (honest && input.stateWord === 0 && input.token === 'ours' && input.maxMessageSize > RECORD_HEADER_BYTES && handedOut === undefined) {
+        throw new Error('an honest request was not accepted');
+      }
+      if (honest && input.token !== 'ours' && input.stateWord === 0 && (after !== 3 || Object.values(names).some(exists))) {
+        throw new Error("a dead client's request was not refused and removed");
+      }
+      if (honest && input.token === 'ours' && input.stateWord === 0 && input.maxMessageSize <= RECORD_HEADER_BYTES && after !== 3) {
+        throw new Error('queues too small for a record were not refused');
+      }
+      // A usable state object whose queues are not all there: waits, then (last look) refused.
+      const honestState = input.state === 'valid' && input.writes.length === 0 && input.stateWord === 0 && input.token === 'ours';
+      if (honestState && (input.up !== 'valid' || input.down !== 'valid')) {
+        if (input.last ? after !== 3 : !later) throw new Error(`a request whose queues are ${input.up} and ${input.down} ${later ? 'waits' : `ended in state ${after}`}`);
+      }
+      return handedOut !== undefined ? 'accepted' : later ? 'waits' : after === 3 ? 'refused' : 'dropped';
+    } finally {
+      handedOut?.destroy();
+      handedOut = undefined;
+      for (const h of held) h.close();
+      for (const n of Object.values(names)) {
+        try {
+          fs.unlinkSync(SHM_DIR + n);
+        } catch {
+          // removed by the server, or never made
+        }
+      }
+    }
+  },
+};
+
+export const targets = { framing, segment, natsLink, shmRecords, shmConnection };

@@ -35,6 +35,7 @@ import {
   CONNECTION_BYTES,
   openPoint,
   P,
+  pointSettled,
   readGeometry,
   removeName,
   REQUEST_SLOTS,
@@ -58,7 +59,7 @@ class ClientHandshake {
   readonly #what: string;
   readonly #options: ResolvedChannelOptions;
   /** The accept point, and our lifeline on it: whether its server still lives. */
-  readonly #point: Point;
+  #point: Point | undefined;
   /** Names this client created (removed again if it withdraws, and once accepted). */
   readonly #created: string[] = [];
   #conn: Mapped | undefined;
@@ -100,14 +101,15 @@ class ClientHandshake {
   }
 
   #create(): void {
-    const p = this.#point.i32;
+    const point = this.#point!;
+    const p = point.i32;
     if (!this.#serverAlive()) throw this.#noServer();
     const geometry = readGeometry(p);
     if (typeof geometry === 'string') throw new IpcError('IPC_ERR_INCOMPATIBLE', `${this.#what}: ${geometry}`);
     const { capacity, recordBytes } = geometry;
     // The mode field is only what whoever can write the point says: never wider than the point's
     // own file mode, so the connection is no more open than the accept point itself.
-    const mode = geometry.mode & objectStat(this.#point.shm).mode & 0o777;
+    const mode = geometry.mode & objectStat(point.shm).mode & 0o777;
     // A fresh id; an existing name (a leftover) just moves on to the next one.
     for (let attempt = 0; this.#conn === undefined; attempt++) {
       let id = (Atomics.add(p, P.nextId, 1) + 1) & 0x7fffffff;
@@ -167,7 +169,7 @@ class ClientHandshake {
 
   /** Posts our id in a free request slot and wakes the server; false if every slot is taken. */
   #post(): boolean {
-    const p = this.#point.i32;
+    const p = this.#point!.i32;
     for (let k = 0; k < REQUEST_SLOTS; k++) {
       if (Atomics.compareExchange(p, P.requests + k, 0, this.#id) === 0) {
         this.#slot = k;
@@ -180,8 +182,9 @@ class ClientHandshake {
   }
 
   #serverAlive(): boolean {
-    const token = Atomics.load(this.#point.i32, P.serverToken);
-    return token !== 0 && this.#point.life.isAlive(token);
+    const point = this.#point!;
+    const token = Atomics.load(point.i32, P.serverToken);
+    return token !== 0 && point.life.isAlive(token);
   }
 
   #noServer(): IpcError {
@@ -190,11 +193,10 @@ class ClientHandshake {
 
   /** The accepted connection as a link (it owns the connection's objects from here on). */
   #open(): Link {
-    this.#point.close();
     // The server unlinked the names once it had mapped them (it did, before accepting); a server
     // of another user cannot remove names we own (/dev/shm is sticky), so we make sure.
     for (const name of this.#created) removeName(name);
-    return new ShmLink({
+    const link = new ShmLink({
       out: this.#up!,
       in: this.#down!,
       conn: this.#conn!.shm,
@@ -204,6 +206,9 @@ class ClientHandshake {
       options: this.#options,
       what: `shm channel ${connectionNames(this.#name, this.#id).state} (client)`,
     });
+    this.#point?.close();
+    this.#forget();
+    return link;
   }
 
   /** Gives up on the connection; if the server accepted it meanwhile, closes it properly. */
@@ -213,20 +218,35 @@ class ClientHandshake {
       this.#open().destroy();
     } else if (this.#slot >= 0) {
       // Take the request back if the server has not taken it yet (it would find no names).
-      Atomics.compareExchange(this.#point.i32, P.requests + this.#slot, this.#id, 0);
+      Atomics.compareExchange(this.#point!.i32, P.requests + this.#slot, this.#id, 0);
     }
     this.#discard();
     throw error;
   }
 
-  /** Unmaps everything and removes the names this client created. */
+  /** Unmaps everything and removes the names this client created (idempotent). */
   #discard(): void {
     this.#up?.close();
     this.#down?.close();
     this.#lifeline?.close();
     this.#conn?.shm.close();
     for (const name of this.#created) removeName(name);
-    this.#point.close();
+    this.#point?.close();
+    this.#forget();
+  }
+
+  /**
+   * Drops every reference to the connection's objects. An error thrown from a step keeps this
+   * handshake reachable (its stack trace records the methods' receivers) for as long as the
+   * caller keeps the error: the memory must not stay mapped, nor its descriptors open, for that.
+   */
+  #forget(): void {
+    this.#point = undefined;
+    this.#conn = undefined;
+    this.#lifeline = undefined;
+    this.#up = undefined;
+    this.#down = undefined;
+    this.#created.length = 0;
   }
 }
 
@@ -249,7 +269,8 @@ export async function connectShm(
     wake.abort();
   });
   try {
-    if (failure !== undefined) throw failure; // aborted before anything was created
+    await pointSettled(name, wake.signal);
+    if (failure !== undefined) throw failure; // timed out or aborted before anything was created
     const handshake = ClientHandshake.begin(name, what, options, allowOtherOwner);
     for (;;) {
       const next = handshake.step(failure);

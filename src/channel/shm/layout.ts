@@ -18,7 +18,8 @@
  * once accepted: a server of another user cannot remove them): an established connection has
  * no name, and the kernel frees its memory when the last of the two processes unmaps it
  * (closes, exits or is killed). Nothing can be left behind by a connection that was accepted;
- * only a client killed during connect() itself can leave its three objects.
+ * a client that dies after posting its request is found dead by the server, which removes its
+ * objects; only a client killed during connect() before it posted can leave them.
  *
  * Accept point layout (512 bytes):
  *
@@ -52,10 +53,12 @@
  * unless the caller opts in with allowOtherOwner; a server accepts connection objects of other
  * users only when its own mode lets other users in.
  *
- * Handshake (connect.ts, listen.ts): connect opens the accept point, checks that serverToken is
- * alive, takes an id, creates `name.c<id>` (writing its own token) and both queues, then posts
- * the id in a free request slot (CAS 0 -> id) and bumps requestEvents (seq-cst add, then futex
- * wake). The server takes ids out of the slots (CAS id -> 0), maps the three objects, unlinks
+ * Handshake (connect.ts, listen.ts): connect waits (on a timer, pointSettled) for an accept
+ * point still being created, opens it, checks that serverToken is alive, takes an id, creates
+ * `name.c<id>` (writing its own token) and both queues, then posts the id in a free request
+ * slot (CAS 0 -> id) and bumps requestEvents (seq-cst add, then futex wake). The server takes
+ * ids out of the slots (CAS id -> 0), looks at the three objects (look: never waiting;
+ * listen.ts says what it does with one that is not ready), maps them with no wait, unlinks
  * their names, stores its token and CASes state requested -> accepted (the CAS publishes the
  * token to the client, whose acquire load of state pairs with it), then wakes the client. A
  * client that gives up (timeout, abort, server gone) CASes requested -> withdrawn; whichever
@@ -84,8 +87,10 @@
 import { IpcError } from '../../errors.js';
 import { validateName } from '../../naming.js';
 import { openLifeline, type Lifeline } from '../../os/lifeline.js';
-import { HEADER_BYTES, Kind } from '../../shm/header.js';
-import { openObject, type ObjectLayout } from '../../shm/segment.js';
+import { readShmHead } from '../../os/shm-dir.js';
+import { HEADER_BYTES, Kind, MAGIC } from '../../shm/header.js';
+import { startTimer } from '../../deadline.js';
+import { DEFAULT_INIT_TIMEOUT, openObject, type ObjectLayout } from '../../shm/segment.js';
 import { SharedMemory } from '../../shm/shared-memory.js';
 import { RECORD_HEADER_BYTES } from './record.js';
 
@@ -210,17 +215,86 @@ export interface Mapped {
 
 /**
  * Opens an existing channel object and checks its role and size (IPC_ERR_INCOMPATIBLE
- * otherwise); one of another user is IPC_ERR_PERMISSION unless `allowOtherOwner`.
+ * otherwise); one of another user is IPC_ERR_PERMISSION unless `allowOtherOwner`. With
+ * `initTimeout` 0 it never waits for a creator (a server on its event loop).
  */
-export function openRole(name: string, role: (typeof Role)[keyof typeof Role], allowOtherOwner: boolean): Mapped {
+export function openRole(name: string, role: (typeof Role)[keyof typeof Role], allowOtherOwner: boolean, initTimeout?: number): Mapped {
   const point = role === Role.Point;
   const bytes = point ? POINT_BYTES : CONNECTION_BYTES;
-  const shm = openObject(name, 'open', 'shm channel', point ? pointLayout() : connectionLayout(), { allowOtherOwner });
+  const shm = openObject(name, 'open', 'shm channel', point ? pointLayout() : connectionLayout(), {
+    allowOtherOwner,
+    ...(initTimeout !== undefined ? { initTimeout } : {}),
+  });
   if (shm.byteLength < bytes || Atomics.load(new Int32Array(shm.buffer, 0, bytes >> 2), P.role) !== role) {
     shm.close();
     throw new IpcError('IPC_ERR_INCOMPATIBLE', `shm channel '${name}' is not ${point ? 'an accept point' : 'a connection'}`);
   }
   return { shm, i32: new Int32Array(shm.buffer, 0, bytes >> 2) };
+}
+
+/** What a look at a connection object a client made says (see look). */
+export const Look = {
+  /** Sized, published, of the kind (and role) wanted: open it (with no wait). */
+  Ready: 0,
+  /** Created but not sized or not published yet (or, for a queue, not there yet): look again. */
+  Later: 1,
+  /** Missing (a state object), not a regular file, unreadable, foreign, or of another kind or role. */
+  Bad: 2,
+} as const;
+export type Look = (typeof Look)[keyof typeof Look];
+
+/** Bytes a look reads: the common header, and a state object's role word. */
+const LOOK_BYTES = HEADER_BYTES + 4;
+
+/**
+ * Looks at connection object `name` without opening it: its size and first bytes, read through
+ * readShmHead (nothing mapped, nothing waited for). `role` is given for a state object (kind
+ * Channel), not for a queue (kind Queue). A queue that is not there yet is Later: a client
+ * creates its state object first. The header fields read here are what a creator writes before
+ * publishing: a state word 0 with magic 0 or MAGIC is a creator still at work.
+ */
+export function look(name: string, kind: number, role?: number): Look {
+  const seen = readShmHead(name, LOOK_BYTES);
+  if (seen === undefined) return role === undefined ? Look.Later : Look.Bad;
+  if (seen.byteLength === 0) return Look.Later;
+  if (seen.head.length < (role === undefined ? HEADER_BYTES : LOOK_BYTES)) return Look.Bad;
+  const view = new DataView(seen.head.buffer, seen.head.byteOffset, seen.head.length);
+  const magic = view.getUint32(0, true);
+  const state = view.getUint32(12, true);
+  if (state === 0 && (magic === 0 || magic === MAGIC)) return Look.Later;
+  if (state !== 1 || magic !== MAGIC || view.getUint32(4, true) !== kind) return Look.Bad;
+  if (role !== undefined && view.getInt32(ROLE_OFFSET, true) !== role) return Look.Bad;
+  return Look.Ready;
+}
+
+/** Where both kinds of channel object keep their role. */
+const ROLE_OFFSET = P.role * 4;
+
+/** The longest gap between two looks at an accept point that is being created (ms). */
+const POINT_LOOK_MAX_MS = 50;
+
+/**
+ * Resolves once accept point `name` can be opened without waiting for its creator (it is ready,
+ * or something that never will be: the open then says what), once its creator has had
+ * DEFAULT_INIT_TIMEOUT (the open then fails as for a creator that died), or when `signal`
+ * aborts. A server still creating its point is waited for here, on a timer that backs off,
+ * instead of in the open, which would wait in native code and block the event loop whatever
+ * the caller's timeout.
+ */
+export async function pointSettled(name: string, signal?: AbortSignal): Promise<void> {
+  const started = performance.now();
+  for (let gap = 1; look(name, Kind.Channel, Role.Point) === Look.Later; gap = Math.min(gap * 2, POINT_LOOK_MAX_MS)) {
+    if (signal?.aborted || performance.now() - started >= DEFAULT_INIT_TIMEOUT) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        cancel();
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const cancel = startTimer(gap, done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
 }
 
 /** An accept point, opened, with this thread's lifeline on it (serverToken is asked of it). */
@@ -229,9 +303,12 @@ export interface Point extends Mapped {
   close(): void;
 }
 
-/** Opens the accept point `name` and this thread's lifeline on it (listen's takeover, connect). */
+/**
+ * Opens the accept point `name` and this thread's lifeline on it (listen's takeover, connect),
+ * without waiting for its creator: call pointSettled first.
+ */
 export function openPoint(name: string, allowOtherOwner: boolean): Point {
-  const { shm, i32 } = openRole(name, Role.Point, allowOtherOwner);
+  const { shm, i32 } = openRole(name, Role.Point, allowOtherOwner, 0);
   let life: Lifeline;
   try {
     life = openLifeline(shm.buffer);

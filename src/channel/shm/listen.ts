@@ -2,75 +2,161 @@
  * The server side of shm:// (layout.ts has the protocol): creates or takes over the accept
  * point, takes connection requests out of its slots, and accepts each one (maps its objects,
  * unlinks their names, publishes its token with the accepting CAS).
+ *
+ * Nothing a client does may stall the server's event loop, so no step of accept waits: a
+ * request is first looked at (look in layout.ts: a few bytes read, nothing mapped), and its
+ * objects are opened only once all three are sized, published and of the right kind, then with
+ * no wait at all (initTimeout 0). A request whose objects are not ready yet is looked at again
+ * later, on a short timer that backs off, for at most PENDING_MS, then refused; at most
+ * REQUEST_SLOTS wait at once (more are refused at once). The slots themselves are emptied as
+ * soon as they are read, so waiting requests never keep a good client from posting.
+ *
+ *   what a look sees                                 then
+ *   the state object missing or bad                  dropped (nothing to tell)
+ *   something not sized / published / there yet     waits (PENDING_MS at most), then refused
+ *   a queue bad                                      refused
+ *   all ready, opened with no wait                   accepted, unless the client is dead or a
+ *                                                    queue's geometry is out of bounds: refused
+ *
+ * Refusing CASes the state requested -> refused and wakes the client (it removes its objects);
+ * a client that is dead cannot, so the server removes them. Each turn of the loop takes at most
+ * TURN_REQUESTS requests and then lets other I/O run (setImmediate): a flood of requests costs
+ * the loop short turns, never a long one.
  */
 import { IpcError, isIpcError } from '../../errors.js';
 import { futex } from '../../os/futex.js';
 import { openLifeline, type Lifeline } from '../../os/lifeline.js';
 import { checkBoolean, checkInteger } from '../../options.js';
-import type { Queue } from '../../queue/queue.js';
+import { Queue } from '../../queue/queue.js';
 import { SLOT_HEADER_BYTES } from '../../queue/layout.js';
-import { openObject } from '../../shm/segment.js';
+import { Kind } from '../../shm/header.js';
+import { DEFAULT_INIT_TIMEOUT, openObject } from '../../shm/segment.js';
 import type { ResolvedChannelOptions } from '../channel.js';
 import type { Link } from '../link.js';
 import type { Listener } from '../transport.js';
-import { C, connectionNames, MAX_CAPACITY, MAX_CHUNK_BYTES, openPoint, openRole, P, pointLayout, POINT_BYTES, removeName, REQUEST_SLOTS, Role, shmName, State, writeGeometry } from './layout.js';
+import {
+  C,
+  connectionNames,
+  look,
+  Look,
+  MAX_CAPACITY,
+  MAX_CHUNK_BYTES,
+  openPoint,
+  openRole,
+  P,
+  pointLayout,
+  POINT_BYTES,
+  pointSettled,
+  removeName,
+  REQUEST_SLOTS,
+  Role,
+  shmName,
+  State,
+  writeGeometry,
+} from './layout.js';
 import type { Geometry, Mapped, Point } from './layout.js';
 import { ShmLink } from './link.js';
-import { openQueue } from './pump.js';
 import { RECORD_HEADER_BYTES } from './record.js';
 
 const DEFAULT_CAPACITY = 128;
 /** Payload bytes per record: 8 KiB, so that power-of-two messages fill whole records. */
 const DEFAULT_CHUNK_BYTES = 8192;
+/** How long a request whose objects are not ready is looked at before it is refused (ms): what an open grants a creator. */
+const PENDING_MS = DEFAULT_INIT_TIMEOUT;
+/** The first gap between two looks at a waiting request, and the longest (it doubles) (ms). */
+const RETRY_FIRST_MS = 5;
+const RETRY_MAX_MS = 200;
+/** Requests taken out of the slots in one turn of the event loop. */
+const TURN_REQUESTS = 16;
 
-class ShmListener implements Listener {
-  readonly address: string;
+/** A request whose objects were not ready when looked at. */
+interface Waiting {
+  since: number;
+  /** When to look again (performance.now()), and the gap after that. */
+  due: number;
+  gap: number;
+}
+
+const now = (): number => performance.now();
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Whether the client that made connection `conn` lives (a token the kernel cannot check counts as alive: nothing is removed on a doubt). */
+function clientAlive(lifeline: Lifeline, conn: Mapped): boolean {
+  try {
+    return lifeline.isAlive(Atomics.load(conn.i32, C.clientToken));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * What the server does with one connection request (the table at the top): looks at its
+ * objects, then accepts it (hands the link to `onLink`) or refuses it. Synchronous and never
+ * waiting: the listener's loop calls it, and so does the fuzz target for connection objects.
+ */
+export class Requests {
   readonly #name: string;
-  readonly #point: Mapped;
-  readonly #lifeline: Lifeline;
-  readonly #options: ResolvedChannelOptions;
-  /** Whether connection objects of other users are accepted (our mode lets them in). */
+  /** Whether connection objects of other users are accepted (the server's mode lets them in). */
   readonly #othersAllowed: boolean;
-  readonly #stop = new AbortController();
-  #onLink: ((link: Link) => void) | undefined;
-  #closed = false;
+  readonly #options: ResolvedChannelOptions;
+  readonly #onLink: (link: Link) => void;
 
-  constructor(name: string, address: string, point: Mapped, lifeline: Lifeline, options: ResolvedChannelOptions, mode: number) {
-    this.address = address;
+  constructor(name: string, othersAllowed: boolean, options: ResolvedChannelOptions, onLink: (link: Link) => void) {
     this.#name = name;
-    this.#point = point;
-    this.#lifeline = lifeline;
+    this.#othersAllowed = othersAllowed;
     this.#options = options;
-    this.#othersAllowed = (mode & 0o077) !== 0;
-  }
-
-  start(onLink: (link: Link) => void): void {
     this.#onLink = onLink;
-    void this.#loop();
   }
 
-  async #loop(): Promise<void> {
-    const i32 = this.#point.i32;
-    while (!this.#closed) {
-      // Read the event count before scanning: a request posted after the scan bumps it after
-      // this read, so the wait below returns at once (seq-cst; pairs with the client's add).
-      const seen = Atomics.load(i32, P.requestEvents);
-      for (let k = 0; k < REQUEST_SLOTS && !this.#closed; k++) {
-        const id = Atomics.load(i32, P.requests + k);
-        if (id !== 0 && Atomics.compareExchange(i32, P.requests + k, id, 0) === id) this.#accept(id >>> 0);
-      }
-      if (this.#closed) return;
-      try {
-        await futex.waitAsync(i32, P.requestEvents, seen, undefined, { signal: this.#stop.signal });
-      } catch {
-        return; // closed
-      }
+  /**
+   * Looks at request `id` (the table at the top) and accepts or refuses it; true if it must be
+   * looked at again later (never when `last`). Never waits, never throws.
+   */
+  handle(id: number, last: boolean): boolean {
+    const names = connectionNames(this.#name, id);
+    const state = look(names.state, Kind.Channel, Role.Connection);
+    if (state === Look.Bad) return false; // withdrawn, a garbage id, or nothing we could use
+    const up = state === Look.Ready ? look(names.up, Kind.Queue) : Look.Later;
+    const down = state === Look.Ready ? look(names.down, Kind.Queue) : Look.Later;
+    if (up !== Look.Bad && down !== Look.Bad && (state === Look.Later || up === Look.Later || down === Look.Later)) {
+      if (!last) return true;
+    }
+    if (state === Look.Ready && up === Look.Ready && down === Look.Ready) this.#accept(names);
+    else if (state === Look.Ready) this.#refuse(names);
+    return false;
+  }
+
+  /**
+   * Refuses a request whose state object is usable: tells a live client (state refused, wake),
+   * and removes the names of a dead one (nobody else will). `opened`: the state object and its
+   * lifeline, when the caller has them.
+   */
+  #refuse(names: { state: string; up: string; down: string }, opened?: { conn: Mapped; lifeline: Lifeline }): void {
+    let conn = opened?.conn;
+    let lifeline = opened?.lifeline;
+    try {
+      conn ??= openRole(names.state, Role.Connection, this.#othersAllowed, 0);
+      lifeline ??= openLifeline(conn.shm.buffer);
+    } catch {
+      conn?.shm.close();
+      return; // changed under us since the look: nothing we can tell
+    }
+    if (Atomics.compareExchange(conn.i32, C.state, State.Requested, State.Refused) === State.Requested) {
+      futex.notify(conn.i32, C.state);
+    }
+    if (!clientAlive(lifeline, conn)) {
+      removeName(names.state);
+      removeName(names.up);
+      removeName(names.down);
+    }
+    if (opened === undefined) {
+      lifeline.close();
+      conn.shm.close();
     }
   }
 
-  /** Maps connection `id`, unlinks its names, and accepts it (unless its client withdrew). */
-  #accept(id: number): void {
-    const names = connectionNames(this.#name, id);
+  /** Maps connection `id` (no wait), unlinks its names, and accepts it (unless its client withdrew or is dead). */
+  #accept(names: { state: string; up: string; down: string }): void {
     let conn: Mapped | undefined;
     let up: Queue<Uint8Array> | undefined;
     let down: Queue<Uint8Array> | undefined;
@@ -82,18 +168,20 @@ class ShmListener implements Listener {
       conn?.shm.close();
     };
     try {
-      conn = openRole(names.state, Role.Connection, this.#othersAllowed);
-      up = openQueue(names.up, this.#othersAllowed);
-      down = openQueue(names.down, this.#othersAllowed);
+      conn = openRole(names.state, Role.Connection, this.#othersAllowed, 0);
       lifeline = openLifeline(conn.shm.buffer);
-      if (up.maxMessageSize <= RECORD_HEADER_BYTES || down.maxMessageSize <= RECORD_HEADER_BYTES) {
-        throw new IpcError('IPC_ERR_INCOMPATIBLE', `${names.state}: records too small`);
+      // Queue.open as pump.ts's openQueue does, but with no wait for a creator.
+      up = Queue.open(names.up, { wait: 'block', allowOtherOwner: this.#othersAllowed, initTimeout: 0 });
+      down = Queue.open(names.down, { wait: 'block', allowOtherOwner: this.#othersAllowed, initTimeout: 0 });
+      for (const queue of [up, down]) {
+        if (queue.capacity > MAX_CAPACITY || queue.maxMessageSize <= RECORD_HEADER_BYTES || queue.maxMessageSize > RECORD_HEADER_BYTES + MAX_CHUNK_BYTES) {
+          throw new IpcError('IPC_ERR_INCOMPATIBLE', `${names.state}: queues of ${queue.capacity} x ${queue.maxMessageSize} bytes`);
+        }
       }
+      if (!clientAlive(lifeline, conn)) throw new IpcError('IPC_ERR_CLOSED', `${names.state}: the client is gone`);
     } catch {
-      // The client withdrew (names gone) or left something unusable: refuse, so it does not wait.
-      if (conn !== undefined && Atomics.compareExchange(conn.i32, C.state, State.Requested, State.Refused) === State.Requested) {
-        futex.notify(conn.i32, C.state);
-      }
+      // Changed since the look, unusable, or its client died: refuse, so no one waits on it.
+      if (conn !== undefined && lifeline !== undefined) this.#refuse(names, { conn, lifeline });
       release();
       return;
     }
@@ -120,13 +208,113 @@ class ShmListener implements Listener {
       options: this.#options,
       what: `shm channel ${names.state} (server)`,
     });
-    this.#onLink!(link);
+    this.#onLink(link);
+  }
+}
+
+class ShmListener implements Listener {
+  readonly address: string;
+  readonly #name: string;
+  readonly #point: Mapped;
+  readonly #lifeline: Lifeline;
+  readonly #options: ResolvedChannelOptions;
+  /** Whether connection objects of other users are accepted (our mode lets them in). */
+  readonly #othersAllowed: boolean;
+  readonly #stop = new AbortController();
+  #requests: Requests | undefined;
+  /** Requests waiting for their objects, by id. */
+  readonly #waiting = new Map<number, Waiting>();
+  /** The slot the next scan starts at (round robin, so a turn cut short is fair to every slot). */
+  #cursor = 0;
+  #closed = false;
+
+  constructor(name: string, address: string, point: Mapped, lifeline: Lifeline, options: ResolvedChannelOptions, mode: number) {
+    this.address = address;
+    this.#name = name;
+    this.#point = point;
+    this.#lifeline = lifeline;
+    this.#options = options;
+    this.#othersAllowed = (mode & 0o077) !== 0;
+  }
+
+  start(onLink: (link: Link) => void): void {
+    this.#requests = new Requests(this.#name, this.#othersAllowed, this.#options, onLink);
+    void this.#loop();
+  }
+
+  async #loop(): Promise<void> {
+    const i32 = this.#point.i32;
+    while (!this.#closed) {
+      // Read the event count before scanning: a request posted after the scan bumps it after
+      // this read, so the wait below returns at once (seq-cst; pairs with the client's add).
+      const seen = Atomics.load(i32, P.requestEvents);
+      const scannedAll = this.#takeRequests(i32);
+      this.#lookAgain();
+      if (this.#closed) return;
+      if (scannedAll) {
+        try {
+          await futex.waitAsync(i32, P.requestEvents, seen, this.#untilDue(), { signal: this.#stop.signal });
+        } catch {
+          return; // closed
+        }
+      }
+      // Let other I/O run between two turns, however fast requests come: a wait that finds the
+      // count changed resolves as a microtask, which alone would never let go of the loop.
+      await nextTurn();
+    }
+  }
+
+  /** Takes up to TURN_REQUESTS ids out of the slots; true if every slot was looked at. */
+  #takeRequests(i32: Int32Array): boolean {
+    let taken = 0;
+    for (let n = 0; n < REQUEST_SLOTS && !this.#closed; n++) {
+      const k = this.#cursor;
+      this.#cursor = (k + 1) % REQUEST_SLOTS;
+      const id = Atomics.load(i32, P.requests + k);
+      if (id !== 0 && Atomics.compareExchange(i32, P.requests + k, id, 0) === id) {
+        this.#request(id >>> 0);
+        if (++taken === TURN_REQUESTS) return n === REQUEST_SLOTS - 1;
+      }
+    }
+    return true;
+  }
+
+  /** A request just taken: handled now, or kept waiting for its objects. */
+  #request(id: number): void {
+    if (this.#waiting.has(id)) return; // posted again while it waits: one is enough
+    if (this.#requests!.handle(id, this.#waiting.size >= REQUEST_SLOTS)) {
+      const at = now();
+      this.#waiting.set(id, { since: at, due: at + RETRY_FIRST_MS, gap: RETRY_FIRST_MS });
+    }
+  }
+
+  /** Looks again at the waiting requests that are due; the last look refuses what is still not ready. */
+  #lookAgain(): void {
+    for (const [id, waiting] of this.#waiting) {
+      if (this.#closed) return;
+      const at = now();
+      if (waiting.due > at) continue;
+      if (this.#requests!.handle(id, at - waiting.since >= PENDING_MS)) {
+        waiting.gap = Math.min(waiting.gap * 2, RETRY_MAX_MS);
+        waiting.due = at + waiting.gap;
+      } else {
+        this.#waiting.delete(id);
+      }
+    }
+  }
+
+  /** How long the loop may sleep before a waiting request is due (ms; undefined: no limit). */
+  #untilDue(): number | undefined {
+    let due = Infinity;
+    for (const waiting of this.#waiting.values()) due = Math.min(due, waiting.due);
+    return due === Infinity ? undefined : Math.max(0, Math.ceil(due - now()));
   }
 
   close(): Promise<void> {
     if (!this.#closed) {
       this.#closed = true;
       this.#stop.abort();
+      this.#waiting.clear();
       // Name first, token second: a new server can create a fresh point at once, and clients
       // still holding this one see serverToken 0 and give up.
       removeName(this.#name);
@@ -179,6 +367,7 @@ export async function listenShm(url: URL, address: string, options: ResolvedChan
       if (!isIpcError(err, 'IPC_ERR_EXISTS') || attempt >= 20) throw err;
     }
     // The name exists: a live server's (never taken), or a dead server's (taken over).
+    await pointSettled(name);
     let point: Point;
     try {
       point = openPoint(name, geometry.allowOtherOwner);
