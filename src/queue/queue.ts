@@ -27,7 +27,7 @@ import {
   W,
   type QueueGeometry,
 } from './layout.js';
-import { Ring } from './ring.js';
+import { QueueRing, type Ring } from './ring.js';
 
 export type WaitStrategy = 'spin' | 'block' | 'spin-then-block';
 
@@ -178,7 +178,7 @@ export class Queue<T = Uint8Array> {
     this.#geometry = g;
     this.#max = g.maxMessageSize;
     this.#views = g.capacity <= VIEW_CACHE_SLOTS ? new Array<Uint8Array | undefined>(g.capacity).fill(undefined) : [];
-    this.#ring = new Ring(shm.buffer, g, handle.stallTimeout, `queue '${name}'`);
+    this.#ring = new QueueRing(shm.buffer, g, handle.stallTimeout, `queue '${name}'`);
     this.#i32 = this.#ring.i32;
     this.#codec = handle.codec;
     this.#isBytes = handle.codec === (bytesCodec as Codec<unknown>);

@@ -687,3 +687,40 @@ const LIVE_CLAIM = 3;
 function pair(seq: number, holder: number): bigint {
   return BigInt.asIntN(64, (BigInt(holder >>> 0) << 32n) | BigInt(seq >>> 0));
 }
+
+/**
+ * Test hook, off unless INTERPROCESS_TEST_QUEUE_PAUSE=1 is in the environment when this module
+ * loads (read once): Queue handles then call globalThis[Symbol.for('interprocess.queue.pause')]
+ * with the name of the point they reached, right after a claim CAS won ('send-claimed',
+ * 'receive-claimed') and right before a commit or release CAS ('send-commit',
+ * 'receive-release'), so that tests can stop (SIGSTOP) or kill a process exactly there. It is a
+ * subclass, so ordinary handles run the plain Ring with nothing added to the hot path.
+ */
+export const QueueRing: typeof Ring =
+  process.env.INTERPROCESS_TEST_QUEUE_PAUSE === '1'
+    ? class PausingRing extends Ring {
+        override claimSend(max: number): number {
+          const n = super.claimSend(max);
+          if (n !== 0) pauseAt('send-claimed');
+          return n;
+        }
+        override commitSend(pos: number, base: number, length: number): boolean {
+          pauseAt('send-commit');
+          return super.commitSend(pos, base, length);
+        }
+        override claimReceive(max: number, lease = false): number {
+          const n = super.claimReceive(max, lease);
+          if (n !== 0) pauseAt(lease ? 'lease-claimed' : 'receive-claimed');
+          return n;
+        }
+        override release(pos: number, base: number): boolean {
+          pauseAt('receive-release');
+          return super.release(pos, base);
+        }
+      }
+    : Ring;
+
+function pauseAt(point: string): void {
+  const hook = (globalThis as Record<symbol, unknown>)[Symbol.for('interprocess.queue.pause')];
+  if (typeof hook === 'function') hook(point);
+}

@@ -91,7 +91,6 @@ proctype Producer(byte me; byte r; byte first; byte count) {
 #endif
         MAYDIE;
         da[s] = first + k;
-        MAYDIE;
         db[s] = first + k;
         MAYDIE;
         /* The commit: a live claimant must still own its slot. */
@@ -109,13 +108,11 @@ proctype Producer(byte me; byte r; byte first; byte count) {
               pos = tail; s = pos % CAP } ->
      /* Full because a consumer claimed the previous lap and every claimant is dead: free the
         slot for this lap (that message is the documented loss). */
-     MAYDIE;
      atomic { if :: seq[s] == pos - CAP + 1 -> seq[s] = pos :: else -> skip fi }
   :: atomic { k < count && tail >= CAP && seq[tail % CAP] == tail - CAP && head > tail - CAP &&
               !LIVE_SEND(tail - CAP) && !LIVE_RECV(tail - CAP) -> pos = tail; s = pos % CAP } ->
      /* A consumer died half-way through skipping a dead producer's record (it took the head,
         not yet the slot): with both claimants dead, finish the skip. */
-     MAYDIE;
      atomic { if :: seq[s] == pos - CAP -> seq[s] = pos :: else -> skip fi }
   od;
   atomic { finished++; rsn[r] = 0 };
@@ -133,7 +130,6 @@ inline take() {
      t = (pos + j) % CAP;
      MAYDIE;
      a = da[t];
-     MAYDIE;
      b = db[t];
      assert(a == b && a != 0);         /* never torn */
      atomic {
