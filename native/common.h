@@ -2,6 +2,8 @@
 // carrying `errno` (the name, e.g. "ENOENT") and `syscall`; TypeScript decides what it means.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <node.h>
 #include <v8.h>
@@ -22,6 +24,19 @@ int32_t* WordAt(const v8::FunctionCallbackInfo<v8::Value>& args, int sab_index, 
 
 void SetMethod(v8::Local<v8::Context> context, v8::Local<v8::Object> target, const char* name,
                v8::FunctionCallback callback, v8::Local<v8::Value> data = v8::Local<v8::Value>());
+
+// A named object mapped by shmOpen (shm.cc): the descriptor the mapping keeps open, and the
+// file's identity. FindMapping looks up the mapping that starts at `data` (any thread).
+struct MappedObject {
+  int fd;
+  dev_t dev;
+  ino_t ino;
+};
+bool FindMapping(const void* data, MappedObject* out);
+// After a failed open with `err`: when the process is out of descriptors (EMFILE, ENFILE), runs
+// a full garbage collection, whose deleters close the descriptors of mappings that JavaScript
+// can no longer reach, and returns true (try once more). False for any other error.
+bool ReclaimDescriptors(v8::Isolate* isolate, int err);
 
 void InitShm(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
 void InitFutex(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);

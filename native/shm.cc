@@ -1,12 +1,25 @@
 // Named shared memory: shm_open + posix_fallocate + mmap, handed to JavaScript as a real
 // SharedArrayBuffer whose deleter unmaps. V8 runs the deleter only when no JavaScript object
 // (in any thread) can reach the memory any more, so JavaScript can never touch an unmapped page.
+//
+// A mapping keeps its object's descriptor open for as long as it exists (the deleter closes it),
+// and a process-wide table maps the memory's address to that descriptor: the lifelines of an
+// object (lifeline.cc) are descriptions of the object's own file, and they find it from the
+// buffer alone, also in a worker thread the buffer was posted to. The name is never opened
+// again for that: it may have been removed or replaced meanwhile.
+//
+// An existing object is opened only if it is a regular file owned by this process's effective
+// uid, unless the caller passes allowOtherOwner: a name that another user created first is not
+// silently used (the caller would share memory, locks and queues with a stranger).
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <mutex>
+#include <unordered_map>
 
 #include "common.h"
 
@@ -21,16 +34,48 @@ using v8::Value;
 
 enum OpenHow { kCreate = 0, kOpen = 1, kOpenOrCreate = 2 };
 
-static void Unmap(void* data, size_t length, void* /*deleter_data*/) { munmap(data, length); }
+// Every live mapping made by shmOpen, by address. Allocated once and never destroyed: deleters
+// may run on any thread, as late as process teardown.
+static std::mutex* const mappings_mutex = new std::mutex;
+static std::unordered_map<const void*, MappedObject>* const mappings = new std::unordered_map<const void*, MappedObject>;
+
+bool FindMapping(const void* data, MappedObject* out) {
+  std::lock_guard<std::mutex> hold(*mappings_mutex);
+  auto found = mappings->find(data);
+  if (found == mappings->end()) return false;
+  *out = found->second;
+  return true;
+}
+
+bool ReclaimDescriptors(Isolate* isolate, int err) {
+  if (err != EMFILE && err != ENFILE) return false;
+  isolate->LowMemoryNotification();
+  return true;
+}
+
+static void Unmap(void* data, size_t length, void* deleter_data) {
+  int fd = static_cast<int>(reinterpret_cast<intptr_t>(deleter_data));
+  {
+    // Out of the table before munmap: a new mapping may get this address as soon as it is free.
+    std::lock_guard<std::mutex> hold(*mappings_mutex);
+    mappings->erase(data);
+  }
+  close(fd);
+  munmap(data, length);
+}
 
 static void SleepMs(int ms) {
   struct timespec ts = {0, ms * 1000000L};
   nanosleep(&ts, nullptr);
 }
 
-// shmOpen(osName, how, mode, byteLength, sizeWaitMs) -> { buffer: SharedArrayBuffer, created }
+// shmOpen(osName, how, mode, byteLength, sizeWaitMs, allowOtherOwner)
+//   -> { created, byteLength, uid, mode, buffer?: SharedArrayBuffer, refused?: 'owner' | 'type' }
 // `byteLength` is used only when creating. An opener that finds a size of 0 (a creator between
-// shm_open and posix_fallocate) polls for up to sizeWaitMs, then reports byteLength 0.
+// shm_open and posix_fallocate) polls for up to sizeWaitMs, then reports byteLength 0. An
+// existing object that is not a regular file, or (without allowOtherOwner) is owned by another
+// uid, is not mapped: `refused` says why and `uid` whose it is. (shm_open itself refuses a
+// symbolic link: glibc and musl open with O_NOFOLLOW.)
 static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
   Isolate* isolate = args.GetIsolate();
   Local<Context> context = isolate->GetCurrentContext();
@@ -39,12 +84,15 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
   mode_t mode = static_cast<mode_t>(args[2]->Uint32Value(context).FromJust());
   double requested = args[3]->NumberValue(context).FromJust();
   int size_wait_ms = args[4]->Int32Value(context).FromJust();
+  bool allow_other_owner = args[5]->BooleanValue(isolate);
 
   int fd = -1;
   bool created = false;
+  bool reclaimed = false;
   for (int attempt = 0; fd < 0; attempt++) {
     if (how != kOpen) {
       fd = shm_open(*name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+      if (fd < 0 && !reclaimed && (reclaimed = ReclaimDescriptors(isolate, errno))) continue;
       if (fd >= 0) {
         created = true;
         break;
@@ -53,11 +101,12 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
     }
     fd = shm_open(*name, O_RDWR | O_CLOEXEC, 0);
     if (fd >= 0) break;
+    if (!reclaimed && (reclaimed = ReclaimDescriptors(isolate, errno))) continue;
     // openOrCreate raced with a remove between our two calls: try again, a bounded number of times.
     if (errno != ENOENT || how == kOpen || attempt >= 100) return ThrowErrno(isolate, "shm_open", -errno);
   }
 
-  size_t length;
+  size_t length = 0;
   if (created) {
     length = static_cast<size_t>(requested);
     // The mode must not depend on the caller's umask.
@@ -74,41 +123,65 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
       shm_unlink(*name);
       return ThrowErrno(isolate, failed, -err);
     }
-  } else {
-    struct stat st;
-    for (int waited = 0;; waited++) {
+  }
+
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    if (created) shm_unlink(*name);
+    return ThrowErrno(isolate, "fstat", -err);
+  }
+  Local<Object> result = Object::New(isolate);
+  auto set = [&](const char* key, Local<Value> value) {
+    result->Set(context, v8::String::NewFromUtf8(isolate, key).ToLocalChecked(), value).Check();
+  };
+  set("created", v8::Boolean::New(isolate, created));
+  set("uid", v8::Number::New(isolate, st.st_uid));
+  set("mode", v8::Number::New(isolate, st.st_mode & 07777));
+  if (!created) {
+    // Checked on the descriptor we will map, so the answer is about exactly that object.
+    const char* refused = !S_ISREG(st.st_mode) ? "type" : (st.st_uid != geteuid() && !allow_other_owner) ? "owner" : nullptr;
+    if (refused != nullptr) {
+      close(fd);
+      set("refused", v8::String::NewFromUtf8(isolate, refused).ToLocalChecked());
+      set("byteLength", v8::Number::New(isolate, 0));
+      return args.GetReturnValue().Set(result);
+    }
+    for (int waited = 0; st.st_size == 0 && waited < size_wait_ms; waited++) {
+      SleepMs(1);
       if (fstat(fd, &st) != 0) {
         int err = errno;
         close(fd);
         return ThrowErrno(isolate, "fstat", -err);
       }
-      if (st.st_size > 0 || waited >= size_wait_ms) break;
-      SleepMs(1);
     }
     length = static_cast<size_t>(st.st_size);
   }
 
-  Local<Object> result = Object::New(isolate);
-  result->Set(context, v8::String::NewFromUtf8Literal(isolate, "created"), v8::Boolean::New(isolate, created)).Check();
   if (length == 0) {
     close(fd);
-    result->Set(context, v8::String::NewFromUtf8Literal(isolate, "byteLength"), v8::Number::New(isolate, 0)).Check();
-    args.GetReturnValue().Set(result);
-    return;
+    set("byteLength", v8::Number::New(isolate, 0));
+    return args.GetReturnValue().Set(result);
   }
 
   void* data = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  int map_err = errno;
-  close(fd);  // the mapping keeps the object alive; the descriptor is not needed any more
   if (data == MAP_FAILED) {
+    int err = errno;
+    close(fd);
     if (created) shm_unlink(*name);
-    return ThrowErrno(isolate, "mmap", -map_err);
+    return ThrowErrno(isolate, "mmap", -err);
   }
-  std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(data, length, Unmap, nullptr);
+  {
+    // The descriptor now lives as long as the mapping (see the top of this file).
+    std::lock_guard<std::mutex> hold(*mappings_mutex);
+    (*mappings)[data] = MappedObject{fd, st.st_dev, st.st_ino};
+  }
+  std::unique_ptr<v8::BackingStore> store =
+      v8::SharedArrayBuffer::NewBackingStore(data, length, Unmap, reinterpret_cast<void*>(static_cast<intptr_t>(fd)));
   Local<v8::SharedArrayBuffer> buffer = v8::SharedArrayBuffer::New(isolate, std::move(store));
-  result->Set(context, v8::String::NewFromUtf8Literal(isolate, "buffer"), buffer).Check();
-  result->Set(context, v8::String::NewFromUtf8Literal(isolate, "byteLength"),
-              v8::Number::New(isolate, static_cast<double>(length))).Check();
+  set("buffer", buffer);
+  set("byteLength", v8::Number::New(isolate, static_cast<double>(length)));
   args.GetReturnValue().Set(result);
 }
 

@@ -97,6 +97,7 @@ const ERRNO: Record<string, ErrnoMeaning & { context?: Partial<Record<ErrnoConte
   ENOMEM: { code: 'IPC_ERR_NO_SPACE', reason: 'not enough memory' },
   EFBIG: { code: 'IPC_ERR_NO_SPACE', reason: 'larger than the system allows' },
   EACCES: { code: 'IPC_ERR_PERMISSION', reason: 'permission denied' },
+  ELOOP: { code: 'IPC_ERR_PERMISSION', reason: 'is a symbolic link, which is never followed' },
   EPERM: { code: 'IPC_ERR_PERMISSION', reason: 'operation not permitted' },
   EMFILE: { code: 'IPC_ERR_LIMIT', reason: 'this process has too many open files (ulimit -n)' },
   ENFILE: { code: 'IPC_ERR_LIMIT', reason: 'the system has too many open files' },
@@ -146,4 +147,16 @@ export function abortError(what: string, reason?: unknown): IpcError {
 
 export function closedError(what: string): IpcError {
   return new IpcError('IPC_ERR_CLOSED', `${what} is closed`);
+}
+
+/**
+ * An existing object owned by another uid, opened without `allowOtherOwner`: whoever created a
+ * name first controls what is in it (squatting), so it is never used silently.
+ */
+export function otherOwnerError(what: string, uid: number): IpcError {
+  return new IpcError(
+    'IPC_ERR_PERMISSION',
+    `${what}: owned by uid ${uid}, not by this process (uid ${process.geteuid?.() ?? '?'}); another user created it, ` +
+      'and could read and change everything in it. Remove it, or pass { allowOtherOwner: true } if it is shared between users on purpose',
+  );
 }

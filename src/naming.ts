@@ -38,9 +38,3 @@ export function userNameOf(entry: string): string | undefined {
   return NAME_PATTERN.test(name) ? name : undefined;
 }
 
-/**
- * The lifeline registry (see native/lifeline.cc): one empty file for the whole machine on whose
- * bytes every lock-owning thread holds a kernel byte lock. Its name starts with `_`, which no
- * user name can, so it never shows up as a user object and never collides with one.
- */
-export const LIFELINE_REGISTRY = '/' + OS_PREFIX + '_lifelines';

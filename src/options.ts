@@ -44,6 +44,12 @@ export function checkInteger(value: unknown, name: string, min: number, max: num
   return value;
 }
 
+/** An optional boolean option: undefined stays undefined; anything but a boolean is a TypeError. */
+export function checkBoolean(value: unknown, name: string): boolean | undefined {
+  if (value === undefined || typeof value === 'boolean') return value;
+  throw new TypeError(`${name} must be a boolean, got ${String(value)}`);
+}
+
 /**
  * The `{ timeout, signal }` of an async wait (`signal: true`) or the `{ timeout }` of a sync one,
  * checked in one place: unknown keys are a TypeError naming them, so `{ timout: 5 }` never

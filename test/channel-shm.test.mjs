@@ -292,7 +292,8 @@ test('shm: bad addresses and options', async () => {
 function rawClient(addr, maxMessageSize = 112) {
   const { openObject } = require('../dist/cjs/shm/segment.js');
   const { Kind } = require('../dist/cjs/shm/header.js');
-  const { ownToken } = require('../dist/cjs/os/lifeline.js');
+  const { openLifeline } = require('../dist/cjs/os/lifeline.js');
+  let life;
   const point = SharedMemory.open(nameOf(addr));
   const p = new Int32Array(point.buffer, 0, 128);
   const id = Atomics.add(p, 18, 1) + 1; // nextId
@@ -304,7 +305,8 @@ function rawClient(addr, maxMessageSize = 112) {
     init(buffer) {
       const c = new Int32Array(buffer, 0, 32);
       c[16] = 2; // role: connection
-      c[18] = ownToken(); // clientToken
+      life = openLifeline(buffer);
+      c[18] = life.token; // clientToken: our lifeline on the connection object
     },
   }, {});
   const up = Queue.create(`${base}.up`, { capacity: 8, maxMessageSize });
@@ -318,6 +320,7 @@ function rawClient(addr, maxMessageSize = 112) {
     close() {
       up.close();
       down.close();
+      life.close();
       conn.close();
       point.close();
       for (const n of [base, `${base}.up`, `${base}.down`]) SharedMemory.remove(n);

@@ -56,7 +56,7 @@ test('bench prints a table by default and rejects bad options with exit code 2',
 });
 
 test('ls, inspect, rm and gc: gc removes only objects no live process uses', async (t) => {
-  const { startChild, uniqueName, watchdog } = await import('./helpers.mjs');
+  const { runPrefix, startChild, uniqueName, watchdog } = await import('./helpers.mjs');
   const held = uniqueName('held');
   const orphan = uniqueName('orphan');
   t.after(() => {
@@ -90,12 +90,12 @@ test('ls, inspect, rm and gc: gc removes only objects no live process uses', asy
   assert.equal((await cli(['inspect'])).code, 2);
 
   // --prefix keeps the test from collecting anything but its own objects on this machine.
-  const young = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--min-age', '3600'])).stdout);
+  const young = JSON.parse((await cli(['gc', '--json', '--prefix', runPrefix, '--min-age', '3600'])).stdout);
   assert.ok(!young.removed.includes(orphan), 'objects younger than --min-age are kept');
-  const dry = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--dry-run', '--min-age', '0'])).stdout);
+  const dry = JSON.parse((await cli(['gc', '--json', '--prefix', runPrefix, '--dry-run', '--min-age', '0'])).stdout);
   assert.ok(dry.removed.includes(orphan));
   assert.ok(fs.existsSync(`/dev/shm/interprocess.${orphan}`), 'dry run removes nothing');
-  const gc = JSON.parse((await cli(['gc', '--json', '--prefix', 't-', '--min-age', '0'])).stdout);
+  const gc = JSON.parse((await cli(['gc', '--json', '--prefix', runPrefix, '--min-age', '0'])).stdout);
   assert.ok(gc.removed.every((n) => n.startsWith('t-')) && gc.kept.every((k) => k.name.startsWith('t-')));
   assert.ok(gc.removed.includes(orphan));
   assert.ok(!gc.removed.includes(held));

@@ -1,31 +1,42 @@
 // Helpers for multi-process tests. Children are fixture scripts in test/fixtures/ that report
 // each state they reach over Node's fork IPC channel (the control channel, always separate from
 // the mechanism under test); the parent waits for those reports instead of sleeping.
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 let counter = 0;
 
-/** A name no other test (or run) uses; every test name starts with `t-` for the leftover check. */
+/**
+ * Every name this test run creates starts with runPrefix: `t-<run>-` under `npm test` (which
+ * sets INTERPROCESS_TEST_RUN for all its processes), `t-<pid>-` for a file run alone. The
+ * leftover check and `gc --prefix` look at this run's names only, never at another run's on
+ * the same machine.
+ */
+export const runPrefix = `t-${process.env.INTERPROCESS_TEST_RUN ?? process.pid}-`;
+
+/** A name no other test (or run) uses. */
 export function uniqueName(tag = 'x') {
-  return `t-${process.pid}-${tag}-${counter++}-${Math.random().toString(36).slice(2, 8)}`;
+  return `${runPrefix}${process.pid}-${tag}-${counter++}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
 /**
- * Starts test/fixtures/<fixture> with args. Returns a handle:
+ * Starts test/fixtures/<fixture> (or the script at an absolute path) with args. With `wrap`, the
+ * child runs under that command (e.g. `['setpriv', '--reuid=65534', ...]` or `unshare`), which
+ * must exec node in the end: the control channel survives the exec. Returns a handle:
  *   next(state?)  resolves with the next control message (whose .state equals `state` if given)
  *   send(msg)     sends a control message to the child
  *   exited        resolves with { code, signal } when the child ends
  *   kill(signal)  kills the child
  */
-export function startChild(fixture, args = [], { env, execArgv } = {}) {
-  const child = fork(path.join(here, 'fixtures', fixture), args.map(String), {
-    env: { ...process.env, ...env },
-    execArgv: execArgv ?? [],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
+export function startChild(fixture, args = [], { env, execArgv, wrap, cwd } = {}) {
+  const script = path.isAbsolute(fixture) ? fixture : path.join(here, 'fixtures', fixture);
+  const options = { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...(cwd ? { cwd } : {}) };
+  const child =
+    wrap === undefined
+      ? fork(script, args.map(String), { ...options, execArgv: execArgv ?? [] })
+      : spawn(wrap[0], [...wrap.slice(1), process.execPath, ...(execArgv ?? []), script, ...args.map(String)], options);
   const inbox = [];
   const waiting = [];
   child.on('message', (msg) => {

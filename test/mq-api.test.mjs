@@ -72,6 +72,8 @@ test('names and options are checked', () => {
   assert.throws(() => MessageQueue.create(name, { maxMessages: 1, maxMessageSize: 1, size: 3 }), /unknown option 'size'/);
   assert.throws(() => MessageQueue.create(name, { maxMessages: 1, maxMessageSize: 1, mode: 0o1777 }), RangeError);
   assert.throws(() => MessageQueue.create(name, { maxMessages: 1, maxMessageSize: 1, codec: 'xml' }), /unknown codec/);
+  assert.throws(() => MessageQueue.openOrCreate(name, { maxMessages: 1, maxMessageSize: 1, allowOtherOwner: 'yes' }), /allowOtherOwner must be a boolean/);
+  assert.throws(() => MessageQueue.create(name, { maxMessages: 1, maxMessageSize: 1, allowOtherOwner: true }), /unknown option 'allowOtherOwner'/);
   assert.equal(MessageQueue.exists(name), false, 'nothing was created by a refused call');
 });
 

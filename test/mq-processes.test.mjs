@@ -375,11 +375,11 @@ test('out of file descriptors is IPC_ERR_LIMIT saying so (child under prlimit --
   assert.match(failure.message, /no file descriptors left \(ulimit -n = 100\)/);
 });
 
-test('the mode is enforced: another user cannot open a 0o600 queue but can open one created 0o606', (t) => {
+test('the mode is enforced: another user cannot open a 0o600 queue but can open one created 0o606 (opting in to its owner)', (t) => {
   if (process.getuid() !== 0) return t.skip('needs root to run a child as another user');
-  const asNobody = (name) =>
+  const asNobody = (name, allow = '') =>
     JSON.parse(
-      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, tool, 'access', name], {
+      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, tool, 'access', name, allow], {
         timeout: WATCHDOG,
         encoding: 'utf8',
       }),
@@ -389,8 +389,9 @@ test('the mode is enforced: another user cannot open a 0o600 queue but can open 
   const a = MessageQueue.create(closed, { maxMessages: 1, maxMessageSize: 8 });
   const b = MessageQueue.create(shared, { maxMessages: 1, maxMessageSize: 8, mode: 0o606 });
   try {
-    assert.deepEqual(asNobody(closed), { exists: true, code: 'IPC_ERR_PERMISSION', errno: 'EACCES' });
-    assert.deepEqual(asNobody(shared), { exists: true, opened: true, sent: true });
+    assert.deepEqual(asNobody(closed, 'allow'), { exists: true, code: 'IPC_ERR_PERMISSION', errno: 'EACCES' });
+    assert.deepEqual(asNobody(shared), { exists: true, code: 'IPC_ERR_PERMISSION' }); // another user's queue, no opt-in
+    assert.deepEqual(asNobody(shared, 'allow'), { exists: true, opened: true, sent: true });
     assert.deepEqual(b.tryReceive(), new Uint8Array([9]));
   } finally {
     a.close();

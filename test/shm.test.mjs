@@ -135,19 +135,43 @@ test('a full /dev/shm is IPC_ERR_NO_SPACE, not SIGBUS, and leaves nothing behind
   assert.equal(SharedMemory.exists(name), false);
 });
 
-test('a name squatted by a symlink is refused by create', () => {
+test('a name squatted by a symlink is refused by create, open and openOrCreate', () => {
   const name = uniqueName('squat');
-  const target = `/tmp/interprocess-t-target-${process.pid}`;
+  const target = `/tmp/interprocess-${uniqueName('target')}`;
   fs.writeFileSync(target, 'x');
   fs.symlinkSync(target, `/dev/shm/interprocess.${name}`);
   try {
     assert.throws(() => SharedMemory.create(name, { byteLength: 8 }), { code: 'IPC_ERR_EXISTS' });
     assert.equal(fs.readFileSync(target, 'utf8'), 'x');
-    assert.throws(() => SharedMemory.open(name), IpcError);
+    // never followed (shm_open opens with O_NOFOLLOW), even with the opt-in for other owners
+    assert.throws(() => SharedMemory.open(name, { allowOtherOwner: true }), { code: 'IPC_ERR_PERMISSION', errno: 'ELOOP' });
+    assert.throws(() => SharedMemory.openOrCreate(name, { byteLength: 8 }), { code: 'IPC_ERR_PERMISSION', errno: 'ELOOP' });
+    assert.equal(fs.readFileSync(target, 'utf8'), 'x');
   } finally {
     fs.unlinkSync(`/dev/shm/interprocess.${name}`);
     fs.unlinkSync(target);
   }
+});
+
+test('a name that is not a regular file (a FIFO) is refused, and left alone', async () => {
+  const name = uniqueName('fifo');
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('mkfifo', ['-m', '600', `/dev/shm/interprocess.${name}`]);
+  try {
+    assert.throws(() => SharedMemory.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /not a regular file/ });
+    assert.throws(() => SharedMemory.openOrCreate(name, { byteLength: 8 }), { code: 'IPC_ERR_INCOMPATIBLE' });
+    assert.ok(fs.statSync(`/dev/shm/interprocess.${name}`).isFIFO());
+  } finally {
+    fs.unlinkSync(`/dev/shm/interprocess.${name}`);
+  }
+});
+
+test('allowOtherOwner must be a boolean, and only open and openOrCreate take it', () => {
+  const name = uniqueName('opt');
+  assert.throws(() => SharedMemory.open(name, { allowOtherOwner: 'yes' }), { name: 'TypeError', message: /allowOtherOwner must be a boolean/ });
+  assert.throws(() => SharedMemory.openOrCreate(name, { byteLength: 8, allowOtherOwner: 1 }), { name: 'TypeError', message: /allowOtherOwner/ });
+  assert.throws(() => SharedMemory.create(name, { byteLength: 8, allowOtherOwner: true }), { name: 'TypeError', message: /unknown option 'allowOtherOwner'/ });
+  assert.equal(SharedMemory.exists(name), false, 'nothing was created');
 });
 
 test('an object its creator never sized is refused after sizeWait', () => {

@@ -260,24 +260,3 @@ test('a worker thread is an owner of its own: terminated while holding, it is re
   m.markConsistent();
   m.unlock();
 }));
-
-test('a registry replaced under its name never makes a live owner look dead', named(async (name) => {
-  const fs = await import('node:fs');
-  const m = Mutex.create(name);
-  assert.equal(m.tryLock(), true); // this process has its lifeline in the current registry
-  m.unlock();
-  fs.rmSync('/dev/shm/interprocess._lifelines', { force: true });
-  // The child registers in a new file; our descriptor still points at the old one.
-  const child = startChild('sync-child.mjs', ['hold', name, 'sync']);
-  try {
-    await watchdog(child.next('holding'), 10_000, 'holding');
-    assert.equal(m.tryLock(), false); // alive: found in the new registry
-    await expectCode(() => m.lockSync({ timeout: 120 }), 'IPC_ERR_TIMEOUT');
-  } finally {
-    child.kill('SIGKILL');
-    await child.exited;
-  }
-  await expectCode(() => m.lock({ timeout: 5000 }), 'IPC_ERR_OWNER_DEAD');
-  m.markConsistent();
-  m.unlock();
-}));

@@ -15,8 +15,11 @@ function alive(pid) {
   }
 }
 
-// Test names are t-<pid>-...: an object whose creating process still runs belongs to another
-// test run in progress on this machine, not to this run (all of whose processes have exited).
+// Under `npm test` every name of this run starts with t-<run>- (test/helpers.mjs runPrefix).
+// A file run alone names objects t-<pid>-...: then an object whose creating process still runs
+// belongs to another test run in progress on this machine, not to this one.
+const run = process.env.INTERPROCESS_TEST_RUN;
+
 function ours(dir, prefix) {
   let entries;
   try {
@@ -26,7 +29,9 @@ function ours(dir, prefix) {
   }
   return entries.filter((e) => {
     if (!e.startsWith(prefix)) return false;
-    const pid = Number(/^t-(\d+)-/.exec(e.slice(prefix.length - 2))?.[1]);
+    const rest = e.slice(prefix.length - 2);
+    if (run !== undefined) return rest.startsWith(`t-${run}-`);
+    const pid = Number(/^t-(\d+)-/.exec(rest)?.[1]);
     return !(pid > 0 && alive(pid));
   });
 }

@@ -49,12 +49,22 @@ export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
   queueCapacity?: number;
   /** shm://: message bytes one slot carries (default 8192); a larger message spans several slots. */
   queueChunkBytes?: number;
+  /**
+   * shm://: take over a dead server's accept point even if another user owns it (default false:
+   * IPC_ERR_PERMISSION), and accept connections whose objects another user created.
+   */
+  allowOtherOwner?: boolean;
 }
 
 export interface ConnectOptions<T = unknown> extends ChannelOptions<T> {
   /** Give up connecting after this many ms: IPC_ERR_TIMEOUT. */
   timeout?: number;
   signal?: AbortSignal;
+  /**
+   * shm://: connect to an accept point that another user owns (default false:
+   * IPC_ERR_PERMISSION). That user's server then sees everything sent on the connection.
+   */
+  allowOtherOwner?: boolean;
 }
 
 export interface AcceptOptions {
@@ -195,11 +205,14 @@ export async function listen<T = unknown>(address: string, opts?: ListenOptions<
 export async function connect<T = unknown>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
   const url = parseAddress(address, 'connect');
   const transport = transportFor(url, address, 'connect');
-  const o = checkOptions<ConnectOptions<T>>(opts, [...channelOptionKeys, 'timeout', 'signal'], `connect(${address})`);
+  const connectKeys = transport.connectKeys ?? [];
+  const o = checkOptions<ConnectOptions<T>>(opts, [...channelOptionKeys, 'timeout', 'signal', ...connectKeys], `connect(${address})`);
   const options = resolveChannelOptions(o, `connect(${address})`);
   const timeout = checkTimeout(o.timeout, 'connect');
   const signal = checkSignal(o.signal, 'connect');
-  const link = await transport.connect(url, address, { options, timeout, signal });
+  const extra: Record<string, unknown> = {};
+  for (const key of connectKeys) extra[key] = (o as Record<string, unknown>)[key];
+  const link = await transport.connect(url, address, { options, timeout, signal, extra });
   return channelFromLink<T>(link, options, `channel to ${address}`);
 }
 

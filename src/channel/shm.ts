@@ -12,8 +12,8 @@
  *   name.c<id>.up     Queue, client -> server, created by connect
  *   name.c<id>.down   Queue, server -> client, created by connect
  *
- * The server unlinks a connection's three names as soon as it has mapped them: an established
- * connection has no name, and the kernel frees its memory when the last of the two processes
+ * The server unlinks a connection's three names as soon as it has mapped them (and the client
+ * once accepted: a server of another user cannot remove them): an established connection has no name, and the kernel frees its memory when the last of the two processes
  * unmaps it (closes, exits or is killed). Nothing can be left behind by a connection that was
  * accepted; only a client killed during connect() itself can leave its three objects.
  *
@@ -22,12 +22,13 @@
  *   offset  size  field
  *   0       64    common header (src/shm/header.ts), kind Channel (7), version 1
  *   64      4     role            1 = accept point
- *   68      4     serverToken     lifeline token (src/sync/lifeline.ts) of the listening thread;
- *                                 0 once the server has closed
+ *   68      4     serverToken     lifeline token (src/os/lifeline.ts) of the listening thread on
+ *                                 this object; 0 once the server has closed
  *   72      4     nextId          last connection id handed out (clients Atomics.add it)
  *   76      4     capacity        slots per direction a client creates (power of two)
  *   80      4     recordBytes     a queue's maxMessageSize: the largest record (header + chunk)
- *   84      4     mode            permission bits for the connection objects
+ *   84      4     mode            permission bits for the connection objects (a client uses no
+ *                                 more than the accept point's own file mode allows)
  *   128     4     requestEvents   futex word the server sleeps on; clients bump it and wake
  *   256     256   64 request slots (int32): 0 = free, else the id of a connection to accept
  *
@@ -37,8 +38,10 @@
  *   64      4     role            2 = connection
  *   68      4     state           0 requested, 1 accepted, 2 withdrawn, 3 refused; futex word
  *                                 the connecting client sleeps on
- *   72      4     clientToken     lifeline token of the client thread (written before posting)
- *   76      4     serverToken     lifeline token of the server thread (written before accepting)
+ *   72      4     clientToken     lifeline token of the client thread on this object (written
+ *                                 before posting)
+ *   76      4     serverToken     lifeline token of the server thread on this object (written
+ *                                 before accepting)
  *   80      4     clientClosed    1 once the client is done sending (after its last commit)
  *   84      4     serverClosed    1 once the server is done sending
  *
@@ -53,6 +56,10 @@
  *   8   u32  the whole frame's payload length (LE); checked against maxMessageSize before the
  *            receiver allocates anything
  *   12  ...  this record's chunk of the payload
+ *
+ * Owners: an accept point or connection owned by another uid is refused (IPC_ERR_PERMISSION)
+ * unless the caller opts in with allowOtherOwner; a server accepts connection objects of other
+ * users only when its own mode lets other users in.
  *
  * Handshake: connect opens the accept point, checks that serverToken is alive, takes an id,
  * creates `name.c<id>` (writing its own token) and both queues, then posts the id in a free
@@ -83,12 +90,12 @@
  * delivered. A process that exits without closing sets its flags in an 'exit' hook.
  */
 import { abortError, IpcError, isIpcError, timeoutError } from '../errors.js';
-import { checkInteger } from '../options.js';
+import { checkBoolean, checkInteger } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { openObject } from '../shm/segment.js';
-import { SharedMemory } from '../shm/shared-memory.js';
+import { SharedMemory, objectStat } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
-import { isAlive, ownToken } from '../os/lifeline.js';
+import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import { Queue } from '../queue/queue.js';
 import { readGeometry, SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH } from '../queue/layout.js';
 import { Ring } from '../queue/ring.js';
@@ -205,13 +212,41 @@ const pointLayout = (init: (buffer: SharedArrayBuffer) => void = () => {}) => ({
 const connectionLayout = (init: (buffer: SharedArrayBuffer) => void = () => {}) => ({ kind: Kind.Channel, version: VERSION, byteLength: CONNECTION_BYTES, init });
 
 /** Opens an existing channel object and checks its role and size (IPC_ERR_INCOMPATIBLE otherwise). */
-function openRole(name: string, role: number, bytes: number): { shm: SharedMemory; i32: Int32Array } {
-  const shm = openObject(name, 'open', 'shm channel', role === ROLE_POINT ? pointLayout() : connectionLayout(), {});
+function openRole(name: string, role: number, bytes: number, allowOtherOwner: boolean): { shm: SharedMemory; i32: Int32Array } {
+  const shm = openObject(name, 'open', 'shm channel', role === ROLE_POINT ? pointLayout() : connectionLayout(), { allowOtherOwner });
   if (shm.byteLength < bytes || Atomics.load(new Int32Array(shm.buffer, 0, bytes >> 2), P.role) !== role) {
     shm.close();
     throw new IpcError('IPC_ERR_INCOMPATIBLE', `shm channel '${name}' is not ${role === ROLE_POINT ? 'an accept point' : 'a connection'}`);
   }
   return { shm, i32: new Int32Array(shm.buffer, 0, bytes >> 2) };
+}
+
+/** An accept point, opened, with this thread's lifeline on it (serverToken is asked of it). */
+interface Point {
+  shm: SharedMemory;
+  i32: Int32Array;
+  life: Lifeline;
+  close(): void;
+}
+
+function openPoint(name: string, allowOtherOwner: boolean): Point {
+  const { shm, i32 } = openRole(name, ROLE_POINT, POINT_BYTES, allowOtherOwner);
+  let life: Lifeline;
+  try {
+    life = openLifeline(shm.buffer);
+  } catch (err) {
+    shm.close();
+    throw err;
+  }
+  return {
+    shm,
+    i32,
+    life,
+    close() {
+      life.close();
+      shm.close();
+    },
+  };
 }
 
 function removeQuietly(name: string): void {
@@ -243,19 +278,22 @@ interface QueueEnd {
   queue: Queue<Uint8Array>;
   raw: SharedMemory;
   ring: Ring;
+  /** The ring's lifeline on the queue (the same one the Queue handle shares). */
+  life: Lifeline;
 }
 
 /** Stall timeout of the rings (the Queue's default): see src/queue/layout.ts, crash recovery. */
 const STALL_MS = 1000;
 
-function attach(queue: Queue<Uint8Array>, name: string): QueueEnd {
-  const raw = SharedMemory.open(name);
+function attach(queue: Queue<Uint8Array>, name: string, allowOtherOwner: boolean): QueueEnd {
+  const raw = SharedMemory.open(name, { allowOtherOwner });
   try {
     const g = readGeometry(raw.buffer);
     if (typeof g === 'string' || g.capacity !== queue.capacity || g.maxMessageSize !== queue.maxMessageSize) {
       throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}' changed while it was being opened`);
     }
-    return { queue, raw, ring: new Ring(raw.buffer, g, STALL_MS) };
+    const life = openLifeline(raw.buffer);
+    return { queue, raw, ring: new Ring(raw.buffer, g, STALL_MS, life), life };
   } catch (err) {
     raw.close();
     throw err;
@@ -263,10 +301,10 @@ function attach(queue: Queue<Uint8Array>, name: string): QueueEnd {
 }
 
 /** Opens (or creates, with `create`) the queue `name` and attaches the fast path to it. */
-function openEnd(name: string, create?: { capacity: number; maxMessageSize: number; mode: number }): QueueEnd {
-  const queue = create === undefined ? Queue.open(name, { wait: 'block' }) : Queue.create(name, { ...create, wait: 'block' });
+function openEnd(name: string, allowOtherOwner: boolean, create?: { capacity: number; maxMessageSize: number; mode: number }): QueueEnd {
+  const queue = create === undefined ? Queue.open(name, { wait: 'block', allowOtherOwner }) : Queue.create(name, { ...create, wait: 'block' });
   try {
-    return attach(queue, name);
+    return attach(queue, name, allowOtherOwner);
   } catch (err) {
     queue.close();
     throw err;
@@ -275,6 +313,7 @@ function openEnd(name: string, create?: { capacity: number; maxMessageSize: numb
 
 function closeEnd(end: QueueEnd | undefined): void {
   end?.queue.close();
+  end?.life.close();
   end?.raw.close();
 }
 
@@ -282,6 +321,8 @@ interface LinkParts {
   tx: QueueEnd;
   rx: QueueEnd;
   conn: SharedMemory;
+  /** This thread's lifeline on `conn` (its token is in the conn state); the link closes it. */
+  life: Lifeline;
   client: boolean;
   peerToken: number;
   options: ResolvedChannelOptions;
@@ -314,6 +355,7 @@ class ShmLink implements Link {
   readonly #txRing: Ring;
   readonly #rxRing: Ring;
   readonly #conn: SharedMemory;
+  readonly #life: Lifeline;
   readonly #state: Int32Array;
   readonly #myClosed: number;
   readonly #peerClosed: number;
@@ -380,6 +422,7 @@ class ShmLink implements Link {
     this.#txRing = parts.tx.ring;
     this.#rxRing = parts.rx.ring;
     this.#conn = parts.conn;
+    this.#life = parts.life;
     this.#state = new Int32Array(parts.conn.buffer, 0, CONNECTION_BYTES >> 2);
     this.#myClosed = parts.client ? C.clientClosed : C.serverClosed;
     this.#peerClosed = parts.client ? C.serverClosed : C.clientClosed;
@@ -831,9 +874,9 @@ class ShmLink implements Link {
     }
     let alive = true;
     try {
-      alive = isAlive(this.#peerToken);
+      alive = this.#life.isAlive(this.#peerToken);
     } catch {
-      // the registry could not be asked this time: ask again at the next check
+      // the kernel could not be asked this time: ask again at the next check
     }
     if (Atomics.load(this.#state, this.#peerClosed) !== 0) {
       this.#peerGone = { reason: undefined };
@@ -878,6 +921,8 @@ class ShmLink implements Link {
     // Closing the queue handles rejects a pump's pending wait with IPC_ERR_CLOSED.
     closeEnd(this.#txEnd);
     closeEnd(this.#rxEnd);
+    // After the closed flag: a peer that finds our token dead has already seen the flag.
+    this.#life.close();
     this.#conn.close();
   }
 
@@ -937,18 +982,22 @@ class ShmListener implements Listener {
   readonly #shm: SharedMemory;
   readonly #i32: Int32Array;
   readonly #options: ResolvedChannelOptions;
-  readonly #token: number;
+  /** This thread's lifeline on the accept point: serverToken is its token. */
+  readonly #life: Lifeline;
+  /** Whether connection objects of other users are accepted (our mode lets them in). */
+  readonly #othersAllowed: boolean;
   readonly #stop = new AbortController();
   #onLink: ((link: Link) => void) | undefined;
   #closed = false;
 
-  constructor(name: string, address: string, shm: SharedMemory, options: ResolvedChannelOptions, token: number) {
+  constructor(name: string, address: string, shm: SharedMemory, options: ResolvedChannelOptions, life: Lifeline, mode: number) {
     this.address = address;
     this.#name = name;
     this.#shm = shm;
     this.#i32 = new Int32Array(shm.buffer, 0, POINT_BYTES >> 2);
     this.#options = options;
-    this.#token = token;
+    this.#life = life;
+    this.#othersAllowed = (mode & 0o077) !== 0;
   }
 
   start(onLink: (link: Link) => void): void {
@@ -981,16 +1030,19 @@ class ShmListener implements Listener {
     let conn: { shm: SharedMemory; i32: Int32Array } | undefined;
     let up: QueueEnd | undefined;
     let down: QueueEnd | undefined;
+    let life: Lifeline | undefined;
     try {
-      conn = openRole(base, ROLE_CONNECTION, CONNECTION_BYTES);
-      up = openEnd(`${base}.up`);
-      down = openEnd(`${base}.down`);
+      conn = openRole(base, ROLE_CONNECTION, CONNECTION_BYTES, this.#othersAllowed);
+      up = openEnd(`${base}.up`, this.#othersAllowed);
+      down = openEnd(`${base}.down`, this.#othersAllowed);
+      life = openLifeline(conn.shm.buffer);
       if (up.queue.maxMessageSize <= HDR || down.queue.maxMessageSize <= HDR) throw new IpcError('IPC_ERR_INCOMPATIBLE', `${base}: records too small`);
     } catch {
       // The client withdrew (names gone) or left something unusable: refuse, so it does not wait.
       if (conn !== undefined && Atomics.compareExchange(conn.i32, C.state, REQUESTED, REFUSED) === REQUESTED) futex.notify(conn.i32, C.state);
       closeEnd(up);
       closeEnd(down);
+      life?.close();
       conn?.shm.close();
       return;
     }
@@ -999,17 +1051,18 @@ class ShmListener implements Listener {
     removeQuietly(`${base}.up`);
     removeQuietly(`${base}.down`);
     const clientToken = Atomics.load(conn.i32, C.clientToken);
-    Atomics.store(conn.i32, C.serverToken, this.#token);
+    Atomics.store(conn.i32, C.serverToken, life.token);
     // The CAS publishes serverToken to the client (its load of state pairs with it); losing it
     // means the client withdrew first and will not use the connection.
     if (Atomics.compareExchange(conn.i32, C.state, REQUESTED, ACCEPTED) !== REQUESTED) {
       closeEnd(up);
       closeEnd(down);
+      life.close();
       conn.shm.close();
       return;
     }
     futex.notify(conn.i32, C.state);
-    const link = new ShmLink({ tx: down, rx: up, conn: conn.shm, client: false, peerToken: clientToken, options: this.#options, what: `shm channel ${base} (server)` });
+    const link = new ShmLink({ tx: down, rx: up, conn: conn.shm, life, client: false, peerToken: clientToken, options: this.#options, what: `shm channel ${base} (server)` });
     this.#onLink!(link);
   }
 
@@ -1022,13 +1075,14 @@ class ShmListener implements Listener {
       removeQuietly(this.#name);
       Atomics.store(this.#i32, P.serverToken, 0);
       futex.notify(this.#i32, P.requestEvents);
+      this.#life.close();
       this.#shm.close();
     }
     return Promise.resolve();
   }
 }
 
-function listenOptions(extra: Record<string, unknown>): { mode: number; capacity: number; recordBytes: number } {
+function listenOptions(extra: Record<string, unknown>): { mode: number; capacity: number; recordBytes: number; allowOtherOwner: boolean } {
   const mode = extra['mode'] === undefined ? 0o600 : checkInteger(extra['mode'], 'listen: mode', 0, 0o777);
   const capacity = extra['queueCapacity'] === undefined ? DEFAULT_CAPACITY : checkInteger(extra['queueCapacity'], 'listen: queueCapacity', 2, MAX_CAPACITY);
   if ((capacity & (capacity - 1)) !== 0) throw new RangeError(`listen: queueCapacity must be a power of two, got ${capacity}`);
@@ -1036,13 +1090,13 @@ function listenOptions(extra: Record<string, unknown>): { mode: number; capacity
   // Slots a whole number of cache lines long (the slots start 64-byte aligned), so that no two
   // slots share a line: a record may then carry a few more bytes than asked.
   const slotBytes = Math.ceil((SLOT_HEADER_BYTES + HDR + chunkBytes) / 64) * 64;
-  return { mode, capacity, recordBytes: slotBytes - SLOT_HEADER_BYTES };
+  const allowOtherOwner = checkBoolean(extra['allowOtherOwner'], 'listen: allowOtherOwner') ?? false;
+  return { mode, capacity, recordBytes: slotBytes - SLOT_HEADER_BYTES, allowOtherOwner };
 }
 
 async function listenShm(url: URL, address: string, options: ResolvedChannelOptions, extra: Record<string, unknown>): Promise<Listener> {
   const name = shmName(url, address);
-  const { mode, capacity, recordBytes } = listenOptions(extra);
-  const token = ownToken();
+  const { mode, capacity, recordBytes, allowOtherOwner } = listenOptions(extra);
   const what = `listen on ${address}`;
   const writeFields = (i32: Int32Array): void => {
     i32[P.capacity] = capacity;
@@ -1050,63 +1104,75 @@ async function listenShm(url: URL, address: string, options: ResolvedChannelOpti
     i32[P.mode] = mode;
   };
   for (let attempt = 0; ; attempt++) {
+    let created: Lifeline | undefined;
     try {
       const shm = openObject(
         name,
         'create',
         'shm channel',
         pointLayout((buffer) => {
+          created = openLifeline(buffer);
           const i32 = new Int32Array(buffer, 0, POINT_BYTES >> 2);
           i32[P.role] = ROLE_POINT;
-          i32[P.serverToken] = token;
+          i32[P.serverToken] = created.token;
           writeFields(i32);
           // published by publishHeader's release store of the header's state word
         }),
         { mode },
       );
-      return new ShmListener(name, address, shm, options, token);
+      return new ShmListener(name, address, shm, options, created!, mode);
     } catch (err) {
+      created?.close();
       if (!isIpcError(err, 'IPC_ERR_EXISTS') || attempt >= 20) throw err;
     }
     // The name exists: a live server's (never taken), or a dead server's (taken over).
-    let point: { shm: SharedMemory; i32: Int32Array };
+    let point: Point;
     try {
-      point = openRole(name, ROLE_POINT, POINT_BYTES);
+      point = openPoint(name, allowOtherOwner);
     } catch (err) {
       if (isIpcError(err, 'IPC_ERR_NOT_FOUND')) continue; // removed meanwhile: create again
+      if (isIpcError(err, 'IPC_ERR_PERMISSION')) throw err; // another user's: never taken over silently
       throw new IpcError('IPC_ERR_EXISTS', `${what}: '${name}' exists and is not a usable shm channel accept point; it was left alone`, { cause: err });
     }
     const current = Atomics.load(point.i32, P.serverToken);
-    if (current !== 0 && isAlive(current)) {
-      point.shm.close();
+    if (current !== 0 && point.life.isAlive(current)) {
+      point.close();
       throw new IpcError('IPC_ERR_EXISTS', `${what}: a live server is listening on '${name}'`);
     }
     if (current === 0) {
       // A closing server's point, being removed: create a new one.
-      point.shm.close();
+      point.close();
       continue;
     }
     // A dead server's point. One CAS takes it over, so two new servers cannot both win; the
     // requests its clients already posted are served by us.
-    if (Atomics.compareExchange(point.i32, P.serverToken, current, token) !== current) {
-      point.shm.close();
+    if (Atomics.compareExchange(point.i32, P.serverToken, current, point.life.token) !== current) {
+      point.close();
       continue;
     }
     writeFields(point.i32);
-    return new ShmListener(name, address, point.shm, options, token);
+    return new ShmListener(name, address, point.shm, options, point.life, mode);
   }
 }
 
 // ---- the client ----------------------------------------------------------------------------
 
-async function connectShm(url: URL, address: string, options: ResolvedChannelOptions, timeout: number, signal: AbortSignal | undefined): Promise<Link> {
+async function connectShm(
+  url: URL,
+  address: string,
+  options: ResolvedChannelOptions,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  extra: Record<string, unknown>,
+): Promise<Link> {
   const name = shmName(url, address);
   const what = `connect to ${address}`;
+  const allowOtherOwner = checkBoolean(extra['allowOtherOwner'], 'connect: allowOtherOwner') ?? false;
   if (signal?.aborted) throw abortError(what, signal.reason);
   const deadline = now() + timeout;
-  let point: { shm: SharedMemory; i32: Int32Array };
+  let point: Point;
   try {
-    point = openRole(name, ROLE_POINT, POINT_BYTES);
+    point = openPoint(name, allowOtherOwner);
   } catch (err) {
     if (isIpcError(err, 'IPC_ERR_NOT_FOUND')) throw new IpcError('IPC_ERR_NOT_FOUND', `${what}: no server is listening`, { cause: err });
     throw err;
@@ -1115,15 +1181,18 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
   const noServer = (): IpcError => new IpcError('IPC_ERR_NOT_FOUND', `${what}: no server is listening (the server closed or died)`);
   const serverAlive = (): boolean => {
     const token = Atomics.load(pi32, P.serverToken);
-    return token !== 0 && isAlive(token);
+    return token !== 0 && point.life.isAlive(token);
   };
   let conn: { shm: SharedMemory; i32: Int32Array } | undefined;
+  /** Our lifeline on the connection state, until a link takes it over. */
+  let life: Lifeline | undefined;
   let up: QueueEnd | undefined;
   let down: QueueEnd | undefined;
   let base = '';
   const discard = (): void => {
     closeEnd(up);
     closeEnd(down);
+    life?.close();
     conn?.shm.close();
     removeQuietly(`${base}.up`);
     removeQuietly(`${base}.down`);
@@ -1133,7 +1202,9 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
     if (!serverAlive()) throw noServer();
     const capacity = Atomics.load(pi32, P.capacity);
     const recordBytes = Atomics.load(pi32, P.recordBytes);
-    const mode = Atomics.load(pi32, P.mode) & 0o777;
+    // The mode field is only what whoever can write the point says: never wider than the point's
+    // own file mode, so the connection is no more open than the accept point itself.
+    const mode = Atomics.load(pi32, P.mode) & objectStat(point.shm).mode & 0o777;
     if (capacity < 2 || capacity > MAX_CAPACITY || (capacity & (capacity - 1)) !== 0 || recordBytes <= HDR || recordBytes > HDR + MAX_CHUNK_BYTES) {
       throw new IpcError('IPC_ERR_INCOMPATIBLE', `${what}: the accept point asks for queues of ${capacity} x ${recordBytes} bytes`);
     }
@@ -1142,31 +1213,33 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
       let id = (Atomics.add(pi32, P.nextId, 1) + 1) & 0x7fffffff;
       if (id === 0) id = (Atomics.add(pi32, P.nextId, 1) + 1) & 0x7fffffff;
       base = `${name}.c${id}`;
-      const myToken = ownToken();
       try {
         const shm = openObject(
           base,
           'create',
           'shm channel',
           connectionLayout((buffer) => {
+            life = openLifeline(buffer);
             const i32 = new Int32Array(buffer, 0, CONNECTION_BYTES >> 2);
             i32[C.role] = ROLE_CONNECTION;
             i32[C.state] = REQUESTED;
-            i32[C.clientToken] = myToken;
+            i32[C.clientToken] = life.token;
           }),
           { mode },
         );
         conn = { shm, i32: new Int32Array(shm.buffer, 0, CONNECTION_BYTES >> 2) };
       } catch (err) {
+        life?.close();
+        life = undefined;
         if (!isIpcError(err, 'IPC_ERR_EXISTS') || attempt >= 100) throw err;
       }
     }
     const geometry = { capacity, maxMessageSize: recordBytes, mode };
-    up = openEnd(`${base}.up`, geometry);
-    down = openEnd(`${base}.down`, geometry);
+    up = openEnd(`${base}.up`, false, geometry);
+    down = openEnd(`${base}.down`, false, geometry);
   } catch (err) {
     discard();
-    point.shm.close();
+    point.close();
     throw err;
   }
   const ci32 = conn.i32;
@@ -1188,10 +1261,11 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
       if (slot >= 0) Atomics.compareExchange(pi32, P.requests + slot, id, 0);
       discard();
     } else {
-      new ShmLink({ tx: up!, rx: down!, conn: conn!.shm, client: true, peerToken: Atomics.load(ci32, C.serverToken), options, what }).destroy();
+      new ShmLink({ tx: up!, rx: down!, conn: conn!.shm, life: life!, client: true, peerToken: Atomics.load(ci32, C.serverToken), options, what }).destroy();
+      life = undefined; // the link closed it
       discard();
     }
-    point.shm.close();
+    point.close();
     throw error;
   };
   post();
@@ -1211,11 +1285,17 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
       throw err;
     }
   }
-  point.shm.close();
+  point.close();
+  // The server unlinked the names once it had mapped them (it did, before accepting); a server
+  // of another user cannot remove names we own (/dev/shm is sticky), so we make sure.
+  removeQuietly(base);
+  removeQuietly(`${base}.up`);
+  removeQuietly(`${base}.down`);
   return new ShmLink({
     tx: up,
     rx: down,
     conn: conn.shm,
+    life: life!,
     client: true,
     peerToken: Atomics.load(ci32, C.serverToken),
     options,
@@ -1225,12 +1305,13 @@ async function connectShm(url: URL, address: string, options: ResolvedChannelOpt
 
 export const shmTransport: Transport = {
   scheme: 'shm',
-  listenKeys: ['mode', 'queueCapacity', 'queueChunkBytes'],
+  listenKeys: ['mode', 'queueCapacity', 'queueChunkBytes', 'allowOtherOwner'],
+  connectKeys: ['allowOtherOwner'],
   listen(url, address, { options, extra }) {
     return listenShm(url, address, options, extra);
   },
-  connect(url, address, { options, timeout, signal }) {
-    return connectShm(url, address, options, timeout, signal);
+  connect(url, address, { options, timeout, signal, extra }) {
+    return connectShm(url, address, options, timeout, signal, extra);
   },
 };
 

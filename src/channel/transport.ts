@@ -29,6 +29,8 @@ export interface ConnectContext {
   /** Remaining time for the connection attempt (Infinity = none). */
   timeout: number;
   signal: AbortSignal | undefined;
+  /** Transport-specific connect options (only the keys in `connectKeys`). */
+  extra: Record<string, unknown>;
 }
 
 /** A transport-level server: hands each accepted connection over as a Link. */
@@ -44,6 +46,8 @@ export interface Transport {
   readonly scheme: string;
   /** Option keys `listen` accepts for this transport beyond the channel options. */
   readonly listenKeys: readonly string[];
+  /** Option keys `connect` accepts for this transport beyond the channel options (none if absent). */
+  readonly connectKeys?: readonly string[];
   listen?(url: URL, address: string, context: ListenContext): Promise<Listener>;
   connect(url: URL, address: string, context: ConnectContext): Promise<Link>;
 }

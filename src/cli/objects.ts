@@ -97,7 +97,8 @@ export function describe(entry: ShmEntry, attached: Attachment[]): ObjectInfo {
   if (entry.byteLength < HEADER_BYTES) return info;
   let shm: SharedMemory;
   try {
-    shm = SharedMemory.open(entry.name, { sizeWait: 0 });
+    // Reading only: objects of other users are shown too (the CLI never writes through this).
+    shm = SharedMemory.open(entry.name, { sizeWait: 0, allowOtherOwner: true });
   } catch {
     return info; // not readable by us: show what stat says
   }
@@ -118,7 +119,7 @@ export function describe(entry: ShmEntry, attached: Attachment[]): ObjectInfo {
 function describeQueue(name: string, attached: Attachment[], mount: string | undefined): ObjectInfo | undefined {
   let q: MessageQueue;
   try {
-    q = MessageQueue.open(name);
+    q = MessageQueue.open(name, { allowOtherOwner: true }); // reading only, as for shared memory
   } catch {
     return undefined; // gone meanwhile, or not ours to open
   }

@@ -20,10 +20,10 @@
  * A message is taken from the kernel only at the moment a waiter is served, so an aborted or
  * timed-out receive has taken nothing, and an aborted send has sent nothing.
  */
-import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
+import { IpcError, abortError, closedError, otherOwnerError, timeoutError } from '../errors.js';
 import { native, type MqApi } from '../os/native.js';
 import { osName, validateName } from '../naming.js';
-import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { checkBoolean, checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
 import { decodeOrThrow, resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
 import { listQueues, mqError } from '../os/mqueue.js';
 
@@ -40,6 +40,11 @@ export interface MessageQueueCreateOptions<T = Uint8Array> {
 
 export interface MessageQueueOpenOptions<T = Uint8Array> {
   codec?: CodecOption<T>;
+  /**
+   * Accept an existing queue owned by another user (default false: IPC_ERR_PERMISSION): its
+   * owner can read, inject and drain messages, and change its mode.
+   */
+  allowOtherOwner?: boolean;
 }
 
 export interface MessageQueueSendOptions {
@@ -147,21 +152,22 @@ export class MessageQueue<T = Uint8Array> {
 
   /** Opens an existing `name`; IPC_ERR_NOT_FOUND if it is missing. Sizes come from the kernel. */
   static open<T = Uint8Array>(name: string, options?: MessageQueueOpenOptions<T>): MessageQueue<T> {
-    const opts = checkOptions<MessageQueueOpenOptions<T>>(options, ['codec'], 'MessageQueue.open');
-    return openQueue<T>(name, OPEN, undefined, opts.codec);
+    const opts = checkOptions<MessageQueueOpenOptions<T>>(options, ['codec', 'allowOtherOwner'], 'MessageQueue.open');
+    return openQueue<T>(name, OPEN, undefined, opts.codec, checkBoolean(opts.allowOtherOwner, 'MessageQueue.open: allowOtherOwner'));
   }
 
   /**
    * Opens `name`, creating it if it is missing. An existing queue must have the same
    * maxMessages and maxMessageSize, or IPC_ERR_INCOMPATIBLE.
    */
-  static openOrCreate<T = Uint8Array>(name: string, options: MessageQueueCreateOptions<T>): MessageQueue<T> {
-    const opts = checkOptions<MessageQueueCreateOptions<T>>(
+  static openOrCreate<T = Uint8Array>(name: string, options: MessageQueueCreateOptions<T> & Pick<MessageQueueOpenOptions<T>, 'allowOtherOwner'>): MessageQueue<T> {
+    const opts = checkOptions<MessageQueueCreateOptions<T> & Pick<MessageQueueOpenOptions<T>, 'allowOtherOwner'>>(
       options,
-      ['maxMessages', 'maxMessageSize', 'mode', 'codec'],
+      ['maxMessages', 'maxMessageSize', 'mode', 'codec', 'allowOtherOwner'],
       'MessageQueue.openOrCreate',
     );
-    return openQueue<T>(name, OPEN_OR_CREATE, createArgs(opts, 'MessageQueue.openOrCreate'), opts.codec);
+    const allowOtherOwner = checkBoolean(opts.allowOtherOwner, 'MessageQueue.openOrCreate: allowOtherOwner');
+    return openQueue<T>(name, OPEN_OR_CREATE, createArgs(opts, 'MessageQueue.openOrCreate'), opts.codec, allowOtherOwner);
   }
 
   /** Removes the name (mq_unlink). Open descriptors keep working until closed. True if it existed. */
@@ -555,6 +561,7 @@ function openQueue<T>(
   how: How,
   create: { maxMessages: number; maxMessageSize: number; mode: number } | undefined,
   codecOption: unknown,
+  allowOtherOwner = false,
 ): MessageQueue<T> {
   validateName(name);
   const codec = resolveCodec<T>(codecOption);
@@ -565,6 +572,20 @@ function openQueue<T>(
     opened = mq().open(os, how, create?.mode ?? 0, create?.maxMessages ?? 0, create?.maxMessageSize ?? 0);
   } catch (err) {
     throw mqError(err, what, how === OPEN ? undefined : create);
+  }
+  if (!opened.created && !allowOtherOwner) {
+    // fstat of the descriptor we hold: exactly the queue we would use, whatever the name is now.
+    let uid: number;
+    try {
+      uid = mq().attributes(opened.id).uid;
+    } catch (err) {
+      mq().close(opened.id);
+      throw mqError(err, what);
+    }
+    if (uid !== process.geteuid!()) {
+      mq().close(opened.id);
+      throw otherOwnerError(what, uid);
+    }
   }
   if (how === OPEN_OR_CREATE && !opened.created && create !== undefined) {
     if (opened.maxMessages !== create.maxMessages || opened.maxMessageSize !== create.maxMessageSize) {

@@ -1,48 +1,28 @@
 /**
- * Owner identity and liveness for robust locks (Mutex, the write side of RWLock, RWLock reader
- * slots).
+ * Lifelines: owner identity and liveness for everything that records owners in shared memory
+ * (robust lock words, queue slot owners, shm:// channel peers).
  *
- * Each thread that takes such a lock gets a token (1 .. 2^28-2) held by a kernel byte-range lock
- * on the machine-wide lifeline registry (native/lifeline.cc). The lock word stores the token;
- * `isAlive(token)` asks the kernel whether anyone still holds that byte, which is false only
- * once the owning process (or worker thread) is gone. A PID is never used and a timeout never
- * decides anything: a waiter's periodic wake-up only triggers this check.
+ * Scoped to the object: a thread's lifeline for an object is its own open description of that
+ * object's file holding a kernel byte lock (native/lifeline.cc). The token (1 .. 2^28-2) is what
+ * the object's owner words record; `isAlive(token)` asks the kernel whether some thread still
+ * holds that token's byte, which is false only once that thread (worker or process) is gone or
+ * has closed every handle on the object. A PID is never used and a timeout never decides
+ * anything. Only those who can open the object can touch its lifelines: no machine-wide file.
+ *
+ * One lifeline per thread per object, shared by all its handles there (reference-counted): two
+ * handles of one thread on one object own as one thread, as they would with a PID-based lock.
+ * The last close() lets it go, and what the thread still held through it is then abandoned:
+ * others recover it as from a dead owner (IPC_ERR_OWNER_DEAD for a lock). A worker's lifelines
+ * go when the worker ends.
  *
  * DEAD_TOKEN is never handed out and is always dead: a lock left in a recovered-but-unaccepted
  * state records it so that the next acquirer is told IPC_ERR_OWNER_DEAD.
  */
-import { errnoError } from '../errors.js';
-import { native, type LifelineApi } from './native.js';
-import { LIFELINE_REGISTRY } from '../naming.js';
+import { IpcError, closedError, errnoError, errnoOf } from '../errors.js';
+import { native } from './native.js';
 
 export const OWNER_MASK = 0x0fffffff;
 export const DEAD_TOKEN = OWNER_MASK;
-
-let lifeline: LifelineApi | undefined;
-
-/** This thread's token (allocated on first use; the kernel releases it when the thread dies). */
-export function ownToken(): number {
-  if (lifeline === undefined) {
-    try {
-      lifeline = native().lifelineInit(LIFELINE_REGISTRY);
-    } catch (err) {
-      throw errnoError(err, 'lock owner lifeline');
-    }
-  }
-  return lifeline.token;
-}
-
-/** True while the thread that holds `token` is alive. One fcntl(F_OFD_GETLK) system call. */
-export function isAlive(token: number): boolean {
-  if (token === DEAD_TOKEN || token === 0) return false;
-  const self = ownToken();
-  if (token === self) return true;
-  try {
-    return lifeline!.alive(token);
-  } catch (err) {
-    throw errnoError(err, 'lock owner lifeline');
-  }
-}
 
 /** The owners of one shared object: this thread's token for it, and who else is alive. */
 export interface Lifeline {
@@ -50,18 +30,104 @@ export interface Lifeline {
   readonly token: number;
   /** True while the thread holding `token` lives (the kernel's answer; one system call). */
   isAlive(token: number): boolean;
-  /** Gives up this handle's lifeline (idempotent). */
+  /** Gives up this handle's share of the lifeline (idempotent). */
   close(): void;
 }
 
+/** One native lifeline of this thread, with the handles that share it. */
+interface Shared {
+  readonly key: string;
+  readonly id: number;
+  readonly token: number;
+  handles: number;
+}
+
+// Module state is per thread (every worker loads its own copy of this module).
+const byObject = new Map<string, Shared>();
+const objectOf = new WeakMap<SharedArrayBuffer, string>();
+
+const WHAT = 'owner lifeline';
+
+class Handle implements Lifeline {
+  readonly token: number;
+  #shared: Shared | undefined;
+
+  constructor(shared: Shared) {
+    this.#shared = shared;
+    this.token = shared.token;
+  }
+
+  isAlive(token: number): boolean {
+    if (token === 0 || token === DEAD_TOKEN) return false;
+    const shared = this.#shared;
+    if (shared === undefined) throw closedError(WHAT);
+    if (token === shared.token) return true;
+    try {
+      return native().lifelineAlive(shared.id, token);
+    } catch (err) {
+      throw errnoError(err, WHAT);
+    }
+  }
+
+  close(): void {
+    const shared = this.#shared;
+    if (shared === undefined) return;
+    this.#shared = undefined;
+    if (--shared.handles > 0) return;
+    byObject.delete(shared.key);
+    native().lifelineClose(shared.id);
+  }
+}
+
 /**
- * The lifeline a handle uses for the shared object whose memory is `buffer`. Every structure
- * that records owners in shared memory takes its tokens from here and asks here whether an
- * owner lives. (Today one machine-wide registry backs every object; the buffer names the
- * object so that liveness can be scoped to whoever can open it.)
+ * This thread's lifeline on the shared object whose memory is `buffer`: a SharedMemory's buffer
+ * (or a named object's), also one posted to a worker; or a plain `new SharedArrayBuffer`, whose
+ * owners can only be threads of this process. Every structure that records owners in shared
+ * memory takes its tokens from here and asks here whether an owner lives. Close it with the
+ * handle that opened it.
  */
 export function openLifeline(buffer: SharedArrayBuffer): Lifeline {
-  void buffer;
-  const token = ownToken();
-  return { token, isAlive, close() {} };
+  if (!(buffer instanceof SharedArrayBuffer)) throw new TypeError('openLifeline: expected a SharedArrayBuffer');
+  const api = native();
+  let key = objectOf.get(buffer);
+  if (key === undefined) {
+    try {
+      key = api.lifelineKey(buffer);
+    } catch (err) {
+      throw errnoError(err, WHAT);
+    }
+    if (key === undefined) {
+      throw new IpcError(
+        'IPC_ERR_INCOMPATIBLE',
+        `${WHAT}: this SharedArrayBuffer is shared memory that this copy of interprocess did not map, so the owners ` +
+          'that other processes record in it cannot be checked; use the buffer of a SharedMemory (or a plain SharedArrayBuffer between threads)',
+      );
+    }
+    objectOf.set(buffer, key);
+  }
+  let shared = byObject.get(key);
+  if (shared === undefined) {
+    let opened;
+    try {
+      opened = api.lifelineOpen(buffer);
+    } catch (err) {
+      throw openError(err);
+    }
+    shared = { key, id: opened.id, token: opened.token, handles: 0 };
+    byObject.set(key, shared);
+  }
+  shared.handles++;
+  return new Handle(shared);
+}
+
+function openError(err: unknown): unknown {
+  if (errnoOf(err) === 'EAGAIN') {
+    // Every token tried is locked: only someone who can open the object can do that.
+    return new IpcError(
+      'IPC_ERR_SYSTEM',
+      `${WHAT}: no free owner token on this object (another process that can open it holds locks on its lifeline bytes)`,
+      { cause: err, errno: 'EAGAIN' },
+    );
+  }
+  return errnoError(err, WHAT);
 }

@@ -14,13 +14,6 @@ export interface AsyncWaitApi {
   watcherCount(): number;
 }
 
-/** This thread's lifeline (native/lifeline.cc): a token held by a kernel byte-range lock. */
-export interface LifelineApi {
-  token: number;
-  /** True while some live thread holds `token`'s lifeline. */
-  alive(token: number): boolean;
-}
-
 /** One environment's POSIX message-queue handles (see native/mq.cc); ids name open descriptors. */
 export interface MqApi {
   open(
@@ -51,13 +44,32 @@ export interface NativeBinding {
     mode: number,
     byteLength: number,
     sizeWaitMs: number,
-  ): { created: boolean; byteLength: number; buffer?: SharedArrayBuffer };
+    allowOtherOwner: boolean,
+  ): {
+    created: boolean;
+    byteLength: number;
+    /** The object's owner uid and permission bits (fstat of the mapped descriptor). */
+    uid: number;
+    mode: number;
+    buffer?: SharedArrayBuffer;
+    /** Not mapped: not a regular file, or owned by another uid without allowOtherOwner. */
+    refused?: 'type' | 'owner';
+  };
   shmUnlink(osName: string): boolean;
   futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): 0 | 1 | 2;
   futexWake(sab: SharedArrayBuffer, byteOffset: number, count: number): number;
   asyncInit(onFired: (ids: number[]) => void): AsyncWaitApi;
   pinToCpu(cpu: number): void;
-  lifelineInit(registryName: string): LifelineApi;
+  /**
+   * Lifelines (native/lifeline.cc). lifelineKey names the object behind a buffer (undefined for
+   * shared memory this addon did not map); lifelineOpen gives this thread a new lifeline on it
+   * (`id` for the calls below, `token` held by a kernel byte lock); lifelineAlive asks whether
+   * the thread holding another token on the same object lives; lifelineClose lets go.
+   */
+  lifelineKey(sab: SharedArrayBuffer): string | undefined;
+  lifelineOpen(sab: SharedArrayBuffer): { id: number; token: number };
+  lifelineAlive(id: number, token: number): boolean;
+  lifelineClose(id: number): boolean;
   /** Creates a FIFO with exactly `mode` (fifo:// channels). */
   mkfifo(path: string, mode: number): void;
   /** onReady(id, events, status) runs on this thread when a watched queue is ready. */

@@ -12,6 +12,7 @@ import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type How, type NamedObjectOptions } from '../shm/segment.js';
 import { futex } from '../os/futex.js';
+import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
   geometry,
   handlesInUse,
@@ -141,6 +142,8 @@ export class Queue<T = Uint8Array> {
   readonly #name: string;
   #shm: SharedMemory | undefined;
   readonly #ring: Ring;
+  /** This thread's lifeline on the queue: its row and its leases record the token. */
+  readonly #lifeline: Lifeline;
   readonly #i32: Int32Array;
   readonly #codec: Codec<T>;
   readonly #isBytes: boolean;
@@ -178,7 +181,13 @@ export class Queue<T = Uint8Array> {
     this.#geometry = g;
     this.#max = g.maxMessageSize;
     this.#views = g.capacity <= VIEW_CACHE_SLOTS ? new Array<Uint8Array | undefined>(g.capacity).fill(undefined) : [];
-    this.#ring = new QueueRing(shm.buffer, g, handle.stallTimeout, `queue '${name}'`);
+    this.#lifeline = openLifeline(shm.buffer);
+    try {
+      this.#ring = new QueueRing(shm.buffer, g, handle.stallTimeout, this.#lifeline, `queue '${name}'`);
+    } catch (err) {
+      this.#lifeline.close();
+      throw err;
+    }
     this.#i32 = this.#ring.i32;
     this.#codec = handle.codec;
     this.#isBytes = handle.codec === (bytesCodec as Codec<unknown>);
@@ -548,8 +557,9 @@ export class Queue<T = Uint8Array> {
       this.#ring.giveBack(record.pos, record.base);
     }
     this.#leases.clear();
-    // Inside a sendWith / receiveWith callback the claim is still ours: the row goes after it.
-    if (this.#busy === 0) this.#ring.close();
+    // Inside a sendWith / receiveWith callback the claim is still ours: the row (and the
+    // lifeline that keeps it alive) go after it.
+    if (this.#busy === 0) this.#letGo();
     this.#shm?.close();
     this.#shm = undefined;
   }
@@ -781,7 +791,12 @@ export class Queue<T = Uint8Array> {
 
   /** A user callback that held a claim returned: if it closed this handle, free the row now. */
   #calledBack(): void {
-    if (--this.#busy === 0 && this.#closed) this.#ring.close();
+    if (--this.#busy === 0 && this.#closed) this.#letGo();
+  }
+
+  #letGo(): void {
+    this.#ring.close();
+    this.#lifeline.close();
   }
 
   #leaseTime(leaseTime: unknown, what: string): number {

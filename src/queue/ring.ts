@@ -19,7 +19,7 @@
  */
 import { IpcError } from '../errors.js';
 import { futex } from '../os/futex.js';
-import { DEAD_TOKEN, openLifeline, type Lifeline } from '../os/lifeline.js';
+import { DEAD_TOKEN, type Lifeline } from '../os/lifeline.js';
 import {
   ROW_BYTES,
   ROW_RECV_COUNT,
@@ -92,7 +92,11 @@ export class Ring {
   #leaseEventsSeen = 0;
   readonly #watched = new Map<number, [seq: number, holder: number, since: number]>();
 
-  constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number, what = 'queue') {
+  /**
+   * `lifeline` is this thread's on the queue's memory (the caller opens it, and closes it after
+   * close()). Takes a row of the claims table: IPC_ERR_LIMIT when every row has a live owner.
+   */
+  constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number, lifeline: Lifeline, what = 'queue') {
     this.i32 = new Int32Array(buffer);
     this.i64 = new BigInt64Array(buffer, 0, Math.floor(buffer.byteLength / 8));
     this.u8 = new Uint8Array(buffer);
@@ -104,14 +108,9 @@ export class Ring {
     this.#slotInts = g.slotBytes >> 2;
     this.#slotsInt = g.slotsOffset >> 2;
     this.#handles = g.handles;
-    this.#lifeline = openLifeline(buffer);
-    this.#me = this.#lifeline.token;
-    try {
-      this.#row = this.#takeRow(what);
-    } catch (err) {
-      this.#lifeline.close();
-      throw err;
-    }
+    this.#lifeline = lifeline;
+    this.#me = lifeline.token;
+    this.#row = this.#takeRow(what);
     this.#tail = Atomics.load(this.i32, W.tail);
     this.#head = Atomics.load(this.i32, W.head);
   }
@@ -352,7 +351,11 @@ export class Ring {
     return deadline === Infinity ? Infinity : Math.max(1, deadline - Date.now());
   }
 
-  /** Gives our row back (idempotent). Call only with no claim or lease take in progress. */
+  /**
+   * Gives our row back (idempotent); the caller closes its lifeline afterwards. Call only with
+   * no claim or lease take in progress. (A Ring never closed keeps its row until its lifeline
+   * closes or its thread dies: the row then looks dead and is reused.)
+   */
   close(): void {
     const row = this.#row;
     if (row < 0) return;
@@ -363,7 +366,6 @@ export class Ring {
     i32[row + ROW_RECV_LEASE] = 0;
     // Publishes the cleared intents with the row: a later owner starts from nothing.
     Atomics.store(i32, row + ROW_TOKEN, 0);
-    this.#lifeline.close();
   }
 
   // --- leases (at-least-once) ------------------------------------------------------------------

@@ -22,9 +22,17 @@ export interface NamedObjectOptions {
   mode?: number;
   /** How long open waits for a creator that has not finished initializing (ms, default 2000). */
   initTimeout?: number;
+  /**
+   * open / openOrCreate: accept an existing object owned by another user (default false:
+   * IPC_ERR_PERMISSION). See SharedMemoryOpenOptions.allowOtherOwner.
+   */
+  allowOtherOwner?: boolean;
 }
 
-export const NAMED_OPTIONS = ['mode', 'initTimeout'] as const;
+/** The options of a named object's `open` (no mode: open never creates). */
+export type NamedOpenOptions = Pick<NamedObjectOptions, 'initTimeout' | 'allowOtherOwner'>;
+
+export const NAMED_OPTIONS = ['mode', 'initTimeout', 'allowOtherOwner'] as const;
 const DEFAULT_INIT_TIMEOUT = 2000;
 
 export type How = 'create' | 'open' | 'openOrCreate';
@@ -41,14 +49,15 @@ export function openObject(
   options: NamedObjectOptions,
 ): SharedMemory {
   const mode = options.mode;
+  const other = options.allowOtherOwner !== undefined ? { allowOtherOwner: options.allowOtherOwner } : {};
   const initTimeout =
     options.initTimeout === undefined ? DEFAULT_INIT_TIMEOUT : checkInteger(options.initTimeout, 'initTimeout', 0, 600_000);
   const shm =
     how === 'create'
       ? SharedMemory.create(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) })
       : how === 'open'
-        ? SharedMemory.open(name)
-        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) });
+        ? SharedMemory.open(name, other)
+        : SharedMemory.openOrCreate(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}), ...other });
   if (shm.created) {
     try {
       writeHeader(shm.buffer, 0, layout.kind, layout.version, shm.byteLength);

@@ -6,6 +6,9 @@
  *   posix_fallocate reserves every page so a full /dev/shm is IPC_ERR_NO_SPACE, never SIGBUS.
  * - open: finds the object and maps its real size (fstat). An object whose creator has not yet
  *   sized it is waited for, briefly (`sizeWait` ms), then refused with IPC_ERR_INCOMPATIBLE.
+ *   An object owned by another user (another uid created the name first, or it is shared on
+ *   purpose) is refused with IPC_ERR_PERMISSION unless the caller passes `allowOtherOwner`:
+ *   whoever owns it can read and change everything in it, and can change its mode.
  * - close: drops this object's reference. The pages are unmapped by V8 when no JavaScript
  *   object can reach the buffer any more (including copies posted to workers), so closing can
  *   never leave a dangling view and nothing can crash the process.
@@ -13,10 +16,10 @@
  * The bytes belong to the user entirely: raw shared memory has no header. The library's own
  * objects (locks, queues) are shared memory with a header, see header.ts and segment.ts.
  */
-import { IpcError, closedError, errnoError } from '../errors.js';
+import { IpcError, closedError, errnoError, otherOwnerError } from '../errors.js';
 import { native } from '../os/native.js';
 import { osName, validateName } from '../naming.js';
-import { checkInteger, checkOptions } from '../options.js';
+import { checkBoolean, checkInteger, checkOptions } from '../options.js';
 import { listShm, statShm } from '../os/shm-dir.js';
 
 export interface SharedMemoryCreateOptions {
@@ -31,6 +34,11 @@ export interface SharedMemoryOpenOptions {
   byteLength?: number;
   /** How long to wait for a creator that has created but not yet sized the object (ms). */
   sizeWait?: number;
+  /**
+   * Accept an existing object owned by another user (default false: IPC_ERR_PERMISSION). Only
+   * for objects shared between users on purpose; the owner controls the memory and its mode.
+   */
+  allowOtherOwner?: boolean;
 }
 
 const MAX_BYTE_LENGTH = 2 ** 46;
@@ -42,20 +50,39 @@ const OPEN_OR_CREATE: How = 2;
 
 const token = Symbol('SharedMemory');
 
+/** The owner uid and permission bits of a mapped object, as fstat saw them when it was opened. */
+export interface ObjectStat {
+  uid: number;
+  mode: number;
+}
+
+let statOf: (shm: SharedMemory) => ObjectStat;
+
+/** @internal The owner and mode of the object behind `shm` (shm:// clamps modes with it). */
+export function objectStat(shm: SharedMemory): ObjectStat {
+  return statOf(shm);
+}
+
 export class SharedMemory {
   readonly name: string;
   readonly byteLength: number;
   /** True when this call created the object (false when it opened an existing one). */
   readonly created: boolean;
   #buffer: SharedArrayBuffer | undefined;
+  readonly #stat: ObjectStat;
+
+  static {
+    statOf = (shm) => shm.#stat;
+  }
 
   /** @internal use create / open / openOrCreate */
-  constructor(key: symbol, name: string, buffer: SharedArrayBuffer, created: boolean) {
+  constructor(key: symbol, name: string, buffer: SharedArrayBuffer, created: boolean, stat: ObjectStat) {
     if (key !== token) throw new TypeError('use SharedMemory.create, open or openOrCreate');
     this.name = name;
     this.byteLength = buffer.byteLength;
     this.created = created;
     this.#buffer = buffer;
+    this.#stat = stat;
   }
 
   /** Creates `name`; fails with IPC_ERR_EXISTS if it exists. */
@@ -66,19 +93,23 @@ export class SharedMemory {
 
   /** Opens an existing `name`; fails with IPC_ERR_NOT_FOUND if it is missing. */
   static open(name: string, options?: SharedMemoryOpenOptions): SharedMemory {
-    const opts = checkOptions<SharedMemoryOpenOptions>(options, ['byteLength', 'sizeWait'], 'SharedMemory.open');
+    const opts = checkOptions<SharedMemoryOpenOptions>(options, ['byteLength', 'sizeWait', 'allowOtherOwner'], 'SharedMemory.open');
     return map(name, OPEN, { byteLength: 0, mode: 0 }, opts);
   }
 
   /** Opens `name`, creating it if it is missing. An existing object must have the same size. */
-  static openOrCreate(name: string, options: SharedMemoryCreateOptions & Pick<SharedMemoryOpenOptions, 'sizeWait'>): SharedMemory {
+  static openOrCreate(
+    name: string,
+    options: SharedMemoryCreateOptions & Pick<SharedMemoryOpenOptions, 'sizeWait' | 'allowOtherOwner'>,
+  ): SharedMemory {
     const opts = checkOptions<SharedMemoryCreateOptions & SharedMemoryOpenOptions>(
       options,
-      ['byteLength', 'mode', 'sizeWait'],
+      ['byteLength', 'mode', 'sizeWait', 'allowOtherOwner'],
       'SharedMemory.openOrCreate',
     );
     const args = createArgs(opts, 'SharedMemory.openOrCreate');
-    return map(name, OPEN_OR_CREATE, args, { byteLength: args.byteLength, ...(opts.sizeWait !== undefined ? { sizeWait: opts.sizeWait } : {}) });
+    const { sizeWait, allowOtherOwner } = opts;
+    return map(name, OPEN_OR_CREATE, args, { byteLength: args.byteLength, ...(sizeWait !== undefined ? { sizeWait } : {}), ...(allowOtherOwner !== undefined ? { allowOtherOwner } : {}) });
   }
 
   /** Removes the name. Processes that have it mapped keep their memory. True if it existed. */
@@ -138,12 +169,17 @@ function map(
   const what = `shared memory '${name}'`;
   const sizeWait = open.sizeWait === undefined ? DEFAULT_SIZE_WAIT : checkInteger(open.sizeWait, 'sizeWait', 0, 60_000);
   if (open.byteLength !== undefined) checkInteger(open.byteLength, 'byteLength', 1, MAX_BYTE_LENGTH);
+  const allowOtherOwner = checkBoolean(open.allowOtherOwner, 'allowOtherOwner') ?? false;
   let result;
   try {
-    result = native().shmOpen(os, how, create.mode, create.byteLength, sizeWait);
+    result = native().shmOpen(os, how, create.mode, create.byteLength, sizeWait, allowOtherOwner);
   } catch (err) {
     throw errnoError(err, what);
   }
+  if (result.refused === 'type') {
+    throw new IpcError('IPC_ERR_INCOMPATIBLE', `${what}: not a regular file (mode 0o${result.mode.toString(8)}); it was left alone`);
+  }
+  if (result.refused === 'owner') throw otherOwnerError(what, result.uid);
   if (result.buffer === undefined) {
     throw new IpcError(
       'IPC_ERR_INCOMPATIBLE',
@@ -156,5 +192,5 @@ function map(
       `${what}: size is ${result.byteLength} bytes, expected ${open.byteLength}`,
     );
   }
-  return new SharedMemory(token, name, result.buffer, result.created);
+  return new SharedMemory(token, name, result.buffer, result.created, { uid: result.uid, mode: result.mode });
 }

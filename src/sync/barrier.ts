@@ -122,7 +122,7 @@ export class Barrier {
     return named(name, 'create', options, 'Barrier.create');
   }
 
-  static open(name: string, options?: Pick<BarrierOptions, 'initTimeout' | 'parties'>): Barrier {
+  static open(name: string, options?: Pick<BarrierOptions, 'initTimeout' | 'parties' | 'allowOtherOwner'>): Barrier {
     return named(name, 'open', options, 'Barrier.open');
   }
 

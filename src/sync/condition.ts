@@ -99,7 +99,7 @@ export class Condition {
     return named(name, 'create', options, 'Condition.create');
   }
 
-  static open(name: string, options?: Pick<ConditionOptions, 'initTimeout'>): Condition {
+  static open(name: string, options?: Pick<ConditionOptions, 'initTimeout' | 'allowOtherOwner'>): Condition {
     return named(name, 'open', options, 'Condition.open');
   }
 

@@ -18,7 +18,7 @@ import { checkOptions, checkSignal, checkTimeout } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
-import { OWNER_MASK, ownToken } from '../os/lifeline.js';
+import { OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
 import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,
@@ -57,12 +57,16 @@ class LockOp implements WaitOp {
   got: Got = NO;
   #slept = false;
 
+  readonly token: number;
+
   constructor(
     readonly i32: Int32Array,
-    readonly token: number,
+    readonly life: Lifeline,
     readonly what: string,
     readonly sync: boolean,
-  ) {}
+  ) {
+    this.token = life.token;
+  }
 
   attempt(): boolean {
     // Publishes our ownership; pairs with the exchange in release().
@@ -80,7 +84,7 @@ class LockOp implements WaitOp {
 
   prepare(check: boolean): boolean {
     for (;;) {
-      const got = take(this.i32, STATE, this.token, this.#slept, check, this.what);
+      const got = take(this.i32, STATE, this.life, this.#slept, check, this.what);
       if (got !== NO) {
         this.got = got;
         return true;
@@ -104,15 +108,20 @@ class LockOp implements WaitOp {
 export class MutexCore {
   readonly i32: Int32Array;
   readonly what: string;
-  #token = 0;
+  /** This thread's lifeline on the lock's memory, held while the handle is open, and its token. */
+  readonly lifeline: Lifeline;
+  readonly token: number;
 
   constructor(i32: Int32Array, what: string) {
     this.i32 = i32;
     this.what = what;
+    this.lifeline = openLifeline(i32.buffer as SharedArrayBuffer);
+    this.token = this.lifeline.token;
   }
 
-  get token(): number {
-    return this.#token === 0 ? (this.#token = ownToken()) : this.#token;
+  /** Lets go of the lifeline: a lock this thread still holds is abandoned once no handle of it is open. */
+  close(): void {
+    this.lifeline.close();
   }
 
   tryLock(): boolean {
@@ -120,7 +129,7 @@ export class MutexCore {
     if (Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) return this.#acquired(YES);
     if (Atomics.load(this.i32, STATE) === NOT_RECOVERABLE) throw notRecoverableError(this.what);
     // Like pthread_mutex_trylock on a robust mutex, a dead holder is recovered here too.
-    const got = take(this.i32, STATE, this.token, false, ownerOf(this.i32, STATE) !== this.token, this.what);
+    const got = take(this.i32, STATE, this.lifeline, false, ownerOf(this.i32, STATE) !== this.token, this.what);
     return got === NO ? false : this.#acquired(got);
   }
 
@@ -130,14 +139,14 @@ export class MutexCore {
       return;
     }
     if (ownerOf(this.i32, STATE) === this.token) throw deadlockError(this.what);
-    const op = new LockOp(this.i32, this.token, this.what, true);
+    const op = new LockOp(this.i32, this.lifeline, this.what, true);
     runSync(op, timeout, `${this.what}: lock`);
     this.#acquired(op.got);
   }
 
   async lock(timeout: number, signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted !== true && Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) return;
-    const op = new LockOp(this.i32, this.token, this.what, false);
+    const op = new LockOp(this.i32, this.lifeline, this.what, false);
     await runAsync(op, timeout, signal, `${this.what}: lock`);
     this.#acquired(op.got);
   }
@@ -211,14 +220,19 @@ export class Mutex {
     this.created = at.created;
     this.#shm = at.shm;
     this.#what = at.what;
-    this.#core = new MutexCore(new Int32Array(at.buffer, at.base, 16), at.what);
+    try {
+      this.#core = new MutexCore(new Int32Array(at.buffer, at.base, 16), at.what);
+    } catch (err) {
+      at.shm?.close();
+      throw err;
+    }
   }
 
   static create(name: string, options?: MutexOptions): Mutex {
     return named(name, 'create', options, 'Mutex.create');
   }
 
-  static open(name: string, options?: Pick<MutexOptions, 'initTimeout'>): Mutex {
+  static open(name: string, options?: Pick<MutexOptions, 'initTimeout' | 'allowOtherOwner'>): Mutex {
     return named(name, 'open', options, 'Mutex.open');
   }
 
@@ -276,8 +290,13 @@ export class Mutex {
     return this.#core === undefined;
   }
 
-  /** Idempotent. Does not unlock: a lock held by this thread stays held. */
+  /**
+   * Idempotent. Does not unlock: a lock held by this thread stays held while the thread has
+   * another handle open on the same memory; closing the last one abandons it (the next locker
+   * recovers it with IPC_ERR_OWNER_DEAD).
+   */
   close(): void {
+    this.#core?.close();
     this.#core = undefined;
     this.#shm?.close();
     this.#shm = undefined;

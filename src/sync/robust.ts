@@ -19,7 +19,7 @@
  */
 import { IpcError } from '../errors.js';
 import { futex } from '../os/futex.js';
-import { DEAD_TOKEN, OWNER_MASK, isAlive } from '../os/lifeline.js';
+import { DEAD_TOKEN, OWNER_MASK, type Lifeline } from '../os/lifeline.js';
 
 export const WAITERS = 0x20000000;
 export const INCONSISTENT = 0x10000000;
@@ -58,10 +58,12 @@ export function deadlockError(what: string): IpcError {
 }
 
 /**
- * Tries to take the word for `token`. With `check`, an owner whose lifeline is gone is
- * recovered (RECOVERED). `sleeper` keeps WAITERS set on acquisition (the caller has slept).
+ * Tries to take the word for the owner of `life` (the lifeline of the memory the word is in).
+ * With `check`, an owner whose lifeline is gone is recovered (RECOVERED). `sleeper` keeps
+ * WAITERS set on acquisition (the caller has slept).
  */
-export function take(i32: Int32Array, index: number, token: number, sleeper: boolean, check: boolean, what: string): Got {
+export function take(i32: Int32Array, index: number, life: Lifeline, sleeper: boolean, check: boolean, what: string): Got {
+  const token = life.token;
   for (;;) {
     const value = Atomics.load(i32, index);
     if (value === 0) {
@@ -72,7 +74,7 @@ export function take(i32: Int32Array, index: number, token: number, sleeper: boo
     if (value === NOT_RECOVERABLE) throw notRecoverableError(what);
     const owner = value & OWNER_MASK;
     // DEAD_TOKEN needs no system call to be known dead: recover it without waiting for a check.
-    if ((!check && owner !== DEAD_TOKEN) || owner === token || isAlive(owner)) return NO;
+    if ((!check && owner !== DEAD_TOKEN) || owner === token || life.isAlive(owner)) return NO;
     // The owner is dead (the kernel released its lifeline). Exactly one CAS from the value we
     // saw succeeds; sleepers stay flagged so that our unlock wakes them.
     const taken = token | INCONSISTENT | (value & WAITERS) | (sleeper ? WAITERS : 0);

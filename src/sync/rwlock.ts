@@ -32,7 +32,7 @@ import { checkOptions, checkSignal, checkTimeout } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
-import { DEAD_TOKEN, OWNER_MASK, isAlive, ownToken } from '../os/lifeline.js';
+import { DEAD_TOKEN, OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
 import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,
@@ -77,6 +77,8 @@ const layout: SyncLayout = {
 class Core {
   readonly i32: Int32Array;
   readonly what: string;
+  /** This thread's lifeline on the lock's memory, and its token there. */
+  readonly lifeline: Lifeline;
   readonly token: number;
   /** Read locks held through this object, and the slot that counts them. */
   reads = 0;
@@ -85,7 +87,8 @@ class Core {
   constructor(i32: Int32Array, what: string) {
     this.i32 = i32;
     this.what = what;
-    this.token = ownToken();
+    this.lifeline = openLifeline(i32.buffer as SharedArrayBuffer);
+    this.token = this.lifeline.token;
   }
 
   /** Counts one read lock; returns false (and backs out) if a writer is there. */
@@ -137,7 +140,7 @@ class Core {
       if (count === 0) continue;
       if (check) {
         const owner = Atomics.load(i32, TOKENS + k);
-        if (owner !== 0 && !isAlive(owner & OWNER_MASK)) {
+        if (owner !== 0 && !this.lifeline.isAlive(owner & OWNER_MASK)) {
           this.#reclaim(k, owner);
           continue;
         }
@@ -217,7 +220,7 @@ class WriteOp implements WaitOp {
 
   prepare(check: boolean): boolean {
     while (!this.draining) {
-      const got = take(this.i32, WRITER, this.core.token, this.#slept, check, this.core.what);
+      const got = take(this.i32, WRITER, this.core.lifeline, this.#slept, check, this.core.what);
       if (got !== NO) {
         this.got = got;
         this.draining = true;
@@ -287,7 +290,7 @@ class ReadOp implements WaitOp {
       const owner = value & OWNER_MASK;
       if (owner === this.core.token) {
         if (this.sync) throw deadlockError(this.core.what);
-      } else if ((check || owner === DEAD_TOKEN) && !isAlive(owner)) {
+      } else if ((check || owner === DEAD_TOKEN) && !this.core.lifeline.isAlive(owner)) {
         // The writer died: recover the word (one CAS wins) and hold the write lock, so that the
         // data it was writing is checked before anyone reads it.
         const taken = this.core.token | INCONSISTENT | (value & WAITERS);
@@ -330,7 +333,6 @@ const token = Symbol('RWLock');
 export class RWLock {
   readonly name: string | undefined;
   readonly created: boolean;
-  #at: Attached;
   #core: Core | undefined;
   #shm: SharedMemory | undefined;
   #what: string;
@@ -344,7 +346,13 @@ export class RWLock {
     if (key !== token) throw new TypeError('use RWLock.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
     this.name = name;
     this.created = at.created;
-    this.#at = at;
+    try {
+      // The lifeline is held from open to close, so that every open handle keeps this thread an owner.
+      this.#core = new Core(new Int32Array(at.buffer, at.base, WORDS), at.what);
+    } catch (err) {
+      at.shm?.close();
+      throw err;
+    }
     this.#shm = at.shm;
     this.#what = at.what;
   }
@@ -353,7 +361,7 @@ export class RWLock {
     return named(name, 'create', options, 'RWLock.create');
   }
 
-  static open(name: string, options?: Pick<RWLockOptions, 'initTimeout'>): RWLock {
+  static open(name: string, options?: Pick<RWLockOptions, 'initTimeout' | 'allowOtherOwner'>): RWLock {
     return named(name, 'open', options, 'RWLock.open');
   }
 
@@ -427,7 +435,7 @@ export class RWLock {
     }
     if (ownerOf(op.i32, WRITER) === core.token) return false;
     // A dead writer is recovered here too, if no reader is left.
-    const got = take(op.i32, WRITER, core.token, false, true, this.#what);
+    const got = take(op.i32, WRITER, core.lifeline, false, true, this.#what);
     if (got === NO) return false;
     op.got = got;
     op.draining = true;
@@ -473,8 +481,10 @@ export class RWLock {
     return this.#closed;
   }
 
+  /** Idempotent. Locks this thread holds are abandoned once no handle of it on the memory is open. */
   close(): void {
     this.#closed = true;
+    this.#core?.lifeline.close();
     this.#core = undefined;
     this.#shm?.close();
     this.#shm = undefined;
@@ -491,8 +501,7 @@ export class RWLock {
 
   #live(): Core {
     if (this.#closed) throw closedError(this.#what);
-    // The lifeline token is taken on first use, not at open.
-    return (this.#core ??= new Core(new Int32Array(this.#at.buffer, this.#at.base, WORDS), this.#at.what));
+    return this.#core!;
   }
 }
 

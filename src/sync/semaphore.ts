@@ -131,7 +131,7 @@ export class Semaphore {
     return named(name, 'create', options, 'Semaphore.create');
   }
 
-  static open(name: string, options?: Pick<SemaphoreOptions, 'initTimeout'>): Semaphore {
+  static open(name: string, options?: Pick<SemaphoreOptions, 'initTimeout' | 'allowOtherOwner'>): Semaphore {
     return named(name, 'open', options, 'Semaphore.open');
   }
 
