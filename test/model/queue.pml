@@ -17,6 +17,7 @@
  *   -DBUGGY    records the claimant after its claim CAS (the protocol before issue 11): Spin
  *              finds a paused producer writing into a later lap's record.
  *   -DNOCLEAR  keeps a stale intent when a claim CAS is lost: Spin finds the hang.
+ * -DNONEWCOMER leaves the newcomer out (a smaller run).
  *
  * Modelling choices: CAP slots, NP producers (the last sends MSGS1 messages, the others MSGS),
  * NC consumers (consumer 1 takes batches of up to 2; consumer 0 never dies, so that someone is
@@ -98,11 +99,15 @@ proctype Producer(byte me; byte r; byte first; byte count) {
         completed[first + k] = true;
         k++
      :: else ->
+        /* Lost the race. The real handle retries, or gives up (trySend returns false) and may
+           then stay idle for ever: either way it must not leave a stale intent behind. */
 #ifndef NOCLEAR
-        rsn[r] = 0                       /* lost the race: no stale intent while it waits */
-#else
-        skip
+        rsn[r] = 0;
 #endif
+        if
+        :: true -> skip
+        :: true -> break                 /* gave up: alive, idle, sends nothing more */
+        fi
      fi
   :: atomic { k < count && tail >= CAP && seq[tail % CAP] == tail - CAP + 1 && head > tail - CAP && !LIVE_RECV(tail - CAP) ->
               pos = tail; s = pos % CAP } ->
@@ -115,7 +120,7 @@ proctype Producer(byte me; byte r; byte first; byte count) {
         not yet the slot): with both claimants dead, finish the skip. */
      atomic { if :: seq[s] == pos - CAP -> seq[s] = pos :: else -> skip fi }
   od;
-  atomic { finished++; rsn[r] = 0 };
+  finished++;                            /* its last intent stays, as in the real code */
   goto end;
 dead:
   atomic { alive[me] = false; finished++ };
@@ -236,7 +241,9 @@ init {
       rtok[NP + i] = NP + i + 1;
       run Consumer(NP + i + 1, NP + i, i, i == 1)
     };
+#ifndef NONEWCOMER
     run Newcomer(NP + NC + 1)
+#endif
   };
   (_nr_pr == 1);
   /* Everyone returned or died: every completed send was received exactly once, unless the
