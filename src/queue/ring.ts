@@ -67,9 +67,6 @@ export class Ring {
   #sendCount = 0;
   #recvCount = 0;
   #recvLease = false;
-  /** An intent written for a claim CAS that did not (yet) win: withdrawn if we give up. */
-  #sendAnnounced = false;
-  #recvAnnounced = false;
 
   /** Filled by a successful claimSend / claimReceive / rescueLease; read at once by the caller. */
   pos = 0;
@@ -137,6 +134,7 @@ export class Ring {
     const slots = this.#slotsInt;
     let pos = this.#tail;
     let fresh = false; // whether pos was read from (or returned by) the shared index just now
+    let announced = false; // an intent of this call whose CAS lost: withdrawn if we give up
     for (;;) {
       const base = slots + (pos & mask) * slotInts;
       // Acquire: pairs with the releasing CAS of the consumer that freed the slot for this lap.
@@ -154,12 +152,11 @@ export class Ring {
         const seen = Atomics.compareExchange(i32, W.tail, pos, (pos + n) | 0);
         if (seen === pos) {
           this.#tail = (pos + n) | 0;
-          this.#sendAnnounced = false;
           this.pos = pos;
           this.base = base;
           return n;
         }
-        this.#sendAnnounced = true;
+        announced = true;
         // Another producer moved tail: the failed CAS returned where it is now.
         pos = seen;
         fresh = true;
@@ -181,14 +178,14 @@ export class Ring {
           fresh = false;
           continue;
         }
-        if (this.#sendAnnounced) this.#withdraw(true);
+        if (announced) this.#withdraw(true);
         return 0;
       } else {
         // dif > 0: our position was taken; read the new tail. If it has not moved, the slot is
         // ahead of it, which only corrupted memory can do: report full, never spin here.
         const tail = Atomics.load(i32, W.tail);
         if (tail === pos) {
-          if (this.#sendAnnounced) this.#withdraw(true);
+          if (announced) this.#withdraw(true);
           return 0;
         }
         pos = this.#tail = tail;
@@ -229,6 +226,7 @@ export class Ring {
     const slots = this.#slotsInt;
     let pos = this.#head;
     let fresh = false;
+    let announced = false; // as in claimSend
     let counted = false; // a lease take counts itself in `leases` before its claim
     for (;;) {
       const base = slots + (pos & mask) * slotInts;
@@ -244,11 +242,11 @@ export class Ring {
         const seen = Atomics.compareExchange(i32, W.head, pos, (pos + n) | 0);
         if (seen === pos) {
           this.#head = (pos + n) | 0;
-          this.#recvAnnounced = false;
           this.pos = pos;
           this.base = base;
           return n;
         }
+        announced = true;
         pos = seen;
         fresh = true;
       } else if (dif < 0) {
@@ -268,21 +266,25 @@ export class Ring {
           if (lease && !counted) counted = this.#countLease();
           const stall = this.#receiveStall(pos, base, seq, lease);
           if (stall === RETRY) {
+            announced = true; // the skip announced itself (its record is released now)
             fresh = false;
             continue;
           }
           if (stall === CLAIMED) {
             this.#head = (pos + 1) | 0;
-            this.#recvAnnounced = false;
             return 1;
           }
         }
-        return this.#emptyHanded(counted);
+        if (announced || counted) this.#emptyHanded(announced, counted);
+        return 0;
       } else {
         // dif > 0: another consumer took pos. If head has not moved, the slot is ahead of it:
         // corrupted memory. Report empty, never spin here.
         const head = Atomics.load(i32, W.head);
-        if (head === pos) return this.#emptyHanded(counted);
+        if (head === pos) {
+          if (announced || counted) this.#emptyHanded(announced, counted);
+          return 0;
+        }
         pos = this.#head = head;
         fresh = true;
       }
@@ -536,24 +538,18 @@ export class Ring {
     if (n !== this.#recvCount) i32[row + ROW_RECV_COUNT] = this.#recvCount = n;
     if (lease !== this.#recvLease) i32[row + ROW_RECV_LEASE] = (this.#recvLease = lease) ? 1 : 0;
     i32[row + ROW_RECV_POS] = pos;
-    this.#recvAnnounced = true;
   }
 
   /** A claim CAS lost and we give up: clear the intent so it covers nothing we do not hold. */
   #withdraw(sending: boolean): void {
-    if (sending) {
-      this.i32[this.#row + ROW_SEND_COUNT] = this.#sendCount = 0;
-      this.#sendAnnounced = false;
-    } else {
-      this.i32[this.#row + ROW_RECV_COUNT] = this.#recvCount = 0;
-      this.#recvAnnounced = false;
-    }
+    if (sending) this.i32[this.#row + ROW_SEND_COUNT] = this.#sendCount = 0;
+    else this.i32[this.#row + ROW_RECV_COUNT] = this.#recvCount = 0;
   }
 
-  #emptyHanded(counted: boolean): number {
-    if (this.#recvAnnounced) this.#withdraw(false);
+  /** A receive claim gives up: withdraw its intent, and uncount its lease take. */
+  #emptyHanded(announced: boolean, counted: boolean): void {
+    if (announced) this.#withdraw(false);
     if (counted) Atomics.sub(this.i32, W.leases, 1);
-    return 0;
   }
 
   #countLease(): boolean {
