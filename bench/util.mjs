@@ -10,6 +10,7 @@
 //     roundTrip({ size, count, cpus }) -> Promise<Float64Array>   // `count` round trips in ns
 //                                        (or { n, p50, p99, p999 } from an external program)
 //     throughput({ size, count, cpus }) -> Promise<{ messages, seconds }>  // one way
+//     unavailable: 'reason',               // optional: left out of the run, with this note
 //   }
 // The harness runs every trial in a fresh process pinned to cpus[0]; the mechanism starts its
 // peer with forkPeer (pinned to cpus[1]) and removes everything it created. Every reply and

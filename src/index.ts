@@ -27,6 +27,8 @@ export type {
   ReceiveOptions,
   RequestOptions,
   ChildChannelOptions,
+  NatsOptions,
+  NatsTlsOptions,
 } from './channel/index.js';
 export { MessageQueue } from './mq/message-queue.js';
 export type {

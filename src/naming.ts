@@ -26,6 +26,15 @@ export function validateName(name: unknown): string {
   return name;
 }
 
+/**
+ * How a named object is opened; every kind has these three verbs: `create` fails if the name
+ * exists (O_CREAT|O_EXCL), `open` fails if it is missing, `openOrCreate` does whichever applies.
+ */
+export type How = 'create' | 'open' | 'openOrCreate';
+
+/** The addon's number for each verb (the `how` argument of shmOpen and mq open). */
+export const HOW_CODE = { create: 0, open: 1, openOrCreate: 2 } as const satisfies Record<How, number>;
+
 /** `frames` becomes `/interprocess.frames` (the argument shm_open and mq_open take). */
 export function osName(name: string): string {
   return '/' + OS_PREFIX + validateName(name);

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { listen, connect, childChannel } from 'interprocess';
 import assert from 'node:assert/strict';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
+import { NATS_MISSING, startNatsServer } from './nats-server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -15,11 +16,23 @@ export function tmpPath(tag) {
   return path.join(os.tmpdir(), `interprocess-${uniqueName(tag)}`);
 }
 
+/** The nats-server of this test process (started on first use, killed when the process exits). */
+let natsServer;
+export async function startSharedNatsServer() {
+  natsServer ??= startNatsServer().then((server) => (natsServer.ready = server));
+  return natsServer;
+}
+
 export function addressFor(transport) {
   if (transport === 'unix') return `unix://${tmpPath('sock')}`;
   if (transport === 'tcp') return 'tcp://127.0.0.1:0';
   if (transport === 'fifo') return `fifo://${tmpPath('fifo')}`;
   if (transport === 'shm') return `shm://${uniqueName('shm')}`;
+  if (transport === 'nats') {
+    const ready = natsServer?.ready;
+    if (ready === undefined) throw new Error('nats: await startSharedNatsServer() before addressFor');
+    return ready.address(uniqueName('nats'));
+  }
   throw new Error(`no listen address for ${transport}`);
 }
 
@@ -72,6 +85,7 @@ export async function channelPair(transport, opts = {}) {
       },
     };
   }
+  if (transport === 'nats') await startSharedNatsServer();
   const server = await listen(addressFor(transport), opts);
   const [a, b] = await Promise.all([connect(server.address, opts), server.accept()]);
   return {
@@ -85,7 +99,8 @@ export async function channelPair(transport, opts = {}) {
   };
 }
 
-export const transports = ['unix', 'tcp', 'fifo', 'pipe', 'shm'];
+// nats:// runs when nats-server is installed (test/channel-nats.test.mjs says so when it is not).
+export const transports = ['unix', 'tcp', 'fifo', 'pipe', 'shm', ...(NATS_MISSING === undefined ? ['nats'] : [])];
 
 export function payload(size, seq) {
   const buf = Buffer.alloc(size);
@@ -105,6 +120,46 @@ export function checkStamped(buf, size, seq) {
   assert.equal(buf.byteLength, size, `message ${seq} size`);
   assert.equal(buf.readUInt32LE(0), seq, 'sequence');
   for (let i = 4; i < size; i += 4093) assert.equal(buf[i], seq & 0xff, `message ${seq} byte ${i}`);
+}
+
+/**
+ * One send-then-exit round: a child connects to `server`, sends one stamped message per size in
+ * `sizes` and exits as soon as the last send resolved (no close). Every message must arrive.
+ */
+export async function sendExitRound(server, sizes, ms) {
+  const child = startChild('channel-peer.mjs', ['send-exit', server.address, sizes.join(',')]);
+  const ch = await watchdog(server.accept(), ms, 'accept');
+  const got = [];
+  await watchdog(
+    (async () => {
+      for await (const m of ch) got.push(m);
+    })(),
+    ms,
+    'receive all',
+  );
+  assert.deepEqual(await child.exited, { code: 0, signal: null });
+  assert.equal(got.length, sizes.length);
+  got.forEach((m, i) => checkStamped(m, sizes[i], i));
+  await ch.close();
+}
+
+/**
+ * `child` (role 'hold') is connected on `ch`: SIGKILL it while a receive and a request are
+ * pending; both reject with IPC_ERR_CLOSED, and so do sends after the death (none is silently
+ * dropped, nothing is left unhandled).
+ */
+export async function killHolder(ch, child, ms) {
+  await watchdog(child.next('connected'), ms, 'connected');
+  const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+  const request = expectCode(() => ch.request(Buffer.from('r')), 'IPC_ERR_CLOSED');
+  child.kill('SIGKILL');
+  await child.exited;
+  await watchdog(pending, ms, 'pending receive');
+  await watchdog(request, ms, 'pending request');
+  const sends = [];
+  for (let i = 0; i < 50; i++) sends.push(ch.send(Buffer.alloc(65536)).then(() => 'ok', (e) => e.code));
+  const outcomes = await watchdog(Promise.all(sends), ms, 'sends');
+  assert.deepEqual([...new Set(outcomes)], ['IPC_ERR_CLOSED']);
 }
 
 /**

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { listen, connect, childChannel, RemoteError } from 'interprocess';
 import { expectCode, startChild, watchdog } from './helpers.mjs';
-import { addressFor, checkStamped, forkWithPipes, killSenderRound, tmpPath } from './channel-common.mjs';
+import { addressFor, checkStamped, forkWithPipes, killHolder, killSenderRound, sendExitRound, tmpPath } from './channel-common.mjs';
 
 const require = createRequire(import.meta.url);
 const WATCHDOG = 30_000;
@@ -22,22 +22,7 @@ for (const transport of ['unix', 'tcp', 'fifo']) {
   test(`${transport}: what send resolved is delivered although the sender exits at once (1 KiB..1 MiB)`, async () => {
     const server = await listen(addressFor(transport));
     try {
-      for (let run = 0; run < RUNS; run++) {
-        const child = startChild('channel-peer.mjs', ['send-exit', server.address, SIZES.join(',')]);
-        const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
-        const got = [];
-        await watchdog(
-          (async () => {
-            for await (const m of ch) got.push(m);
-          })(),
-          WATCHDOG,
-          'receive all',
-        );
-        assert.deepEqual(await child.exited, { code: 0, signal: null });
-        assert.equal(got.length, SIZES.length);
-        got.forEach((m, i) => checkStamped(m, SIZES[i], i));
-        await ch.close();
-      }
+      for (let run = 0; run < RUNS; run++) await sendExitRound(server, SIZES, WATCHDOG);
     } finally {
       await server.close();
     }
@@ -98,18 +83,7 @@ for (const transport of ['unix', 'tcp', 'fifo', 'pipe']) {
       ch = await watchdog(server.accept(), WATCHDOG, 'accept');
     }
     try {
-      await watchdog(child.next('connected'), WATCHDOG, 'connected');
-      const pending = expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
-      const request = expectCode(() => ch.request(Buffer.from('r')), 'IPC_ERR_CLOSED');
-      child.kill('SIGKILL');
-      await child.exited;
-      await watchdog(pending, WATCHDOG, 'pending receive');
-      await watchdog(request, WATCHDOG, 'pending request');
-      // Sends after the peer died: all reject, none is silently dropped, nothing unhandled.
-      const sends = [];
-      for (let i = 0; i < 50; i++) sends.push(ch.send(Buffer.alloc(65536)).then(() => 'ok', (e) => e.code));
-      const outcomes = await watchdog(Promise.all(sends), WATCHDOG, 'sends');
-      assert.deepEqual([...new Set(outcomes)], ['IPC_ERR_CLOSED']);
+      await killHolder(ch, child, WATCHDOG);
     } finally {
       await ch.close();
       await server?.close();

@@ -133,6 +133,72 @@ test('ls and inspect show the kind and state of library objects', async (t) => {
   assert.match((await cli(['inspect', s])).stdout, /permits\s+3/);
 });
 
+test('inspect shows the fields of every kind, read from its layout', async (t) => {
+  const { Barrier, Condition, Mutex, Queue, RWLock, SharedMemory } = await import('interprocess');
+  const { startChild, uniqueName, watchdog } = await import('./helpers.mjs');
+  const names = { mutex: uniqueName('mx'), cond: uniqueName('cv'), rw: uniqueName('rw'), writer: uniqueName('rw'), barrier: uniqueName('br'), queue: uniqueName('q') };
+  t.after(() => Object.values(names).forEach((n) => SharedMemory.remove(n)));
+  const details = async (name) => {
+    const { code, stdout, stderr } = await cli(['inspect', name, '--json']);
+    assert.equal(code, 0, stderr);
+    return JSON.parse(stdout).details;
+  };
+
+  // A mutex whose holder was killed: held, by an owner the kernel says is dead.
+  Mutex.create(names.mutex).close();
+  const holder = startChild('sync-child.mjs', ['hold', names.mutex, 'sync']);
+  await watchdog(holder.next('holding'), 10_000, 'holding');
+  holder.kill();
+  await holder.exited;
+  assert.deepEqual(await details(names.mutex), { state: 'held', ownerAlive: false, waiters: false });
+
+  // A condition notified twice, with one waiter asleep.
+  const c = Condition.create(names.cond);
+  const cm = Mutex.createAt(new SharedArrayBuffer(Mutex.byteLength), 0);
+  c.notify();
+  c.notifyAll();
+  cm.lockSync();
+  const waiting = c.wait(cm);
+  assert.deepEqual(await details(names.cond), { sequence: 2, sleepers: 1 });
+  c.notify();
+  await watchdog(waiting, 10_000, 'condition wait');
+  cm.unlock();
+
+  // A read-write lock with two read locks, and one with its writer in.
+  const rw = RWLock.create(names.rw);
+  rw.readLockSync();
+  rw.readLockSync();
+  assert.deepEqual(await details(names.rw), { writer: 'free', readLocks: 2 });
+  rw.readUnlock();
+  rw.readUnlock();
+  const writer = RWLock.create(names.writer);
+  assert.equal(writer.tryWriteLock(), true);
+  assert.deepEqual(await details(names.writer), { writer: 'held', writerAlive: true, readLocks: 0 });
+  writer.writeUnlock();
+
+  // A barrier of three in its second round, one party arrived.
+  const b = Barrier.create(names.barrier, { parties: 3 });
+  const [p1, p2] = [b.wait(), b.wait()];
+  assert.equal(b.tryWait(), true);
+  await watchdog(Promise.all([p1, p2]), 10_000, 'round 0');
+  const arrived = b.wait();
+  const shown = await details(names.barrier);
+  assert.deepEqual(shown, { parties: 3, arrived: 1, round: 1 });
+  assert.match((await cli(['inspect', names.barrier])).stdout, /kind\s+Barrier[\s\S]*parties\s+3\n[\s\S]*arrived\s+1\n/);
+  const second = b.wait();
+  assert.equal(b.tryWait(), true);
+  await watchdog(Promise.all([arrived, second]), 10_000, 'round 1');
+
+  // A queue holding two messages.
+  const q = Queue.create(names.queue, { capacity: 4, maxMessageSize: 16 });
+  q.trySend(new Uint8Array(3));
+  q.trySend(new Uint8Array(5));
+  assert.deepEqual(await details(names.queue), {
+    capacity: 4, maxMessageSize: 16, depth: 2, skippedRecords: 0, reclaimedSlots: 0, sleepingReceivers: 0, sleepingSenders: 0,
+  });
+  q.close();
+});
+
 test('ls, inspect, gc and rm cover POSIX message queues where an mqueue file system is mounted', async (t) => {
   const { uniqueName } = await import('./helpers.mjs');
   const { execFileSync } = await import('node:child_process');

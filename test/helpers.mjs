@@ -1,7 +1,9 @@
 // Helpers for multi-process tests. Children are fixture scripts in test/fixtures/ that report
 // each state they reach over Node's fork IPC channel (the control channel, always separate from
 // the mechanism under test); the parent waits for those reports instead of sleeping.
+import assert from 'node:assert/strict';
 import { fork, spawn } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -89,4 +91,65 @@ export async function expectCode(fn, code) {
     throw new Error(`expected ${code}, got ${err?.code ?? err}`, { cause: err });
   }
   throw new Error(`expected ${code}, but nothing was thrown`);
+}
+
+/**
+ * Every way a wait that cannot succeed gives up: `wait(options)` (async) and
+ * `waitSync(options)` time out after 20 ms and at 0 with IPC_ERR_TIMEOUT, and an abort during
+ * the wait or before it rejects with IPC_ERR_ABORTED. The caller then checks that nothing
+ * changed.
+ */
+export async function expectGivingUp(wait, waitSync) {
+  await expectCode(() => wait({ timeout: 20 }), 'IPC_ERR_TIMEOUT');
+  await expectCode(() => wait({ timeout: 0 }), 'IPC_ERR_TIMEOUT');
+  await expectCode(() => waitSync({ timeout: 20 }), 'IPC_ERR_TIMEOUT');
+  await expectCode(() => waitSync({ timeout: 0 }), 'IPC_ERR_TIMEOUT');
+  const ac = new AbortController();
+  const pending = wait({ signal: ac.signal });
+  ac.abort();
+  await expectCode(() => pending, 'IPC_ERR_ABORTED');
+  await expectCode(() => wait({ signal: AbortSignal.abort() }), 'IPC_ERR_ABORTED');
+}
+
+/** Timeouts beyond Node's timer range (2^31-1 ms): a setTimeout that long fires after 1 ms. */
+export const LONG_TIMEOUTS = [2 ** 31, 2 ** 32];
+
+/**
+ * Proves that a wait with a long timeout neither ends at once nor hangs: `start()` begins it
+ * (a promise), a short real wait gives a mis-armed timer the time to fire, then `release()`
+ * provides what the wait waits for, and the wait must settle with it (its value is returned).
+ */
+export async function settlesAfterLongWait(start, release, what) {
+  let settled = false;
+  const pending = start();
+  pending.then(() => (settled = true), () => (settled = true));
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  assert.equal(settled, false, `${what} settled before it was released`);
+  release();
+  return watchdog(pending, 10_000, what);
+}
+
+/**
+ * The same for a blocking receiveSync({ timeout: 2^32 }) of a `kind` ('Queue' or 'MessageQueue')
+ * named `name`, run in a worker (test/fixtures/receive-sync-worker.mjs) so that this thread stays
+ * free: resolves with what the worker received (`{ got: [...bytes] }` or `{ code }`).
+ */
+export async function receiveSyncAfterLongWait(kind, name, send) {
+  const worker = new Worker(new URL('./fixtures/receive-sync-worker.mjs', import.meta.url), { workerData: { kind, name, timeout: 2 ** 32 } });
+  try {
+    const posted = [];
+    let wake;
+    worker.on('message', (message) => {
+      posted.push(message);
+      wake?.();
+    });
+    const next = () => new Promise((resolve) => (posted.length > 0 ? resolve() : (wake = resolve))).then(() => posted.shift());
+    assert.equal(await watchdog(next(), 10_000, 'worker ready'), 'waiting');
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    assert.deepEqual(posted, [], 'receiveSync returned before anything was sent');
+    send();
+    return await watchdog(next(), 10_000, 'worker receive');
+  } finally {
+    await worker.terminate();
+  }
 }

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { MessageQueue, IpcError } from 'interprocess';
-import { expectCode, uniqueName, watchdog } from './helpers.mjs';
+import { LONG_TIMEOUTS, expectCode, receiveSyncAfterLongWait, settlesAfterLongWait, uniqueName, watchdog } from './helpers.mjs';
 
 const bytes = (...values) => new Uint8Array(values);
 
@@ -120,15 +120,45 @@ test('an empty queue: tryReceive is undefined, receiveSync and receive time out'
     await expectCode(() => q.receiveSync({ timeout: 0 }), 'IPC_ERR_TIMEOUT');
     await expectCode(() => watchdog(q.receive({ timeout: 20 }), 5000, 'receive timeout'), 'IPC_ERR_TIMEOUT');
     await expectCode(() => q.receiveWithPriority({ timeout: 0 }), 'IPC_ERR_TIMEOUT');
-    // a timeout beyond Node's timer range (2^31-1 ms) must not fire at once
-    const long = q.receive({ timeout: 2 ** 32 });
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    q.trySend(bytes(3));
-    assert.deepEqual(await watchdog(long, 5000, 'long receive'), bytes(3));
     // the timed-out waiters are gone: the next message goes to the next receiver
     const next = q.receive({ timeout: 5000 });
     q.trySend(bytes(4));
     assert.deepEqual(await watchdog(next, 5000, 'receive'), bytes(4));
+  });
+});
+
+test('a receive with a timeout of 2^31 or 2^32 ms waits, then settles with its message', async () => {
+  await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q) => {
+    for (const [i, timeout] of LONG_TIMEOUTS.entries()) {
+      assert.deepEqual(await settlesAfterLongWait(() => q.receive({ timeout }), () => q.trySend(bytes(i)), `receive({ timeout: ${timeout} })`), bytes(i));
+      const got = await settlesAfterLongWait(() => q.receiveWithPriority({ timeout }), () => q.trySend(bytes(i), { priority: 3 }), `receiveWithPriority({ timeout: ${timeout} })`);
+      assert.deepEqual(got, { message: bytes(i), priority: 3 });
+    }
+  });
+});
+
+test('receiveSync with a timeout of 2^32 ms blocks until a message comes', async () => {
+  await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q, name) => {
+    assert.deepEqual(await receiveSyncAfterLongWait('MessageQueue', name, () => q.trySend(bytes(7))), { got: [7] });
+  });
+});
+
+test('every operation that takes options refuses an unknown key, naming it and the accepted ones', async () => {
+  await withQueue({ maxMessages: 2, maxMessageSize: 8 }, async (q, name) => {
+    // A message is there: with keys ignored, a receive would take it instead of refusing.
+    q.trySend(bytes(9));
+    const refuse = (what, allowed) => ({ name: 'TypeError', message: new RegExp(`^MessageQueue\\.${what}: unknown option 'timout' \\(allowed: ${allowed}\\)$`) });
+    assert.throws(() => q.trySend(bytes(1), { timout: 5 }), refuse('trySend', 'priority'));
+    await assert.rejects(q.send(bytes(1), { timout: 5 }), refuse('send', 'priority, timeout, signal'));
+    assert.throws(() => q.sendSync(bytes(1), { timout: 5 }), refuse('sendSync', 'priority, timeout'));
+    await assert.rejects(q.receive({ timout: 5 }), refuse('receive', 'timeout, signal'));
+    await assert.rejects(q.receiveWithPriority({ timout: 5 }), refuse('receiveWithPriority', 'timeout, signal'));
+    assert.throws(() => q.receiveSync({ timout: 5 }), refuse('receiveSync', 'timeout'));
+    assert.throws(() => q.receiveWithPrioritySync({ timout: 5 }), refuse('receiveWithPrioritySync', 'timeout'));
+    assert.throws(() => q.receiveSync({ signal: AbortSignal.timeout(5) }), /unknown option 'signal'/);
+    assert.throws(() => MessageQueue.open(name, { timout: 5 }), refuse('open', 'codec, allowOtherOwner'));
+    assert.throws(() => MessageQueue.openOrCreate(name, { maxMessages: 2, maxMessageSize: 8, timout: 5 }), refuse('openOrCreate', 'maxMessages, maxMessageSize, mode, codec, allowOtherOwner'));
+    assert.equal(q.messageCount, 1, 'no refused call sent or took anything');
   });
 });
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { Queue, SharedMemory } from 'interprocess';
-import { expectCode, uniqueName, watchdog } from './helpers.mjs';
+import { LONG_TIMEOUTS, expectCode, receiveSyncAfterLongWait, settlesAfterLongWait, uniqueName, watchdog } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -488,4 +488,54 @@ test('skip records (a zero-copy writer that threw) never hide the messages behin
   q.trySend(bytes(8));
   assert.deepEqual((await q.receiveMany(3, { timeout: 5000 })).map((m) => m[0]), [8]);
   assert.equal(q.stats().depth, 0);
+});
+
+test('every operation that takes options refuses an unknown key, naming it and the accepted ones', async (t) => {
+  const name = named(t, 'keys');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
+  t.after(() => q.close());
+  const write = (view) => view.fill(1);
+  const read = () => {};
+  // With the bug (keys ignored) a send would succeed, and a receive would take the message
+  // that is there, instead of blocking forever on an empty queue: the test fails, not hangs.
+  q.trySend(bytes(9));
+  // Each operation as [async form, sync form].
+  const forms = {
+    send: [(o) => q.send(bytes(1), o), (o) => q.sendSync(bytes(1), o)],
+    sendWith: [(o) => q.sendWith(1, write, o), (o) => q.sendWithSync(1, write, o)],
+    sendMany: [(o) => q.sendMany([bytes(1)], o), (o) => q.sendManySync([bytes(1)], o)],
+    receive: [(o) => q.receive(o), (o) => q.receiveSync(o)],
+    receiveWith: [(o) => q.receiveWith(read, o), (o) => q.receiveWithSync(read, o)],
+    receiveMany: [(o) => q.receiveMany(4, o), (o) => q.receiveManySync(4, o)],
+  };
+  for (const [what, [asyncForm, syncForm]] of Object.entries(forms)) {
+    const refused = (where, allowed) => ({ name: 'TypeError', message: `Queue.${where}: unknown option 'timout' (allowed: ${allowed})` });
+    await assert.rejects(asyncForm({ timout: 5 }), refused(what, 'timeout, signal'), what);
+    await assert.rejects(asyncForm(null), TypeError, what);
+    await assert.rejects(asyncForm({ timeout: -1 }), RangeError, what);
+    assert.throws(() => syncForm({ timout: 5 }), refused(`${what}Sync`, 'timeout'), what);
+    assert.throws(() => syncForm({ signal: AbortSignal.timeout(5) }), { name: 'TypeError', message: /unknown option 'signal'/ }, what);
+    assert.throws(() => syncForm(null), TypeError, what);
+  }
+  assert.equal(q.stats().depth, 1, 'no refused call sent or took anything');
+  assert.deepEqual(q.tryReceive(), bytes(9));
+});
+
+test('a receive with a timeout of 2^31 or 2^32 ms waits, then settles with its message', async (t) => {
+  for (const wait of ['spin-then-block', 'block', 'spin']) {
+    const name = named(t, 'long');
+    const q = Queue.create(name, { capacity: 4, maxMessageSize: 8, wait });
+    t.after(() => q.close());
+    for (const [i, timeout] of LONG_TIMEOUTS.entries()) {
+      const got = await settlesAfterLongWait(() => q.receive({ timeout }), () => q.trySend(bytes(i)), `${wait}: receive({ timeout: ${timeout} })`);
+      assert.deepEqual(got, bytes(i));
+    }
+  }
+});
+
+test('receiveSync with a timeout of 2^32 ms blocks until a message comes', async (t) => {
+  const name = named(t, 'longsync');
+  const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
+  t.after(() => q.close());
+  assert.deepEqual(await receiveSyncAfterLongWait('Queue', name, () => q.trySend(bytes(7))), { got: [7] });
 });

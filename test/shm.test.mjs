@@ -3,10 +3,14 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
-import { SharedMemory, IpcError } from 'interprocess';
+import { execFileSync } from 'node:child_process';
+import { Mutex, SharedMemory, IpcError } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
+const tool = new URL('./fixtures/shm-tool.mjs', import.meta.url).pathname;
+const run = (command, args) => JSON.parse(execFileSync(command, args, { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] }));
+const NOBODY = ['--reuid=65534', '--regid=65534', '--clear-groups'];
 
 test('a write in a child process is seen by the parent, and the other way round', async () => {
   const name = uniqueName('shm');
@@ -227,4 +231,58 @@ test('IPC_ERR_NATIVE_UNAVAILABLE says why when the addon cannot load', async () 
   assert.match(msg.message, /npm rebuild/);
   child.send({ cmd: 'exit' });
   await child.exited;
+});
+
+test('another user cannot open or remove a 0o600 object: IPC_ERR_PERMISSION, for SharedMemory and a named Mutex alike', (t) => {
+  if (process.getuid() !== 0) return t.skip('needs root to run a child as another user');
+  const shmName = uniqueName('perm');
+  const mutexName = uniqueName('perm-mutex');
+  SharedMemory.create(shmName, { byteLength: 64 }).close();
+  Mutex.create(mutexName).close();
+  try {
+    const viaShm = run('setpriv', [...NOBODY, process.execPath, tool, 'open', shmName]);
+    const viaMutex = run('setpriv', [...NOBODY, process.execPath, tool, 'open', mutexName]);
+    assert.deepEqual([viaShm.shm.code, viaShm.shm.errno], ['IPC_ERR_PERMISSION', 'EACCES'], viaShm.shm.message);
+    assert.deepEqual([viaMutex.mutex.code, viaMutex.mutex.errno], ['IPC_ERR_PERMISSION', 'EACCES'], viaMutex.mutex.message);
+    // /dev/shm is sticky: only the owner may unlink a name.
+    assert.deepEqual([viaShm.remove.code, viaShm.remove.errno], ['IPC_ERR_PERMISSION', 'EACCES'], viaShm.remove.message);
+    assert.equal(SharedMemory.exists(shmName), true);
+  } finally {
+    SharedMemory.remove(shmName);
+    Mutex.remove(mutexName);
+  }
+});
+
+test('creating where /dev/shm is not writable is IPC_ERR_PERMISSION (another user, private /dev/shm)', (t) => {
+  if (process.getuid() !== 0) return t.skip('needs root to mount a private /dev/shm');
+  let out;
+  try {
+    // A private tmpfs over /dev/shm in a mount namespace of its own: nobody else sees it.
+    out = run('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
+      'mount -t tmpfs -o mode=0755 tmpfs /dev/shm && exec setpriv "$@"', 'sh', ...NOBODY, process.execPath, tool, 'create', uniqueName('ro')]);
+  } catch (err) {
+    return t.skip(`cannot mount a private /dev/shm here: ${String(err.stderr ?? err.message).split('\n')[0]}`);
+  }
+  for (const call of ['create', 'openOrCreate', 'mutex']) {
+    assert.deepEqual([out[call].code, out[call].errno], ['IPC_ERR_PERMISSION', 'EACCES'], `${call}: ${out[call].message}`);
+  }
+});
+
+test('out of file descriptors is IPC_ERR_LIMIT for creating and opening (child under prlimit --nofile)', (t) => {
+  const name = uniqueName('nofile');
+  SharedMemory.create(name, { byteLength: 64 }).close();
+  let out;
+  try {
+    out = run('prlimit', ['--nofile=64', process.execPath, tool, 'exhaust', name]);
+  } catch (err) {
+    if (err.code === 'ENOENT') return t.skip('prlimit (util-linux) is not installed');
+    throw err;
+  } finally {
+    SharedMemory.remove(name);
+  }
+  for (const call of ['create', 'open', 'mutex']) {
+    assert.deepEqual([out[call].code, out[call].errno], ['IPC_ERR_LIMIT', 'EMFILE'], `${call}: ${out[call].message}`);
+  }
+  assert.equal(SharedMemory.exists(`${name}-new`), false, 'a refused create leaves nothing behind');
+  assert.equal(SharedMemory.exists(`${name}-mutex`), false);
 });

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Barrier, Condition, SharedMemory } from 'interprocess';
-import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
+import { expectCode, expectGivingUp, startChild, uniqueName, watchdog } from './helpers.mjs';
 
 test('n parties over many rounds: nobody passes a round early, one leader per round', async () => {
   const name = uniqueName('barrier');
@@ -28,39 +28,57 @@ test('n parties over many rounds: nobody passes a round early, one leader per ro
   }
 });
 
-test('timeouts and aborts withdraw the arrival; tryWait; options', async () => {
-  const name = uniqueName('barrier');
-  const b = Barrier.create(name, { parties: 2 });
-  try {
-    assert.equal(b.tryWait(), false);
-    await expectCode(() => b.wait({ timeout: 20 }), 'IPC_ERR_TIMEOUT');
-    await expectCode(() => b.waitSync({ timeout: 20 }), 'IPC_ERR_TIMEOUT');
-    const ac = new AbortController();
-    const p = b.wait({ signal: ac.signal });
-    ac.abort();
-    await expectCode(() => p, 'IPC_ERR_ABORTED');
-    // The withdrawn arrivals do not count: a round still needs two parties.
-    const other = Barrier.open(name, { parties: 2 });
-    const first = b.wait({ timeout: 10_000 });
-    assert.equal(other.tryWait(), true);
-    assert.equal(await first, false);
-    const a = b.wait();
-    const c = other.wait();
-    assert.deepEqual((await watchdog(Promise.all([a, c]), 10_000, 'round')).sort(), [false, true]);
-    await expectCode(() => Barrier.open(name, { parties: 3 }), 'IPC_ERR_INCOMPATIBLE');
-    assert.throws(() => Barrier.create(uniqueName('b'), {}), TypeError);
-    assert.throws(() => Barrier.create(uniqueName('b'), { parties: 0 }), RangeError);
-    const one = Barrier.createAt(new SharedArrayBuffer(256), 0, { parties: 1 });
-    assert.equal(one.waitSync(), true);
-    assert.equal(await one.wait(), true);
-    await expectCode(() => Condition.open(name), 'IPC_ERR_INCOMPATIBLE');
-    const sab = new SharedArrayBuffer(256);
-    Condition.createAt(sab, 0);
-    await expectCode(() => Barrier.openAt(sab, 0), 'IPC_ERR_INCOMPATIBLE');
-    one.close();
-    await expectCode(() => one.wait(), 'IPC_ERR_CLOSED');
-    assert.throws(() => one.waitSync(), (e) => e.code === 'IPC_ERR_CLOSED');
-  } finally {
-    Barrier.remove(name);
-  }
+function withBarrier(parties, fn) {
+  return async () => {
+    const name = uniqueName('barrier');
+    const b = Barrier.create(name, { parties });
+    try {
+      await fn(b, name);
+    } finally {
+      Barrier.remove(name);
+    }
+  };
+}
+
+test('tryWait arrives only when it completes the round, releasing the parties that wait', withBarrier(2, async (b, name) => {
+  assert.equal(b.tryWait(), false, 'alone it would have to wait: it does not arrive');
+  const other = Barrier.open(name, { parties: 2 });
+  const first = b.wait({ timeout: 10_000 });
+  assert.equal(other.tryWait(), true);
+  assert.equal(await watchdog(first, 10_000, 'released'), false);
+}));
+
+test('a timed-out or aborted party withdraws its arrival: the next round still needs every party', withBarrier(2, async (b, name) => {
+  await expectGivingUp((o) => b.wait(o), (o) => b.waitSync(o));
+  // The withdrawn arrivals count for nothing: one more party alone does not complete a round.
+  const other = Barrier.open(name);
+  assert.equal(other.tryWait(), false);
+  const a = b.wait();
+  const c = other.wait();
+  assert.deepEqual((await watchdog(Promise.all([a, c]), 10_000, 'round')).sort(), [false, true]);
+}));
+
+test('parties: required to create, checked when given to open', withBarrier(2, async (b, name) => {
+  assert.equal(b.parties, 2);
+  assert.equal(Barrier.open(name).parties, 2);
+  await expectCode(() => Barrier.open(name, { parties: 3 }), 'IPC_ERR_INCOMPATIBLE');
+  await expectCode(() => Barrier.openOrCreate(name, { parties: 3 }), 'IPC_ERR_INCOMPATIBLE');
+  assert.throws(() => Barrier.create(uniqueName('b'), {}), { name: 'TypeError', message: /'parties' is required/ });
+  assert.throws(() => Barrier.createAt(new SharedArrayBuffer(256), 0, {}), { name: 'TypeError', message: /'parties' is required/ });
+  assert.throws(() => Barrier.create(uniqueName('b'), { parties: 0 }), RangeError);
+  assert.throws(() => Barrier.create(uniqueName('b'), { parties: 65536 }), RangeError);
+}));
+
+test('a one-party barrier completes a round at every wait', () => {
+  const one = Barrier.createAt(new SharedArrayBuffer(256), 0, { parties: 1 });
+  assert.equal(one.waitSync(), true);
+  assert.equal(one.tryWait(), true);
+  return one.wait().then((last) => assert.equal(last, true));
 });
+
+test('another kind under the name or at the offset is IPC_ERR_INCOMPATIBLE', withBarrier(2, async (_b, name) => {
+  await expectCode(() => Condition.open(name), 'IPC_ERR_INCOMPATIBLE');
+  const sab = new SharedArrayBuffer(256);
+  Condition.createAt(sab, 0);
+  await expectCode(() => Barrier.openAt(sab, 0), 'IPC_ERR_INCOMPATIBLE');
+}));

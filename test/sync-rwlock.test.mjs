@@ -144,3 +144,37 @@ test('a writer killed while readers drain: the lock is handed on as owner-dead, 
     RWLock.remove(name);
   }
 });
+
+test('the try and sync forms recover a dead writer too, and refuse a lock that is not recoverable', async () => {
+  const name = uniqueName('rw');
+  const rw = RWLock.create(name);
+  const killedWriter = async () => {
+    const child = startChild('sync-child.mjs', ['rwHold', name, 'write']);
+    await watchdog(child.next('holding'), 10_000, 'holding');
+    child.kill('SIGKILL');
+    await child.exited;
+  };
+  try {
+    await killedWriter();
+    await expectCode(() => rw.tryReadLock(), 'IPC_ERR_OWNER_DEAD'); // recovered as the writer
+    assert.throws(() => rw.writeLockSync(), (e) => e.code === 'IPC_ERR_DEADLOCK'); // this thread writes
+    rw.markConsistent();
+    rw.writeUnlock();
+    await killedWriter();
+    await expectCode(() => rw.tryWriteLock(), 'IPC_ERR_OWNER_DEAD');
+    rw.markConsistent();
+    rw.writeUnlock();
+    assert.throws(() => rw.markConsistent(), (e) => e.code === 'IPC_ERR_NOT_OWNER');
+    rw.readLockSync();
+    assert.throws(() => rw.writeLockSync(), (e) => e.code === 'IPC_ERR_DEADLOCK'); // this thread reads
+    rw.readUnlock();
+    await killedWriter();
+    await expectCode(() => rw.readLockSync({ timeout: 10_000 }), 'IPC_ERR_OWNER_DEAD');
+    rw.writeUnlock(); // without markConsistent: not recoverable for everyone
+    await expectCode(() => rw.tryReadLock(), 'IPC_ERR_NOT_RECOVERABLE');
+    await expectCode(() => rw.readLockSync(), 'IPC_ERR_NOT_RECOVERABLE');
+    await expectCode(() => rw.writeLock(), 'IPC_ERR_NOT_RECOVERABLE');
+  } finally {
+    RWLock.remove(name);
+  }
+});

@@ -1,6 +1,9 @@
 // Socket and pipe channels beside their baselines, for the bench harness (contract in
 // bench/util.mjs):
 //   channel-unix, channel-tcp, channel-pipe   interprocess Channels (codec 'bytes')
+//   channel-nats        the same Channel over nats:// through a nats-server that each trial
+//                       starts on a free loopback port (left out, with a note, when
+//                       nats-server is not installed)
 //   net-unix-raw        hand-written node:net framing (4-byte length + payload) over a Unix socket
 //   child-process-ipc   Node's own process.send / child.send ('advanced' serialization)
 //   node-ipc, zeromq    the npm packages, when installed: they are not dependencies of this
@@ -19,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { NATS_MISSING, startNatsServer } from '../../test/nats-server.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const require = createRequire(import.meta.url);
@@ -43,12 +47,16 @@ async function openChannel(transport, role, size, count, cpus) {
     await nextMessage(child, 'ready');
     return { ch, cleanup: async () => (await ch.close(), await exited(child)) };
   }
+  // nats://: a private nats-server for this trial (the broker is part of what is measured).
+  const nats = transport === 'nats' ? await startNatsServer() : undefined;
   const address =
     transport === 'unix'
       ? `unix://${socketPath()}`
       : transport === 'shm'
         ? `shm://bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}`
-        : 'tcp://127.0.0.1:0';
+        : nats !== undefined
+          ? nats.address(`bench.${process.pid}`)
+          : 'tcp://127.0.0.1:0';
   const server = await listen(address);
   const child = forkPeer(self, ['peer', 'channel', server.address, role, size, count], cpus?.[1]);
   const ch = await server.accept();
@@ -59,6 +67,7 @@ async function openChannel(transport, role, size, count, cpus) {
       await ch.close();
       await server.close();
       await exited(child);
+      await nats?.kill();
     },
   };
 }
@@ -553,6 +562,8 @@ const mechanisms = [
   channelMechanism('pipe', 'interprocess Channel, pipe to a child (fd 4)'),
   // The same Channel calls over shm:// (two shared-memory queues per connection).
   channelMechanism('shm', 'interprocess Channel, shm:// (two shared-memory queues)'),
+  // And over nats://, through a broker: the cost of leaving one machine's shared memory.
+  { ...channelMechanism('nats', 'interprocess Channel, nats:// (through a local nats-server)'), ...(NATS_MISSING ? { unavailable: NATS_MISSING } : {}) },
   rawMechanism,
   ipcMechanism,
   ...(nodeIpc ? [nodeIpcMechanism()] : []),
@@ -579,6 +590,10 @@ if (process.argv[1] === self) {
     console.log(`node ${process.version}, ${os.cpus().length} cpus (${os.cpus()[0]?.model}), ${count} messages per trial`);
     for (const m of mechanisms) {
       if (only.length > 0 && !only.includes(m.id)) continue;
+      if (m.unavailable) {
+        console.log(`${m.id.padEnd(18)} skipped: ${m.unavailable}`);
+        continue;
+      }
       const rt = (await m.roundTrip({ size: 64, count, cpus })).sort();
       const rows = [];
       for (const size of m.sizes) {

@@ -14,6 +14,7 @@ import {
 } from './channel.js';
 import { fifoTransport } from './fifo.js';
 import type { Link } from './link.js';
+import { natsTransport, type NatsOptions } from './nats/index.js';
 import { pipeTransport } from './pipe.js';
 import { shmTransport } from './shm.js';
 import { tcpTransport } from './tcp.js';
@@ -32,6 +33,7 @@ registerTransport(tcpTransport);
 registerTransport(pipeTransport);
 registerTransport(fifoTransport);
 registerTransport(shmTransport);
+registerTransport(natsTransport);
 
 function transportFor(url: URL, address: string, where: string): Transport {
   const transport = transports.get(url.protocol);
@@ -42,7 +44,8 @@ function transportFor(url: URL, address: string, where: string): Transport {
   return transport;
 }
 
-export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
+/** Options of listen: the channel options, the transport's own (mode, queue geometry), and nats://'s (NatsOptions). */
+export interface ListenOptions<T = unknown> extends ChannelOptions<T>, NatsOptions {
   /** unix:// and fifo://: mode of the socket file or FIFO; shm://: of the shared-memory objects (default 0o600). */
   mode?: number;
   /** shm://: slots per direction of each connection's queues, a power of two (default 128). */
@@ -56,7 +59,8 @@ export interface ListenOptions<T = unknown> extends ChannelOptions<T> {
   allowOtherOwner?: boolean;
 }
 
-export interface ConnectOptions<T = unknown> extends ChannelOptions<T> {
+/** Options of connect: the channel options, the attempt's timeout and signal, and nats://'s (NatsOptions). */
+export interface ConnectOptions<T = unknown> extends ChannelOptions<T>, NatsOptions {
   /** Give up connecting after this many ms: IPC_ERR_TIMEOUT. */
   timeout?: number;
   signal?: AbortSignal;
@@ -96,7 +100,8 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     if (token !== serverToken) throw new TypeError('ChannelServer cannot be constructed directly: use listen()');
     this.#listener = listener;
     this.#options = options;
-    listener.start((link) => this.#onLink(link));
+    // A listener that fails after the fact (nats://: the broker connection is lost) closes the server.
+    listener.start((link) => this.#onLink(link), () => void this.close());
   }
 
   /** The address clients connect to (with the real port for tcp://host:0). */
@@ -188,7 +193,7 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
   }
 }
 
-/** Listens on `address` (unix:///path, tcp://host:port, fifo:///path). */
+/** Listens on `address` (unix:///path, tcp://host:port, fifo:///path, shm://name, nats://host:port/subject). */
 export async function listen<T = unknown>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
   const url = parseAddress(address, 'listen');
   const transport = transportFor(url, address, 'listen');
@@ -201,7 +206,7 @@ export async function listen<T = unknown>(address: string, opts?: ListenOptions<
   return new ChannelServer<T>(serverToken, listener, options);
 }
 
-/** Connects to `address` (unix:///path, tcp://host:port, fifo:///path, pipe://fd/N, pipe://stdio). */
+/** Connects to `address` (unix:///path, tcp://host:port, fifo:///path, pipe://fd/N, pipe://stdio, shm://name, nats://host:port/subject). */
 export async function connect<T = unknown>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
   const url = parseAddress(address, 'connect');
   const transport = transportFor(url, address, 'connect');
@@ -222,3 +227,4 @@ export { channelFromStreams, childChannel } from './pipe.js';
 export type { ChildChannelOptions } from './pipe.js';
 export type { Link, LinkHandler } from './link.js';
 export type { Transport, Listener } from './transport.js';
+export type { NatsOptions, NatsTlsOptions } from './nats/index.js';

@@ -1,7 +1,7 @@
 /**
  * The transport registry: an address's scheme picks the transport (`unix://`, `tcp://`,
  * `fifo://`, `pipe://`). A transport is one file exporting a `Transport`; adding one is that
- * file plus one `registerTransport(...)` line in index.ts of this folder.
+ * file (or folder) plus one `registerTransport(...)` line in index.ts of this folder.
  *
  * Writing a transport (e.g. `shm://name`, a pair of shared-memory queues per connection):
  *   - `connect` resolves with a Link; `listen` with a Listener whose `start(onLink)` hands
@@ -37,7 +37,11 @@ export interface ConnectContext {
 export interface Listener {
   /** The address clients use (with the real port when tcp port 0 was asked). */
   readonly address: string;
-  start(onLink: (link: Link) => void): void;
+  /**
+   * `onFailed`: for transports whose listening can fail after the fact (a lost connection to a
+   * message broker): the server then closes, and its accept() rejects with IPC_ERR_CLOSED.
+   */
+  start(onLink: (link: Link) => void, onFailed?: (error: IpcError) => void): void;
   /** Stops accepting and releases the address (unlinks a socket file). */
   close(): Promise<void>;
 }

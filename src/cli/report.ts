@@ -142,6 +142,6 @@ export function advise(results: TrialResult[]): string[] {
   if (many) lines.push(`many small messages (${formatSize(smallest)}): ${many.id} (${formatRate(many.messagesPerSecond!)} messages/s)`);
   const bulk = best(ok.filter((r) => r.mode === 'throughput' && r.size === largest && largest > smallest), 'bytesPerSecond', false);
   if (bulk) lines.push(`bulk data (${formatSize(largest)} messages): ${bulk.id} (${formatBytes(bulk.bytesPerSecond!)}/s)`);
-  if (lines.length > 0) lines.push('across machines, containers without shared /dev/shm, or to non-Node peers: a tcp:// or unix:// channel');
+  if (lines.length > 0) lines.push('across machines or containers without shared /dev/shm: a tcp:// channel, or nats:// through a NATS server; to non-Node peers: a socket with a documented format');
   return lines;
 }

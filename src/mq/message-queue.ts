@@ -22,8 +22,9 @@
  */
 import { IpcError, abortError, closedError, otherOwnerError, timeoutError } from '../errors.js';
 import { native, type MqApi } from '../os/native.js';
-import { osName, validateName } from '../naming.js';
-import { checkBoolean, checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { HOW_CODE, osName, validateName, type How } from '../naming.js';
+import { checkBoolean, checkInteger, checkOptions, checkSignal, checkTimeout, waitOptions } from '../options.js';
+import { armDeadline } from '../deadline.js';
 import { decodeOrThrow, resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
 import { listQueues, mqError } from '../os/mqueue.js';
 
@@ -71,14 +72,9 @@ export interface PrioritizedMessage<T = Uint8Array> {
   priority: number;
 }
 
-type How = 0 | 1 | 2;
-const CREATE: How = 0;
-const OPEN: How = 1;
-const OPEN_OR_CREATE: How = 2;
 const READABLE = 1;
 const WRITABLE = 2;
 const MAX_LONG = 2 ** 31 - 1;
-const MAX_TIMER = 2 ** 31 - 1;
 
 interface Receiver {
   withPriority: boolean;
@@ -147,13 +143,13 @@ export class MessageQueue<T = Uint8Array> {
   /** Creates `name` (O_CREAT|O_EXCL); IPC_ERR_EXISTS if it exists. */
   static create<T = Uint8Array>(name: string, options: MessageQueueCreateOptions<T>): MessageQueue<T> {
     const opts = checkOptions<MessageQueueCreateOptions<T>>(options, ['maxMessages', 'maxMessageSize', 'mode', 'codec'], 'MessageQueue.create');
-    return openQueue<T>(name, CREATE, createArgs(opts, 'MessageQueue.create'), opts.codec);
+    return openQueue<T>(name, 'create', createArgs(opts, 'MessageQueue.create'), opts.codec);
   }
 
   /** Opens an existing `name`; IPC_ERR_NOT_FOUND if it is missing. Sizes come from the kernel. */
   static open<T = Uint8Array>(name: string, options?: MessageQueueOpenOptions<T>): MessageQueue<T> {
     const opts = checkOptions<MessageQueueOpenOptions<T>>(options, ['codec', 'allowOtherOwner'], 'MessageQueue.open');
-    return openQueue<T>(name, OPEN, undefined, opts.codec, checkBoolean(opts.allowOtherOwner, 'MessageQueue.open: allowOtherOwner'));
+    return openQueue<T>(name, 'open', undefined, opts.codec, checkBoolean(opts.allowOtherOwner, 'MessageQueue.open: allowOtherOwner'));
   }
 
   /**
@@ -167,7 +163,7 @@ export class MessageQueue<T = Uint8Array> {
       'MessageQueue.openOrCreate',
     );
     const allowOtherOwner = checkBoolean(opts.allowOtherOwner, 'MessageQueue.openOrCreate: allowOtherOwner');
-    return openQueue<T>(name, OPEN_OR_CREATE, createArgs(opts, 'MessageQueue.openOrCreate'), opts.codec, allowOtherOwner);
+    return openQueue<T>(name, 'openOrCreate', createArgs(opts, 'MessageQueue.openOrCreate'), opts.codec, allowOtherOwner);
   }
 
   /** Removes the name (mq_unlink). Open descriptors keep working until closed. True if it existed. */
@@ -418,9 +414,7 @@ export class MessageQueue<T = Uint8Array> {
 
   #receive(options: unknown, withPriority: boolean, where: string): Promise<unknown> {
     try {
-      const opts = checkOptions<MessageQueueReceiveOptions>(options, ['timeout', 'signal'], `MessageQueue.${where}`);
-      const timeout = checkTimeout(opts.timeout, `MessageQueue.${where}`);
-      const signal = checkSignal(opts.signal, `MessageQueue.${where}`);
+      const { timeout, signal } = waitOptions(options, `MessageQueue.${where}`, true);
       this.#open();
       if (signal?.aborted) return Promise.reject(abortError(`${this.#what}: ${where}`, signal.reason));
       // Receivers of this object already waiting are served first.
@@ -450,8 +444,7 @@ export class MessageQueue<T = Uint8Array> {
   }
 
   #receiveSync(options: unknown, withPriority: boolean, where: string): unknown {
-    const opts = checkOptions<MessageQueueReceiveSyncOptions>(options, ['timeout'], `MessageQueue.${where}`);
-    const timeout = checkTimeout(opts.timeout, `MessageQueue.${where}`);
+    const { timeout } = waitOptions(options, `MessageQueue.${where}`, false);
     const id = this.#open();
     let length: number;
     try {
@@ -465,26 +458,14 @@ export class MessageQueue<T = Uint8Array> {
 
   /** Parks a waiter until the event loop reports the descriptor ready, a timeout, or an abort. */
   #enqueue<W extends Receiver | Sender>(set: Set<W>, waiter: W, timeout: number, signal: AbortSignal | undefined, where: string): void {
-    let timer: NodeJS.Timeout | undefined;
-    const onAbort = (): void => waiter.reject(abortError(`${this.#what}: ${where}`, signal?.reason));
+    let disarm = (): void => {};
     waiter.done = () => {
       set.delete(waiter);
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      disarm();
       this.#watch();
     };
     set.add(waiter);
-    if (timeout !== Infinity) {
-      // Node timers cap at 2^31-1 ms (a longer one fires at once): re-arm until the deadline.
-      const deadline = performance.now() + timeout;
-      const arm = (): void => {
-        const left = deadline - performance.now();
-        if (left <= 0) waiter.reject(timeoutError(`${this.#what}: ${where}`, timeout));
-        else timer = setTimeout(arm, Math.min(left, MAX_TIMER));
-      };
-      timer = setTimeout(arm, Math.min(timeout, MAX_TIMER));
-    }
-    signal?.addEventListener('abort', onAbort, { once: true });
+    disarm = armDeadline(timeout, signal, `${this.#what}: ${where}`, (err) => waiter.reject(err));
     this.#watch();
   }
 
@@ -569,9 +550,9 @@ function openQueue<T>(
   const what = `message queue '${name}'`;
   let opened;
   try {
-    opened = mq().open(os, how, create?.mode ?? 0, create?.maxMessages ?? 0, create?.maxMessageSize ?? 0);
+    opened = mq().open(os, HOW_CODE[how], create?.mode ?? 0, create?.maxMessages ?? 0, create?.maxMessageSize ?? 0);
   } catch (err) {
-    throw mqError(err, what, how === OPEN ? undefined : create);
+    throw mqError(err, what, how === 'open' ? undefined : create);
   }
   if (!opened.created && !allowOtherOwner) {
     // fstat of the descriptor we hold: exactly the queue we would use, whatever the name is now.
@@ -587,7 +568,7 @@ function openQueue<T>(
       throw otherOwnerError(what, uid);
     }
   }
-  if (how === OPEN_OR_CREATE && !opened.created && create !== undefined) {
+  if (how === 'openOrCreate' && !opened.created && create !== undefined) {
     if (opened.maxMessages !== create.maxMessages || opened.maxMessageSize !== create.maxMessageSize) {
       mq().close(opened.id);
       throw new IpcError(

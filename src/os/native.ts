@@ -5,6 +5,10 @@
  */
 import * as path from 'node:path';
 import { IpcError } from '../errors.js';
+import type { HOW_CODE, How } from '../naming.js';
+
+/** The addon's code for create / open / openOrCreate. */
+type HowCode = (typeof HOW_CODE)[How];
 
 export interface AsyncWaitApi {
   /** Watches word `byteOffset` of `sab` while it equals `expected`; returns a group id. */
@@ -18,7 +22,7 @@ export interface AsyncWaitApi {
 export interface MqApi {
   open(
     osName: string,
-    how: 0 | 1 | 2,
+    how: HowCode,
     mode: number,
     maxMessages: number,
     maxMessageSize: number,
@@ -40,7 +44,7 @@ export interface MqApi {
 export interface NativeBinding {
   shmOpen(
     osName: string,
-    how: 0 | 1 | 2,
+    how: HowCode,
     mode: number,
     byteLength: number,
     sizeWaitMs: number,

@@ -133,6 +133,12 @@ import { HEADER_BYTES } from '../shm/header.js';
 
 export const QUEUE_VERSION = 2;
 
+/**
+ * stallTimeout (see crash recovery above) unless the handle says otherwise, in ms: how long a
+ * position stays stuck before a peer looks at its owner's lifeline and reclaims it if dead.
+ */
+export const DEFAULT_STALL_TIMEOUT = 1000;
+
 /** Byte offsets of the queue's own fields. */
 export const OFF = {
   capacity: 64,

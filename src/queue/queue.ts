@@ -7,17 +7,19 @@ import { setMaxListeners } from 'node:events';
 import { markAsUntransferable } from 'node:worker_threads';
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { resolveCodec, decodeOrThrow, type BytesCodec, type Codec, type CodecOption, type SerializingCodec } from '../codec/index.js';
-import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { checkInteger, checkOptions, waitOptions } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
-import { namedOptions, openObject, type How, type NamedObjectOptions } from '../shm/segment.js';
+import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
+import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
+  DEFAULT_HANDLES,
+  DEFAULT_STALL_TIMEOUT,
   geometry,
   handlesInUse,
   initQueue,
-  DEFAULT_HANDLES,
   MAX_HANDLES,
   MAX_MESSAGE_SIZE_LIMIT,
   QUEUE_VERSION,
@@ -111,7 +113,6 @@ const CREATE_OPTIONS = [...HANDLE_OPTIONS, 'byteLength', 'capacity', 'maxMessage
 const OPEN_OPTIONS = [...HANDLE_OPTIONS, 'maxMessageSize'] as const;
 const WAITS: readonly WaitStrategy[] = ['spin', 'block', 'spin-then-block'];
 const DEFAULT_SPIN_US = 20;
-const DEFAULT_STALL_MS = 1000;
 /** Sleepers wake at least this often to look for stalls left by dead peers. */
 const MAX_SLEEP_MS = 1000;
 
@@ -126,6 +127,10 @@ const ON_HEAP = 64;
 /** Above ON_HEAP and up to this size, received copies are carved from a private arena chunk. */
 const ARENA_MAX = 4096;
 const ARENA_BYTES = 64 * 1024;
+
+/** A checked `{ timeout, signal }`; FOREVER when none was given. */
+type Wait = { timeout: number; signal: AbortSignal | undefined };
+const FOREVER: Wait = { timeout: Infinity, signal: undefined };
 
 const NONE: unique symbol = Symbol('none');
 type Taken<T> = T | typeof NONE;
@@ -252,10 +257,10 @@ export class Queue<T = Uint8Array> {
   send(value: T, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'send');
+      const wait = this.#asyncWait(options, 'send');
       const bytes = this.#encode(value);
       if (this.#put(bytes)) return Promise.resolve();
-      return this.#waitAsync(true, () => this.#put(bytes), options, 'send').then(() => undefined);
+      return this.#waitAsync(true, () => this.#put(bytes), wait, 'send').then(() => undefined);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -264,10 +269,10 @@ export class Queue<T = Uint8Array> {
   /** Sends, blocking the thread while the queue is full. */
   sendSync(value: T, options?: SyncWaitOptions): void {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'sendSync');
+    const timeout = this.#syncTimeout(options, 'sendSync');
     const bytes = this.#encode(value);
     if (this.#put(bytes)) return;
-    this.#waitSync(true, () => this.#put(bytes), options, 'sendSync');
+    this.#waitSync(true, () => this.#put(bytes), timeout, 'sendSync');
   }
 
   /**
@@ -285,10 +290,10 @@ export class Queue<T = Uint8Array> {
   sendWith(byteLength: number, write: (view: Uint8Array) => void, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'sendWith');
+      const wait = this.#asyncWait(options, 'sendWith');
       this.#checkLength(byteLength, write);
       if (this.#putWith(byteLength, write)) return Promise.resolve();
-      return this.#waitAsync(true, () => this.#putWith(byteLength, write), options, 'sendWith').then(() => undefined);
+      return this.#waitAsync(true, () => this.#putWith(byteLength, write), wait, 'sendWith').then(() => undefined);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -296,10 +301,10 @@ export class Queue<T = Uint8Array> {
 
   sendWithSync(byteLength: number, write: (view: Uint8Array) => void, options?: SyncWaitOptions): void {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'sendWithSync');
+    const timeout = this.#syncTimeout(options, 'sendWithSync');
     this.#checkLength(byteLength, write);
     if (this.#putWith(byteLength, write)) return;
-    this.#waitSync(true, () => this.#putWith(byteLength, write), options, 'sendWithSync');
+    this.#waitSync(true, () => this.#putWith(byteLength, write), timeout, 'sendWithSync');
   }
 
   /**
@@ -319,7 +324,7 @@ export class Queue<T = Uint8Array> {
   sendMany(values: readonly T[], options?: WaitOptions): Promise<void> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'sendMany');
+      const wait = this.#asyncWait(options, 'sendMany');
       const encoded = this.#encodeAll(values, 'sendMany');
       let sent = 0;
       const attempt = (): boolean => {
@@ -327,7 +332,7 @@ export class Queue<T = Uint8Array> {
         return sent === encoded.length;
       };
       if (attempt()) return Promise.resolve();
-      return this.#waitAsync(true, attempt, options, 'sendMany');
+      return this.#waitAsync(true, attempt, wait, 'sendMany');
     } catch (err) {
       return Promise.reject(err);
     }
@@ -335,14 +340,14 @@ export class Queue<T = Uint8Array> {
 
   sendManySync(values: readonly T[], options?: SyncWaitOptions): void {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'sendManySync');
+    const timeout = this.#syncTimeout(options, 'sendManySync');
     const encoded = this.#encodeAll(values, 'sendManySync');
     let sent = 0;
     const attempt = (): boolean => {
       for (let n; sent < encoded.length && (n = this.#putMany(encoded, sent)) !== 0; ) sent += n;
       return sent === encoded.length;
     };
-    if (!attempt()) this.#waitSync(true, attempt, options, 'sendManySync');
+    if (!attempt()) this.#waitSync(true, attempt, timeout, 'sendManySync');
   }
 
   // --- receive ---------------------------------------------------------------------------------
@@ -358,11 +363,11 @@ export class Queue<T = Uint8Array> {
   receive(options?: WaitOptions): Promise<T> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'receive');
+      const wait = this.#asyncWait(options, 'receive');
       const value = this.#take();
       if (value !== NONE) return Promise.resolve(value);
       let got: Taken<T> = NONE;
-      return this.#waitAsync(false, () => (got = this.#take()) !== NONE, options, 'receive').then(() => got as T);
+      return this.#waitAsync(false, () => (got = this.#take()) !== NONE, wait, 'receive').then(() => got as T);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -371,19 +376,19 @@ export class Queue<T = Uint8Array> {
   /** Takes the next message, blocking the thread while the queue is empty. */
   receiveSync(options?: SyncWaitOptions): T {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'receiveSync');
+    const timeout = this.#syncTimeout(options, 'receiveSync');
     let got = this.#take();
     if (got !== NONE) return got;
     if (this.#wait !== 'block') {
       // The latency-critical spin, specialised (no closure) for the common receive.
-      const end = now() + (this.#wait === 'spin' ? Math.min(1, options?.timeout ?? 1) : Math.min(this.#spinMs, options?.timeout ?? Infinity));
+      const end = now() + (this.#wait === 'spin' ? Math.min(1, timeout) : Math.min(this.#spinMs, timeout));
       for (let i = 1; ; i++) {
         got = this.#take();
         if (got !== NONE) return got;
         if ((i & 63) === 0 && now() >= end) break;
       }
     }
-    this.#waitSync(false, () => (got = this.#take()) !== NONE, options, 'receiveSync', true);
+    this.#waitSync(false, () => (got = this.#take()) !== NONE, timeout, 'receiveSync', true);
     return got as T;
   }
 
@@ -401,10 +406,10 @@ export class Queue<T = Uint8Array> {
   receiveWith(read: (view: Uint8Array) => void, options?: WaitOptions): Promise<void> {
     try {
       this.#check();
-      if (options !== undefined) this.#checkWait(options, 'receiveWith');
+      const wait = this.#asyncWait(options, 'receiveWith');
       if (typeof read !== 'function') throw new TypeError('receiveWith: read must be a function');
       if (this.#takeWith(read)) return Promise.resolve();
-      return this.#waitAsync(false, () => this.#takeWith(read), options, 'receiveWith').then(() => undefined);
+      return this.#waitAsync(false, () => this.#takeWith(read), wait, 'receiveWith').then(() => undefined);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -412,10 +417,10 @@ export class Queue<T = Uint8Array> {
 
   receiveWithSync(read: (view: Uint8Array) => void, options?: SyncWaitOptions): void {
     this.#check();
-    if (options !== undefined) checkTimeout(options.timeout, 'receiveWithSync');
+    const timeout = this.#syncTimeout(options, 'receiveWithSync');
     if (typeof read !== 'function') throw new TypeError('receiveWithSync: read must be a function');
     if (this.#takeWith(read)) return;
-    this.#waitSync(false, () => this.#takeWith(read), options, 'receiveWithSync');
+    this.#waitSync(false, () => this.#takeWith(read), timeout, 'receiveWithSync');
   }
 
   /**
@@ -436,14 +441,14 @@ export class Queue<T = Uint8Array> {
     try {
       this.#check();
       checkInteger(max, 'receiveMany: max', 1, 2 ** 31);
-      if (options !== undefined) this.#checkWait(options, 'receiveMany');
+      const wait = this.#asyncWait(options, 'receiveMany');
       const out: T[] = [];
       const attempt = (): boolean => {
         while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
         return out.length !== 0;
       };
       if (attempt()) return Promise.resolve(out);
-      return this.#waitAsync(false, attempt, options, 'receiveMany').then(() => out);
+      return this.#waitAsync(false, attempt, wait, 'receiveMany').then(() => out);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -452,13 +457,13 @@ export class Queue<T = Uint8Array> {
   receiveManySync(max: number, options?: SyncWaitOptions): T[] {
     this.#check();
     checkInteger(max, 'receiveManySync: max', 1, 2 ** 31);
-    if (options !== undefined) checkTimeout(options.timeout, 'receiveManySync');
+    const timeout = this.#syncTimeout(options, 'receiveManySync');
     const out: T[] = [];
     const attempt = (): boolean => {
       while (out.length < max && this.#takeMany(max - out.length, out) !== 0);
       return out.length !== 0;
     };
-    if (!attempt()) this.#waitSync(false, attempt, options, 'receiveManySync');
+    if (!attempt()) this.#waitSync(false, attempt, timeout, 'receiveManySync');
     return out;
   }
 
@@ -473,7 +478,7 @@ export class Queue<T = Uint8Array> {
    */
   tryLease(options?: TryLeaseOptions): Lease<T> | undefined {
     this.#check();
-    const leaseTime = this.#leaseTime(checkOptions<TryLeaseOptions>(options, TRY_LEASE_OPTIONS, 'tryLease').leaseTime, 'tryLease');
+    const leaseTime = this.#leaseTime(checkOptions<TryLeaseOptions>(options, TRY_LEASE_OPTIONS, 'Queue.tryLease').leaseTime, 'tryLease');
     return this.#takeLease(leaseTime);
   }
 
@@ -481,10 +486,9 @@ export class Queue<T = Uint8Array> {
   lease(options?: LeaseOptions): Promise<Lease<T>> {
     try {
       this.#check();
-      const opts = checkOptions<LeaseOptions>(options, LEASE_OPTIONS, 'lease');
+      const opts = checkOptions<LeaseOptions>(options, LEASE_OPTIONS, 'Queue.lease');
       const leaseTime = this.#leaseTime(opts.leaseTime, 'lease');
-      const wait: WaitOptions = { timeout: opts.timeout, signal: opts.signal };
-      this.#checkWait(wait, 'lease');
+      const wait = this.#asyncWait({ timeout: opts.timeout, signal: opts.signal }, 'lease');
       const got = this.#takeLease(leaseTime);
       if (got !== undefined) return Promise.resolve(got);
       let taken: Lease<T> | undefined;
@@ -497,12 +501,12 @@ export class Queue<T = Uint8Array> {
   /** Takes the next message as a lease (see tryLease), blocking the thread while there is none. */
   leaseSync(options?: SyncLeaseOptions): Lease<T> {
     this.#check();
-    const opts = checkOptions<SyncLeaseOptions>(options, SYNC_LEASE_OPTIONS, 'leaseSync');
+    const opts = checkOptions<SyncLeaseOptions>(options, SYNC_LEASE_OPTIONS, 'Queue.leaseSync');
     const leaseTime = this.#leaseTime(opts.leaseTime, 'leaseSync');
-    checkTimeout(opts.timeout, 'leaseSync');
+    const timeout = this.#syncTimeout({ timeout: opts.timeout }, 'leaseSync');
     let taken = this.#takeLease(leaseTime);
     if (taken !== undefined) return taken;
-    this.#waitSync(false, () => (taken = this.#takeLease(leaseTime)) !== undefined, { timeout: opts.timeout }, 'leaseSync');
+    this.#waitSync(false, () => (taken = this.#takeLease(leaseTime)) !== undefined, timeout, 'leaseSync');
     return taken!;
   }
 
@@ -570,12 +574,20 @@ export class Queue<T = Uint8Array> {
 
   // --- internals -------------------------------------------------------------------------------
 
-  /** Validates wait options before any attempt; an already aborted signal wins over a message. */
-  #checkWait(options: WaitOptions, what: string): void {
-    if (options === null || typeof options !== 'object') throw new TypeError(`${what}: options must be an object`);
-    checkTimeout(options.timeout, what);
-    const signal = checkSignal(options.signal, what);
-    if (signal?.aborted) throw abortError(`queue '${this.#name}' ${what}`, signal.reason);
+  /**
+   * The `{ timeout, signal }` of an async form, checked before any attempt (unknown keys are a
+   * TypeError); an already aborted signal wins over a message.
+   */
+  #asyncWait(options: WaitOptions | undefined, what: string): Wait {
+    if (options === undefined) return FOREVER;
+    const wait = waitOptions(options, `Queue.${what}`, true);
+    if (wait.signal?.aborted) throw abortError(`queue '${this.#name}' ${what}`, wait.signal.reason);
+    return wait;
+  }
+
+  /** The `{ timeout }` of a sync form (unknown keys are a TypeError). */
+  #syncTimeout(options: SyncWaitOptions | undefined, what: string): number {
+    return options === undefined ? Infinity : waitOptions(options, `Queue.${what}`, false).timeout;
   }
 
   #check(): void {
@@ -801,7 +813,7 @@ export class Queue<T = Uint8Array> {
 
   #leaseTime(leaseTime: unknown, what: string): number {
     if (leaseTime === undefined || leaseTime === Infinity) return 0;
-    return checkInteger(leaseTime, `${what}: leaseTime`, 1, MAX_LEASE_MS);
+    return checkInteger(leaseTime, `Queue.${what}: leaseTime`, 1, MAX_LEASE_MS);
   }
 
   /** One attempt to take a lease: a new message at the head, or one another consumer lost. */
@@ -877,8 +889,7 @@ export class Queue<T = Uint8Array> {
     }
   }
 
-  #waitSync(sending: boolean, attempt: () => boolean, options: SyncWaitOptions | undefined, what: string, spun = false): void {
-    const timeout = checkTimeout(options?.timeout, `${what}`);
+  #waitSync(sending: boolean, attempt: () => boolean, timeout: number, what: string, spun = false): void {
     const start = now();
     const deadline = start + timeout;
     const i32 = this.#i32;
@@ -908,9 +919,7 @@ export class Queue<T = Uint8Array> {
     }
   }
 
-  async #waitAsync(sending: boolean, attempt: () => boolean, options: WaitOptions | undefined, what: string): Promise<void> {
-    const timeout = checkTimeout(options?.timeout, what);
-    const userSignal = checkSignal(options?.signal, what);
+  async #waitAsync(sending: boolean, attempt: () => boolean, { timeout, signal: userSignal }: Wait, what: string): Promise<void> {
     const label = `queue '${this.#name}' ${what}`;
     if (userSignal?.aborted) throw abortError(label, userSignal.reason);
     const deadline = now() + timeout;
@@ -980,7 +989,7 @@ function resolveHandle<T>(opts: QueueHandleOptions<T>, where: string): ResolvedH
     spinTime = opts.spinTime;
   }
   const stallTimeout =
-    opts.stallTimeout === undefined ? DEFAULT_STALL_MS : checkInteger(opts.stallTimeout, `${where}: stallTimeout`, 1, 3_600_000);
+    opts.stallTimeout === undefined ? DEFAULT_STALL_TIMEOUT : checkInteger(opts.stallTimeout, `${where}: stallTimeout`, 1, 3_600_000);
   return { codec, wait, spinTime, stallTimeout };
 }
 

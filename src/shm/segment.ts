@@ -5,6 +5,7 @@
  * the memory; openOrCreate does whichever applies.
  */
 import { checkInteger, checkOptions } from '../options.js';
+import type { How } from '../naming.js';
 import { HEADER_BYTES, publishHeader, validateHeader, writeHeader } from './header.js';
 import { SharedMemory } from './shared-memory.js';
 
@@ -33,9 +34,14 @@ export interface NamedObjectOptions {
 export type NamedOpenOptions = Pick<NamedObjectOptions, 'initTimeout' | 'allowOtherOwner'>;
 
 export const NAMED_OPTIONS = ['mode', 'initTimeout', 'allowOtherOwner'] as const;
-const DEFAULT_INIT_TIMEOUT = 2000;
 
-export type How = 'create' | 'open' | 'openOrCreate';
+/** How long an opener waits for a creator to publish the header, unless told (ms). */
+export const DEFAULT_INIT_TIMEOUT = 2000;
+
+/** The `initTimeout` option of a named or placed object, checked (ms, 0 .. 10 minutes). */
+export function initTimeoutOf(initTimeout: unknown, where: string): number {
+  return initTimeout === undefined ? DEFAULT_INIT_TIMEOUT : checkInteger(initTimeout, where, 0, 600_000);
+}
 
 /**
  * Creates, opens or opens-or-creates a named library object. `layout` is needed to create; for
@@ -50,8 +56,7 @@ export function openObject(
 ): SharedMemory {
   const mode = options.mode;
   const other = options.allowOtherOwner !== undefined ? { allowOtherOwner: options.allowOtherOwner } : {};
-  const initTimeout =
-    options.initTimeout === undefined ? DEFAULT_INIT_TIMEOUT : checkInteger(options.initTimeout, 'initTimeout', 0, 600_000);
+  const initTimeout = initTimeoutOf(options.initTimeout, 'initTimeout');
   const shm =
     how === 'create'
       ? SharedMemory.create(name, { byteLength: layout.byteLength, ...(mode !== undefined ? { mode } : {}) })
@@ -84,3 +89,4 @@ export function namedOptions<T extends object>(options: unknown, own: readonly s
 }
 
 export { HEADER_BYTES };
+export type { How };

@@ -18,7 +18,7 @@
  */
 import { IpcError, closedError, errnoError, otherOwnerError } from '../errors.js';
 import { native } from '../os/native.js';
-import { osName, validateName } from '../naming.js';
+import { HOW_CODE, osName, validateName, type How } from '../naming.js';
 import { checkBoolean, checkInteger, checkOptions } from '../options.js';
 import { listShm, statShm } from '../os/shm-dir.js';
 
@@ -43,10 +43,6 @@ export interface SharedMemoryOpenOptions {
 
 const MAX_BYTE_LENGTH = 2 ** 46;
 const DEFAULT_SIZE_WAIT = 1000;
-type How = 0 | 1 | 2;
-const CREATE: How = 0;
-const OPEN: How = 1;
-const OPEN_OR_CREATE: How = 2;
 
 const token = Symbol('SharedMemory');
 
@@ -88,13 +84,13 @@ export class SharedMemory {
   /** Creates `name`; fails with IPC_ERR_EXISTS if it exists. */
   static create(name: string, options: SharedMemoryCreateOptions): SharedMemory {
     const opts = checkOptions<SharedMemoryCreateOptions>(options, ['byteLength', 'mode'], 'SharedMemory.create');
-    return map(name, CREATE, createArgs(opts, 'SharedMemory.create'), {});
+    return map(name, 'create', createArgs(opts, 'SharedMemory.create'), {});
   }
 
   /** Opens an existing `name`; fails with IPC_ERR_NOT_FOUND if it is missing. */
   static open(name: string, options?: SharedMemoryOpenOptions): SharedMemory {
     const opts = checkOptions<SharedMemoryOpenOptions>(options, ['byteLength', 'sizeWait', 'allowOtherOwner'], 'SharedMemory.open');
-    return map(name, OPEN, { byteLength: 0, mode: 0 }, opts);
+    return map(name, 'open', { byteLength: 0, mode: 0 }, opts);
   }
 
   /** Opens `name`, creating it if it is missing. An existing object must have the same size. */
@@ -109,7 +105,7 @@ export class SharedMemory {
     );
     const args = createArgs(opts, 'SharedMemory.openOrCreate');
     const { sizeWait, allowOtherOwner } = opts;
-    return map(name, OPEN_OR_CREATE, args, { byteLength: args.byteLength, ...(sizeWait !== undefined ? { sizeWait } : {}), ...(allowOtherOwner !== undefined ? { allowOtherOwner } : {}) });
+    return map(name, 'openOrCreate', args, { byteLength: args.byteLength, ...(sizeWait !== undefined ? { sizeWait } : {}), ...(allowOtherOwner !== undefined ? { allowOtherOwner } : {}) });
   }
 
   /** Removes the name. Processes that have it mapped keep their memory. True if it existed. */
@@ -172,7 +168,7 @@ function map(
   const allowOtherOwner = checkBoolean(open.allowOtherOwner, 'allowOtherOwner') ?? false;
   let result;
   try {
-    result = native().shmOpen(os, how, create.mode, create.byteLength, sizeWait, allowOtherOwner);
+    result = native().shmOpen(os, HOW_CODE[how], create.mode, create.byteLength, sizeWait, allowOtherOwner);
   } catch (err) {
     throw errnoError(err, what);
   }

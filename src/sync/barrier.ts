@@ -16,12 +16,13 @@
  * leave when the round number differs from theirs. A party must arrive again for each round,
  * so the 15-bit round number cannot wrap around a waiter.
  */
-import { IpcError, abortError, closedError } from '../errors.js';
-import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
-import { Kind } from '../shm/header.js';
+import { IpcError, abortError } from '../errors.js';
+import { checkInteger, waitOptions } from '../options.js';
+import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
-import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
+import { Factory, SyncPrimitive, bodyWords, live, type Core } from './lifecycle.js';
+import { placedByteLength, type Attached, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const STATE = 0;
@@ -33,26 +34,33 @@ const MAX_PARTIES = 0xffff;
 
 const roundOf = (state: number): number => (state >>> ROUND_SHIFT) & ROUND_MASK;
 
-function layoutFor(parties: number | undefined): SyncLayout {
-  return {
-    kind: Kind.Barrier,
-    version: 1,
-    bodyBytes: 64,
-    init(buffer, base) {
-      if (parties === undefined) throw new TypeError("option 'parties' is required to create a Barrier");
-      const i32 = new Int32Array(buffer, base, 16);
-      i32.fill(0);
-      i32[PARTIES] = parties; // published with the header's state flag
-    },
-    verify(buffer, base, what) {
-      const existing = new Int32Array(buffer, base, 16)[PARTIES]!;
-      if (existing < 1 || existing > MAX_PARTIES) throw new IpcError('IPC_ERR_INCOMPATIBLE', `${what}: parties is ${existing}`);
-      if (parties !== undefined && existing !== parties) {
-        throw new IpcError('IPC_ERR_INCOMPATIBLE', `${what}: has ${existing} parties, expected ${parties}`);
-      }
-    },
-  };
-}
+/**
+ * The body, described once: created with `parties` (required to create, checked against an
+ * existing barrier when given to open); `inspect` shows parties and the round's state.
+ */
+export const barrierLayout: SyncLayout<number | undefined> = {
+  kind: Kind.Barrier,
+  version: 1,
+  bodyBytes: 64,
+  init(buffer, base, parties) {
+    if (parties === undefined) throw new TypeError("option 'parties' is required to create a Barrier");
+    const i32 = new Int32Array(buffer, base, 16);
+    i32.fill(0);
+    i32[PARTIES] = parties; // published with the header's state flag
+  },
+  verify(buffer, base, what, parties) {
+    const existing = new Int32Array(buffer, base, 16)[PARTIES]!;
+    if (existing < 1 || existing > MAX_PARTIES) throw new IpcError('IPC_ERR_INCOMPATIBLE', `${what}: parties is ${existing}`);
+    if (parties !== undefined && existing !== parties) {
+      throw new IpcError('IPC_ERR_INCOMPATIBLE', `${what}: has ${existing} parties, expected ${parties}`);
+    }
+  },
+  describe(buffer) {
+    const i32 = new Int32Array(buffer, HEADER_BYTES, 2);
+    const state = Atomics.load(i32, STATE);
+    return { parties: Atomics.load(i32, PARTIES), arrived: state & COUNT_MASK, round: roundOf(state) };
+  },
+};
 
 class RoundOp implements WaitOp {
   parkIndex = STATE;
@@ -93,57 +101,52 @@ export interface BarrierPlacedOptions extends PlacedOptions {
 export type BarrierWaitOptions = WaitOptions;
 export type BarrierWaitSyncOptions = SyncWaitOptions;
 
-const token = Symbol('Barrier');
-
-export class Barrier {
-  readonly name: string | undefined;
-  readonly created: boolean;
+export class Barrier extends SyncPrimitive {
   /** Number of parties per round. */
   readonly parties: number;
-  #i32: Int32Array | undefined;
-  #shm: SharedMemory | undefined;
-  #what: string;
 
   /** Bytes a Barrier takes inside a SharedMemory. */
-  static readonly byteLength: number = placedByteLength(layoutFor(1));
+  static readonly byteLength: number = placedByteLength(barrierLayout);
 
   /** @internal */
-  constructor(key: symbol, name: string | undefined, at: Attached) {
-    if (key !== token) throw new TypeError('use Barrier.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
-    this.name = name;
-    this.created = at.created;
-    this.#shm = at.shm;
-    this.#what = at.what;
-    this.#i32 = new Int32Array(at.buffer, at.base, 16);
-    this.parties = this.#i32[PARTIES]!;
+  constructor(key: symbol, name: string | undefined, at: Attached, core: Core) {
+    super(key, name, at, core);
+    this.parties = core.i32[PARTIES]!; // fixed at creation, published with the header
   }
 
+  /** Creates the barrier `name` for `parties` parties; IPC_ERR_EXISTS if the name is taken. */
   static create(name: string, options: BarrierOptions): Barrier {
-    return named(name, 'create', options, 'Barrier.create');
+    return factory.named(name, 'create', options);
   }
 
+  /** Opens the existing barrier `name` (if `parties` is given, it must match: IPC_ERR_INCOMPATIBLE otherwise). */
   static open(name: string, options?: Pick<BarrierOptions, 'initTimeout' | 'parties' | 'allowOtherOwner'>): Barrier {
-    return named(name, 'open', options, 'Barrier.open');
+    return factory.named(name, 'open', options);
   }
 
+  /** Opens the barrier `name`, creating it for `parties` parties if it is missing. */
   static openOrCreate(name: string, options: BarrierOptions): Barrier {
-    return named(name, 'openOrCreate', options, 'Barrier.openOrCreate');
+    return factory.named(name, 'openOrCreate', options);
   }
 
+  /** Removes the name; processes that have it open keep using it. True if it existed. */
   static remove(name: string): boolean {
     return SharedMemory.remove(name);
   }
 
+  /** Initializes a new Barrier for `parties` parties in zeroed memory at byteOffset (a multiple of 8). */
   static createAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options: BarrierPlacedOptions): Barrier {
-    return placed(memory, byteOffset, 'create', options, 'Barrier.createAt');
+    return factory.placed(memory, byteOffset, 'create', options);
   }
 
+  /** Opens the Barrier that createAt initialized at byteOffset. */
   static openAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: BarrierPlacedOptions): Barrier {
-    return placed(memory, byteOffset, 'open', options, 'Barrier.openAt');
+    return factory.placed(memory, byteOffset, 'open', options);
   }
 
+  /** Opens the Barrier at byteOffset, initializing it if the memory there is still zero. */
   static openOrCreateAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options: BarrierPlacedOptions): Barrier {
-    return placed(memory, byteOffset, 'openOrCreate', options, 'Barrier.openOrCreateAt');
+    return factory.placed(memory, byteOffset, 'openOrCreate', options);
   }
 
   /**
@@ -151,7 +154,7 @@ export class Barrier {
    * and returns true. Otherwise does not arrive and returns false. Never blocks.
    */
   tryWait(): boolean {
-    const i32 = this.#live();
+    const { i32 } = live(this);
     const state = Atomics.load(i32, STATE);
     if ((state & COUNT_MASK) + 1 !== this.parties) return false;
     return this.#complete(i32, state);
@@ -159,15 +162,13 @@ export class Barrier {
 
   /** Arrives and waits for the round to complete. Resolves true for the last party to arrive. */
   async wait(options?: BarrierWaitOptions): Promise<boolean> {
-    const opts = checkOptions<BarrierWaitOptions>(options, ['timeout', 'signal'], 'Barrier.wait');
-    const timeout = checkTimeout(opts.timeout, 'Barrier.wait');
-    const signal = checkSignal(opts.signal, 'Barrier.wait');
-    const i32 = this.#live();
-    if (signal?.aborted) throw abortError(`${this.#what}: wait`, signal.reason);
+    const { timeout, signal } = waitOptions(options, 'Barrier.wait', true);
+    const { i32, what } = live(this);
+    if (signal?.aborted) throw abortError(`${what}: wait`, signal.reason);
     const round = this.#arrive(i32);
     if (round < 0) return true;
     try {
-      await runAsync(new RoundOp(i32, round), timeout, signal, `${this.#what}: wait`);
+      await runAsync(new RoundOp(i32, round), timeout, signal, `${what}: wait`);
     } catch (err) {
       this.#withdraw(i32, round, err);
     }
@@ -175,31 +176,16 @@ export class Barrier {
   }
 
   waitSync(options?: BarrierWaitSyncOptions): boolean {
-    const opts = checkOptions<BarrierWaitSyncOptions>(options, ['timeout'], 'Barrier.waitSync');
-    const timeout = checkTimeout(opts.timeout, 'Barrier.waitSync');
-    const i32 = this.#live();
+    const { timeout } = waitOptions(options, 'Barrier.waitSync', false);
+    const { i32, what } = live(this);
     const round = this.#arrive(i32);
     if (round < 0) return true;
     try {
-      runSync(new RoundOp(i32, round), timeout, `${this.#what}: wait`);
+      runSync(new RoundOp(i32, round), timeout, `${what}: wait`);
     } catch (err) {
       this.#withdraw(i32, round, err);
     }
     return false;
-  }
-
-  get closed(): boolean {
-    return this.#i32 === undefined;
-  }
-
-  close(): void {
-    this.#i32 = undefined;
-    this.#shm?.close();
-    this.#shm = undefined;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 
   /** Counts our arrival; returns the round to wait for, or -1 when we completed it. */
@@ -234,27 +220,17 @@ export class Barrier {
     }
     throw err;
   }
-
-  #live(): Int32Array {
-    if (this.#i32 === undefined) throw closedError(this.#what);
-    return this.#i32;
-  }
 }
 
-function partiesOf(value: unknown, where: string): number | undefined {
-  return value === undefined ? undefined : checkInteger(value, `${where}: parties`, 1, MAX_PARTIES);
-}
-
-function named(name: string, how: How, options: unknown, where: string): Barrier {
-  const opts = namedOptions<{ parties?: number }>(options, ['parties'], where);
-  const parties = partiesOf(opts.parties, where);
-  if (how !== 'open' && parties === undefined) throw new TypeError(`${where}: option 'parties' is required`);
-  return new Barrier(token, name, attachNamed(name, how, 'Barrier', layoutFor(parties), opts));
-}
-
-function placed(memory: unknown, byteOffset: unknown, how: How, options: unknown, where: string): Barrier {
-  const opts = placedOptions(options, ['parties'], where);
-  const parties = partiesOf(opts['parties'], where);
-  if (how !== 'open' && parties === undefined) throw new TypeError(`${where}: option 'parties' is required`);
-  return new Barrier(token, undefined, attachAt(memory, byteOffset, how, 'Barrier', layoutFor(parties), opts, where));
-}
+const factory = new Factory({
+  kindName: 'Barrier',
+  layout: barrierLayout,
+  options: () => ['parties'],
+  params: (options, how, where) => {
+    const parties = options['parties'] === undefined ? undefined : checkInteger(options['parties'], `${where}: parties`, 1, MAX_PARTIES);
+    if (how !== 'open' && parties === undefined) throw new TypeError(`${where}: option 'parties' is required`);
+    return parties;
+  },
+  core: (at) => bodyWords(at, barrierLayout),
+  type: Barrier,
+});

@@ -18,25 +18,31 @@
  * is not lost; an aborted one hands it on. The mutex is always relocked before wait returns or
  * rejects (also on timeout and abort), like pthread_cond_timedwait.
  */
-import { IpcError, closedError, isIpcError } from '../errors.js';
-import { checkOptions, checkSignal, checkTimeout } from '../options.js';
-import { Kind } from '../shm/header.js';
+import { IpcError, isIpcError } from '../errors.js';
+import { waitOptions } from '../options.js';
+import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
+import { Factory, NO_OPTIONS, NO_PARAMS, SyncPrimitive, bodyWords, live } from './lifecycle.js';
 import { mutexCore, type MutexCore } from './mutex.js';
-import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
+import { placedByteLength, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import { notOwnerError } from './robust.js';
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const SEQUENCE = 0;
 const SLEEPERS = 1;
 
-const layout: SyncLayout = {
+/** The body, described once: created zeroed; `inspect` shows both words. */
+export const conditionLayout: SyncLayout = {
   kind: Kind.Condition,
   version: 1,
   bodyBytes: 64,
   init(buffer, base) {
     new Int32Array(buffer, base, 16).fill(0);
+  },
+  describe(buffer) {
+    const i32 = new Int32Array(buffer, HEADER_BYTES, 2);
+    return { sequence: Atomics.load(i32, SEQUENCE), sleepers: Atomics.load(i32, SLEEPERS) };
   },
 };
 
@@ -73,54 +79,43 @@ export type ConditionPlacedOptions = PlacedOptions;
 export type ConditionWaitOptions = WaitOptions;
 export type ConditionWaitSyncOptions = SyncWaitOptions;
 
-const token = Symbol('Condition');
-
-export class Condition {
-  readonly name: string | undefined;
-  readonly created: boolean;
-  #i32: Int32Array | undefined;
-  #shm: SharedMemory | undefined;
-  #what: string;
-
+export class Condition extends SyncPrimitive {
   /** Bytes a Condition takes inside a SharedMemory. */
-  static readonly byteLength: number = placedByteLength(layout);
+  static readonly byteLength: number = placedByteLength(conditionLayout);
 
-  /** @internal */
-  constructor(key: symbol, name: string | undefined, at: Attached) {
-    if (key !== token) throw new TypeError('use Condition.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
-    this.name = name;
-    this.created = at.created;
-    this.#shm = at.shm;
-    this.#what = at.what;
-    this.#i32 = new Int32Array(at.buffer, at.base, 16);
-  }
-
+  /** Creates the condition variable `name`; IPC_ERR_EXISTS if the name is taken. */
   static create(name: string, options?: ConditionOptions): Condition {
-    return named(name, 'create', options, 'Condition.create');
+    return factory.named(name, 'create', options);
   }
 
+  /** Opens the existing condition variable `name`; IPC_ERR_NOT_FOUND if it is missing. */
   static open(name: string, options?: Pick<ConditionOptions, 'initTimeout' | 'allowOtherOwner'>): Condition {
-    return named(name, 'open', options, 'Condition.open');
+    return factory.named(name, 'open', options);
   }
 
+  /** Opens the condition variable `name`, creating it if it is missing. */
   static openOrCreate(name: string, options?: ConditionOptions): Condition {
-    return named(name, 'openOrCreate', options, 'Condition.openOrCreate');
+    return factory.named(name, 'openOrCreate', options);
   }
 
+  /** Removes the name; processes that have it open keep using it. True if it existed. */
   static remove(name: string): boolean {
     return SharedMemory.remove(name);
   }
 
+  /** Initializes a new Condition in zeroed memory at byteOffset (a multiple of 8), e.g. beside its Mutex. */
   static createAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: ConditionPlacedOptions): Condition {
-    return placed(memory, byteOffset, 'create', options, 'Condition.createAt');
+    return factory.placed(memory, byteOffset, 'create', options);
   }
 
+  /** Opens the Condition that createAt initialized at byteOffset. */
   static openAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: ConditionPlacedOptions): Condition {
-    return placed(memory, byteOffset, 'open', options, 'Condition.openAt');
+    return factory.placed(memory, byteOffset, 'open', options);
   }
 
+  /** Opens the Condition at byteOffset, initializing it if the memory there is still zero. */
   static openOrCreateAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: ConditionPlacedOptions): Condition {
-    return placed(memory, byteOffset, 'openOrCreate', options, 'Condition.openOrCreateAt');
+    return factory.placed(memory, byteOffset, 'openOrCreate', options);
   }
 
   /**
@@ -130,14 +125,12 @@ export class Condition {
    * rejects with IPC_ERR_OWNER_DEAD (mutex held) as Mutex.lock does.
    */
   async wait(mutex: unknown, options?: ConditionWaitOptions): Promise<void> {
-    const opts = checkOptions<ConditionWaitOptions>(options, ['timeout', 'signal'], 'Condition.wait');
-    const timeout = checkTimeout(opts.timeout, 'Condition.wait');
-    const signal = checkSignal(opts.signal, 'Condition.wait');
+    const { timeout, signal } = waitOptions(options, 'Condition.wait', true);
     const core = mutexCore(mutex, 'Condition.wait');
-    const { i32, seen } = this.#begin(core);
+    const { i32, what, seen } = this.#begin(core);
     let failure: unknown;
     try {
-      await runAsync(new SequenceOp(i32, seen), timeout, signal, `${this.#what}: wait`);
+      await runAsync(new SequenceOp(i32, seen), timeout, signal, `${what}: wait`);
     } catch (err) {
       failure = this.#settle(i32, seen, err);
     }
@@ -148,13 +141,12 @@ export class Condition {
 
   /** As wait(), blocking this thread. */
   waitSync(mutex: unknown, options?: ConditionWaitSyncOptions): void {
-    const opts = checkOptions<ConditionWaitSyncOptions>(options, ['timeout'], 'Condition.waitSync');
-    const timeout = checkTimeout(opts.timeout, 'Condition.waitSync');
+    const { timeout } = waitOptions(options, 'Condition.waitSync', false);
     const core = mutexCore(mutex, 'Condition.waitSync');
-    const { i32, seen } = this.#begin(core);
+    const { i32, what, seen } = this.#begin(core);
     let failure: unknown;
     try {
-      runSync(new SequenceOp(i32, seen), timeout, `${this.#what}: wait`);
+      runSync(new SequenceOp(i32, seen), timeout, `${what}: wait`);
     } catch (err) {
       failure = this.#settle(i32, seen, err);
     }
@@ -173,33 +165,19 @@ export class Condition {
     this.#notify(Infinity);
   }
 
-  get closed(): boolean {
-    return this.#i32 === undefined;
-  }
-
-  close(): void {
-    this.#i32 = undefined;
-    this.#shm?.close();
-    this.#shm = undefined;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-
   #notify(count: number): void {
-    const i32 = this.#live();
+    const { i32 } = live(this);
     Atomics.add(i32, SEQUENCE, 1); // the change every waiter sleeping on the old value sees
     if (Atomics.load(i32, SLEEPERS) > 0) futex.notify(i32, SEQUENCE, count);
   }
 
-  #begin(core: MutexCore): { i32: Int32Array; seen: number } {
-    const i32 = this.#live();
-    if (!core.holds()) throw notOwnerError(core.what, `${this.#what}: wait`);
+  #begin(core: MutexCore): { i32: Int32Array; what: string; seen: number } {
+    const { i32, what } = live(this);
+    if (!core.holds()) throw notOwnerError(core.what, `${what}: wait`);
     Atomics.add(i32, SLEEPERS, 1); // before the mutex is released: a notifier then sees us
     const seen = Atomics.load(i32, SEQUENCE);
     core.unlock();
-    return { i32, seen };
+    return { i32, what, seen };
   }
 
   /** Decides what a failed wait means: undefined when it was in fact notified. */
@@ -210,19 +188,13 @@ export class Condition {
     if (notified) futex.notify(i32, SEQUENCE, 1);
     return err instanceof IpcError || err instanceof Error ? err : new Error(String(err));
   }
-
-  #live(): Int32Array {
-    if (this.#i32 === undefined) throw closedError(this.#what);
-    return this.#i32;
-  }
 }
 
-function named(name: string, how: How, options: unknown, where: string): Condition {
-  const opts = namedOptions<object>(options, [], where);
-  return new Condition(token, name, attachNamed(name, how, 'Condition', layout, opts));
-}
-
-function placed(memory: unknown, byteOffset: unknown, how: How, options: unknown, where: string): Condition {
-  const opts = placedOptions(options, [], where);
-  return new Condition(token, undefined, attachAt(memory, byteOffset, how, 'Condition', layout, opts, where));
-}
+const factory = new Factory({
+  kindName: 'Condition',
+  layout: conditionLayout,
+  options: NO_OPTIONS,
+  params: NO_PARAMS,
+  core: (at) => bodyWords(at, conditionLayout),
+  type: Condition,
+});

@@ -13,13 +13,13 @@
  * call. futex.notify is called only when the WAITERS flag says someone sleeps. Ownership is per
  * thread (the lifeline token), so two async tasks of one thread queue up behind each other.
  */
-import { closedError } from '../errors.js';
-import { checkOptions, checkSignal, checkTimeout } from '../options.js';
-import { Kind } from '../shm/header.js';
+import { waitOptions } from '../options.js';
+import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
 import { OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
-import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
+import { Factory, NO_OPTIONS, NO_PARAMS, SyncPrimitive, live } from './lifecycle.js';
+import { placedByteLength, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,
   NO,
@@ -27,6 +27,7 @@ import {
   YES,
   RECOVERED,
   deadlockError,
+  describeLockWord,
   flagWaiting,
   notOwnerError,
   notRecoverableError,
@@ -40,13 +41,18 @@ import {
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const STATE = 0;
+const FOREVER = { timeout: Infinity, signal: undefined } as const;
 
-const layout: SyncLayout = {
+/** The body, described once: created zeroed (free), shown by `inspect` as the lock word. */
+export const mutexLayout: SyncLayout = {
   kind: Kind.Mutex,
   version: 1,
   bodyBytes: 64,
   init(buffer, base) {
     new Int32Array(buffer, base, 16).fill(0);
+  },
+  describe(buffer) {
+    return describeLockWord(Atomics.load(new Int32Array(buffer, HEADER_BYTES, 1), STATE), buffer);
   },
 };
 
@@ -175,12 +181,10 @@ export class MutexCore {
   }
 }
 
-let coreOf: (mutex: Mutex) => MutexCore;
-
 /** @internal */
 export function mutexCore(mutex: unknown, where: string): MutexCore {
   if (!(mutex instanceof Mutex)) throw new TypeError(`${where}: expected a Mutex`);
-  return coreOf(mutex);
+  return live(mutex);
 }
 
 export type MutexOptions = NamedObjectOptions;
@@ -188,56 +192,27 @@ export type MutexPlacedOptions = PlacedOptions;
 export type LockOptions = WaitOptions;
 export type LockSyncOptions = SyncWaitOptions;
 
-const token = Symbol('Mutex');
-
 /**
  * A lock that any process (or worker thread) can open by name, or that lives inside a
  * SharedMemory next to the data it guards (createAt / openAt / openOrCreateAt).
  */
-export class Mutex {
-  /** The name, for a named mutex; undefined for one placed in shared memory. */
-  readonly name: string | undefined;
-  /** True when this call created it. */
-  readonly created: boolean;
-  #core: MutexCore | undefined;
-  #shm: SharedMemory | undefined;
-  #what: string;
-
-  static {
-    coreOf = (mutex) => {
-      if (mutex.#core === undefined) throw closedError(mutex.#what);
-      return mutex.#core;
-    };
-  }
-
+export class Mutex extends SyncPrimitive<MutexCore> {
   /** Bytes a Mutex takes inside a SharedMemory (createAt / openAt). */
-  static readonly byteLength: number = placedByteLength(layout);
+  static readonly byteLength: number = placedByteLength(mutexLayout);
 
-  /** @internal */
-  constructor(key: symbol, name: string | undefined, at: Attached) {
-    if (key !== token) throw new TypeError('use Mutex.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
-    this.name = name;
-    this.created = at.created;
-    this.#shm = at.shm;
-    this.#what = at.what;
-    try {
-      this.#core = new MutexCore(new Int32Array(at.buffer, at.base, 16), at.what);
-    } catch (err) {
-      at.shm?.close();
-      throw err;
-    }
-  }
-
+  /** Creates the mutex `name`, unlocked; IPC_ERR_EXISTS if the name is taken. */
   static create(name: string, options?: MutexOptions): Mutex {
-    return named(name, 'create', options, 'Mutex.create');
+    return factory.named(name, 'create', options);
   }
 
+  /** Opens the existing mutex `name`; IPC_ERR_NOT_FOUND if it is missing, IPC_ERR_INCOMPATIBLE if it is not a mutex. */
   static open(name: string, options?: Pick<MutexOptions, 'initTimeout' | 'allowOtherOwner'>): Mutex {
-    return named(name, 'open', options, 'Mutex.open');
+    return factory.named(name, 'open', options);
   }
 
+  /** Opens the mutex `name`, creating it if it is missing. */
   static openOrCreate(name: string, options?: MutexOptions): Mutex {
-    return named(name, 'openOrCreate', options, 'Mutex.openOrCreate');
+    return factory.named(name, 'openOrCreate', options);
   }
 
   /** Removes the name; processes that have it open keep using it. True if it existed. */
@@ -247,77 +222,51 @@ export class Mutex {
 
   /** Initializes a new Mutex in zeroed memory at byteOffset (a multiple of 8). */
   static createAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: MutexPlacedOptions): Mutex {
-    return placed(memory, byteOffset, 'create', options, 'Mutex.createAt');
+    return factory.placed(memory, byteOffset, 'create', options);
   }
 
+  /** Opens the Mutex that createAt initialized at byteOffset (waiting up to initTimeout for it). */
   static openAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: MutexPlacedOptions): Mutex {
-    return placed(memory, byteOffset, 'open', options, 'Mutex.openAt');
+    return factory.placed(memory, byteOffset, 'open', options);
   }
 
+  /** Opens the Mutex at byteOffset, initializing it if the memory there is still zero. */
   static openOrCreateAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: MutexPlacedOptions): Mutex {
-    return placed(memory, byteOffset, 'openOrCreate', options, 'Mutex.openOrCreateAt');
+    return factory.placed(memory, byteOffset, 'openOrCreate', options);
   }
 
   /** Takes the lock if it is free (or its owner is dead); never blocks. */
   tryLock(): boolean {
-    return this.#live().tryLock();
+    return live(this).tryLock();
   }
 
   /** Waits for the lock without blocking the event loop. */
   async lock(options?: LockOptions): Promise<void> {
-    const opts = checkOptions<LockOptions>(options, ['timeout', 'signal'], 'Mutex.lock');
-    const timeout = checkTimeout(opts.timeout, 'Mutex.lock');
-    const signal = checkSignal(opts.signal, 'Mutex.lock');
-    await this.#live().lock(timeout, signal);
+    // Without options (the common, uncontended call) nothing is allocated to check them.
+    const { timeout, signal } = options === undefined ? FOREVER : waitOptions(options, 'Mutex.lock', true);
+    await live(this).lock(timeout, signal);
   }
 
   /** Blocks this thread until the lock is taken. */
   lockSync(options?: LockSyncOptions): void {
-    const opts = checkOptions<LockSyncOptions>(options, ['timeout'], 'Mutex.lockSync');
-    this.#live().lockSync(checkTimeout(opts.timeout, 'Mutex.lockSync'));
+    live(this).lockSync(options === undefined ? Infinity : waitOptions(options, 'Mutex.lockSync', false).timeout);
   }
 
   unlock(): void {
-    this.#live().unlock();
+    live(this).unlock();
   }
 
   /** Accepts the state left by an owner that died (after IPC_ERR_OWNER_DEAD). */
   markConsistent(): void {
-    this.#live().markConsistent();
-  }
-
-  get closed(): boolean {
-    return this.#core === undefined;
-  }
-
-  /**
-   * Idempotent. Does not unlock: a lock held by this thread stays held while the thread has
-   * another handle open on the same memory; closing the last one abandons it (the next locker
-   * recovers it with IPC_ERR_OWNER_DEAD).
-   */
-  close(): void {
-    this.#core?.close();
-    this.#core = undefined;
-    this.#shm?.close();
-    this.#shm = undefined;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-
-  #live(): MutexCore {
-    if (this.#core === undefined) throw closedError(this.#what);
-    return this.#core;
+    live(this).markConsistent();
   }
 }
 
-function named(name: string, how: How, options: unknown, where: string): Mutex {
-  const opts = namedOptions<object>(options, [], where);
-  return new Mutex(token, name, attachNamed(name, how, 'Mutex', layout, opts));
-}
-
-function placed(memory: unknown, byteOffset: unknown, how: How, options: unknown, where: string): Mutex {
-  const opts = placedOptions(options, [], where);
-  return new Mutex(token, undefined, attachAt(memory, byteOffset, how, 'Mutex', layout, opts, where));
-}
+const factory = new Factory({
+  kindName: 'Mutex',
+  layout: mutexLayout,
+  options: NO_OPTIONS,
+  params: NO_PARAMS,
+  core: (at) => new MutexCore(new Int32Array(at.buffer, at.base, 16), at.what),
+  type: Mutex,
+});

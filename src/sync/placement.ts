@@ -9,21 +9,32 @@
  * the header and body and publishes the initialized flag last; openAt waits (bounded by
  * initTimeout) for that flag and checks kind and version; openOrCreateAt does whichever applies.
  */
-import { IpcError, closedError } from '../errors.js';
+import { IpcError } from '../errors.js';
 import { checkInteger, checkOptions } from '../options.js';
+import type { How } from '../naming.js';
 import { HEADER_BYTES, MAGIC, publishHeader, validateHeader, writeHeader } from '../shm/header.js';
-import { namedOptions, openObject, type How, type NamedObjectOptions } from '../shm/segment.js';
+import { initTimeoutOf, namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 
-export interface SyncLayout {
+/**
+ * A primitive's body, described once: what create writes, what open checks, and what `inspect`
+ * shows, all from the offsets drawn in the primitive's file. `P` is what creating needs (the
+ * initial permits of a Semaphore, the parties of a Barrier).
+ */
+export interface SyncLayout<P = void> {
   kind: number;
   version: number;
   /** Bytes of the body behind the header. */
   bodyBytes: number;
   /** Writes the initial body at byte offset `base`, before the object is published. */
-  init(buffer: SharedArrayBuffer, base: number): void;
+  init(buffer: SharedArrayBuffer, base: number, params: P): void;
   /** Checks an existing body against what the caller asked for (throws IPC_ERR_INCOMPATIBLE). */
-  verify?(buffer: SharedArrayBuffer, base: number, what: string): void;
+  verify?(buffer: SharedArrayBuffer, base: number, what: string, params: P): void;
+  /**
+   * The body's fields of a named object (behind the header of `buffer`), for `ls` and
+   * `inspect`. Only reads; a plain function (the CLI registers it as is).
+   */
+  describe(buffer: SharedArrayBuffer): Record<string, unknown>;
 }
 
 export interface PlacedOptions {
@@ -43,14 +54,19 @@ export interface Attached {
   created: boolean;
 }
 
-const DEFAULT_INIT_TIMEOUT = 2000;
-
 /** Bytes a primitive takes when placed: header + body, rounded up to whole cache lines. */
-export function placedByteLength(layout: SyncLayout): number {
+export function placedByteLength(layout: { bodyBytes: number }): number {
   return HEADER_BYTES + Math.ceil(layout.bodyBytes / 64) * 64;
 }
 
-export function attachNamed(name: string, how: How, kindName: string, layout: SyncLayout, options: NamedObjectOptions): Attached {
+export function attachNamed<P>(
+  name: string,
+  how: How,
+  kindName: string,
+  layout: SyncLayout<P>,
+  params: P,
+  options: NamedObjectOptions,
+): Attached {
   const shm = openObject(
     name,
     how,
@@ -59,14 +75,14 @@ export function attachNamed(name: string, how: How, kindName: string, layout: Sy
       kind: layout.kind,
       version: layout.version,
       byteLength: placedByteLength(layout),
-      init: (buffer) => layout.init(buffer, HEADER_BYTES),
+      init: (buffer) => layout.init(buffer, HEADER_BYTES, params),
     },
     options,
   );
   const what = `${kindName.toLowerCase()} '${name}'`;
   if (!shm.created && layout.verify !== undefined) {
     try {
-      layout.verify(shm.buffer, HEADER_BYTES, what);
+      layout.verify(shm.buffer, HEADER_BYTES, what, params);
     } catch (err) {
       shm.close();
       throw err;
@@ -75,12 +91,13 @@ export function attachNamed(name: string, how: How, kindName: string, layout: Sy
   return { buffer: shm.buffer, base: HEADER_BYTES, shm, what, created: shm.created };
 }
 
-export function attachAt(
+export function attachAt<P>(
   memory: unknown,
   byteOffset: unknown,
   how: How,
   kindName: string,
-  layout: SyncLayout,
+  layout: SyncLayout<P>,
+  params: P,
   options: PlacedOptions,
   where: string,
 ): Attached {
@@ -91,8 +108,7 @@ export function attachAt(
   const byteLength = placedByteLength(layout);
   const offset = checkInteger(byteOffset, `${where}: byteOffset`, 0, Math.max(0, buffer.byteLength - byteLength));
   if (offset % 8 !== 0) throw new RangeError(`${where}: byteOffset must be a multiple of 8, got ${offset}`);
-  const initTimeout =
-    options.initTimeout === undefined ? DEFAULT_INIT_TIMEOUT : checkInteger(options.initTimeout, `${where}: initTimeout`, 0, 600_000);
+  const initTimeout = initTimeoutOf(options.initTimeout, `${where}: initTimeout`);
   const what = `${kindName.toLowerCase()} at byte ${offset}`;
   const base = offset + HEADER_BYTES;
   if (how !== 'open') {
@@ -102,7 +118,7 @@ export function attachAt(
     const previous = Atomics.compareExchange(header, 0, 0, MAGIC);
     if (previous === 0) {
       writeHeader(buffer, offset, layout.kind, layout.version, byteLength);
-      layout.init(buffer, base);
+      layout.init(buffer, base, params);
       publishHeader(buffer, offset);
       return { buffer, base, shm: undefined, what, created: true };
     }
@@ -111,7 +127,7 @@ export function attachAt(
     }
   }
   validateHeader(buffer, offset, byteLength, layout.kind, layout.version, what, initTimeout);
-  layout.verify?.(buffer, base, what);
+  layout.verify?.(buffer, base, what, params);
   return { buffer, base, shm: undefined, what, created: false };
 }
 
@@ -119,5 +135,5 @@ export function placedOptions(options: unknown, own: readonly string[], where: s
   return checkOptions<Record<string, unknown> & PlacedOptions>(options, [...own, 'initTimeout'], where);
 }
 
-export { namedOptions, closedError };
-export type { How, NamedObjectOptions };
+export { namedOptions };
+export type { NamedObjectOptions };

@@ -19,7 +19,7 @@
  */
 import { IpcError } from '../errors.js';
 import { futex } from '../os/futex.js';
-import { DEAD_TOKEN, OWNER_MASK, type Lifeline } from '../os/lifeline.js';
+import { DEAD_TOKEN, OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
 
 export const WAITERS = 0x20000000;
 export const INCONSISTENT = 0x10000000;
@@ -126,4 +126,20 @@ export function unlockWord(i32: Int32Array, index: number, value: number, wake: 
 export function ownerOf(i32: Int32Array, index: number): number {
   const value = Atomics.load(i32, index);
   return value === NOT_RECOVERABLE ? 0 : value & OWNER_MASK;
+}
+
+/** A lock word as `inspect` shows it: free or held, and whether the holder still lives. */
+export function describeLockWord(word: number, buffer: SharedArrayBuffer): { state: string; ownerAlive?: boolean; waiters?: boolean } {
+  if (word === 0) return { state: 'free' };
+  if (word === NOT_RECOVERABLE) return { state: 'not recoverable' };
+  const lifeline = openLifeline(buffer);
+  try {
+    return {
+      state: (word & INCONSISTENT) !== 0 ? 'held, inconsistent (recovered from a dead owner)' : 'held',
+      ownerAlive: lifeline.isAlive(word & OWNER_MASK),
+      waiters: (word & WAITERS) !== 0,
+    };
+  } finally {
+    lifeline.close();
+  }
 }

@@ -27,13 +27,13 @@
  * readers. When the writer word's owner is dead, the first thread to notice (reader or writer)
  * recovers it and holds the write lock, with IPC_ERR_OWNER_DEAD.
  */
-import { closedError } from '../errors.js';
-import { checkOptions, checkSignal, checkTimeout } from '../options.js';
-import { Kind } from '../shm/header.js';
+import { waitOptions } from '../options.js';
+import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
 import { DEAD_TOKEN, OWNER_MASK, openLifeline, type Lifeline } from '../os/lifeline.js';
-import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
+import { Factory, NO_OPTIONS, NO_PARAMS, SyncPrimitive, live } from './lifecycle.js';
+import { placedByteLength, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import {
   CHECK_INTERVAL_MS,
   INCONSISTENT,
@@ -43,6 +43,7 @@ import {
   WAITERS,
   YES,
   deadlockError,
+  describeLockWord,
   flagWaiting,
   notOwnerError,
   notRecoverableError,
@@ -65,12 +66,23 @@ const WORDS = COUNTS + SLOTS;
 const RECLAIMING = 0x20000000;
 const NO_SLOT = -1;
 
-const layout: SyncLayout = {
+/**
+ * The body, described once: created zeroed (free, no readers); `inspect` shows the writer word
+ * and the read locks counted in the slots and the overflow word.
+ */
+export const rwlockLayout: SyncLayout = {
   kind: Kind.RWLock,
   version: 1,
   bodyBytes: WORDS * 4,
   init(buffer, base) {
     new Int32Array(buffer, base, WORDS).fill(0);
+  },
+  describe(buffer) {
+    const i32 = new Int32Array(buffer, HEADER_BYTES, WORDS);
+    let readLocks = Atomics.load(i32, OVERFLOW);
+    for (let slot = 0; slot < SLOTS; slot++) readLocks += Atomics.load(i32, COUNTS + slot);
+    const writer = describeLockWord(Atomics.load(i32, WRITER), buffer);
+    return { writer: writer.state, ...(writer.ownerAlive !== undefined ? { writerAlive: writer.ownerAlive } : {}), readLocks };
   },
 };
 
@@ -89,6 +101,11 @@ class Core {
     this.what = what;
     this.lifeline = openLifeline(i32.buffer as SharedArrayBuffer);
     this.token = this.lifeline.token;
+  }
+
+  /** Lets go of the lifeline: locks this thread holds are abandoned once no handle of it on the memory is open. */
+  close(): void {
+    this.lifeline.close();
   }
 
   /** Counts one read lock; returns false (and backs out) if a writer is there. */
@@ -328,61 +345,43 @@ export type RWLockPlacedOptions = PlacedOptions;
 export type RWLockWaitOptions = WaitOptions;
 export type RWLockWaitSyncOptions = SyncWaitOptions;
 
-const token = Symbol('RWLock');
-
-export class RWLock {
-  readonly name: string | undefined;
-  readonly created: boolean;
-  #core: Core | undefined;
-  #shm: SharedMemory | undefined;
-  #what: string;
-  #closed = false;
-
+export class RWLock extends SyncPrimitive<Core> {
   /** Bytes an RWLock takes inside a SharedMemory. */
-  static readonly byteLength: number = placedByteLength(layout);
+  static readonly byteLength: number = placedByteLength(rwlockLayout);
 
-  /** @internal */
-  constructor(key: symbol, name: string | undefined, at: Attached) {
-    if (key !== token) throw new TypeError('use RWLock.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
-    this.name = name;
-    this.created = at.created;
-    try {
-      // The lifeline is held from open to close, so that every open handle keeps this thread an owner.
-      this.#core = new Core(new Int32Array(at.buffer, at.base, WORDS), at.what);
-    } catch (err) {
-      at.shm?.close();
-      throw err;
-    }
-    this.#shm = at.shm;
-    this.#what = at.what;
-  }
-
+  /** Creates the read-write lock `name`, free; IPC_ERR_EXISTS if the name is taken. */
   static create(name: string, options?: RWLockOptions): RWLock {
-    return named(name, 'create', options, 'RWLock.create');
+    return factory.named(name, 'create', options);
   }
 
+  /** Opens the existing read-write lock `name`; IPC_ERR_NOT_FOUND if it is missing. */
   static open(name: string, options?: Pick<RWLockOptions, 'initTimeout' | 'allowOtherOwner'>): RWLock {
-    return named(name, 'open', options, 'RWLock.open');
+    return factory.named(name, 'open', options);
   }
 
+  /** Opens the read-write lock `name`, creating it if it is missing. */
   static openOrCreate(name: string, options?: RWLockOptions): RWLock {
-    return named(name, 'openOrCreate', options, 'RWLock.openOrCreate');
+    return factory.named(name, 'openOrCreate', options);
   }
 
+  /** Removes the name; processes that have it open keep using it. True if it existed. */
   static remove(name: string): boolean {
     return SharedMemory.remove(name);
   }
 
+  /** Initializes a new RWLock in zeroed memory at byteOffset (a multiple of 8). */
   static createAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: RWLockPlacedOptions): RWLock {
-    return placed(memory, byteOffset, 'create', options, 'RWLock.createAt');
+    return factory.placed(memory, byteOffset, 'create', options);
   }
 
+  /** Opens the RWLock that createAt initialized at byteOffset. */
   static openAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: RWLockPlacedOptions): RWLock {
-    return placed(memory, byteOffset, 'open', options, 'RWLock.openAt');
+    return factory.placed(memory, byteOffset, 'open', options);
   }
 
+  /** Opens the RWLock at byteOffset, initializing it if the memory there is still zero. */
   static openOrCreateAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: RWLockPlacedOptions): RWLock {
-    return placed(memory, byteOffset, 'openOrCreate', options, 'RWLock.openOrCreateAt');
+    return factory.placed(memory, byteOffset, 'openOrCreate', options);
   }
 
   /**
@@ -390,7 +389,7 @@ export class RWLock {
    * recovers the lock as a writer: throws IPC_ERR_OWNER_DEAD with the WRITE lock held.
    */
   tryReadLock(): boolean {
-    const op = new ReadOp(this.#live(), true);
+    const op = new ReadOp(live(this), true);
     if (op.attempt()) return true;
     if (ownerOf(op.i32, WRITER) === op.core.token) return false;
     // A dead writer is recovered here too (as a writer, see readLock).
@@ -403,30 +402,28 @@ export class RWLock {
 
   /** Waits for a read lock. Rejects IPC_ERR_OWNER_DEAD holding the WRITE lock if the writer died. */
   async readLock(options?: RWLockWaitOptions): Promise<void> {
-    const opts = checkOptions<RWLockWaitOptions>(options, ['timeout', 'signal'], 'RWLock.readLock');
-    const timeout = checkTimeout(opts.timeout, 'RWLock.readLock');
-    const signal = checkSignal(opts.signal, 'RWLock.readLock');
-    const op = new ReadOp(this.#live(), false);
-    await runAsync(op, timeout, signal, `${this.#what}: readLock`);
+    const { timeout, signal } = waitOptions(options, 'RWLock.readLock', true);
+    const op = new ReadOp(live(this), false);
+    await runAsync(op, timeout, signal, `${op.core.what}: readLock`);
     this.#finishRead(op);
   }
 
   readLockSync(options?: RWLockWaitSyncOptions): void {
-    const opts = checkOptions<RWLockWaitSyncOptions>(options, ['timeout'], 'RWLock.readLockSync');
-    const op = new ReadOp(this.#live(), true);
-    runSync(op, checkTimeout(opts.timeout, 'RWLock.readLockSync'), `${this.#what}: readLock`);
+    const { timeout } = waitOptions(options, 'RWLock.readLockSync', false);
+    const op = new ReadOp(live(this), true);
+    runSync(op, timeout, `${op.core.what}: readLock`);
     this.#finishRead(op);
   }
 
   /** Releases one read lock taken through this object. */
   readUnlock(): void {
-    const core = this.#live();
-    if (core.reads === 0) throw notOwnerError(this.#what, 'readUnlock');
+    const core = live(this);
+    if (core.reads === 0) throw notOwnerError(core.what, 'readUnlock');
     core.exitRead();
   }
 
   tryWriteLock(): boolean {
-    const core = this.#live();
+    const core = live(this);
     const op = new WriteOp(core, true);
     if (op.attempt()) return core.acquiredWrite(op.got);
     if (op.draining) {
@@ -435,7 +432,7 @@ export class RWLock {
     }
     if (ownerOf(op.i32, WRITER) === core.token) return false;
     // A dead writer is recovered here too, if no reader is left.
-    const got = take(op.i32, WRITER, core.lifeline, false, true, this.#what);
+    const got = take(op.i32, WRITER, core.lifeline, false, true, core.what);
     if (got === NO) return false;
     op.got = got;
     op.draining = true;
@@ -448,69 +445,44 @@ export class RWLock {
 
   /** Waits for the write lock. Rejects IPC_ERR_OWNER_DEAD (lock held) if the writer died. */
   async writeLock(options?: RWLockWaitOptions): Promise<void> {
-    const opts = checkOptions<RWLockWaitOptions>(options, ['timeout', 'signal'], 'RWLock.writeLock');
-    const timeout = checkTimeout(opts.timeout, 'RWLock.writeLock');
-    const signal = checkSignal(opts.signal, 'RWLock.writeLock');
-    const core = this.#live();
+    const { timeout, signal } = waitOptions(options, 'RWLock.writeLock', true);
+    const core = live(this);
     const op = new WriteOp(core, false);
-    await runAsync(op, timeout, signal, `${this.#what}: writeLock`);
+    await runAsync(op, timeout, signal, `${core.what}: writeLock`);
     core.acquiredWrite(op.got);
   }
 
   writeLockSync(options?: RWLockWaitSyncOptions): void {
-    const opts = checkOptions<RWLockWaitSyncOptions>(options, ['timeout'], 'RWLock.writeLockSync');
-    const core = this.#live();
-    if (core.holdsWrite() || core.reads > 0) throw deadlockError(this.#what);
+    const { timeout } = waitOptions(options, 'RWLock.writeLockSync', false);
+    const core = live(this);
+    if (core.holdsWrite() || core.reads > 0) throw deadlockError(core.what);
     const op = new WriteOp(core, true);
-    runSync(op, checkTimeout(opts.timeout, 'RWLock.writeLockSync'), `${this.#what}: writeLock`);
+    runSync(op, timeout, `${core.what}: writeLock`);
     core.acquiredWrite(op.got);
   }
 
   writeUnlock(): void {
-    this.#live().writeUnlock();
+    live(this).writeUnlock();
   }
 
   /** Accepts the state left by a writer that died (after IPC_ERR_OWNER_DEAD). */
   markConsistent(): void {
-    const core = this.#live();
-    if (!core.holdsWrite()) throw notOwnerError(this.#what, 'markConsistent');
+    const core = live(this);
+    if (!core.holdsWrite()) throw notOwnerError(core.what, 'markConsistent');
     markConsistent(core.i32, WRITER);
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /** Idempotent. Locks this thread holds are abandoned once no handle of it on the memory is open. */
-  close(): void {
-    this.#closed = true;
-    this.#core?.lifeline.close();
-    this.#core = undefined;
-    this.#shm?.close();
-    this.#shm = undefined;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 
   #finishRead(op: ReadOp): boolean {
     if (op.asWriter !== undefined) return op.core.acquiredWrite(op.asWriter.got);
     return true;
   }
-
-  #live(): Core {
-    if (this.#closed) throw closedError(this.#what);
-    return this.#core!;
-  }
 }
 
-function named(name: string, how: How, options: unknown, where: string): RWLock {
-  const opts = namedOptions<object>(options, [], where);
-  return new RWLock(token, name, attachNamed(name, how, 'RWLock', layout, opts));
-}
-
-function placed(memory: unknown, byteOffset: unknown, how: How, options: unknown, where: string): RWLock {
-  const opts = placedOptions(options, [], where);
-  return new RWLock(token, undefined, attachAt(memory, byteOffset, how, 'RWLock', layout, opts, where));
-}
+const factory = new Factory({
+  kindName: 'RWLock',
+  layout: rwlockLayout,
+  options: NO_OPTIONS,
+  params: NO_PARAMS,
+  core: (at) => new Core(new Int32Array(at.buffer, at.base, WORDS), at.what),
+  type: RWLock,
+});

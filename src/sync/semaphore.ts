@@ -18,30 +18,34 @@
  *
  * Permits have no owner: a process that dies holding permits does not give them back.
  */
-import { IpcError, closedError } from '../errors.js';
-import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
-import { Kind } from '../shm/header.js';
+import { IpcError } from '../errors.js';
+import { checkInteger, waitOptions } from '../options.js';
+import { HEADER_BYTES, Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
-import { attachAt, attachNamed, namedOptions, placedByteLength, placedOptions, type Attached, type How, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
+import { Factory, SyncPrimitive, bodyWords, live } from './lifecycle.js';
+import { placedByteLength, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const PERMITS = 0;
 const SLEEPERS = 1;
 const MAX_PERMITS = 0x7fffffff;
 
-function layoutFor(initial: number): SyncLayout {
-  return {
-    kind: Kind.Semaphore,
-    version: 1,
-    bodyBytes: 64,
-    init(buffer, base) {
-      const i32 = new Int32Array(buffer, base, 16);
-      i32.fill(0);
-      i32[PERMITS] = initial; // published with the header's state flag
-    },
-  };
-}
+/** The body, described once: created with `initial` permits; `inspect` shows both words. */
+export const semaphoreLayout: SyncLayout<number> = {
+  kind: Kind.Semaphore,
+  version: 1,
+  bodyBytes: 64,
+  init(buffer, base, initial) {
+    const i32 = new Int32Array(buffer, base, 16);
+    i32.fill(0);
+    i32[PERMITS] = initial; // published with the header's state flag
+  },
+  describe(buffer) {
+    const i32 = new Int32Array(buffer, HEADER_BYTES, 2);
+    return { permits: Atomics.load(i32, PERMITS), sleepers: Atomics.load(i32, SLEEPERS) };
+  },
+};
 
 function takePermit(i32: Int32Array): boolean {
   let permits = Atomics.load(i32, PERMITS);
@@ -105,81 +109,73 @@ export interface SemaphorePlacedOptions extends PlacedOptions {
 export type AcquireOptions = WaitOptions;
 export type AcquireSyncOptions = SyncWaitOptions;
 
-const token = Symbol('Semaphore');
-
-export class Semaphore {
-  readonly name: string | undefined;
-  readonly created: boolean;
-  #i32: Int32Array | undefined;
-  #shm: SharedMemory | undefined;
-  #what: string;
-
+export class Semaphore extends SyncPrimitive {
   /** Bytes a Semaphore takes inside a SharedMemory. */
-  static readonly byteLength: number = placedByteLength(layoutFor(0));
+  static readonly byteLength: number = placedByteLength(semaphoreLayout);
 
-  /** @internal */
-  constructor(key: symbol, name: string | undefined, at: Attached) {
-    if (key !== token) throw new TypeError('use Semaphore.create, open, openOrCreate, createAt, openAt or openOrCreateAt');
-    this.name = name;
-    this.created = at.created;
-    this.#shm = at.shm;
-    this.#what = at.what;
-    this.#i32 = new Int32Array(at.buffer, at.base, 16);
-  }
-
+  /** Creates the semaphore `name` with `initial` permits (default 0); IPC_ERR_EXISTS if the name is taken. */
   static create(name: string, options?: SemaphoreOptions): Semaphore {
-    return named(name, 'create', options, 'Semaphore.create');
+    return factory.named(name, 'create', options);
   }
 
+  /** Opens the existing semaphore `name`; IPC_ERR_NOT_FOUND if it is missing. */
   static open(name: string, options?: Pick<SemaphoreOptions, 'initTimeout' | 'allowOtherOwner'>): Semaphore {
-    return named(name, 'open', options, 'Semaphore.open');
+    return factory.named(name, 'open', options);
   }
 
+  /** Opens the semaphore `name`, creating it with `initial` permits if it is missing. */
   static openOrCreate(name: string, options?: SemaphoreOptions): Semaphore {
-    return named(name, 'openOrCreate', options, 'Semaphore.openOrCreate');
+    return factory.named(name, 'openOrCreate', options);
   }
 
+  /** Removes the name; processes that have it open keep using it. True if it existed. */
   static remove(name: string): boolean {
     return SharedMemory.remove(name);
   }
 
+  /** Initializes a new Semaphore in zeroed memory at byteOffset (a multiple of 8). */
   static createAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: SemaphorePlacedOptions): Semaphore {
-    return placed(memory, byteOffset, 'create', options, 'Semaphore.createAt');
+    return factory.placed(memory, byteOffset, 'create', options);
   }
 
+  /** Opens the Semaphore that createAt initialized at byteOffset. */
   static openAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: PlacedOptions): Semaphore {
-    return placed(memory, byteOffset, 'open', options, 'Semaphore.openAt');
+    return factory.placed(memory, byteOffset, 'open', options);
   }
 
+  /** Opens the Semaphore at byteOffset, initializing it if the memory there is still zero. */
   static openOrCreateAt(memory: SharedMemory | SharedArrayBuffer, byteOffset: number, options?: SemaphorePlacedOptions): Semaphore {
-    return placed(memory, byteOffset, 'openOrCreate', options, 'Semaphore.openOrCreateAt');
+    return factory.placed(memory, byteOffset, 'openOrCreate', options);
   }
 
   /** Takes a permit if one is available; never blocks. */
   tryAcquire(): boolean {
-    return takePermit(this.#live());
+    return takePermit(live(this).i32);
   }
 
+  /** Takes a permit, waiting (without blocking the event loop) while there is none. */
   async acquire(options?: AcquireOptions): Promise<void> {
-    const opts = checkOptions<AcquireOptions>(options, ['timeout', 'signal'], 'Semaphore.acquire');
-    const timeout = checkTimeout(opts.timeout, 'Semaphore.acquire');
-    const signal = checkSignal(opts.signal, 'Semaphore.acquire');
-    await runAsync(new AcquireOp(this.#live()), timeout, signal, `${this.#what}: acquire`);
+    const { timeout, signal } = waitOptions(options, 'Semaphore.acquire', true);
+    const { i32, what } = live(this);
+    await runAsync(new AcquireOp(i32), timeout, signal, `${what}: acquire`);
   }
 
+  /** Takes a permit, blocking this thread while there is none. */
   acquireSync(options?: AcquireSyncOptions): void {
-    const opts = checkOptions<AcquireSyncOptions>(options, ['timeout'], 'Semaphore.acquireSync');
-    runSync(new AcquireOp(this.#live()), checkTimeout(opts.timeout, 'Semaphore.acquireSync'), `${this.#what}: acquire`);
+    const { timeout } = waitOptions(options, 'Semaphore.acquireSync', false);
+    const { i32, what } = live(this);
+    runSync(new AcquireOp(i32), timeout, `${what}: acquire`);
   }
 
   /** Returns `count` permits (default 1) and wakes up to that many waiters. */
   release(count = 1): void {
-    const i32 = this.#live();
+    const core = live(this);
+    const i32 = core.i32;
     checkInteger(count, 'Semaphore.release: count', 1, MAX_PERMITS);
     let permits = Atomics.load(i32, PERMITS);
     for (;;) {
       if (permits > MAX_PERMITS - count) {
-        throw new IpcError('IPC_ERR_LIMIT', `${this.#what}: release of ${count} would exceed ${MAX_PERMITS} permits`);
+        throw new IpcError('IPC_ERR_LIMIT', `${core.what}: release of ${count} would exceed ${MAX_PERMITS} permits`);
       }
       // Publishes the permits (and what was written before); pairs with the CAS in takePermit.
       const seen = Atomics.compareExchange(i32, PERMITS, permits, permits + count);
@@ -191,39 +187,16 @@ export class Semaphore {
 
   /** Permits available right now (a snapshot). */
   get value(): number {
-    return Atomics.load(this.#live(), PERMITS);
-  }
-
-  get closed(): boolean {
-    return this.#i32 === undefined;
-  }
-
-  close(): void {
-    this.#i32 = undefined;
-    this.#shm?.close();
-    this.#shm = undefined;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-
-  #live(): Int32Array {
-    if (this.#i32 === undefined) throw closedError(this.#what);
-    return this.#i32;
+    return Atomics.load(live(this).i32, PERMITS);
   }
 }
 
-function initialOf(value: unknown, where: string): number {
-  return value === undefined ? 0 : checkInteger(value, `${where}: initial`, 0, MAX_PERMITS);
-}
-
-function named(name: string, how: How, options: unknown, where: string): Semaphore {
-  const opts = namedOptions<{ initial?: number }>(options, how === 'open' ? [] : ['initial'], where);
-  return new Semaphore(token, name, attachNamed(name, how, 'Semaphore', layoutFor(initialOf(opts.initial, where)), opts));
-}
-
-function placed(memory: unknown, byteOffset: unknown, how: How, options: unknown, where: string): Semaphore {
-  const opts = placedOptions(options, how === 'open' ? [] : ['initial'], where);
-  return new Semaphore(token, undefined, attachAt(memory, byteOffset, how, 'Semaphore', layoutFor(initialOf(opts['initial'], where)), opts, where));
-}
+const factory = new Factory({
+  kindName: 'Semaphore',
+  layout: semaphoreLayout,
+  // `initial` only means something to a creator; open refuses it rather than ignore it.
+  options: (how) => (how === 'open' ? [] : ['initial']),
+  params: (options, _how, where) => (options['initial'] === undefined ? 0 : checkInteger(options['initial'], `${where}: initial`, 0, MAX_PERMITS)),
+  core: (at) => bodyWords(at, semaphoreLayout),
+  type: Semaphore,
+});

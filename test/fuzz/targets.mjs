@@ -202,4 +202,133 @@ export const segment = {
   },
 };
 
-export const targets = { framing, segment };
+// ---- nats:// links: what arrives on a connection's subject, against a reference model -------
+
+const { NatsLink } = require('../../dist/cjs/channel/nats/link.js');
+
+const NATS_HEADER = 16;
+const NATS_WINDOW = 65536;
+
+/** The link's rules for what arrives (src/channel/nats/link.ts), one message at a time. */
+function referenceNats(messages, max) {
+  const frames = [];
+  let seq = 0;
+  let bytes = 0;
+  let remaining = 0;
+  let cur;
+  for (const m of messages) {
+    const kind = m.length > 0 ? m[0] : -1;
+    if ((kind >= 1 && kind <= 4) || kind === 17) {
+      if (m.length < NATS_HEADER) return { frames, failed: true };
+      const id = m.readUInt32LE(4);
+      const total = m.readUInt32LE(8);
+      if (m.readUInt32LE(12) !== seq % 2 ** 32) return { frames, failed: true };
+      bytes += m.length;
+      if (bytes > NATS_WINDOW) return { frames, failed: true };
+      const chunk = m.subarray(NATS_HEADER);
+      if (kind === 17) {
+        if (remaining === 0 || id !== cur.id || total !== cur.total || chunk.length === 0 || chunk.length > remaining) return { frames, failed: true };
+        remaining -= chunk.length;
+        cur.parts.push(chunk);
+      } else {
+        if (remaining > 0 || total > max || (kind === 1) !== (id === 0) || chunk.length > total) return { frames, failed: true };
+        remaining = total - chunk.length;
+        cur = { type: kind, id, total, parts: [chunk] };
+      }
+      seq++;
+      if (remaining === 0) frames.push({ type: cur.type, id: cur.id, payload: Buffer.concat(cur.parts) });
+    } else if (kind === 33 || kind === 34) {
+      if (m.length !== 8 || m.readUInt32LE(4) !== seq % 2 ** 32) return { frames, failed: true };
+      if (kind === 34) return { frames, failed: false }; // the end (cut mid-frame or not): nothing after counts
+    } else if (kind === 32) {
+      const limit = m.length === 16 ? m.readDoubleLE(8) : NaN;
+      if (!(limit >= 0 && Number.isFinite(limit)) || m.readUInt32LE(4) !== 0) return { frames, failed: true }; // nothing was sent
+    } else if (kind === 35) {
+      return { frames, failed: false };
+    } else return { frames, failed: true };
+  }
+  return { frames, failed: false };
+}
+
+const natsFrameArb = fc.record({
+  type: fc.constantFrom(1, 2, 3, 4),
+  id: fc.integer({ min: 1, max: 2 ** 32 - 1 }),
+  payload: fc.uint8Array({ maxLength: 200 }),
+  cuts: fc.array(fc.integer({ min: 1, max: 80 }), { minLength: 1, maxLength: 4 }),
+});
+
+/** Honest chunk messages for `frames`, numbered from 0, with a beat now and then. */
+function natsMessages(frames, beats) {
+  const out = [];
+  let seq = 0;
+  for (const [f, frame] of frames.entries()) {
+    const id = frame.type === 1 ? 0 : frame.id;
+    let at = 0;
+    for (let i = 0; at < frame.payload.length || i === 0; i++) {
+      const take = Math.min(frame.payload.length - at, frame.cuts[i % frame.cuts.length]);
+      const m = Buffer.alloc(NATS_HEADER + take);
+      m[0] = i === 0 ? frame.type : 17;
+      m.writeUInt32LE(id, 4);
+      m.writeUInt32LE(frame.payload.length, 8);
+      m.writeUInt32LE(seq++, 12);
+      m.set(frame.payload.subarray(at, at + take), NATS_HEADER);
+      out.push(m);
+      at += take;
+    }
+    if (beats[f % beats.length]) out.push(Buffer.from([33, 0, 0, 0, seq & 0xff, (seq >>> 8) & 0xff, 0, 0]));
+  }
+  return out;
+}
+
+export const natsLink = {
+  name: 'nats:// link receive path (chunks, counts, credit) vs a reference model',
+  arbitrary: fc.record({
+    max: fc.constantFrom(0, 64, 300, 65536),
+    messages: fc.oneof(
+      { weight: 4, arbitrary: fc.record({ frames: fc.array(natsFrameArb, { maxLength: 6 }), beats: fc.array(fc.boolean(), { minLength: 1, maxLength: 3 }) }).map(({ frames, beats }) => natsMessages(frames, beats)) },
+      { weight: 1, arbitrary: fc.array(fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), { maxLength: 6 }) },
+    ),
+    // Break one message: a byte overwritten, the message cut short, or one dropped.
+    damage: fc.option(fc.record({ at: fc.nat(), byte: fc.nat(255), how: fc.constantFrom('byte', 'cut', 'drop') }), { freq: 2 }),
+  }),
+  run({ max, messages, damage }) {
+    messages = messages.map((m) => Buffer.from(m));
+    if (damage && messages.length > 0) {
+      const i = damage.at % messages.length;
+      const m = messages[i];
+      if (damage.how === 'drop') messages.splice(i, 1);
+      else if (damage.how === 'cut') messages[i] = m.subarray(0, damage.at % (m.length + 1));
+      else if (m.length > 0) m[damage.at % Math.min(m.length, NATS_HEADER)] = damage.byte;
+    }
+    const expected = referenceNats(messages, max);
+    // The link's side of the network: what it publishes is recorded (an ABORT says it failed).
+    const published = [];
+    const uplink = { maxPayload: 1 << 20, attach() {}, detach: () => Promise.resolve(), publish: (_subject, data) => published.push(Buffer.from(data)) };
+    const link = new NatsLink({
+      uplink,
+      subscription: { unsubscribe() {} },
+      inbox: 'in',
+      outbox: 'out',
+      window: NATS_WINDOW,
+      heartbeat: 1 << 30,
+      peerWindow: NATS_WINDOW,
+      peerHeartbeat: 1 << 20,
+      options: { maxMessageSize: max, frameTimeout: Infinity, closeTimeout: 0 },
+      what: 'fuzz',
+    });
+    const got = [];
+    link.start({ frame: (type, id, payload) => got.push({ type, id, payload: Buffer.from(payload) }), ended() {} });
+    for (const data of messages) link.receive({ data, headers: undefined });
+    const failed = published.some((m) => m[0] === 35);
+    link.destroy();
+    if (failed !== expected.failed) throw new Error(`link ${failed ? 'failed on' : 'accepted'} messages the model ${expected.failed ? 'rejects' : 'accepts'}`);
+    if (got.length !== expected.frames.length) throw new Error(`link delivered ${got.length} frames, the model ${expected.frames.length}`);
+    got.forEach((frame, i) => {
+      const want = expected.frames[i];
+      if (frame.type !== want.type || frame.id !== want.id || !frame.payload.equals(want.payload)) throw new Error(`frame ${i} differs from the model`);
+    });
+    return failed ? 'failed' : got.length === 0 ? 'no frame' : 'frames delivered';
+  },
+};
+
+export const targets = { framing, segment, natsLink };

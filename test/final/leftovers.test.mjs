@@ -1,5 +1,6 @@
-// Runs last: nothing the suite created may remain in /dev/shm, the message-queue namespace or
-// the socket folder. Every test names its objects `t-...`.
+// The suite's final step (`npm test` runs test/final/ after every test/*.test.mjs has passed):
+// nothing the suite created may remain in /dev/shm, the message-queue namespace or the socket
+// folder. Every test names its objects `t-...`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
