@@ -279,7 +279,7 @@ export class Queue<T = Uint8Array> {
    * Zero-copy send: claims a slot and lets `write` fill `byteLength` bytes of it in place (the
    * view is valid only during the call). If `write` throws, the slot is committed as a skip
    * record (never delivered) and the error propagates. The codec is not involved. Keep `write`
-   * short: the slot counts as stalled after stallTimeout, and its owner is this process.
+   * short: after stallTimeout peers look at the slot (and find this thread alive, so they wait).
    */
   trySendWith(byteLength: number, write: (view: Uint8Array) => void): boolean {
     this.#check();
@@ -633,7 +633,8 @@ export class Queue<T = Uint8Array> {
       const ok = ring.commitSend(pos, base, bytes.length);
       ring.afterSend(1);
       if (ok) return true;
-      // Reclaimed while we wrote (we were taken for dead): never delivered, so send again.
+      // Taken from us (only the dead lose slots, so only corrupted memory gets here): never
+      // delivered, so send again.
     }
   }
 
@@ -683,7 +684,7 @@ export class Queue<T = Uint8Array> {
         this.#calledBack();
       }
       if (ok) return true;
-      // Reclaimed (we were taken for dead): call `write` again for a new slot.
+      // Taken from us (corrupted memory, as in #put): call `write` again for a new slot.
     }
   }
 
