@@ -31,9 +31,9 @@ if (mode === 'roundTrip') {
     max: samples[samples.length - 1],
   };
 } else {
-  const { messages, seconds } = await mechanism.throughput(args);
+  const { messages, seconds, note } = await mechanism.throughput(args);
   if (messages !== args.count) throw new Error(`${id}: ${messages} messages counted for ${args.count} sent`);
-  result = { n: messages, seconds, messagesPerSecond: messages / seconds, bytesPerSecond: (messages * args.size) / seconds };
+  result = { n: messages, seconds, messagesPerSecond: messages / seconds, bytesPerSecond: (messages * args.size) / seconds, ...(note !== undefined ? { note } : {}) };
 }
 process.stdout.write(JSON.stringify(result) + '\n');
 process.exit(0);

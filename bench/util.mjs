@@ -9,7 +9,8 @@
 //     waits: 'spin' | 'block' | 'event-loop',  // how the receiving side waits (for the advice)
 //     roundTrip({ size, count, cpus }) -> Promise<Float64Array>   // `count` round trips in ns
 //                                        (or { n, p50, p99, p999 } from an external program)
-//     throughput({ size, count, cpus }) -> Promise<{ messages, seconds }>  // one way
+//     throughput({ size, count, cpus }) -> Promise<{ messages, seconds, note? }>  // one way
+//     count: { quick, full },              // optional: operations per trial, instead of the default
 //     unavailable: 'reason',               // optional: left out of the run, with this note
 //   }
 // The harness runs every trial in a fresh process pinned to cpus[0]; the mechanism starts its

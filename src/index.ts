@@ -53,3 +53,12 @@ export type {
   SyncWaitOptions as QueueSyncWaitOptions,
   WaitStrategy as QueueWaitStrategy,
 } from './queue/index.js';
+export { SharedMap } from './map/index.js';
+export type {
+  Eviction as SharedMapEviction,
+  SharedMapCreateOptions,
+  SharedMapHandleOptions,
+  SharedMapOpenOptions,
+  SharedMapSetOptions,
+  SharedMapUpdateOptions,
+} from './map/index.js';

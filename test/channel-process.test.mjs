@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { execFile } from 'node:child_process';
+import { execFile, fork, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -66,6 +66,30 @@ test('pipe: request/reply and echo with a child over pipe://fd/N and pipe://stdi
     await ch.close();
     await watchdog(peer.next('peer-closed'), WATCHDOG, 'child saw the close');
     assert.deepEqual(await peer.exited, { code: 0, signal: null });
+  }
+});
+
+test("pipe: childChannel(child) takes the first 'pipe' after stdio (fd 4 under fork, fd 3 under spawn); none is a TypeError that says what to pass", async () => {
+  const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'channel-peer.mjs');
+  const forked = forkWithPipes('channel-peer.mjs', ['echo', 'pipe://fd/4', 'json']); // fd 3: fork's IPC channel
+  const spawned = spawn(process.execPath, [fixture, 'echo', 'pipe://fd/3', 'json'], { stdio: ['ignore', 'inherit', 'inherit', 'pipe'] });
+  const spawnedExit = new Promise((resolve) => spawned.once('exit', (code, signal) => resolve({ code, signal })));
+  for (const [child, exited] of [[forked.child, forked.exited], [spawned, spawnedExit]]) {
+    const ch = childChannel(child, { codec: 'json' });
+    assert.deepEqual(await watchdog(ch.request('which pipe?'), WATCHDOG, 'request'), { echo: 'which pipe?' });
+    await ch.close();
+    assert.deepEqual(await watchdog(exited, WATCHDOG, 'child exits once the channel closes'), { code: 0, signal: null });
+  }
+  // fork() with its default stdio has no pipe: the error shows the stdio to use on both sides.
+  const plain = fork(path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'report.mjs'));
+  try {
+    assert.throws(() => childChannel(plain), {
+      name: 'TypeError',
+      message: /no 'pipe' descriptor .*fork\(file, \{ stdio: \['inherit', 'inherit', 'inherit', 'ipc', 'pipe'\] \}\) with connect\('pipe:\/\/fd\/4'\)/,
+    });
+    assert.throws(() => childChannel(plain, { fd: 3 }), { name: 'TypeError', message: /stdio\[3\] must be 'pipe' \(fork's 'ipc' entry/ });
+  } finally {
+    plain.kill();
   }
 });
 

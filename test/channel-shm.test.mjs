@@ -4,6 +4,7 @@
 // Exact counts and sequence numbers; no durations asserted; every wait under a watchdog.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { listen, connect, SharedMemory, Queue, futex } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
@@ -288,7 +289,7 @@ test('shm: bad addresses and options', async () => {
   }
 });
 
-/** A hand-made client (the handshake of src/channel/shm.ts, done by hand) that can send any record. */
+/** A hand-made client (the handshake of src/channel/shm/connect.ts, done by hand) that can send any record. */
 function rawClient(addr, maxMessageSize = 112) {
   const { openObject } = require('../dist/cjs/shm/segment.js');
   const { Kind } = require('../dist/cjs/shm/header.js');
@@ -316,6 +317,7 @@ function rawClient(addr, maxMessageSize = 112) {
   futex.notify(p, 32);
   return {
     up,
+    conn,
     state: () => Atomics.load(new Int32Array(conn.buffer, 0, 32), 17),
     close() {
       up.close();
@@ -393,4 +395,89 @@ test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connectio
     await server.close();
   }
   assert.deepEqual(objectsOf(server.address), []);
+});
+
+/** `interprocess inspect NAME --json`: the object's details as the CLI shows them. */
+function inspect(name) {
+  const bin = new URL('../bin/interprocess.js', import.meta.url).pathname;
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [bin, 'inspect', name, '--json'], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(JSON.parse(stdout)))),
+  );
+}
+
+test('shm: inspect shows an accept point (server, pending requests) and a connection (handshake state, both sides)', async (t) => {
+  const { describeShmChannel } = require('../dist/cjs/channel/shm/layout.js');
+  const addr = address();
+  const name = nameOf(addr);
+  const child = startChild('channel-shm-peer.mjs', ['freeze', addr]);
+  // Whatever happens below, no connect is left waiting and the dead server's point goes.
+  const stop = new AbortController();
+  t.after(() => {
+    stop.abort();
+    for (const n of objectsOf(addr)) SharedMemory.remove(n);
+  });
+  let connecting;
+  try {
+    await watchdog(child.next('listening'), WATCHDOG, 'child listening');
+    const point = await inspect(name);
+    assert.equal(point.kind, 'Channel');
+    assert.deepEqual(point.details, {
+      role: 'accept point',
+      server: 'alive',
+      pendingRequests: 0,
+      connectionsRequested: 0,
+      queueCapacity: 128,
+      recordBytes: 8240,
+      mode: '0o600',
+    });
+    // The frozen server never takes the request: it stays posted, the connection requested.
+    connecting = expectCode(() => connect(addr, { signal: stop.signal }), 'IPC_ERR_NOT_FOUND');
+    await watchdog(
+      (async () => {
+        while (SharedMemory.list().filter((n) => n.startsWith(`${name}.c1`)).length < 3 || (await inspect(name)).details.pendingRequests === 0) {
+          await new Promise((r) => setImmediate(r));
+        }
+      })(),
+      WATCHDOG,
+      'request posted',
+    );
+    assert.deepEqual((await inspect(name)).details, { ...point.details, pendingRequests: 1, connectionsRequested: 1 });
+    assert.deepEqual((await inspect(`${name}.c1`)).details, {
+      role: 'connection',
+      state: 'requested',
+      client: 'alive',
+      server: 'none',
+      clientClosed: false,
+      serverClosed: false,
+    });
+  } finally {
+    child.kill('SIGKILL');
+    await child.exited;
+  }
+  // The server died: the point says so, and the waiting client gives up and removes its objects.
+  assert.equal((await inspect(name)).details.server, 'dead');
+  await watchdog(connecting, WATCHDOG, 'client gives up');
+  assert.deepEqual(objectsOf(addr), [name]);
+
+  // An accepted connection has no name left: read its state object as inspect would.
+  const server = await listen(address());
+  const client = rawClient(server.address);
+  try {
+    const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+    assert.deepEqual(describeShmChannel(client.conn.buffer), {
+      role: 'connection',
+      state: 'accepted',
+      client: 'alive',
+      server: 'alive',
+      clientClosed: false,
+      serverClosed: false,
+    });
+    await ch.close();
+    assert.equal(describeShmChannel(client.conn.buffer).serverClosed, true);
+  } finally {
+    client.close();
+    await server.close();
+  }
+  assert.deepEqual(describeShmChannel(new SharedArrayBuffer(64)), { role: 'unknown (too small)' });
+  assert.deepEqual(describeShmChannel(new SharedArrayBuffer(512)), { role: 'unknown (0)' });
 });

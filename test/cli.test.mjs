@@ -225,3 +225,19 @@ test('ls, inspect, gc and rm cover POSIX message queues where an mqueue file sys
   assert.deepEqual(out.rm, { removed: [held], missing: [] });
   assert.equal(out.heldLeft, false);
 });
+
+test('ls and gc keep working while another process creates and removes objects under them', async (t) => {
+  const { startChild, uniqueName, watchdog } = await import('./helpers.mjs');
+  const churn = startChild('churn.mjs', [uniqueName('churn')]);
+  t.after(() => churn.kill());
+  await watchdog(churn.next('churning'), 10_000, 'churn');
+  for (let i = 0; i < 6; i++) {
+    const ls = await cli(['ls', '--json']);
+    assert.equal(ls.code, 0, ls.stderr);
+    JSON.parse(ls.stdout);
+    const gc = await cli(['gc', '--json', '--prefix', uniqueName('none'), '--dry-run']);
+    assert.equal(gc.code, 0, gc.stderr);
+  }
+  churn.send({ cmd: 'stop' });
+  assert.ok((await watchdog(churn.next('stopped'), 10_000, 'churn stop')).churned > 0);
+});

@@ -7,8 +7,9 @@
  * is in the OS's hands (it then survives this process exiting); memory is bounded on both
  * sides (sends wait for room; reading pauses when `readBufferBytes` are buffered).
  */
-import { abortError, closedError, IpcError, isIpcError, timeoutError } from '../errors.js';
-import { checkInteger, checkOptions, checkSignal, checkTimeout } from '../options.js';
+import { armDeadline, remaining } from '../deadline.js';
+import { abortError, closedError, IpcError, isIpcError } from '../errors.js';
+import { checkInteger, checkTimeout, waitOptions } from '../options.js';
 import { resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
 import { DEFAULT_MAX_MESSAGE_SIZE, FrameType, LIMIT_MAX_MESSAGE_SIZE } from './framing.js';
 import type { Link } from './link.js';
@@ -76,7 +77,6 @@ type Handler<T> = (message: T) => unknown;
 interface Waiter<T> {
   resolve(value: T): void;
   reject(error: unknown): void;
-  cleanup(): void;
 }
 
 interface QueuedSend {
@@ -86,7 +86,6 @@ interface QueuedSend {
   /** Hands the frame to the link now; the send promise settles when the OS has it. */
   commit(): void;
   reject(error: unknown): void;
-  cleanup(): void;
 }
 
 /** A FIFO with O(1) shift (Array#shift is O(n) once arrays grow). */
@@ -130,7 +129,12 @@ export function channelFromLink<T>(link: Link, options: ResolvedChannelOptions, 
   return new Channel<T>(internal, link, options, what);
 }
 
-export class Channel<T = unknown> implements AsyncIterable<T> {
+/**
+ * One end of a connection. `T` is what the codec carries (Uint8Array for 'bytes'; with a
+ * serializing codec, the type you name, e.g. the union of requests and replies):
+ * `request<Reply>` and `handle<Request>` narrow it per call.
+ */
+export class Channel<T = Uint8Array> implements AsyncIterable<T> {
   readonly #link: Link;
   readonly #codec: Codec<T>;
   readonly #maxMessageSize: number;
@@ -220,8 +224,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   }
 
   #waitOptions(opts: SendOptions | undefined, where: string): { timeout: number; signal: AbortSignal | undefined } {
-    const o = checkOptions<SendOptions>(opts, ['timeout', 'signal'], `${this.#what}: ${where}`);
-    return { timeout: checkTimeout(o.timeout, where), signal: checkSignal(o.signal, where) };
+    return waitOptions(opts, `${this.#what}: ${where}`, true);
   }
 
   #sendClosedError(): IpcError {
@@ -252,40 +255,25 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (borrowed) payload = Buffer.from(payload); // it waits in our queue: take a copy now
     // No room: wait in line. A timeout or abort here means nothing was sent.
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const onAbort = () => {
-        this.#sendQueue.remove(entry);
-        entry.cleanup();
-        reject(abortError(`${this.#what}: ${what}`, signal?.reason));
-      };
       const started = performance.now();
       const entry: QueuedSend = {
         type,
         id,
         payload,
         commit: () => {
-          entry.cleanup();
-          const left = timeout === Infinity ? Infinity : Math.max(0, timeout - (performance.now() - started));
-          this.#commit(type, id, payload, false, left, signal, what).then(resolve, reject);
+          disarm();
+          this.#commit(type, id, payload, false, remaining(timeout, started), signal, what).then(resolve, reject);
         },
         reject: (error) => {
-          entry.cleanup();
+          disarm();
           reject(error);
         },
-        cleanup: () => {
-          if (timer !== undefined) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        },
       };
-      if (timeout !== Infinity) {
-        timer = setTimeout(() => {
-          this.#sendQueue.remove(entry);
-          entry.cleanup();
-          reject(timeoutError(`${this.#what}: ${what} (waiting for the peer to take data)`, timeout));
-        }, timeout);
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
       this.#sendQueue.push(entry);
+      const disarm = armDeadline(timeout, signal, `${this.#what}: ${what} (waiting for the peer to take data)`, (error) => {
+        this.#sendQueue.remove(entry);
+        reject(error);
+      });
       this.#armDrain();
     });
   }
@@ -308,26 +296,18 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     // The frame is committed: it cannot be taken back halfway without breaking the stream, so
     // a timeout or abort from here on reports that it may still arrive.
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      let settled = false;
-      const settle = (error?: unknown) => {
-        if (settled) return;
-        settled = true;
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onAbort = () =>
-        settle(abortError(`${this.#what}: ${what} (the message was already being written and may still be delivered)`, signal?.reason));
-      if (timeout !== Infinity) {
-        timer = setTimeout(
-          () => settle(timeoutError(`${this.#what}: ${what} (the message was already being written and may still be delivered)`, timeout)),
-          timeout,
-        );
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#link.write(type, id, payload, (error) => settle(error ? this.#writeError(error) : undefined), borrowed);
+      const disarm = armDeadline(timeout, signal, `${this.#what}: ${what} (the message was already being written and may still be delivered)`, reject);
+      this.#link.write(
+        type,
+        id,
+        payload,
+        (error) => {
+          disarm();
+          if (error) reject(this.#writeError(error));
+          else resolve();
+        },
+        borrowed,
+      );
     });
   }
 
@@ -369,7 +349,7 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     if (this.#inbox.length > 0) return Promise.resolve(this.#take());
     if (this.#terminal !== undefined) return Promise.reject(this.#terminal);
     if (signal?.aborted) return Promise.reject(abortError(`${this.#what}: receive`, signal.reason));
-    return this.#wait((w) => this.#receivers.push(w), (w) => this.#receivers.remove(w), timeout, signal, 'receive');
+    return this.#wait<T>((w) => this.#receivers.push(w), (w) => this.#receivers.remove(w), timeout, signal, 'receive');
   }
 
   /** A message already received and buffered, or undefined; throws once closed and drained. */
@@ -386,36 +366,27 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
   }
 
   /** A promise settled through a Waiter that `enlist` files; `withdraw` takes it back on timeout/abort. */
-  #wait(enlist: (waiter: Waiter<T>) => void, withdraw: (waiter: Waiter<T>) => void, timeout: number, signal: AbortSignal | undefined, what: string): Promise<T> {
+  #wait<V>(enlist: (waiter: Waiter<V>) => void, withdraw: (waiter: Waiter<V>) => void, timeout: number, signal: AbortSignal | undefined, what: string): Promise<V> {
     if (timeout === Infinity && signal === undefined) {
       // The common case costs one promise and one small object: nothing to clean up.
-      return new Promise<T>((resolve, reject) => enlist({ resolve, reject, cleanup: noop }));
+      return new Promise<V>((resolve, reject) => enlist({ resolve, reject }));
     }
-    return new Promise<T>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const giveUp = (error: IpcError) => {
-        waiter.cleanup();
-        withdraw(waiter);
-        reject(error);
-      };
-      const onAbort = () => giveUp(abortError(`${this.#what}: ${what}`, signal?.reason));
-      const waiter: Waiter<T> = {
+    return new Promise<V>((resolve, reject) => {
+      const waiter: Waiter<V> = {
         resolve: (value) => {
-          waiter.cleanup();
+          disarm();
           resolve(value);
         },
         reject: (error) => {
-          waiter.cleanup();
+          disarm();
           reject(error);
         },
-        cleanup: () => {
-          if (timer !== undefined) clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        },
       };
-      if (timeout !== Infinity) timer = setTimeout(() => giveUp(timeoutError(`${this.#what}: ${what}`, timeout)), timeout);
-      signal?.addEventListener('abort', onAbort, { once: true });
       enlist(waiter);
+      const disarm = armDeadline(timeout, signal, `${this.#what}: ${what}`, (error) => {
+        withdraw(waiter);
+        reject(error);
+      });
     });
   }
 
@@ -434,8 +405,12 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
 
   // ---- request / reply ----
 
-  /** Sends `message` as a request and resolves with the peer handler's reply. */
-  request(message: T, opts?: RequestOptions): Promise<T> {
+  /**
+   * Sends `message` as a request and resolves with the peer handler's reply. `Reply` names
+   * which of the channel's types the reply is (`ch.request<Answer>(question)`); the codec
+   * decides what it can be, so on a bytes channel it is a Uint8Array.
+   */
+  request<Reply extends T = T>(message: T, opts?: RequestOptions): Promise<Reply> {
     let timeout: number;
     let signal: AbortSignal | undefined;
     let payload: Uint8Array;
@@ -450,8 +425,8 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
     let id = this.#nextId;
     while (this.#requests.has(id)) id = id === 0xffffffff ? 1 : id + 1;
     this.#nextId = id === 0xffffffff ? 1 : id + 1;
-    const reply = this.#wait(
-      (waiter) => this.#requests.set(id, waiter),
+    const reply = this.#wait<Reply>(
+      (waiter) => this.#requests.set(id, waiter as Waiter<T>),
       () => this.#requests.delete(id),
       timeout,
       signal,
@@ -471,9 +446,9 @@ export class Channel<T = unknown> implements AsyncIterable<T> {
    * if it throws, the requester's promise rejects with a RemoteError carrying the message and
    * code. Requests that arrive before a handler is set wait for it. `handle(null)` stops.
    */
-  handle(handler: Handler<T> | null): void {
+  handle<Request extends T = T>(handler: Handler<Request> | null): void {
     if (handler !== null && typeof handler !== 'function') throw new TypeError(`${this.#what}: handle() takes a function or null`);
-    this.#handler = handler ?? undefined;
+    this.#handler = (handler ?? undefined) as Handler<T> | undefined;
     while (this.#handler !== undefined && this.#requestBacklog.length > 0) {
       const request = this.#requestBacklog.shift()!;
       this.#runHandler(request.id, request.value, request.bytes);

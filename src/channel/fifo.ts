@@ -22,7 +22,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { abortError, errnoError, IpcError, timeoutError } from '../errors.js';
+import { armDeadline } from '../deadline.js';
+import { abortError, errnoError, IpcError } from '../errors.js';
 import { native } from '../os/native.js';
 import { checkInteger } from '../options.js';
 import type { ResolvedChannelOptions } from './channel.js';
@@ -83,15 +84,18 @@ function openFifo(p: string, flags: number, what: string): number {
   return fd;
 }
 
-/** Resolves when the first byte arrives on `socket` (and puts back what came after it). */
-function awaitHello(socket: net.Socket, ms: number, signal: AbortSignal | undefined, what: string): Promise<void> {
+/**
+ * Resolves when the first byte arrives on `socket` (and puts back what came after it); `step`
+ * names the wait in a timeout or abort ("fifo /x: connect timed out after 5 ms").
+ */
+function awaitHello(socket: net.Socket, ms: number, signal: AbortSignal | undefined, what: string, step: string): Promise<void> {
   return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError(`${what}: ${step}`, signal.reason));
     const cleanup = () => {
-      clearTimeout(timer);
+      disarm();
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onError);
-      signal?.removeEventListener('abort', onAbort);
     };
     const onData = (chunk: Buffer) => {
       cleanup();
@@ -108,18 +112,13 @@ function awaitHello(socket: net.Socket, ms: number, signal: AbortSignal | undefi
       cleanup();
       reject(socketError(err, what));
     };
-    const onAbort = () => {
-      cleanup();
-      reject(abortError(`${what}: connect`, signal?.reason));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(timeoutError(`${what}: handshake`, ms));
-    }, Math.min(ms, 2 ** 31 - 1));
     socket.on('data', onData);
     socket.once('end', onEnd);
     socket.once('error', onError);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const disarm = armDeadline(ms, signal, `${what}: ${step}`, (error) => {
+      cleanup();
+      reject(error);
+    });
   });
 }
 
@@ -217,7 +216,7 @@ class FifoListener implements Listener {
     const output = writeSocket(downFd);
     try {
       output.write(Buffer.of(HELLO));
-      await awaitHello(input, HANDSHAKE_MS, undefined, what);
+      await awaitHello(input, HANDSHAKE_MS, undefined, what, 'handshake');
     } catch (err) {
       input.destroy();
       output.destroy();
@@ -296,7 +295,7 @@ export const fifoTransport: Transport = {
       }
       input = readSocket(downFd);
       downFd = undefined; // owned by the socket now
-      await awaitHello(input, timeout === Infinity ? HANDSHAKE_MS : timeout, signal, what);
+      await awaitHello(input, timeout === Infinity ? HANDSHAKE_MS : timeout, signal, what, 'connect');
       upFd = openFifo(up, O_WRONLY, what);
       output = writeSocket(upFd);
       upFd = undefined;

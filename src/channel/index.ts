@@ -1,9 +1,12 @@
 /**
  * listen / connect by address, and the server object. The transport is chosen by the
- * address's scheme from `transports`; a new transport is one file plus one line here.
+ * address's scheme from `transports`; a new transport is a module exporting a Transport (a
+ * file, or a folder like shm/) plus one registerTransport line here.
  */
-import { abortError, closedError, IpcError, isIpcError, timeoutError } from '../errors.js';
-import { checkOptions, checkSignal, checkTimeout } from '../options.js';
+import type { BytesCodec, SerializingCodec } from '../codec/index.js';
+import { armDeadline } from '../deadline.js';
+import { abortError, closedError, isIpcError } from '../errors.js';
+import { checkOptions, checkSignal, checkTimeout, waitOptions } from '../options.js';
 import {
   channelFromLink,
   channelOptionKeys,
@@ -16,7 +19,7 @@ import { fifoTransport } from './fifo.js';
 import type { Link } from './link.js';
 import { natsTransport, type NatsOptions } from './nats/index.js';
 import { pipeTransport } from './pipe.js';
-import { shmTransport } from './shm.js';
+import { shmTransport } from './shm/index.js';
 import { tcpTransport } from './tcp.js';
 import { parseAddress, type Listener, type Transport } from './transport.js';
 import { unixTransport } from './unix.js';
@@ -88,7 +91,7 @@ const serverToken = Symbol('ChannelServer.internal');
  * arrival order. Closing the server stops accepting and releases the address; channels
  * already handed out stay open, those not yet accepted are closed.
  */
-export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
+export class ChannelServer<T = Uint8Array> implements AsyncIterable<Channel<T>> {
   readonly #listener: Listener;
   readonly #options: ResolvedChannelOptions;
   readonly #backlog: Channel<T>[] = [];
@@ -125,9 +128,7 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     let timeout: number;
     let signal: AbortSignal | undefined;
     try {
-      const o = checkOptions<AcceptOptions>(opts, ['timeout', 'signal'], 'accept');
-      timeout = checkTimeout(o.timeout, 'accept');
-      signal = checkSignal(o.signal, 'accept');
+      ({ timeout, signal } = waitOptions(opts, 'accept', true));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -136,31 +137,22 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
     if (this.#closed) return Promise.reject(closedError(`server ${this.address}`));
     if (signal?.aborted) return Promise.reject(abortError('accept', signal.reason));
     return new Promise<Channel<T>>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = () => {
-        if (timer !== undefined) clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      const giveUp = (error: IpcError) => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        done();
-        reject(error);
-      };
-      const onAbort = () => giveUp(abortError('accept', signal?.reason));
       const waiter: AcceptWaiter<T> = {
         resolve: (channel) => {
-          done();
+          disarm();
           resolve(channel);
         },
         reject: (error) => {
-          done();
+          disarm();
           reject(error);
         },
       };
-      if (timeout !== Infinity) timer = setTimeout(() => giveUp(timeoutError('accept', timeout)), timeout);
-      signal?.addEventListener('abort', onAbort, { once: true });
       this.#waiters.push(waiter);
+      const disarm = armDeadline(timeout, signal, 'accept', (error) => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(error);
+      });
     });
   }
 
@@ -193,8 +185,15 @@ export class ChannelServer<T = unknown> implements AsyncIterable<Channel<T>> {
   }
 }
 
-/** Listens on `address` (unix:///path, tcp://host:port, fifo:///path, shm://name, nats://host:port/subject). */
-export async function listen<T = unknown>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
+/**
+ * Listens on `address` (unix:///path, tcp://host:port, fifo:///path, shm://name,
+ * nats://host:port/subject). The codec decides the message type of its channels: Uint8Array
+ * without one (or with 'bytes'), the type you name with a serializing codec
+ * (`listen<Job>(address, { codec: 'json' })`).
+ */
+export function listen(address: string, opts?: ListenOptions<Uint8Array> & BytesCodec): Promise<ChannelServer<Uint8Array>>;
+export function listen<T = unknown>(address: string, opts: ListenOptions<T> & SerializingCodec<T>): Promise<ChannelServer<T>>;
+export async function listen<T>(address: string, opts?: ListenOptions<T>): Promise<ChannelServer<T>> {
   const url = parseAddress(address, 'listen');
   const transport = transportFor(url, address, 'listen');
   const o = checkOptions<ListenOptions<T>>(opts, [...channelOptionKeys, ...transport.listenKeys], `listen(${address})`);
@@ -206,8 +205,13 @@ export async function listen<T = unknown>(address: string, opts?: ListenOptions<
   return new ChannelServer<T>(serverToken, listener, options);
 }
 
-/** Connects to `address` (unix:///path, tcp://host:port, fifo:///path, pipe://fd/N, pipe://stdio, shm://name, nats://host:port/subject). */
-export async function connect<T = unknown>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
+/**
+ * Connects to `address` (unix:///path, tcp://host:port, fifo:///path, shm://name, pipe://fd/N,
+ * pipe://stdio, nats://host:port/subject). The codec decides the message type, as for listen.
+ */
+export function connect(address: string, opts?: ConnectOptions<Uint8Array> & BytesCodec): Promise<Channel<Uint8Array>>;
+export function connect<T = unknown>(address: string, opts: ConnectOptions<T> & SerializingCodec<T>): Promise<Channel<T>>;
+export async function connect<T>(address: string, opts?: ConnectOptions<T>): Promise<Channel<T>> {
   const url = parseAddress(address, 'connect');
   const transport = transportFor(url, address, 'connect');
   const connectKeys = transport.connectKeys ?? [];

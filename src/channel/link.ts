@@ -8,6 +8,7 @@
  * pair) implements Link directly and carries (type, id, payload) however it likes.
  */
 import type { Readable, Writable } from 'node:stream';
+import { startTimer } from '../deadline.js';
 import { IpcError } from '../errors.js';
 import { encodeFrame, FrameDecoder, type FrameType } from './framing.js';
 
@@ -45,6 +46,32 @@ export interface Link {
   destroy(error?: IpcError): void;
 }
 
+/**
+ * The callbacks of Link.onceDrain, for every Link: each runs once, on the next tick if the link
+ * wants data already, else when the link next does (or ends) and calls run().
+ */
+export class DrainWaiters {
+  #callbacks: (() => void)[] = [];
+
+  /** Files `callback` (`needsDrain`: the link's state now); true if it is the only one waiting. */
+  add(callback: () => void, needsDrain: boolean): boolean {
+    if (!needsDrain) {
+      process.nextTick(callback);
+      return false;
+    }
+    this.#callbacks.push(callback);
+    return this.#callbacks.length === 1;
+  }
+
+  /** Runs (and forgets) every waiting callback. */
+  run(): void {
+    const callbacks = this.#callbacks;
+    if (callbacks.length === 0) return;
+    this.#callbacks = [];
+    for (const callback of callbacks) callback();
+  }
+}
+
 interface InflightWrite {
   done: (error?: Error | null) => void;
 }
@@ -74,10 +101,11 @@ export class StreamLink implements Link {
   #endReason: IpcError | undefined;
   #paused = false;
   #closing: Promise<void> | undefined;
-  #stallTimer: NodeJS.Timeout | undefined;
+  /** Cancels the pending stall check (set while one is armed). */
+  #cancelStall: (() => void) | undefined;
   #progress = 0;
   #stallMark = 0;
-  #drainWaiters: (() => void)[] = [];
+  readonly #drainWaiters = new DrainWaiters();
   readonly #inflight = new Set<InflightWrite>();
   #corked = false;
   #writesThisTurn = 0;
@@ -131,32 +159,36 @@ export class StreamLink implements Link {
       return;
     }
     this.#progress++;
-    if (this.#decoder.inFrame && this.#stallTimer === undefined && this.#options.frameTimeout !== Infinity) this.#armStall();
+    if (this.#decoder.inFrame && this.#cancelStall === undefined && this.#options.frameTimeout !== Infinity) this.#armStall();
   }
 
   // A frame in progress must keep moving; checked lazily (one timer per stall period, only
   // while a frame is split across reads) so that whole-frame traffic costs no timer at all.
   #armStall(): void {
     this.#stallMark = this.#progress;
-    this.#stallTimer = setTimeout(() => {
-      this.#stallTimer = undefined;
-      if (this.#ended || !this.#decoder.inFrame) return;
-      if (this.#progress !== this.#stallMark || this.#paused) return this.#armStall();
-      this.#finish(new IpcError('IPC_ERR_PROTOCOL', `${this.#options.what}: peer stalled in the middle of a frame for ${this.#options.frameTimeout} ms`));
-      this.destroy();
-    }, this.#options.frameTimeout);
-    this.#stallTimer.unref();
+    // startTimer: a frameTimeout past 2^31 - 1 ms must wait, not fire at once.
+    this.#cancelStall = startTimer(
+      this.#options.frameTimeout,
+      () => {
+        this.#cancelStall = undefined;
+        if (this.#ended || !this.#decoder.inFrame) return;
+        if (this.#progress !== this.#stallMark || this.#paused) return this.#armStall();
+        this.#finish(new IpcError('IPC_ERR_PROTOCOL', `${this.#options.what}: peer stalled in the middle of a frame for ${this.#options.frameTimeout} ms`));
+        this.destroy();
+      },
+      true,
+    );
   }
 
   #finish(reason: IpcError | undefined): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#endReason = reason;
-    if (this.#stallTimer !== undefined) clearTimeout(this.#stallTimer);
+    this.#cancelStall?.();
     // A failed connection will complete none of the writes still in flight.
     if (reason !== undefined) this.#failInflight();
     // Wake writers waiting for room: there will never be any, and they must learn it.
-    this.#runDrainWaiters();
+    this.#drainWaiters.run();
     const handler = this.#handler;
     if (handler !== undefined) process.nextTick(() => handler.ended(reason));
     // After a clean end from the peer, finish our side too so the descriptor is released.
@@ -205,19 +237,7 @@ export class StreamLink implements Link {
   }
 
   onceDrain(callback: () => void): void {
-    if (!this.needsDrain) {
-      process.nextTick(callback);
-      return;
-    }
-    this.#drainWaiters.push(callback);
-    if (this.#drainWaiters.length === 1) this.#out.once('drain', () => this.#runDrainWaiters());
-  }
-
-  #runDrainWaiters(): void {
-    const waiters = this.#drainWaiters;
-    if (waiters.length === 0) return;
-    this.#drainWaiters = [];
-    for (const callback of waiters) callback();
+    if (this.#drainWaiters.add(callback, this.needsDrain)) this.#out.once('drain', () => this.#drainWaiters.run());
   }
 
   pause(): void {
@@ -241,17 +261,16 @@ export class StreamLink implements Link {
       // is reset by TCP, which could destroy data we sent that the peer has not read yet.
       this.#paused = false;
       input.resume();
-      let timer: NodeJS.Timeout | undefined;
       const done = () => {
-        if (timer !== undefined) clearTimeout(timer);
+        cancelTimer();
         this.#failInflight(); // empty after 'finish'; not after a closeTimeout
         if (!input.destroyed) input.destroy();
         if (!out.destroyed) out.destroy();
         this.#finish(undefined);
         resolve();
       };
-      timer = setTimeout(done, this.#options.closeTimeout);
-      timer.unref();
+      // Any closeTimeout, Infinity included (a raw setTimeout would fire those after 1 ms).
+      const cancelTimer = startTimer(this.#options.closeTimeout, done, true);
       if (out.destroyed) return done();
       // 'finish' = every byte handed to the OS; then the descriptor can go (the kernel keeps
       // delivering what it holds). end() on a socket also sends FIN so the peer sees the end.

@@ -3,7 +3,8 @@
  * connect with timeout and abort, and a Listener over a node:net server.
  */
 import * as net from 'node:net';
-import { abortError, timeoutError } from '../errors.js';
+import { armDeadline } from '../deadline.js';
+import { abortError } from '../errors.js';
 import type { ResolvedChannelOptions } from './channel.js';
 import { StreamLink, type Link } from './link.js';
 import { socketError, type ConnectContext, type Listener } from './transport.js';
@@ -25,10 +26,8 @@ export function connectSocket(target: net.NetConnectOpts, what: string, context:
     const { signal, timeout } = context;
     if (signal?.aborted) return reject(abortError(`${what}: connect`, signal.reason));
     const socket = net.connect(target);
-    let timer: NodeJS.Timeout | undefined;
     const cleanup = () => {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      disarm();
       socket.off('error', onError);
       socket.off('connect', onConnect);
     };
@@ -39,15 +38,13 @@ export function connectSocket(target: net.NetConnectOpts, what: string, context:
       reject(error);
     };
     const onError = (err: Error) => fail(socketError(err, `${what}: connect`));
-    const onAbort = () => fail(abortError(`${what}: connect`, signal?.reason));
     const onConnect = () => {
       cleanup();
       resolve(socketLink(socket, context.options, what));
     };
     socket.once('error', onError);
     socket.once('connect', onConnect);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    if (timeout !== Infinity) timer = setTimeout(() => fail(timeoutError(`${what}: connect`, timeout)), timeout);
+    const disarm = armDeadline(timeout, signal, `${what}: connect`, fail);
   });
 }
 

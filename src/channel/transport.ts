@@ -1,16 +1,22 @@
 /**
  * The transport registry: an address's scheme picks the transport (`unix://`, `tcp://`,
- * `fifo://`, `pipe://`). A transport is one file exporting a `Transport`; adding one is that
- * file (or folder) plus one `registerTransport(...)` line in index.ts of this folder.
+ * `fifo://`, `pipe://`, `shm://`, `nats://`). A transport is a module exporting a `Transport`
+ * (one file, like unix.ts, or a folder, like shm/ and nats/); adding one is that module plus
+ * one `registerTransport(...)` line in index.ts of this folder.
  *
- * Writing a transport (e.g. `shm://name`, a pair of shared-memory queues per connection):
+ * Writing a transport:
  *   - `connect` resolves with a Link; `listen` with a Listener whose `start(onLink)` hands
  *     over one Link per accepted connection and whose `close()` releases the address.
- *   - A Link carries (type, id, payload) frames (see framing.ts for the types); it need not
- *     use the byte framing, but it must enforce `options.maxMessageSize` on what it accepts
- *     from the peer, call `done` of every write exactly once (error = not delivered), copy a
- *     `borrowed` payload before write() returns if it keeps it, report the peer's end or
- *     death through `ended` (never synchronously from start), and honour pause/resume.
+ *   - A Link carries (type, id, payload) frames (see framing.ts for the types). Byte streams
+ *     use StreamLink (link.ts) over framing.ts; a transport that is not a byte stream carries
+ *     frames its own way (shm/ puts them in shared-memory queue records, nats/ in NATS messages). Either way it must
+ *     enforce `options.maxMessageSize` on what it accepts from the peer, call `done` of every
+ *     write exactly once (error = not delivered), copy a `borrowed` payload before write()
+ *     returns if it keeps it, report the peer's end or death through `ended` (never
+ *     synchronously from start), and honour pause/resume.
+ *   - Time limits (`timeout`, `signal`, `frameTimeout`, `closeTimeout`) go through
+ *     src/deadline.ts (armDeadline, startTimer), never a raw setTimeout: a delay over
+ *     2^31 - 1 ms must wait, not fire at once.
  *   - Add the scheme to `transports` and `channelPair` in test/channel-common.mjs: the
  *     conformance suite then runs against it unchanged.
  */
@@ -69,9 +75,11 @@ export function parseAddress(address: unknown, where: string): URL {
 }
 
 /**
- * A Node socket/fs failure as a coded IpcError (the one errno table in errors.ts). `listening`:
- * the error came from creating an address (ENOENT then means a missing directory, not a
- * missing server).
+ * A Node socket/fs failure as a coded IpcError, through the one errno table (errnoError in
+ * errors.ts). `listening`: the error came from creating an address (ENOENT then means a
+ * missing directory, not a missing server). Unlike errnoError, a failure without an errno
+ * (Node's ERR_INVALID_FD_TYPE for a descriptor that is not a socket) is IPC_ERR_SYSTEM rather
+ * than passed through: every failure of a transport call is coded.
  */
 export function socketError(err: unknown, what: string, listening = false): IpcError {
   const coded = errnoError(err, what, listening ? 'listen' : 'connect');

@@ -42,7 +42,7 @@ function latencyChart(rows: TrialResult[], title: string, colors: Map<string, st
 
 function throughputChart(results: TrialResult[], colors: Map<string, string>): string {
   // Primitives move no payload: bytes per second would mean nothing for them.
-  const ok = results.filter((r) => r.mode === 'throughput' && r.error === undefined && r.family !== 'primitive');
+  const ok = results.filter((r) => r.mode === 'throughput' && r.error === undefined && r.family !== 'primitive' && r.family !== 'map');
   if (ok.length === 0) return '';
   const sizes = [...new Set(ok.map((r) => r.size))].sort((a, b) => a - b);
   const width = 900;

@@ -61,7 +61,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
         // A mechanism runs the sizes it lists; sizes asked for with --sizes also go to every
         // mechanism that takes a payload at all (those that list more than one size).
         if (!m.sizes.includes(size) && !(sizes !== undefined && m.sizes.length > 1)) continue;
-        plan.push({ m, mode, size, count: count ?? defaultCount(mode, size, quick) });
+        plan.push({ m, mode, size, count: count ?? m.count?.[quick ? 'quick' : 'full'] ?? defaultCount(mode, size, quick) });
       }
     }
   }
@@ -133,12 +133,13 @@ async function loadMechanisms(): Promise<MechanismInfo[]> {
         waits: (m['waits'] as Waits | undefined) ?? (id.includes('spin') ? 'spin' : id.includes('block') ? 'block' : 'event-loop'),
         sizes: (m['sizes'] as number[] | undefined) ?? ALL_SIZES,
         modes,
+        ...(m['count'] !== undefined ? { count: m['count'] as { quick: number; full: number } } : {}),
       });
     }
   }
   // References and baselines first, so a table reads "what you have, then what we add";
   // synchronization primitives (no payload) last, in tables of their own.
-  const order = (f: string): number => ['reference', 'baseline', 'interprocess', 'primitive'].indexOf(f);
+  const order = (f: string): number => ['reference', 'baseline', 'interprocess', 'primitive', 'map'].indexOf(f);
   return out.sort((a, b) => order(a.family) - order(b.family));
 }
 

@@ -1,10 +1,13 @@
 /**
  * Kind-specific details for `ls` and `inspect` (queue depth, lock owner...). Each kind describes
  * its own body next to its layout, from the same offsets the code that writes them uses
- * (`describe` of the sync layouts, describeQueue in src/queue/layout.ts); a describer gets a
- * validated object's whole buffer (header included) and only reads. Registering a kind is one
- * line in the table below.
+ * (`describe` of the sync layouts, describeQueue in src/queue/layout.ts, describeShmChannel in
+ * src/channel/shm/layout.ts, describeMap in src/map/layout.ts); a describer gets a validated
+ * object's whole buffer (header included) and only reads. Registering a kind is one line in
+ * the table below.
  */
+import { describeShmChannel } from '../channel/shm/layout.js';
+import { describeMap } from '../map/layout.js';
 import { describeQueue } from '../queue/layout.js';
 import { Kind } from '../shm/header.js';
 import { barrierLayout } from '../sync/barrier.js';
@@ -17,6 +20,8 @@ export type Describer = (buffer: SharedArrayBuffer, version: number) => Record<s
 
 const describers = new Map<number, Describer>([
   [Kind.Queue, describeQueue],
+  [Kind.Channel, describeShmChannel],
+  [Kind.Map, describeMap],
   [Kind.Mutex, mutexLayout.describe],
   [Kind.Semaphore, semaphoreLayout.describe],
   [Kind.Condition, conditionLayout.describe],

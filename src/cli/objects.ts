@@ -90,10 +90,15 @@ export function attachments(): Attachments {
   return out;
 }
 
-/** Reads an object's header and kind details without trusting it (inspect must show broken ones). */
-export function describe(entry: ShmEntry, attached: Attachment[]): ObjectInfo {
-  const modifiedAt = fs.statSync(`${SHM_DIR}/${OS_PREFIX}${entry.name}`).mtime.toISOString();
-  const info: ObjectInfo = { ...entry, namespace: 'shm', kind: 'shm', modifiedAt, attached };
+/**
+ * Reads an object's header and kind details without trusting it (inspect must show broken
+ * ones). Undefined when the object was removed since it was listed: other processes create and
+ * remove objects all the time, and a listing must not fail because of it.
+ */
+export function describe(entry: ShmEntry, attached: Attachment[]): ObjectInfo | undefined {
+  const st = fs.statSync(`${SHM_DIR}/${OS_PREFIX}${entry.name}`, { throwIfNoEntry: false });
+  if (st === undefined) return undefined;
+  const info: ObjectInfo = { ...entry, namespace: 'shm', kind: 'shm', modifiedAt: st.mtime.toISOString(), attached };
   if (entry.byteLength < HEADER_BYTES) return info;
   let shm: SharedMemory;
   try {
@@ -156,7 +161,10 @@ export function listObjects(): ObjectInfo[] {
   const queues = queueNames()
     .map((name) => describeQueue(name, attached.mqueue.get(name) ?? [], mount))
     .filter((q): q is ObjectInfo => q !== undefined);
-  return [...listShm().map((entry) => describe(entry, attached.shm.get(entry.name) ?? [])), ...queues];
+  const shm = listShm()
+    .map((entry) => describe(entry, attached.shm.get(entry.name) ?? []))
+    .filter((o): o is ObjectInfo => o !== undefined);
+  return [...shm, ...queues];
 }
 
 /** Every object called `name`: a shared-memory object, a message queue, or both (two namespaces). */
@@ -164,7 +172,8 @@ export function findObjects(name: string): ObjectInfo[] {
   const attached = attachments();
   const out: ObjectInfo[] = [];
   const entry = statShm(name);
-  if (entry !== undefined) out.push(describe(entry, attached.shm.get(name) ?? []));
+  const shm = entry === undefined ? undefined : describe(entry, attached.shm.get(name) ?? []);
+  if (shm !== undefined) out.push(shm);
   const queue = MessageQueue.exists(name) ? describeQueue(name, attached.mqueue.get(name) ?? [], mqueueMount()) : undefined;
   if (queue !== undefined) out.push(queue);
   return out;

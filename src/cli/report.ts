@@ -16,6 +16,8 @@ export interface MechanismInfo {
   waits: Waits;
   sizes: number[];
   modes: Mode[];
+  /** Operations per trial for this mechanism (quick / full), where the size-based default does not fit. */
+  count?: { quick: number; full: number };
 }
 
 export interface TrialResult {
@@ -27,6 +29,8 @@ export interface TrialResult {
   size: number;
   count: number;
   error?: string;
+  /** A fact the mechanism measured besides its rate (e.g. bytes per entry). */
+  note?: string;
   n?: number;
   p50?: number;
   p99?: number;
@@ -83,7 +87,7 @@ export function renderText(report: BenchReport): string {
   const sizes = [...new Set(report.results.map((r) => r.size))].sort((a, b) => a - b);
   for (const primitives of [false, true]) for (const mode of ['roundTrip', 'throughput'] as const) {
     for (const size of sizes) {
-      const rows = report.results.filter((r) => r.mode === mode && r.size === size && (r.family === 'primitive') === primitives);
+      const rows = report.results.filter((r) => r.mode === mode && r.size === size && (r.family === 'primitive') === primitives && r.family !== 'map');
       if (rows.length === 0) continue;
       const base = unixBaseline(report.results, mode, size);
       const title = primitives ? 'synchronization primitives (no payload): ' : '';
@@ -115,8 +119,23 @@ export function renderText(report: BenchReport): string {
       }
     }
   }
+  const maps = report.results.filter((r) => r.family === 'map');
+  if (maps.length > 0) out.push('', renderMapTable(maps));
   if (report.advice.length > 0) out.push('\nwhich to use', ...report.advice.map((a) => `- ${a}`));
   return out.join('\n');
+}
+
+/**
+ * SharedMap beside the stores Node services use instead (bench/mechanisms/map.mjs): operations
+ * per second, and how many times a Redis GET (one await at a time) each one is.
+ */
+function renderMapTable(rows: TrialResult[]): string {
+  const redis = rows.find((r) => r.id === 'redis-get' && r.messagesPerSecond !== undefined);
+  const cells = rows.map((r) => {
+    if (r.error !== undefined) return [r.id, 'failed', '', r.error.slice(0, 60)];
+    return [r.id, formatRate(r.messagesPerSecond!), redis ? `${(r.messagesPerSecond! / redis.messagesPerSecond!).toFixed(1)}x` : '-', r.note ?? ''];
+  });
+  return `SharedMap and the alternatives, 64 B values (operations/s, higher is better)\n${table(['mechanism', 'operations/s', 'vs redis-get', 'note'], cells)}`;
 }
 
 /** One line per use case, from what this run measured (never from folklore). */

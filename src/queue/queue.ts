@@ -143,6 +143,17 @@ const readsInPlace = new Set<Codec<any>>([resolveCodec('json'), resolveCodec('st
 const now = (): number => performance.now();
 const immediate = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+let ringOf: (queue: Queue<any>) => Ring;
+
+/**
+ * The Ring under a Queue handle, for the library's own transports only (src/channel/shm): they
+ * claim, fill and commit slots in place with the queue's protocol, through the handle's own
+ * mapping. Not exported from the package. Valid until the handle is closed.
+ */
+export function queueRing(queue: Queue<any>): Ring {
+  return ringOf(queue);
+}
+
 export class Queue<T = Uint8Array> {
   readonly #name: string;
   #shm: SharedMemory | undefined;
@@ -177,6 +188,10 @@ export class Queue<T = Uint8Array> {
   readonly #leases = new Set<LeaseRecord>();
   /** Inside a user callback (sendWith / receiveWith) that holds a claim: close() waits for it. */
   #busy = 0;
+
+  static {
+    ringOf = (queue) => queue.#ring;
+  }
 
   /** @internal use Queue.create / open / openOrCreate */
   constructor(key: symbol, name: string, shm: SharedMemory, g: QueueGeometry, handle: ResolvedHandle<T>) {

@@ -31,7 +31,7 @@ export const Kind = {
   RWLock: 4,
   Barrier: 5,
   Queue: 6,
-  /** shm:// channel objects: an accept point or a connection's state (src/channel/shm.ts). */
+  /** shm:// channel objects: an accept point or a connection's state (src/channel/shm/layout.ts). */
   Channel: 7,
   /** SharedMap (src/map/). */
   Map: 8,

@@ -35,7 +35,7 @@ import { armDeadline } from '../../deadline.js';
 import { IpcError } from '../../errors.js';
 import type { ResolvedChannelOptions } from '../channel.js';
 import { FrameType } from '../framing.js';
-import type { Link, LinkHandler } from '../link.js';
+import { DrainWaiters, type Link, type LinkHandler } from '../link.js';
 import type { Uplink, UplinkUser } from './uplink.js';
 import {
   ABORT,
@@ -166,7 +166,7 @@ export class NatsLink implements Link, UplinkUser {
   #sentBytes = 0;
   #ackedChunks = 0;
   #creditLimit: number;
-  #drainWaiters: (() => void)[] = [];
+  readonly #drainWaiters = new DrainWaiters();
   #flushWaiters: (() => void)[] = [];
 
   // receiving: checked on arrival (rx*), delivered when the Channel takes them
@@ -281,7 +281,7 @@ export class NatsLink implements Link, UplinkUser {
       this.#pending.shift();
       this.#unacked.push({ last: this.#sentChunks, done: frame.done });
     }
-    this.#runDrainWaiters();
+    this.#drainWaiters.run();
   }
 
   get needsDrain(): boolean {
@@ -289,18 +289,7 @@ export class NatsLink implements Link, UplinkUser {
   }
 
   onceDrain(callback: () => void): void {
-    if (!this.needsDrain) {
-      process.nextTick(callback);
-      return;
-    }
-    this.#drainWaiters.push(callback);
-  }
-
-  #runDrainWaiters(): void {
-    if (this.#drainWaiters.length === 0) return;
-    const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const callback of waiters) callback();
+    this.#drainWaiters.add(callback, this.needsDrain);
   }
 
   #onCredit(data: Uint8Array): void {
@@ -532,7 +521,7 @@ export class NatsLink implements Link, UplinkUser {
     const error = this.#closedForWrites();
     for (const frame of this.#pending.takeAll()) frame.done(error);
     for (const entry of this.#unacked.takeAll()) entry.done(error);
-    this.#runDrainWaiters();
+    this.#drainWaiters.run();
     this.#runFlushWaiters();
     this.#release();
     // What was received and acknowledged is delivered before the end.

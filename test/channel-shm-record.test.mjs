@@ -1,0 +1,163 @@
+// The shm:// record encoding (src/channel/shm/record.ts) on its own, without shared memory:
+// frames split into records and gathered back, the limits a receiver enforces before it keeps a
+// byte, and random records that may only ever give coded outcomes.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const { RECORD_HEADER_BYTES, RecordKind, Read, RecordReader, writeRecord } = require('../dist/cjs/channel/shm/record.js');
+
+/** The records of one frame as separate byte arrays, `chunkBytes` of payload each. */
+function encode(type, id, payload, chunkBytes) {
+  const records = [];
+  let offset = 0;
+  do {
+    const chunk = Math.min(payload.byteLength - offset, chunkBytes);
+    const record = new Uint8Array(RECORD_HEADER_BYTES + chunk);
+    writeRecord(record, 0, type, id, payload, offset, chunk);
+    records.push(record);
+    offset += chunk;
+  } while (offset < payload.byteLength);
+  return records;
+}
+
+function record(kind, id, total, chunk) {
+  const r = Buffer.alloc(RECORD_HEADER_BYTES + chunk);
+  r[0] = kind;
+  r.writeUInt32LE(id, 4);
+  r.writeUInt32LE(total, 8);
+  return r;
+}
+
+const fill = (size, seed) => Uint8Array.from({ length: size }, (_, i) => (seed + i * 7) & 0xff);
+
+test('record layout: kind, id and total length at their offsets, the chunk after the header', () => {
+  const payload = fill(10, 1);
+  const u8 = new Uint8Array(64).fill(0xee);
+  writeRecord(u8, 8, 2, 0x01020304, payload, 0, 10);
+  const at = Buffer.from(u8.buffer, 8);
+  assert.equal(at[0], 2);
+  assert.deepEqual([at[1], at[2], at[3]], [0, 0, 0]);
+  assert.equal(at.readUInt32LE(4), 0x01020304);
+  assert.equal(at.readUInt32LE(8), 10);
+  assert.deepEqual(at.subarray(12, 22), Buffer.from(payload));
+  assert.equal(u8[7], 0xee, 'nothing written before the record');
+  assert.equal(at[22], 0xee, 'nothing written after the chunk');
+  // A later chunk of the same frame is a continuation that still names the whole length.
+  writeRecord(u8, 0, 2, 7, fill(100, 2), 40, 30);
+  assert.equal(u8[0], RecordKind.Continuation);
+  assert.equal(Buffer.from(u8.buffer).readUInt32LE(8), 100);
+  assert.deepEqual(u8.subarray(12, 42), fill(100, 2).subarray(40, 70));
+});
+
+test('frames of every size round-trip through records of every chunk size, in order', () => {
+  for (const chunkBytes of [1, 7, 64, 1000]) {
+    const reader = new RecordReader(5000);
+    const sizes = [0, 1, chunkBytes - 1, chunkBytes, chunkBytes + 1, 3 * chunkBytes, 4999, 5000].filter((s) => s >= 0 && s <= 5000);
+    for (const [n, size] of sizes.entries()) {
+      const type = 1 + (n % 4);
+      const payload = fill(size, n);
+      const records = encode(type, n + 1, payload, chunkBytes);
+      assert.equal(records.length, Math.max(1, Math.ceil(size / chunkBytes)));
+      records.forEach((r, k) => {
+        const read = reader.read(r, 0, r.byteLength);
+        if (k < records.length - 1) {
+          assert.equal(read, Read.Partial, `chunk ${chunkBytes}, size ${size}, record ${k}`);
+          assert.equal(reader.inFrame, true);
+        } else {
+          assert.equal(read, Read.Frame, `chunk ${chunkBytes}, size ${size}: whole`);
+        }
+      });
+      assert.equal(reader.inFrame, false);
+      assert.equal(reader.type, type);
+      assert.equal(reader.id, n + 1);
+      const got = reader.take();
+      assert.deepEqual(new Uint8Array(got), payload);
+      assert.equal(reader.take().byteLength, 0, 'take hands the payload over once');
+    }
+  }
+});
+
+test('a record read from inside a larger buffer; the payload is a private copy', () => {
+  const slot = new Uint8Array(256);
+  writeRecord(slot, 100, 1, 0, fill(20, 3), 0, 20);
+  const reader = new RecordReader(1000);
+  assert.equal(reader.read(slot, 100, RECORD_HEADER_BYTES + 20), Read.Frame);
+  const payload = reader.take();
+  slot.fill(0);
+  assert.deepEqual(new Uint8Array(payload), fill(20, 3));
+});
+
+test('end record; progress moves only while a split frame is fed', () => {
+  const reader = new RecordReader(1000);
+  assert.equal(reader.read(record(RecordKind.End, 0, 0, 0), 0, RECORD_HEADER_BYTES), Read.End);
+  const [first, second, third] = encode(1, 0, fill(30, 4), 10);
+  assert.equal(reader.progress, 0);
+  reader.read(first, 0, first.byteLength);
+  reader.read(second, 0, second.byteLength);
+  assert.equal(reader.progress, 2);
+  // An end record in the middle of a frame leaves the frame in progress (the link reports it).
+  assert.equal(reader.read(record(RecordKind.End, 0, 0, 0), 0, RECORD_HEADER_BYTES), Read.End);
+  assert.equal(reader.inFrame, true);
+  assert.equal(reader.read(third, 0, third.byteLength), Read.Frame);
+  assert.equal(reader.progress, 3);
+});
+
+test('malformed records are Read.Bad with the reason, before anything is kept', () => {
+  const cases = [
+    ['shorter than its header', [Buffer.from([1, 0, 0])], /shorter than its header/],
+    ['unknown kind', [record(99, 0, 0, 0)], /unknown kind 99/],
+    ['kind 0', [record(0, 0, 0, 0)], /unknown kind 0/],
+    ['continuation without a frame', [record(RecordKind.Continuation, 0, 10, 10)], /without a frame in progress/],
+    ['new frame inside a frame', [record(1, 0, 200, 50), record(1, 0, 10, 10)], /before the previous one was complete/],
+    ['over maxMessageSize', [record(1, 0, 1001, 10)], /1001-byte frame, over maxMessageSize \(1000\)/],
+    ['2^32 - 1 bytes announced', [record(1, 0, 2 ** 32 - 1, 0)], /over maxMessageSize/],
+    ['record longer than its frame', [record(1, 0, 5, 10)], /longer than its frame/],
+    ['continuation past its frame', [record(1, 0, 60, 50), record(RecordKind.Continuation, 0, 60, 20)], /does not fit its frame/],
+    ['continuation of another length', [record(1, 0, 60, 50), record(RecordKind.Continuation, 0, 61, 10)], /does not fit its frame/],
+    ['empty continuation', [record(1, 0, 60, 50), record(RecordKind.Continuation, 0, 60, 0)], /does not fit its frame/],
+  ];
+  for (const [what, records, reason] of cases) {
+    const reader = new RecordReader(1000);
+    let read;
+    for (const r of records) read = reader.read(r, 0, r.byteLength);
+    assert.equal(read, Read.Bad, what);
+    assert.match(reader.error, reason, what);
+  }
+  const reader = new RecordReader(1000);
+  assert.equal(reader.fail('torn'), Read.Bad);
+  assert.equal(reader.error, 'torn');
+});
+
+test('record fuzz: random and mutated records give only Partial, Frame, End or Bad', () => {
+  let seed = 777;
+  const rand = (n) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+    return (seed >>> 8) % n;
+  };
+  const valid = [...encode(1, 0, fill(50, 1), 16), ...encode(2, 9, fill(5, 2), 16), record(RecordKind.End, 0, 0, 0)];
+  const runs = process.env.INTERPROCESS_STRESS ? 100_000 : 5000;
+  const outcomes = [0, 0, 0, 0];
+  for (let run = 0; run < runs; run++) {
+    const reader = new RecordReader(256);
+    // The valid stream in order, with now and then a record replaced by noise or mutated.
+    for (let k = 0; k < valid.length; k++) {
+      let r = Uint8Array.from(valid[k]);
+      const damage = rand(16);
+      if (damage === 0) {
+        r = new Uint8Array(rand(40));
+        for (let i = 0; i < r.length; i++) r[i] = rand(4) === 0 ? rand(256) : rand(20);
+      } else if (damage <= 2) {
+        for (let f = 0, flips = 1 + rand(3); f < flips && r.length > 0; f++) r[rand(r.length)] = rand(256);
+      }
+      const read = reader.read(r, 0, r.length);
+      assert.ok(read === Read.Partial || read === Read.Frame || read === Read.End || read === Read.Bad, `outcome ${read}`);
+      outcomes[read]++;
+      if (read === Read.Frame) assert.ok(reader.take().byteLength <= 256);
+      if (read === Read.Bad) break; // the connection would be over
+    }
+  }
+  console.log(`# record fuzz: ${runs} runs, partial ${outcomes[0]}, frames ${outcomes[1]}, ends ${outcomes[2]}, bad ${outcomes[3]}`);
+  assert.ok(outcomes[Read.Frame] > 0 && outcomes[Read.Bad] > 0);
+});
