@@ -90,8 +90,8 @@
  *            A failed CAS means the lease was taken over (it had expired): IPC_ERR_NOT_OWNER.
  *   release  CAS64 (pos + 1, token) -> (pos + 1, DEAD_TOKEN), then bump leaseEvents and wake a
  *            receiver: the message is up for redelivery.
- *   rescue   a lease consumer with nothing at the head, while leases != 0 (at most once per
- *            stallTimeout, or when leaseEvents moved), scans positions [tail - capacity, head)
+ *   rescue   a lease consumer, before it takes from the head, while leases != 0 (at most once
+ *            per stallTimeout, or when leaseEvents moved), scans positions [tail - capacity, head)
  *            for seq == pos + 1 and takes over, with one CAS64 (pos + 1, h) -> (pos + 1, token),
  *            a lease whose holder h is DEAD_TOKEN or dead (kernel), or that it has seen held by
  *            the same h for at least that slot's leaseTime. The CAS records the new holder in

@@ -832,14 +832,20 @@ export class Queue<T = Uint8Array> {
     return checkInteger(leaseTime, `Queue.${what}: leaseTime`, 1, MAX_LEASE_MS);
   }
 
-  /** One attempt to take a lease: a new message at the head, or one another consumer lost. */
+  /**
+   * One attempt to take a lease: one another consumer lost (looked for at most once per
+   * stallTimeout, or when one was given back, so that a busy queue does not starve them), else
+   * a new message at the head.
+   */
   #takeLease(leaseTime: number): Lease<T> | undefined {
     const ring = this.#ring;
     ring.leasing = true;
     for (;;) {
-      if (ring.claimReceive(1, true) !== 0) {
+      if (ring.leaseScanDue() && ring.rescueLease(leaseTime)) {
+        // taken over: ring.pos / ring.base name it
+      } else if (ring.claimReceive(1, true) !== 0) {
         if (!ring.takeLease(ring.pos, ring.base, leaseTime)) continue; // only corrupted memory
-      } else if (!ring.leaseScanDue() || !ring.rescueLease(leaseTime)) {
+      } else {
         return undefined;
       }
       const pos = ring.pos;

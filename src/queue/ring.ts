@@ -406,7 +406,7 @@ export class Ring {
     return true;
   }
 
-  /** Whether a lease consumer with nothing at the head should scan for leases to take over. */
+  /** Whether a lease consumer should scan for leases to take over now (see rescueLease). */
   leaseScanDue(): boolean {
     const i32 = this.i32;
     if (Atomics.load(i32, W.leases) <= 0) return false;

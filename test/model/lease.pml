@@ -3,8 +3,8 @@
  * ring.ts) for the Spin model checker. A leased record stays in its slot, owned through the
  * 64-bit word (seq, holder); a lease taker announces a lease intent in its row before it claims
  * the head; the holder acknowledges (frees the slot) or gives the lease back; a lease consumer
- * with nothing at the head takes over, with one CAS of (seq, holder), a lease whose holder is
- * dead or gave it back, or a record whose claimants are all dead and one took a lease; a
+ * takes over, with one CAS of (seq, holder), a lease whose holder is dead or gave it back, or
+ * a record whose claimants are all dead and one took a lease; a
  * producer that wraps around to such a record gives it back instead of freeing it; a newcomer
  * that reuses a dead row first gives back the lease it was taking.
  *
@@ -147,7 +147,7 @@ proctype LeaseConsumer(byte me; byte r; bool mortal) {
   :: atomic { leases > 0 && (RESCUABLE(tail - 2) || RESCUABLE(tail - 1)) ->
               if :: RESCUABLE(tail - 2) -> pos = tail - 2 :: else -> pos = tail - 1 fi;
               s = pos % CAP; h = holder[s] } ->
-     /* Nothing at the head; a lease to take over (the scan, decided on what it read). */
+     /* A lease to take over (the scan, decided on what it read; before or instead of the head). */
      if
      :: atomic { seq[s] == pos + 1 && holder[s] == h ->
                  if :: h != 0 && h != DEAD && alive[h] -> excuses++; steals++ :: else -> skip fi;
