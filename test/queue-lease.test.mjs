@@ -9,21 +9,9 @@ import { Worker } from 'node:worker_threads';
 import { Queue, SharedMemory, futex } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 import { STOP, LOST, delivered, done, trackBytes } from './fixtures/queue-jobs.mjs';
+import { delay, named, poll } from './queue-common.mjs';
 
 const STRESS = process.env.INTERPROCESS_STRESS === '1';
-
-function named(t, tag = 'lease') {
-  const name = uniqueName(tag);
-  t.after(() => SharedMemory.remove(name));
-  return name;
-}
-
-const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Resolves when `check()` holds, re-checking on a short timer (a state wait, not a sleep for timing). */
-async function poll(check) {
-  while (!check()) await delay(5);
-}
 
 // ---- one process ------------------------------------------------------------------------------
 

@@ -7,23 +7,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Queue, SharedMemory, futex } from 'interprocess';
-import { startChild, uniqueName, watchdog } from './helpers.mjs';
+import { startChild, watchdog } from './helpers.mjs';
 import { T, trackBytes, trackViews } from './fixtures/queue-track.mjs';
+import { delay, named, poll } from './queue-common.mjs';
 
 const STRESS = process.env.INTERPROCESS_STRESS === '1';
-
-function named(t, tag) {
-  const name = uniqueName(tag);
-  t.after(() => SharedMemory.remove(name));
-  return name;
-}
-
-const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Resolves when `check()` holds, re-checking on a short timer (a state wait, not a sleep for timing). */
-async function poll(check) {
-  while (!check()) await delay(5);
-}
 
 /** True once word `slot` of `i32` is 1 (a fixture announces its point); false if `child` exits first. */
 async function reaches(i32, slot, child) {
