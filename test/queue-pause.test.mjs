@@ -205,10 +205,10 @@ test('producers and consumers stopped at random moments, past stallTimeout: exac
   const { stops } = await run(t, {
     producers: 3,
     consumers: 4,
-    perProducer: STRESS ? 4_000_000 : 40_000,
+    perProducer: STRESS ? 8_000_000 : 40_000,
     capacity: 16,
     stall: STRESS ? 20 : 30,
-    randomStops: STRESS ? 5000 : 30,
+    randomStops: STRESS ? 10_000 : 30,
     seed: STRESS ? Date.now() % 100_000 : 11,
   });
   assert.ok(stops > 0);
