@@ -16,19 +16,91 @@
 // The harness runs every trial in a fresh process pinned to cpus[0]; the mechanism starts its
 // peer with forkPeer (pinned to cpus[1]) and removes everything it created. Every reply and
 // every message is checked (size and sequence number), so nothing can be silently lost.
-import { fork } from 'node:child_process';
+import { execFile, execFileSync, fork } from 'node:child_process';
+import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
 
-/** Pins this process's JS thread to `cpu` (or to $BENCH_CPU) if the machine has it. */
+/**
+ * Pins this process's JS thread to `cpu` (or to $BENCH_CPU) with taskset (util-linux): the
+ * main thread only, like sched_setaffinity(0); threads started later inherit it.
+ */
 export function pinSelf(cpu = process.env.BENCH_CPU) {
   if (cpu === undefined || cpu === '') return;
   try {
-    require('../dist/cjs/os/native.js').native().pinToCpu(Number(cpu));
+    execFileSync('taskset', ['-p', '-c', String(Number(cpu)), String(process.pid)], { stdio: 'ignore' });
   } catch {
-    // a machine with fewer cores: run unpinned
+    // no taskset, or a machine with fewer cores: run unpinned
   }
+}
+
+let compiler;
+/** The C compiler for the C references ($CC, cc, gcc or clang), or undefined when there is none. */
+export function cCompiler() {
+  if (compiler === undefined) {
+    compiler = [process.env.CC, 'cc', 'gcc', 'clang'].filter(Boolean).find((cc) => {
+      try {
+        execFileSync(cc, ['--version'], { stdio: 'ignore' });
+        return true;
+      } catch {
+        return false;
+      }
+    }) ?? null;
+  }
+  return compiler ?? undefined;
+}
+
+/** Why the C references are left out on this machine, or undefined when they can be built. */
+export function cReferencesNote(ids) {
+  return cCompiler() === undefined ? `${ids.join(', ')}: left out, no C compiler (cc) to build bench/native/*.c` : undefined;
+}
+
+/**
+ * Builds bench/native/NAME.c into a scratch folder (when the benchmark runs it, never at
+ * install), runs it with `args` and resolves with its JSON output; the folder is removed after.
+ */
+export function runCReference(name, args) {
+  return new Promise((resolve, reject) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-bench-c-'));
+    const binary = path.join(dir, name);
+    const done = (err, value) => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      if (err) reject(err);
+      else resolve(value);
+    };
+    try {
+      execFileSync(cCompiler() ?? 'cc', ['-O2', '-Wall', '-o', binary, path.join(here, 'native', `${name}.c`), '-lpthread', '-lrt'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      return done(new Error(`cannot build bench/native/${name}.c: ${String(err.stderr ?? err.message).split('\n')[0]}`));
+    }
+    execFile(binary, args.map(String), { timeout: 120_000 }, (err, stdout) => {
+      if (err) return done(err);
+      try {
+        done(null, JSON.parse(stdout));
+      } catch (parseError) {
+        done(parseError);
+      }
+    });
+  });
+}
+
+/**
+ * The async-wait fallback for kernels without futex_waitv (Linux < 5.16), forced for a trial
+ * and its peer by this environment, so that `bench` shows what it costs on any kernel.
+ */
+export const FALLBACK_ENV = { INTERPROCESS_FUTEX_WAITV: '0' };
+
+/** Wraps a trial function: refuses to measure unless the fallback is really in use. */
+export function inFallback(trial) {
+  return async (args) => {
+    const { asyncWaitMechanism } = createRequire(import.meta.url)('../dist/cjs/os/futex.js');
+    if (asyncWaitMechanism() !== 'threads') throw new Error('the futex_waitv fallback is not in use (INTERPROCESS_FUTEX_WAITV=0 missing?)');
+    return trial(args);
+  };
 }
 
 /** Forks a peer script pinned to `cpu`, with Node's IPC channel for control messages. */

@@ -1,6 +1,5 @@
 // Module init and the helpers every part of the addon shares. Context-aware, so that worker
 // threads can load it too (each environment gets its own async-wait state, see futex.cc).
-#include <sched.h>
 #include <uv.h>
 
 #include "common.h"
@@ -64,20 +63,12 @@ int32_t* WordAt(const FunctionCallbackInfo<Value>& args, int sab_index, int offs
 
 void SetMethod(Local<Context> context, Local<Object> target, const char* name, v8::FunctionCallback callback,
                Local<Value> data) {
-  Isolate* isolate = context->GetIsolate();
+  // Module init and every call run on the isolate's own thread (v8::Context lost GetIsolate in
+  // V8 14, Node 26).
+  Isolate* isolate = Isolate::GetCurrent();
   Local<v8::Function> fn = v8::FunctionTemplate::New(isolate, callback, data)->GetFunction(context).ToLocalChecked();
   fn->SetName(Str(isolate, name));
   target->Set(context, Str(isolate, name), fn).Check();
-}
-
-// pinToCpu(cpu): pins the calling thread (the JS thread) to one CPU, for benchmarks.
-static void PinToCpu(const FunctionCallbackInfo<Value>& args) {
-  Isolate* isolate = args.GetIsolate();
-  if (!args[0]->IsUint32()) return ThrowTypeError(isolate, "cpu must be a non-negative integer");
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(args[0].As<v8::Uint32>()->Value(), &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) return ThrowErrno(isolate, "sched_setaffinity", -errno);
 }
 
 }  // namespace ipc
@@ -88,5 +79,4 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   ipc::InitLifeline(exports, context);
   ipc::InitFifo(exports, context);
   ipc::InitMq(exports, context);
-  ipc::SetMethod(context, exports, "pinToCpu", ipc::PinToCpu);
 }

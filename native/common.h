@@ -22,6 +22,31 @@ void ThrowRangeError(v8::Isolate* isolate, const char* message);
 int32_t* WordAt(const v8::FunctionCallbackInfo<v8::Value>& args, int sab_index, int offset_index,
                 std::shared_ptr<v8::BackingStore>* keep = nullptr);
 
+// The per-environment state behind a function's `data`, as a v8::External. From V8 14 (Node 26)
+// an External carries a type tag (the untagged calls are deprecated); each C++ type gets its own
+// tag so that one kind of state can never be read as another. Older V8 has no tags.
+enum class ExternalTag : uint16_t { kAsyncWaits = 1, kMqEnv = 3 };
+
+template <typename T>
+v8::Local<v8::External> WrapExternal(v8::Isolate* isolate, T* state, ExternalTag tag) {
+#if V8_MAJOR_VERSION >= 14
+  return v8::External::New(isolate, state, static_cast<v8::ExternalPointerTypeTag>(tag));
+#else
+  (void)tag;
+  return v8::External::New(isolate, state);
+#endif
+}
+
+template <typename T>
+T* UnwrapExternal(v8::Local<v8::Value> data, ExternalTag tag) {
+#if V8_MAJOR_VERSION >= 14
+  return static_cast<T*>(data.As<v8::External>()->Value(static_cast<v8::ExternalPointerTypeTag>(tag)));
+#else
+  (void)tag;
+  return static_cast<T*>(data.As<v8::External>()->Value());
+#endif
+}
+
 void SetMethod(v8::Local<v8::Context> context, v8::Local<v8::Object> target, const char* name,
                v8::FunctionCallback callback, v8::Local<v8::Value> data = v8::Local<v8::Value>());
 

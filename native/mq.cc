@@ -69,7 +69,7 @@ static Local<v8::String> Key(Isolate* isolate, const char* s) {
 }
 
 static MqEnv* EnvOf(const FunctionCallbackInfo<Value>& args) {
-  return static_cast<MqEnv*>(args.Data().As<v8::External>()->Value());
+  return UnwrapExternal<MqEnv>(args.Data(), ExternalTag::kMqEnv);
 }
 
 static MqHandle* HandleOf(const FunctionCallbackInfo<Value>& args) {
@@ -386,7 +386,7 @@ static void MqInit(const FunctionCallbackInfo<Value>& args) {
   env->callback.Reset(isolate, args[0].As<v8::Function>());
   env->out.Reset(isolate, args[1].As<v8::Uint32Array>());
   node::AddEnvironmentCleanupHook(isolate, Cleanup, env);
-  Local<v8::External> data = v8::External::New(isolate, env);
+  Local<v8::External> data = WrapExternal(isolate, env, ExternalTag::kMqEnv);
   Local<Object> api = Object::New(isolate);
   SetMethod(context, api, "open", Open, data);
   SetMethod(context, api, "close", Close, data);
@@ -446,7 +446,7 @@ static void MqLimits(const FunctionCallbackInfo<Value>& args) {
 }
 
 void InitMq(Local<Object> exports, Local<Context> context) {
-  Isolate* isolate = context->GetIsolate();
+  Isolate* isolate = Isolate::GetCurrent();
   SetMethod(context, exports, "mqInit", MqInit);
   SetMethod(context, exports, "mqUnlink", MqUnlink);
   SetMethod(context, exports, "mqExists", MqExists);

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { listen, connect, childChannel } from 'interprocess';
 import assert from 'node:assert/strict';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
-import { NATS_MISSING, startNatsServer } from './nats-server.mjs';
+import { NATS_MISSING, startNatsServer } from '../bench/nats-server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

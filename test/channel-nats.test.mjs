@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { listen, connect } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
 import { checkPayload, checkStamped, killHolder, killSenderRound, payload, sendExitRound, serveClients, tmpPath } from './channel-common.mjs';
-import { NATS_MISSING, startNatsServer } from './nats-server.mjs';
+import { NATS_MISSING, startNatsServer } from '../bench/nats-server.mjs';
 
 const require = createRequire(import.meta.url);
 const WATCHDOG = 20_000;

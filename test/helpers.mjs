@@ -26,19 +26,19 @@ export function uniqueName(tag = 'x') {
 /**
  * Starts test/fixtures/<fixture> (or the script at an absolute path) with args. With `wrap`, the
  * child runs under that command (e.g. `['setpriv', '--reuid=65534', ...]` or `unshare`), which
- * must exec node in the end: the control channel survives the exec. Returns a handle:
+ * must exec node (`execPath`) in the end: the control channel survives the exec. Returns a handle:
  *   next(state?)  resolves with the next control message (whose .state equals `state` if given)
  *   send(msg)     sends a control message to the child
  *   exited        resolves with { code, signal } when the child ends
  *   kill(signal)  kills the child
  */
-export function startChild(fixture, args = [], { env, execArgv, wrap, cwd } = {}) {
+export function startChild(fixture, args = [], { env, execArgv, wrap, cwd, execPath = process.execPath } = {}) {
   const script = path.isAbsolute(fixture) ? fixture : path.join(here, 'fixtures', fixture);
   const options = { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...(cwd ? { cwd } : {}) };
   const child =
     wrap === undefined
       ? fork(script, args.map(String), { ...options, execArgv: execArgv ?? [] })
-      : spawn(wrap[0], [...wrap.slice(1), process.execPath, ...(execArgv ?? []), script, ...args.map(String)], options);
+      : spawn(wrap[0], [...wrap.slice(1), execPath, ...(execArgv ?? []), script, ...args.map(String)], options);
   const inbox = [];
   const waiting = [];
   child.on('message', (msg) => {

@@ -15,6 +15,7 @@ const require = createRequire(import.meta.url);
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const entry = path.join(root, 'dist', 'cjs', 'index.js');
 const { openLifeline } = require('../dist/cjs/os/lifeline.js');
+const { addonFile } = require('../dist/cjs/os/native.js');
 
 /** This process's open descriptions: what each is of, and whether it holds an OFD lock (fdinfo). */
 function ownDescriptions() {
@@ -123,7 +124,7 @@ test('a lock in a plain SharedArrayBuffer shared with a worker: each thread is a
 
 test('shared memory that another copy of the addon mapped is refused: its other users cannot be checked', async (t) => {
   const copy = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-addon-')), 'interprocess.node');
-  fs.copyFileSync(path.join(root, 'build', 'Release', 'interprocess.node'), copy);
+  fs.copyFileSync(addonFile(), copy); // the build or the prebuild this Node loaded
   const name = uniqueName('foreign');
   t.after(() => {
     SharedMemory.remove(name);

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MessageQueue } from 'interprocess';
 import { startChild, uniqueName, watchdog } from './helpers.mjs';
+import { stageForOtherUser } from './stage.mjs';
 
 const tool = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'mq-tool.mjs');
 const WATCHDOG = 30_000;
@@ -377,13 +378,9 @@ test('out of file descriptors is IPC_ERR_LIMIT saying so (child under prlimit --
 
 test('the mode is enforced: another user cannot open a 0o600 queue but can open one created 0o606 (opting in to its owner)', (t) => {
   if (process.getuid() !== 0) return t.skip('needs root to run a child as another user');
-  const asNobody = (name, allow = '') =>
-    JSON.parse(
-      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, tool, 'access', name, allow], {
-        timeout: WATCHDOG,
-        encoding: 'utf8',
-      }),
-    );
+  // Staged where that user can read it: the checkout may be in a private (0700) folder.
+  const staged = stageForOtherUser(t);
+  const asNobody = (name, allow = '') => JSON.parse(staged.run('mq-tool.mjs', ['access', name, allow], { timeout: WATCHDOG }));
   const closed = uniqueName('mq');
   const shared = uniqueName('mq');
   const a = MessageQueue.create(closed, { maxMessages: 1, maxMessageSize: 8 });

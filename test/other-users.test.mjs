@@ -8,12 +8,12 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect, listen, MessageQueue, Mutex, Queue, SharedMemory } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
+import { stageForOtherUser } from './stage.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
@@ -36,28 +36,18 @@ const noSetpriv = notRoot ?? (works('setpriv', [...NOBODY.slice(1), 'true']) ? u
 const noPython = noSetpriv ?? (works(NOBODY[0], [...NOBODY.slice(1), ...PYTHON, '-c', 'import fcntl']) ? undefined : 'no python3 that user nobody can run');
 const noNamespace = noPython ?? (works(PRIVATE_SHM[0], [...PRIVATE_SHM.slice(1), 'true']) ? undefined : 'cannot mount a private /dev/shm (unshare -m) here');
 
-/** A copy of the package and the fixtures that user nobody can read. */
+/** A copy of the package, the fixtures and (if needed) Node that user nobody can read (stage.mjs). */
+let staged;
 let stage;
 before(() => {
   if (noSetpriv) return;
-  stage = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-stage-'));
-  fs.chmodSync(stage, 0o755);
-  const pkg = path.join(stage, 'node_modules', 'interprocess');
-  fs.mkdirSync(path.join(pkg, 'build', 'Release'), { recursive: true });
-  fs.copyFileSync(path.join(root, 'package.json'), path.join(pkg, 'package.json'));
-  fs.cpSync(path.join(root, 'dist'), path.join(pkg, 'dist'), { recursive: true });
-  fs.copyFileSync(path.join(root, 'build', 'Release', 'interprocess.node'), path.join(pkg, 'build', 'Release', 'interprocess.node'));
-  fs.cpSync(path.join(root, 'node_modules', 'msgpackr'), path.join(stage, 'node_modules', 'msgpackr'), { recursive: true });
-  fs.mkdirSync(path.join(stage, 'fixtures'));
-  for (const f of ['other-user.mjs', 'report.mjs', 'lock-attacker.py']) fs.copyFileSync(path.join(here, 'fixtures', f), path.join(stage, 'fixtures', f));
-  execFileSync('chmod', ['-R', 'a+rX', stage]);
+  staged = stageForOtherUser();
+  stage = staged.dir;
 });
-after(() => {
-  if (stage) fs.rmSync(stage, { recursive: true, force: true });
-});
+after(() => staged?.remove());
 
 /** Starts the staged other-user.mjs as user nobody. */
-const asNobody = (role, ...args) => startChild(path.join(stage, 'fixtures', 'other-user.mjs'), [role, ...args], { wrap: NOBODY, cwd: stage });
+const asNobody = (role, ...args) => startChild(path.join(stage, 'fixtures', 'other-user.mjs'), [role, ...args], { wrap: NOBODY, cwd: stage, execPath: staged.node });
 
 /** The staged lock-attacker.py as user nobody: ask(command) resolves with its JSON answer. */
 function startAttacker() {

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import { Mutex, SharedMemory, IpcError } from 'interprocess';
 import { expectCode, startChild, uniqueName, watchdog } from './helpers.mjs';
+import { stageForOtherUser } from './stage.mjs';
 
 const require = createRequire(import.meta.url);
 const tool = new URL('./fixtures/shm-tool.mjs', import.meta.url).pathname;
@@ -237,11 +238,13 @@ test('another user cannot open or remove a 0o600 object: IPC_ERR_PERMISSION, for
   if (process.getuid() !== 0) return t.skip('needs root to run a child as another user');
   const shmName = uniqueName('perm');
   const mutexName = uniqueName('perm-mutex');
+  // Staged where that user can read it: the checkout (or Node) may be in a private folder.
+  const staged = stageForOtherUser(t);
   SharedMemory.create(shmName, { byteLength: 64 }).close();
   Mutex.create(mutexName).close();
   try {
-    const viaShm = run('setpriv', [...NOBODY, process.execPath, tool, 'open', shmName]);
-    const viaMutex = run('setpriv', [...NOBODY, process.execPath, tool, 'open', mutexName]);
+    const viaShm = JSON.parse(staged.run('shm-tool.mjs', ['open', shmName], { timeout: 60_000 }));
+    const viaMutex = JSON.parse(staged.run('shm-tool.mjs', ['open', mutexName], { timeout: 60_000 }));
     assert.deepEqual([viaShm.shm.code, viaShm.shm.errno], ['IPC_ERR_PERMISSION', 'EACCES'], viaShm.shm.message);
     assert.deepEqual([viaMutex.mutex.code, viaMutex.mutex.errno], ['IPC_ERR_PERMISSION', 'EACCES'], viaMutex.mutex.message);
     // /dev/shm is sticky: only the owner may unlink a name.
@@ -255,11 +258,12 @@ test('another user cannot open or remove a 0o600 object: IPC_ERR_PERMISSION, for
 
 test('creating where /dev/shm is not writable is IPC_ERR_PERMISSION (another user, private /dev/shm)', (t) => {
   if (process.getuid() !== 0) return t.skip('needs root to mount a private /dev/shm');
+  const staged = stageForOtherUser(t);
   let out;
   try {
     // A private tmpfs over /dev/shm in a mount namespace of its own: nobody else sees it.
     out = run('unshare', ['-m', '--propagation', 'private', 'sh', '-c',
-      'mount -t tmpfs -o mode=0755 tmpfs /dev/shm && exec setpriv "$@"', 'sh', ...NOBODY, process.execPath, tool, 'create', uniqueName('ro')]);
+      'mount -t tmpfs -o mode=0755 tmpfs /dev/shm && exec setpriv "$@"', 'sh', ...NOBODY, staged.node, `${staged.dir}/fixtures/shm-tool.mjs`, 'create', uniqueName('ro')]);
   } catch (err) {
     return t.skip(`cannot mount a private /dev/shm here: ${String(err.stderr ?? err.message).split('\n')[0]}`);
   }

@@ -1,10 +1,11 @@
 // Wake-up latency of the cross-process futex from JavaScript: two processes bounce one word of
 // shared memory, the waiting side spinning (Atomics.load), blocked in futex.wait, or awaiting
-// futex.waitAsync on its event loop. Compare with c-futex / c-spin in native-ref.mjs.
+// futex.waitAsync on its event loop (also through the fallback for kernels without futex_waitv).
+// Compare with c-futex / c-spin in native-ref.mjs.
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { forkPeer, nextMessage, now } from '../util.mjs';
+import { FALLBACK_ENV, forkPeer, inFallback, nextMessage, now } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { SharedMemory, futex } = require('../../dist/cjs/index.js');
@@ -45,4 +46,13 @@ export default [
   { id: 'word-spin', label: 'JS word ping-pong, spinning', family: 'primitive', waits: 'spin', sizes: [64], roundTrip: pingPong('spin') },
   { id: 'futex-wait', label: 'futex.wait ping-pong (blocking)', family: 'primitive', waits: 'block', sizes: [64], roundTrip: pingPong('wait') },
   { id: 'futex-waitAsync', label: 'futex.waitAsync ping-pong (event loop)', family: 'primitive', waits: 'event-loop', sizes: [64], roundTrip: pingPong('waitAsync') },
+  {
+    id: 'futex-waitAsync-fallback',
+    label: 'futex.waitAsync ping-pong without futex_waitv (Linux < 5.16: a thread per word)',
+    family: 'primitive',
+    waits: 'event-loop',
+    sizes: [64],
+    env: FALLBACK_ENV,
+    roundTrip: inFallback(pingPong('waitAsync')),
+  },
 ];

@@ -2,6 +2,7 @@
 //   queue-spin   both sides busy-spin (receiveSync / sendSync with wait: 'spin')
 //   queue-block  both sides sleep in the kernel when they must wait (wait: 'block')
 //   queue-async  both sides `await q.receive()` on their event loop (default spin-then-block)
+//   queue-async-fallback  the same through the fallback for kernels without futex_waitv
 //   queue-batch  throughput only: sendManySync / receiveManySync of up to 64 (256 KiB), spinning
 //   queue-zero-copy  throughput only: sendWith / receiveWith in place, spinning
 //   queue-copy-out   throughput only: trySend copies in, receiveWith copies out into one reused
@@ -14,7 +15,7 @@
 // This file is also the peer: `node bench/mechanisms/queue.mjs <role> <mode> <name> <size> <count>`.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { FALLBACK_ENV, check, forkPeer, inFallback, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue } = require('../../dist/cjs/index.js');
@@ -225,6 +226,16 @@ const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
   throughput: throughput(mode),
 }));
 mechanisms.push(
+  {
+    id: 'queue-async-fallback',
+    label: 'shm Queue, await receive(), without futex_waitv (Linux < 5.16: a thread per word)',
+    family: 'interprocess',
+    waits: 'event-loop',
+    sizes: [64, 4096, 65536, 1048576],
+    env: FALLBACK_ENV,
+    roundTrip: inFallback(roundTrip('async')),
+    throughput: inFallback(throughput('async')),
+  },
   {
     id: 'queue-batch',
     label: 'shm Queue, sendMany/receiveMany batches (up to 64, 256 KiB), spinning',

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
-import { NATS_MISSING, startNatsServer } from '../../test/nats-server.mjs';
+import { NATS_MISSING, startNatsServer } from '../nats-server.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const require = createRequire(import.meta.url);

@@ -1,28 +1,44 @@
-// The peer side of bench/mechanisms/sync.mjs. argv: shm name, role ('handoff-sync' |
-// 'handoff-async' | 'sem-sync' | 'sem-async'), count.
+// The peer side of bench/mechanisms/sync.mjs. argv: shm name, then
+//   handoff <kind> <sync|async> <holdNs> <count>   the other side of a hand-off trial
+//   pingpong <sync|async>                          the other side of the Semaphore ping-pong
+//   idle <kind> <sync|async|poll>                  waits once (poll: tryLock in a loop, mutex
+//                                                  only), says 'done' when let go (bench/sync-cpu.mjs)
 import { createRequire } from 'node:module';
 import { pinSelf } from '../util.mjs';
-import { handoff, layout } from '../mechanisms/sync.mjs';
+import { handoff, layout, openSide } from '../mechanisms/sync.mjs';
 
 const require = createRequire(import.meta.url);
-const { SharedMemory, Mutex, Semaphore } = require('../../dist/cjs/index.js');
+const { SharedMemory, Semaphore, Mutex } = require('../../dist/cjs/index.js');
 
 pinSelf();
-const [name, role, countArg] = process.argv.slice(2);
-const count = Number(countArg);
+const [name, role, ...args] = process.argv.slice(2);
 const shm = SharedMemory.open(name);
 
-if (role.startsWith('handoff')) {
-  const m = Mutex.openAt(shm, layout.mutex);
+if (role === 'handoff') {
+  const [kind, how, holdNs, count] = args;
+  const side = openSide(kind, shm, 1, how === 'async');
   process.send({ type: 'ready' });
-  await handoff(m, shm, 2 * count, false, role === 'handoff-async', null);
+  await handoff(side, shm, 2 * Number(count), false, BigInt(holdNs), null);
+} else if (role === 'idle') {
+  const [kind, how] = args;
+  const side = openSide(kind, shm, 1, how === 'async');
+  process.send({ type: 'ready' });
+  if (how === 'poll') {
+    const m = Mutex.openAt(shm, layout.first);
+    while (!m.tryLock());
+  } else {
+    const waiting = side.wait();
+    if (waiting !== undefined) await waiting;
+  }
+  process.send({ type: 'done' });
 } else {
-  const ping = Semaphore.openAt(shm, layout.ping);
-  const pong = Semaphore.openAt(shm, layout.pong);
-  const stop = new Int32Array(shm.buffer, layout.intent, 1);
+  const useAsync = args[0] === 'async';
+  const ping = Semaphore.openAt(shm, layout.first);
+  const pong = Semaphore.openAt(shm, layout.second);
+  const stop = new Int32Array(shm.buffer, layout.flags, 1);
   process.send({ type: 'ready' });
   for (;;) {
-    if (role === 'sem-async') await ping.acquire();
+    if (useAsync) await ping.acquire();
     else ping.acquireSync();
     if (Atomics.load(stop, 0) !== 0) break;
     pong.release();

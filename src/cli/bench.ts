@@ -9,10 +9,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { asyncWaitMechanism } from '../os/futex.js';
 import { UsageError, numberFlag, parseArgs } from './args.js';
 import { renderHtml } from './bench-html.js';
 import { advise, formatBytes, formatNs, formatRate, formatSize, renderText, type BenchReport, type MechanismInfo, type Mode, type TrialResult, type Waits } from './report.js';
 
+/** The package (a checkout or node_modules/interprocess): the workloads ship in its bench/. */
 const ROOT = path.join(__dirname, '..', '..', '..');
 const BENCH_DIR = path.join(ROOT, 'bench');
 const ALL_SIZES = [64, 4096, 65536, 1048576];
@@ -25,7 +27,7 @@ export const BENCH_HELP = `usage: interprocess bench [--quick] [--json] [--only 
   --sizes    message sizes in bytes (default 64,4096,65536,1048576)
   --count    messages per trial (overrides the size-based default)
   --html     where to write the HTML report (default ./interprocess-bench.html)
-  --save     also write the JSON results to bench/results/
+  --save     also write the JSON results to ./interprocess-bench-<date>.json
   --json     print the results as JSON on stdout (progress still goes to stderr)`;
 
 export async function benchCommand(argv: string[]): Promise<number> {
@@ -50,7 +52,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const count = numberFlag(args, 'count');
   const log = (line: string): void => void process.stderr.write(line + '\n');
 
-  const mechanisms = (await loadMechanisms()).filter((m) => only === undefined || only.some((w) => m.id.includes(w)));
+  const { list, notes } = await loadMechanisms();
+  for (const note of notes) log(`note: ${note}`);
+  const mechanisms = list.filter((m) => only === undefined || only.some((w) => m.id.includes(w)));
   if (mechanisms.length === 0) throw new UsageError(`no mechanism matches --only ${only?.join(',')}`);
   const cpus = os.availableParallelism() >= 2 ? ['0', '1'] : ['-', '-'];
   const plan: { m: MechanismInfo; mode: Mode; size: number; count: number }[] = [];
@@ -85,7 +89,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     }
   }
 
-  const report: BenchReport = { machine: await machineFacts(), date: new Date().toISOString(), quick, results, advice: advise(results) };
+  const report: BenchReport = { machine: await machineFacts(), date: new Date().toISOString(), quick, results, advice: advise(results), notes };
   if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else process.stdout.write(renderText(report) + '\n');
   if (!args.flags.has('no-html')) {
@@ -94,9 +98,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
     log(`HTML report: ${file}`);
   }
   if (args.flags.has('save')) {
-    const dir = path.join(BENCH_DIR, 'results');
-    fs.mkdirSync(dir, { recursive: true });
-    const file = path.join(dir, `${report.date.slice(0, 19).replace(/[:T]/g, '-')}${quick ? '-quick' : ''}.json`);
+    // Under the current directory, never inside the package (node_modules may be read-only).
+    const file = path.resolve(`interprocess-bench-${report.date.slice(0, 19).replace(/[:T]/g, '-')}${quick ? '-quick' : ''}.json`);
     fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
     log(`saved: ${file}`);
   }
@@ -109,16 +112,18 @@ function defaultCount(mode: Mode, size: number, quick: boolean): number {
   return quick ? clamp(2 ** 26 / size, 100, 200_000) : clamp(2 ** 30 / size, 500, 2_000_000);
 }
 
-async function loadMechanisms(): Promise<MechanismInfo[]> {
+async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[] }> {
   const dir = path.join(BENCH_DIR, 'mechanisms');
   const out: MechanismInfo[] = [];
+  const notes: string[] = [];
   for (const entry of fs.readdirSync(dir).filter((f) => f.endsWith('.mjs')).sort()) {
     const file = path.join(dir, entry);
-    const list = (await import(pathToFileURL(file).href)).default as Array<Record<string, unknown>>;
-    for (const m of list) {
+    const mod = (await import(pathToFileURL(file).href)) as { default: Array<Record<string, unknown>>; notes?: string[] };
+    notes.push(...(mod.notes ?? []));
+    for (const m of mod.default) {
       // A mechanism that needs what this machine lacks (nats-server) says so and sits out.
       if (typeof m['unavailable'] === 'string') {
-        process.stderr.write(`interprocess bench: ${String(m['id'])} left out: ${m['unavailable']}\n`);
+        notes.push(`${String(m['id'])}: left out, ${m['unavailable']}`);
         continue;
       }
       const modes: Mode[] = [];
@@ -133,6 +138,7 @@ async function loadMechanisms(): Promise<MechanismInfo[]> {
         waits: (m['waits'] as Waits | undefined) ?? (id.includes('spin') ? 'spin' : id.includes('block') ? 'block' : 'event-loop'),
         sizes: (m['sizes'] as number[] | undefined) ?? ALL_SIZES,
         modes,
+        ...(m['env'] !== undefined ? { env: m['env'] as Record<string, string> } : {}),
         ...(m['count'] !== undefined ? { count: m['count'] as { quick: number; full: number } } : {}),
       });
     }
@@ -140,13 +146,14 @@ async function loadMechanisms(): Promise<MechanismInfo[]> {
   // References and baselines first, so a table reads "what you have, then what we add";
   // synchronization primitives (no payload) last, in tables of their own.
   const order = (f: string): number => ['reference', 'baseline', 'interprocess', 'primitive', 'map'].indexOf(f);
-  return out.sort((a, b) => order(a.family) - order(b.family));
+  return { list: out.sort((a, b) => order(a.family) - order(b.family)), notes };
 }
 
 function runTrial(m: MechanismInfo, mode: Mode, size: number, count: number, cpus: string[]): Promise<Partial<TrialResult>> {
   return new Promise((resolve, reject) => {
     const args = [path.join(BENCH_DIR, 'trial.mjs'), m.file, m.id, mode, String(size), String(count), cpus[0]!, cpus[1]!];
-    execFile(process.execPath, args, { timeout: TRIAL_TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+    const env = m.env === undefined ? process.env : { ...process.env, ...m.env };
+    execFile(process.execPath, args, { env, timeout: TRIAL_TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
       if (err) {
         const reason = (stderr.trim().split('\n').find((l) => /Error|error/.test(l)) ?? err.message).trim();
         return reject(new Error(err.killed ? `timed out after ${TRIAL_TIMEOUT_MS / 1000} s` : reason));
@@ -161,16 +168,29 @@ function runTrial(m: MechanismInfo, mode: Mode, size: number, count: number, cpu
 }
 
 async function machineFacts(): Promise<Record<string, string | number>> {
-  const commit = await new Promise<string>((resolve) =>
-    execFile('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }, (err, out) => resolve(err ? 'unknown' : out.trim())),
-  );
+  // Only a checkout has a commit: an installed package may sit inside someone else's repository.
+  const commit = !fs.existsSync(path.join(ROOT, '.git'))
+    ? 'none (installed package)'
+    : await new Promise<string>((resolve) =>
+        execFile('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }, (err, out) => resolve(err ? 'unknown' : out.trim())),
+      );
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string };
+  let futexAsync: string;
+  try {
+    futexAsync = asyncWaitMechanism();
+  } catch (err) {
+    futexAsync = `unavailable (${(err as Error).message.split('\n')[0]})`;
+  }
   return {
     cpu: os.cpus()[0]?.model ?? 'unknown',
     cores: os.availableParallelism(),
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     node: process.version,
+    package: `${pkg.name}@${pkg.version}`,
     commit,
+    // How futex.waitAsync waits here: futex_waitv (Linux 5.16+) or the thread-per-word fallback.
+    futexAsync,
   };
 }
 

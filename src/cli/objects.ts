@@ -9,6 +9,7 @@
  * inspect are seen (all of them as root; the same PID namespace).
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { HEADER_BYTES, MAGIC, kindName, readHeader, type HeaderFields } from '../shm/header.js';
 import { listShm, statShm, SHM_DIR, type ShmEntry } from '../os/shm-dir.js';
 import { OS_PREFIX } from '../naming.js';
@@ -75,7 +76,10 @@ export function attachments(): Attachments {
     if (names.size === 0 && queues.size === 0) continue;
     let command = '?';
     try {
-      command = fs.readFileSync(`/proc/${pidText}/comm`, 'utf8').trim();
+      // The program that was run (argv[0]), as `ps` prints it: the kernel's comm is the main
+      // thread's name, which Node 24 and later set to 'MainThread' in every process.
+      const argv0 = fs.readFileSync(`/proc/${pidText}/cmdline`, 'utf8').split('\0')[0] ?? '';
+      command = argv0 !== '' ? path.basename(argv0) : fs.readFileSync(`/proc/${pidText}/comm`, 'utf8').trim();
     } catch {
       // exited meanwhile
     }

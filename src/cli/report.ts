@@ -16,6 +16,8 @@ export interface MechanismInfo {
   waits: Waits;
   sizes: number[];
   modes: Mode[];
+  /** Environment the trial (and its peer) runs with, e.g. to force the futex_waitv fallback. */
+  env?: Record<string, string>;
   /** Operations per trial for this mechanism (quick / full), where the size-based default does not fit. */
   count?: { quick: number; full: number };
 }
@@ -38,6 +40,9 @@ export interface TrialResult {
   seconds?: number;
   messagesPerSecond?: number;
   bytesPerSecond?: number;
+  /** Fan-out (one publisher, several subscribers): the publisher's own rate and each subscriber's. */
+  publisherMessagesPerSecond?: number;
+  subscribers?: { messagesPerSecond: number }[];
 }
 
 export interface BenchReport {
@@ -46,6 +51,8 @@ export interface BenchReport {
   quick: boolean;
   results: TrialResult[];
   advice: string[];
+  /** Why some mechanisms were left out on this machine (no C compiler, a missing package). */
+  notes?: string[];
 }
 
 export function formatNs(ns: number): string {
@@ -83,7 +90,8 @@ function unixBaseline(results: TrialResult[], mode: Mode, size: number): TrialRe
 export function renderText(report: BenchReport): string {
   const out: string[] = [];
   const m = report.machine;
-  out.push(`machine: ${m['cpu']}, ${m['cores']} cores, ${m['memoryGiB']} GiB, ${m['os']}, Node ${m['node']}, commit ${m['commit']}`);
+  out.push(`machine: ${m['cpu']}, ${m['cores']} cores, ${m['memoryGiB']} GiB, ${m['os']}, Node ${m['node']}, ${m['package']}, commit ${m['commit']}, async waits: ${m['futexAsync']}`);
+  for (const note of report.notes ?? []) out.push(`note: ${note}`);
   const sizes = [...new Set(report.results.map((r) => r.size))].sort((a, b) => a - b);
   for (const primitives of [false, true]) for (const mode of ['roundTrip', 'throughput'] as const) {
     for (const size of sizes) {
@@ -116,6 +124,10 @@ export function renderText(report: BenchReport): string {
             rows.map((r) => (r.error !== undefined ? [r.id, r.waits, `failed: ${r.error.slice(0, 60)}`] : cells(r))),
           ),
         );
+        for (const r of rows) {
+          if (r.subscribers === undefined || r.publisherMessagesPerSecond === undefined) continue;
+          out.push(`  ${r.id}: publisher ${formatRate(r.publisherMessagesPerSecond)} msg/s; each subscriber ${r.subscribers.map((s) => formatRate(s.messagesPerSecond)).join(', ')} msg/s`);
+        }
       }
     }
   }
@@ -140,7 +152,8 @@ function renderMapTable(rows: TrialResult[]): string {
 
 /** One line per use case, from what this run measured (never from folklore). */
 export function advise(results: TrialResult[]): string[] {
-  const ok = results.filter((r) => r.error === undefined && r.family === 'interprocess');
+  // The futex_waitv fallback runs on old kernels by itself: it is measured, never advised.
+  const ok = results.filter((r) => r.error === undefined && r.family === 'interprocess' && !r.id.endsWith('-fallback'));
   const best = (rows: TrialResult[], key: 'p50' | 'messagesPerSecond' | 'bytesPerSecond', low: boolean): TrialResult | undefined =>
     rows.sort((a, b) => (low ? a[key]! - b[key]! : b[key]! - a[key]!))[0];
   const smallest = Math.min(...results.map((r) => r.size));

@@ -14,7 +14,7 @@
  * Notifications from futex.notify do not wake Atomics.wait waiters and vice versa: use one or
  * the other on a given word.
  */
-import { abortError, errnoError } from '../errors.js';
+import { IpcError, abortError, errnoError } from '../errors.js';
 import { native, type AsyncWaitApi } from './native.js';
 import { checkSignal, checkTimeout } from '../options.js';
 import { startTimer } from '../deadline.js';
@@ -109,6 +109,16 @@ function waitAsync(
     try {
       id = watcher.watch(i32.buffer as SharedArrayBuffer, offset, value);
     } catch (err) {
+      if ((err as { errno?: string }).errno === 'EAGAIN') {
+        const { maxThreads } = watcher.mechanism();
+        throw new IpcError(
+          'IPC_ERR_LIMIT',
+          `futex.waitAsync: this thread already waits on ${maxThreads} different words, the most the fallback ` +
+            'for kernels without futex_waitv (Linux before 5.16) allows (one thread per word); ' +
+            'raise INTERPROCESS_FUTEX_THREADS or wait on fewer words at once',
+          { cause: err },
+        );
+      }
       throw errnoError(err, 'futex.waitAsync');
     }
     return new Promise<WaitResult>((resolve, reject) => {
@@ -155,5 +165,14 @@ function asyncWatcherThreads(): number {
   return api === undefined ? 0 : api.watcherCount();
 }
 
+/**
+ * How waitAsync waits in this thread: 'futex_waitv' (Linux 5.16 and later: a few threads watch
+ * up to 127 words each) or 'threads' (older kernels, or INTERPROCESS_FUTEX_WAITV=0: one pooled
+ * thread per waited word). Probed once per process when the addon loads.
+ */
+function asyncWaitMechanism(): 'futex_waitv' | 'threads' {
+  return asyncApi().mechanism().name;
+}
+
 export const futex = { wait, waitAsync, notify };
-export { asyncWatcherThreads };
+export { asyncWatcherThreads, asyncWaitMechanism };

@@ -3,6 +3,7 @@
  * so that `import 'interprocess'` never throws: where the addon cannot load (not built, another
  * OS, a Node ABI mismatch) the first operation fails with IPC_ERR_NATIVE_UNAVAILABLE and says why.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IpcError } from '../errors.js';
 import type { HOW_CODE, How } from '../naming.js';
@@ -15,7 +16,10 @@ export interface AsyncWaitApi {
   watch(sab: SharedArrayBuffer, byteOffset: number, expected: number): number;
   /** One waiter of the group left; false when the group has already fired. */
   unwatch(id: number): boolean;
+  /** Kernel threads this environment uses for async waits (watchers or fallback sleepers). */
   watcherCount(): number;
+  /** 'futex_waitv' (Linux 5.16+), or 'threads': one pooled thread per waited word, at most maxThreads. */
+  mechanism(): { name: 'futex_waitv' | 'threads'; maxThreads: number };
 }
 
 /** One environment's POSIX message-queue handles (see native/mq.cc); ids name open descriptors. */
@@ -63,7 +67,6 @@ export interface NativeBinding {
   futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): 0 | 1 | 2;
   futexWake(sab: SharedArrayBuffer, byteOffset: number, count: number): number;
   asyncInit(onFired: (ids: number[]) => void): AsyncWaitApi;
-  pinToCpu(cpu: number): void;
   /**
    * Lifelines (native/lifeline.cc). lifelineKey names the object behind a buffer (undefined for
    * shared memory this addon did not map); lifelineOpen gives this thread a new lifeline on it
@@ -86,12 +89,59 @@ export interface NativeBinding {
   readonly mqPrioMax: number;
 }
 
-/** Where the addon is looked for; INTERPROCESS_NATIVE overrides it (used by tests and packagers). */
-export const addonPath =
-  process.env['INTERPROCESS_NATIVE'] ?? path.join(__dirname, '..', '..', '..', 'build', 'Release', 'interprocess.node');
+/** The package root (a checkout or node_modules/interprocess): dist/cjs/os is three levels down. */
+const ROOT = path.join(__dirname, '..', '..', '..');
+
+/** The C library the prebuilds are tagged with (prebuildify --tag-libc names). */
+function libc(): 'glibc' | 'musl' {
+  try {
+    if (fs.existsSync('/etc/alpine-release')) return 'musl';
+    return fs.readdirSync('/lib').some((f) => f.startsWith('ld-musl-')) ? 'musl' : 'glibc';
+  } catch {
+    return 'glibc';
+  }
+}
+
+/**
+ * Where the addon is looked for, in order: INTERPROCESS_NATIVE (tests and packagers), a local
+ * build (build/Release: a checkout, or the install-time build from source when no prebuild
+ * matched), then the prebuild shipped in the package for this platform, libc and Node ABI.
+ * The first that loads wins, so a checkout built for another Node still finds its prebuild.
+ */
+function addonCandidates(): string[] {
+  const override = process.env['INTERPROCESS_NATIVE'];
+  if (override !== undefined && override !== '') return [override];
+  return [path.join(ROOT, 'build', 'Release', 'interprocess.node'), prebuildPath()];
+}
+
+function prebuildPath(): string {
+  return path.join(ROOT, 'prebuilds', `${process.platform}-${process.arch}`, `node.abi${process.versions.modules}.${libc()}.node`);
+}
+
+/** The Node ABIs this package ships prebuilds for on this platform (for the error message). */
+function shippedAbis(): string {
+  const dir = path.dirname(prebuildPath());
+  try {
+    const abis = fs
+      .readdirSync(dir)
+      .map((f) => /^node\.abi(\d+)\.(\w+)\.node$/.exec(f))
+      .filter((m): m is RegExpExecArray => m !== null && m[2] === libc())
+      .map((m) => m[1]);
+    return abis.length > 0 ? `ABIs ${abis.join(', ')}` : 'none';
+  } catch {
+    return 'none';
+  }
+}
 
 let binding: NativeBinding | undefined;
+let bindingFile: string | undefined;
 let failure: IpcError | undefined;
+
+/** The file the addon was loaded from (loading it first): a build, or a prebuild (for tests). */
+export function addonFile(): string {
+  native();
+  return bindingFile!;
+}
 
 export function native(): NativeBinding {
   if (binding !== undefined) return binding;
@@ -99,21 +149,36 @@ export function native(): NativeBinding {
   if (process.platform !== 'linux') {
     failure = new IpcError(
       'IPC_ERR_NATIVE_UNAVAILABLE',
-      `the native addon supports Linux only; this is ${process.platform}`,
+      `the native addon supports Linux only; this is ${process.platform} (docs/platforms.md says what a port would take)`,
     );
     throw failure;
   }
-  try {
-    binding = require(addonPath) as NativeBinding;
-    return binding;
-  } catch (cause) {
-    const reason = (cause as Error).message.split('\n')[0];
-    failure = new IpcError(
-      'IPC_ERR_NATIVE_UNAVAILABLE',
-      `cannot load the native addon at ${addonPath}: ${reason}. ` +
-        'Build it with `npm rebuild interprocess` (needs python3, make and a C++ compiler)',
-      { cause },
-    );
-    throw failure;
+  const tried: string[] = [];
+  let firstCause: unknown;
+  for (const file of addonCandidates()) {
+    const shown = file.startsWith(ROOT + path.sep) ? path.relative(ROOT, file) : file;
+    if (!fs.existsSync(file)) {
+      tried.push(`${shown} (missing)`);
+      continue;
+    }
+    try {
+      binding = require(file) as NativeBinding;
+      bindingFile = file;
+      return binding;
+    } catch (cause) {
+      firstCause ??= cause;
+      // Node's ABI message spans lines ("The module ... was compiled against ... NODE_MODULE_VERSION").
+      tried.push(`${shown} (${(cause as Error).message.replace(/\s+/g, ' ').slice(0, 240)})`);
+    }
   }
+  const wanted = `Node ${process.version} (ABI ${process.versions.modules}) on ${process.platform}-${process.arch} ${libc()}`;
+  failure = new IpcError(
+    'IPC_ERR_NATIVE_UNAVAILABLE',
+    `no native addon for ${wanted}: tried ${tried.join('; ')}. This package ships prebuilds for ` +
+      `${process.platform}-${process.arch} ${libc()}: ${shippedAbis()} (Node 20, 22, 24 and 26 on linux-x64 and linux-arm64 glibc). ` +
+      'Use one of those Node versions, or build from source with `npm rebuild interprocess` ' +
+      '(needs python3, make and a C++ compiler; see docs/troubleshooting.md)',
+    { cause: firstCause },
+  );
+  throw failure;
 }

@@ -124,8 +124,13 @@ const LARGE = 256 * 1024;
 const VIEW_CACHE_SLOTS = 65536;
 /** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
 const ON_HEAP = 64;
-/** Above ON_HEAP and up to this size, received copies are carved from a private arena chunk. */
-const ARENA_MAX = 4096;
+/**
+ * Above ON_HEAP and up to this size, received copies are carved from a private arena chunk where
+ * the runtime copies an untransferable buffer named in a transfer list (Node 20). From Node 21 on
+ * such a transfer list throws DataCloneError, so there every copy gets an ArrayBuffer of its own
+ * (a transfer then moves just that message): received messages are transferable on every Node.
+ */
+const ARENA_MAX = Number(process.versions.node.split('.')[0]) < 21 ? 4096 : ON_HEAP;
 const ARENA_BYTES = 64 * 1024;
 
 /** A checked `{ timeout, signal }`; FOREVER when none was given. */
@@ -729,7 +734,8 @@ export class Queue<T = Uint8Array> {
    * the copy). Each region is written once and never again, so the copy stays the caller's;
    * the chunk is freed when the last message carved from it is garbage. Like Node's Buffer
    * pool, a chunk is marked untransferable: putting one message's buffer in a transfer list
-   * copies it instead of detaching the other messages carved from the same chunk.
+   * copies it instead of detaching the other messages carved from the same chunk (Node 20; see
+   * ARENA_MAX for later versions, which throw instead and so never use the arena).
    */
   #arenaCopy(start: number, length: number): Uint8Array {
     let off = this.#arenaOff;

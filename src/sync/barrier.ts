@@ -163,12 +163,12 @@ export class Barrier extends SyncPrimitive {
   /** Arrives and waits for the round to complete. Resolves true for the last party to arrive. */
   async wait(options?: BarrierWaitOptions): Promise<boolean> {
     const { timeout, signal } = waitOptions(options, 'Barrier.wait', true);
-    const { i32, what } = live(this);
+    const { i32, what, spin } = live(this);
     if (signal?.aborted) throw abortError(`${what}: wait`, signal.reason);
     const round = this.#arrive(i32);
     if (round < 0) return true;
     try {
-      await runAsync(new RoundOp(i32, round), timeout, signal, `${what}: wait`);
+      await runAsync(new RoundOp(i32, round), spin, timeout, signal, `${what}: wait`);
     } catch (err) {
       this.#withdraw(i32, round, err);
     }
@@ -177,11 +177,11 @@ export class Barrier extends SyncPrimitive {
 
   waitSync(options?: BarrierWaitSyncOptions): boolean {
     const { timeout } = waitOptions(options, 'Barrier.waitSync', false);
-    const { i32, what } = live(this);
+    const { i32, what, spin } = live(this);
     const round = this.#arrive(i32);
     if (round < 0) return true;
     try {
-      runSync(new RoundOp(i32, round), timeout, `${what}: wait`);
+      runSync(new RoundOp(i32, round), spin, timeout, `${what}: wait`);
     } catch (err) {
       this.#withdraw(i32, round, err);
     }

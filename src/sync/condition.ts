@@ -27,7 +27,7 @@ import { Factory, NO_OPTIONS, NO_PARAMS, SyncPrimitive, bodyWords, live } from '
 import { mutexCore, type MutexCore } from './mutex.js';
 import { placedByteLength, type NamedObjectOptions, type PlacedOptions, type SyncLayout } from './placement.js';
 import { notOwnerError } from './robust.js';
-import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
+import { runAsync, runSync, type SpinPolicy, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const SEQUENCE = 0;
 const SLEEPERS = 1;
@@ -68,7 +68,9 @@ class SequenceOp implements WaitOp {
   }
 
   spinWorthwhile(): boolean {
-    return false; // the notifier needs the mutex we just released; let it run
+    // We released the mutex before spinning: a notifier on another thread can take it. One on
+    // this thread cannot run while we spin, and the spin policy soon cuts such spins short.
+    return true;
   }
 
   leave(): void {}
@@ -127,10 +129,10 @@ export class Condition extends SyncPrimitive {
   async wait(mutex: unknown, options?: ConditionWaitOptions): Promise<void> {
     const { timeout, signal } = waitOptions(options, 'Condition.wait', true);
     const core = mutexCore(mutex, 'Condition.wait');
-    const { i32, what, seen } = this.#begin(core);
+    const { i32, what, spin, seen } = this.#begin(core);
     let failure: unknown;
     try {
-      await runAsync(new SequenceOp(i32, seen), timeout, signal, `${what}: wait`);
+      await runAsync(new SequenceOp(i32, seen), spin, timeout, signal, `${what}: wait`);
     } catch (err) {
       failure = this.#settle(i32, seen, err);
     }
@@ -143,10 +145,10 @@ export class Condition extends SyncPrimitive {
   waitSync(mutex: unknown, options?: ConditionWaitSyncOptions): void {
     const { timeout } = waitOptions(options, 'Condition.waitSync', false);
     const core = mutexCore(mutex, 'Condition.waitSync');
-    const { i32, what, seen } = this.#begin(core);
+    const { i32, what, spin, seen } = this.#begin(core);
     let failure: unknown;
     try {
-      runSync(new SequenceOp(i32, seen), timeout, `${what}: wait`);
+      runSync(new SequenceOp(i32, seen), spin, timeout, `${what}: wait`);
     } catch (err) {
       failure = this.#settle(i32, seen, err);
     }
@@ -171,13 +173,13 @@ export class Condition extends SyncPrimitive {
     if (Atomics.load(i32, SLEEPERS) > 0) futex.notify(i32, SEQUENCE, count);
   }
 
-  #begin(core: MutexCore): { i32: Int32Array; what: string; seen: number } {
-    const { i32, what } = live(this);
+  #begin(core: MutexCore): { i32: Int32Array; what: string; spin: SpinPolicy; seen: number } {
+    const { i32, what, spin } = live(this);
     if (!core.holds()) throw notOwnerError(core.what, `${what}: wait`);
     Atomics.add(i32, SLEEPERS, 1); // before the mutex is released: a notifier then sees us
     const seen = Atomics.load(i32, SEQUENCE);
     core.unlock();
-    return { i32, what, seen };
+    return { i32, what, spin, seen };
   }
 
   /** Decides what a failed wait means: undefined when it was in fact notified. */

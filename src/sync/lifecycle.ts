@@ -16,6 +16,7 @@ import { closedError } from '../errors.js';
 import type { How } from '../naming.js';
 import type { SharedMemory } from '../shm/shared-memory.js';
 import { attachAt, attachNamed, namedOptions, placedOptions, type Attached, type SyncLayout } from './placement.js';
+import { SpinPolicy } from './wait.js';
 
 /** What a primitive's operations work on. */
 export interface Core {
@@ -23,13 +24,15 @@ export interface Core {
   readonly i32: Int32Array;
   /** For messages: `mutex 'orders'`, `semaphore at byte 64`. */
   readonly what: string;
+  /** How this handle's blocking calls spin before they park (wait.ts). */
+  readonly spin: SpinPolicy;
   /** Gives up what the core holds for this handle (its lifeline on the memory); called once, by close(). */
   close?(): void;
 }
 
 /** The plain core: the body's words (for primitives whose state is all in shared memory). */
 export function bodyWords(at: Attached, layout: { bodyBytes: number }): Core {
-  return { i32: new Int32Array(at.buffer, at.base, layout.bodyBytes / 4), what: at.what };
+  return { i32: new Int32Array(at.buffer, at.base, layout.bodyBytes / 4), what: at.what, spin: new SpinPolicy() };
 }
 
 const constructing = Symbol('SyncPrimitive');

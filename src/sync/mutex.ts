@@ -38,7 +38,7 @@ import {
   unlockWord,
   type Got,
 } from './robust.js';
-import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
+import { SpinPolicy, runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const STATE = 0;
 const FOREVER = { timeout: Infinity, signal: undefined } as const;
@@ -75,12 +75,15 @@ class LockOp implements WaitOp {
   }
 
   attempt(): boolean {
-    // Publishes our ownership; pairs with the exchange in release().
-    if (Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) {
+    // A load first (spinners only read the line until it is free, so the holder's unlock is
+    // not slowed down by their writes), then the CAS that publishes our ownership; pairs with
+    // the exchange in release().
+    const value = Atomics.load(this.i32, STATE);
+    if (value === 0 && Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) {
       this.got = YES;
       return true;
     }
-    if (Atomics.load(this.i32, STATE) === NOT_RECOVERABLE) throw notRecoverableError(this.what);
+    if (value === NOT_RECOVERABLE) throw notRecoverableError(this.what);
     return false;
   }
 
@@ -117,6 +120,7 @@ export class MutexCore {
   /** This thread's lifeline on the lock's memory, held while the handle is open, and its token. */
   readonly lifeline: Lifeline;
   readonly token: number;
+  readonly spin = new SpinPolicy();
 
   constructor(i32: Int32Array, what: string) {
     this.i32 = i32;
@@ -146,14 +150,14 @@ export class MutexCore {
     }
     if (ownerOf(this.i32, STATE) === this.token) throw deadlockError(this.what);
     const op = new LockOp(this.i32, this.lifeline, this.what, true);
-    runSync(op, timeout, `${this.what}: lock`);
+    runSync(op, this.spin, timeout, `${this.what}: lock`);
     this.#acquired(op.got);
   }
 
   async lock(timeout: number, signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted !== true && Atomics.compareExchange(this.i32, STATE, 0, this.token) === 0) return;
     const op = new LockOp(this.i32, this.lifeline, this.what, false);
-    await runAsync(op, timeout, signal, `${this.what}: lock`);
+    await runAsync(op, this.spin, timeout, signal, `${this.what}: lock`);
     this.#acquired(op.got);
   }
 

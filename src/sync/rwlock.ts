@@ -2,15 +2,16 @@
  * RWLock: many readers or one writer, across processes and threads; writers are not starved.
  * Contract: while a writer holds it no reader does; a waiting writer stops new readers; a
  * writer that dies is recovered like a Mutex owner (IPC_ERR_OWNER_DEAD to the next acquirer),
- * and a reader that dies has its read lock released by the next writer.
+ * and a reader that dies has its read locks released by the next thread that waits for them.
  *
  * Body layout (behind the 64-byte common header; int32 words):
  *   offset  size  field
  *   0       4     writer        the robust lock word (robust.ts) of the writer: 0 | token
  *                               [| WAITERS] [| INCONSISTENT] | NOT_RECOVERABLE. Readers sleep
  *                               on it too.
- *   4       4     reserved
- *   8       4     overflow      read locks of threads that found no free slot (not tracked)
+ *   4       4     slot waiters  readers waiting for a free slot (a freed slot wakes one if > 0)
+ *   8       4     slots freed   bumped when a slot is freed while someone waits for one: the
+ *                               futex word those readers sleep on
  *   12      4     reserved
  *   16      128   slot tokens   32 x int32: 0 free | reader thread's token [| RECLAIMING]
  *   144     128   slot counts   32 x int32: read locks held through that slot
@@ -19,13 +20,24 @@
  * A reader claims a slot (CAS token 0 -> own token), increments its count, then reads the
  * writer word: if it is 0 the read lock is held, otherwise the reader backs out and sleeps on
  * the writer word. A writer first takes the writer word (which stops new readers: writer
- * preference), then waits until every slot count and the overflow count are 0, sleeping on the
- * count it saw. Reader (increment count; load writer) and writer (CAS writer; load counts) are
- * sequentially consistent Atomics, so one of the two always sees the other. A reader's last
- * unlock wakes the writer if the writer word is set. While draining, the writer asks the
- * kernel about each slot's lifeline every CHECK_INTERVAL_MS and zeroes the slots of dead
- * readers. When the writer word's owner is dead, the first thread to notice (reader or writer)
- * recovers it and holds the write lock, with IPC_ERR_OWNER_DEAD.
+ * preference), then waits until every slot count is 0, sleeping on the count it saw. Reader
+ * (increment count; load writer) and writer (CAS writer; load counts) are sequentially
+ * consistent Atomics, so one of the two always sees the other. A reader's last unlock wakes the
+ * writer if the writer word is set.
+ *
+ * Every read lock is counted in a slot tagged with its thread's lifeline token, so that the
+ * read locks of a dead reader can always be found and released: a reader that finds all 32
+ * slots taken waits for one (layout version 1 counted it untagged, and its death blocked
+ * writers for ever). It registers in `slot waiters`, reads `slots freed`, tries to claim again
+ * and sleeps on the value it read; a reader that frees its slot (store token 0; load waiters)
+ * bumps `slots freed` and wakes one. The same sequentially consistent pairing as above: either
+ * the waiter's claim sees the free slot or the freeing reader sees the waiter.
+ *
+ * Dead readers: a writer draining and a reader waiting for a slot ask the kernel about each
+ * slot's lifeline at each owner check of their wait (after CHECK_INTERVAL_MS, then backing
+ * off: wait.ts) and release the slots of dead readers (one CAS on the slot token decides who
+ * does it). When the writer word's owner is dead, the first thread to
+ * notice (reader or writer) recovers it and holds the write lock, with IPC_ERR_OWNER_DEAD.
  */
 import { waitOptions } from '../options.js';
 import { HEADER_BYTES, Kind } from '../shm/header.js';
@@ -55,10 +67,11 @@ import {
   unlockWord,
   type Got,
 } from './robust.js';
-import { runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
+import { SpinPolicy, runAsync, runSync, type SyncWaitOptions, type WaitOp, type WaitOptions } from './wait.js';
 
 const WRITER = 0;
-const OVERFLOW = 2;
+const SLOT_WAITERS = 1;
+const SLOTS_FREED = 2;
 const SLOTS = 32;
 const TOKENS = 4;
 const COUNTS = TOKENS + SLOTS;
@@ -66,23 +79,35 @@ const WORDS = COUNTS + SLOTS;
 const RECLAIMING = 0x20000000;
 const NO_SLOT = -1;
 
+/** What enterRead found. */
+const ENTERED = 0;
+const WRITER_IN = 1;
+const NO_FREE_SLOT = 2;
+type Entry = typeof ENTERED | typeof WRITER_IN | typeof NO_FREE_SLOT;
+
 /**
- * The body, described once: created zeroed (free, no readers); `inspect` shows the writer word
- * and the read locks counted in the slots and the overflow word.
+ * The body, described once: created zeroed (free, no readers); `inspect` shows the writer word,
+ * the read locks counted in the slots and the readers waiting for a slot.
  */
 export const rwlockLayout: SyncLayout = {
   kind: Kind.RWLock,
-  version: 1,
+  version: 2,
   bodyBytes: WORDS * 4,
   init(buffer, base) {
     new Int32Array(buffer, base, WORDS).fill(0);
   },
   describe(buffer) {
     const i32 = new Int32Array(buffer, HEADER_BYTES, WORDS);
-    let readLocks = Atomics.load(i32, OVERFLOW);
+    let readLocks = 0;
     for (let slot = 0; slot < SLOTS; slot++) readLocks += Atomics.load(i32, COUNTS + slot);
     const writer = describeLockWord(Atomics.load(i32, WRITER), buffer);
-    return { writer: writer.state, ...(writer.ownerAlive !== undefined ? { writerAlive: writer.ownerAlive } : {}), readLocks };
+    const slotWaiters = Atomics.load(i32, SLOT_WAITERS);
+    return {
+      writer: writer.state,
+      ...(writer.ownerAlive !== undefined ? { writerAlive: writer.ownerAlive } : {}),
+      readLocks,
+      ...(slotWaiters > 0 ? { slotWaiters } : {}),
+    };
   },
 };
 
@@ -92,6 +117,7 @@ class Core {
   /** This thread's lifeline on the lock's memory, and its token there. */
   readonly lifeline: Lifeline;
   readonly token: number;
+  readonly spin = new SpinPolicy();
   /** Read locks held through this object, and the slot that counts them. */
   reads = 0;
   slot = NO_SLOT;
@@ -108,24 +134,27 @@ class Core {
     this.lifeline.close();
   }
 
-  /** Counts one read lock; returns false (and backs out) if a writer is there. */
-  enterRead(): boolean {
+  /** Counts one read lock in this handle's slot (claiming one first if it has none). */
+  enterRead(): Entry {
     const i32 = this.i32;
-    if (this.reads === 0) this.slot = this.#claim();
-    const index = this.slot === NO_SLOT ? OVERFLOW : COUNTS + this.slot;
+    if (this.reads === 0) {
+      this.slot = this.#claim();
+      if (this.slot === NO_SLOT) return NO_FREE_SLOT;
+    }
+    const index = COUNTS + this.slot;
     Atomics.add(i32, index, 1); // seen by a writer's drain, which pairs with this
     // Read after our increment: a writer that took the word before it will see our count.
     if (Atomics.load(i32, WRITER) === 0) {
       this.reads++;
-      return true;
+      return ENTERED;
     }
     this.#leaveCount(index);
-    return false;
+    return WRITER_IN;
   }
 
   exitRead(): void {
     this.reads--;
-    this.#leaveCount(this.slot === NO_SLOT ? OVERFLOW : COUNTS + this.slot);
+    this.#leaveCount(COUNTS + this.slot);
   }
 
   #leaveCount(index: number): void {
@@ -133,9 +162,21 @@ class Core {
     if (Atomics.sub(i32, index, 1) === 1) {
       // Our count reached 0: a writer draining may sleep on exactly this word.
       if (Atomics.load(i32, WRITER) !== 0) futex.notify(i32, index);
-      // Frees the slot for any reader's claiming CAS; our count in it is already 0.
-      if (this.reads === 0 && index !== OVERFLOW) Atomics.store(i32, TOKENS + this.slot, 0);
+      if (this.reads === 0) {
+        // Frees the slot for any reader's claiming CAS; our count in it is already 0.
+        Atomics.store(i32, TOKENS + this.slot, 0);
+        this.#slotFreed();
+      }
     }
+  }
+
+  /** After a slot token was set to 0: wakes one reader waiting for a slot, if any registered. */
+  #slotFreed(): void {
+    const i32 = this.i32;
+    // Read after the token's store; pairs with the waiter's add before its claim (slotWait).
+    if (Atomics.load(i32, SLOT_WAITERS) === 0) return;
+    Atomics.add(i32, SLOTS_FREED, 1); // the change a waiter sleeping on the old value sees
+    futex.notify(i32, SLOTS_FREED, 1);
   }
 
   #claim(): number {
@@ -155,32 +196,54 @@ class Core {
     for (let k = 0; k < SLOTS; k++) {
       const count = Atomics.load(i32, COUNTS + k);
       if (count === 0) continue;
-      if (check) {
-        const owner = Atomics.load(i32, TOKENS + k);
-        if (owner !== 0 && !this.lifeline.isAlive(owner & OWNER_MASK)) {
-          this.#reclaim(k, owner);
-          continue;
-        }
-      }
+      if (check && this.#reclaimIfDead(k)) continue;
       op.parkIndex = COUNTS + k;
       op.parkExpected = count;
       return false;
     }
-    const overflow = Atomics.load(i32, OVERFLOW);
-    if (overflow === 0) return true;
-    op.parkIndex = OVERFLOW;
-    op.parkExpected = overflow;
-    return false;
+    return true;
   }
 
-  /** Releases the read locks of a dead reader. Only the writer-word holder drains. */
-  #reclaim(k: number, owner: number): void {
+  /**
+   * A reader that found no free slot (enterRead said NO_FREE_SLOT): registers as a slot waiter
+   * (once per operation), and returns the value of `slots freed` to sleep on. With `check`, the
+   * slots of dead readers are released first.
+   */
+  slotWait(registered: boolean, check: boolean): number {
     const i32 = this.i32;
-    // The CAS makes us the one reclaimer; our token in it lets a later writer finish the job
-    // if we die halfway.
-    if (Atomics.compareExchange(i32, TOKENS + k, owner, this.token | RECLAIMING) !== owner) return;
+    if (check) for (let k = 0; k < SLOTS; k++) this.#reclaimIfDead(k);
+    // Published before our next claim; pairs with the load in #slotFreed.
+    if (!registered) Atomics.add(i32, SLOT_WAITERS, 1);
+    return Atomics.load(i32, SLOTS_FREED);
+  }
+
+  ownsEverySlot(): boolean {
+    for (let k = 0; k < SLOTS; k++) if (Atomics.load(this.i32, TOKENS + k) !== this.token) return false;
+    return true;
+  }
+
+  /** A slot waiter got its slot or gives up; hands on a wake-up it may have taken if it did not claim. */
+  slotUnwait(handOn: boolean): void {
+    const i32 = this.i32;
+    Atomics.sub(i32, SLOT_WAITERS, 1);
+    if (handOn && Atomics.load(i32, SLOT_WAITERS) > 0) futex.notify(i32, SLOTS_FREED, 1);
+  }
+
+  /** Releases slot k if the thread whose token tags it is dead; true if it did (or k is free). */
+  #reclaimIfDead(k: number): boolean {
+    const i32 = this.i32;
+    const owner = Atomics.load(i32, TOKENS + k);
+    if (owner === 0) return true;
+    if (this.lifeline.isAlive(owner & OWNER_MASK)) return false;
+    // The CAS makes us the one reclaimer; our token in it lets a later one finish the job if
+    // we die halfway.
+    if (Atomics.compareExchange(i32, TOKENS + k, owner, this.token | RECLAIMING) !== owner) return false;
     Atomics.store(i32, COUNTS + k, 0); // the dead reader can no longer change it
+    // A writer draining may sleep on that count (when we are a waiting reader, not the writer).
+    if (Atomics.load(i32, WRITER) !== 0) futex.notify(i32, COUNTS + k);
     Atomics.store(i32, TOKENS + k, 0); // after the count: a new claimant starts from 0
+    this.#slotFreed();
+    return true;
   }
 
   holdsWrite(): boolean {
@@ -220,9 +283,11 @@ class WriteOp implements WaitOp {
 
   attempt(): boolean {
     if (!this.draining) {
-      // Publishes our claim; stops new readers (they read the word after counting themselves).
-      if (Atomics.compareExchange(this.i32, WRITER, 0, this.core.token) !== 0) {
-        if (Atomics.load(this.i32, WRITER) === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
+      // A load first (spinners only read the line until it is free), then the CAS that
+      // publishes our claim; it stops new readers (they read the word after counting themselves).
+      const value = Atomics.load(this.i32, WRITER);
+      if (value !== 0 || Atomics.compareExchange(this.i32, WRITER, 0, this.core.token) !== 0) {
+        if (value === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
         return false;
       }
       this.got = YES;
@@ -276,6 +341,8 @@ class ReadOp implements WaitOp {
   parkInterval = CHECK_INTERVAL_MS;
   /** Set when this reader found the writer dead and recovered the lock as a writer. */
   asWriter: WriteOp | undefined;
+  /** True while this reader is registered as waiting for a free slot. */
+  #slotWaiter = false;
 
   constructor(
     readonly core: Core,
@@ -285,10 +352,10 @@ class ReadOp implements WaitOp {
   }
 
   attempt(): boolean {
-    if (this.asWriter !== undefined) return this.asWriter.attempt();
+    if (this.asWriter !== undefined) return this.#done(this.asWriter.attempt());
     const value = Atomics.load(this.i32, WRITER);
     if (value === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
-    return value === 0 && this.core.enterRead();
+    return value === 0 && this.#enter() === ENTERED;
   }
 
   spinWorthwhile(): boolean {
@@ -296,12 +363,25 @@ class ReadOp implements WaitOp {
   }
 
   prepare(check: boolean): boolean {
-    if (this.asWriter !== undefined) return this.#asWriter(check);
+    if (this.asWriter !== undefined) return this.#done(this.#asWriter(check));
     for (;;) {
       const value = Atomics.load(this.i32, WRITER);
       if (value === 0) {
-        if (this.core.enterRead()) return true;
-        continue;
+        const entry = this.#enter();
+        if (entry === ENTERED) return true;
+        if (entry === WRITER_IN) continue;
+        // All 32 slots are taken: register, read the word to sleep on, then claim once more,
+        // so that a slot freed after our first try either is claimed or changes the word.
+        const freed = this.core.slotWait(this.#slotWaiter, check);
+        this.#slotWaiter = true;
+        const again = this.#enter();
+        if (again === ENTERED) return true;
+        if (again === WRITER_IN) continue;
+        // Every slot is this thread's (through its other handles): blocking would never end.
+        if (this.sync && this.core.ownsEverySlot()) throw deadlockError(this.core.what);
+        this.parkIndex = SLOTS_FREED;
+        this.parkExpected = freed;
+        return false;
       }
       if (value === NOT_RECOVERABLE) throw notRecoverableError(this.core.what);
       const owner = value & OWNER_MASK;
@@ -315,7 +395,7 @@ class ReadOp implements WaitOp {
           this.asWriter = new WriteOp(this.core, this.sync);
           this.asWriter.got = RECOVERED;
           this.asWriter.draining = true;
-          return this.#asWriter(check);
+          return this.#done(this.#asWriter(check));
         }
         continue;
       }
@@ -327,6 +407,25 @@ class ReadOp implements WaitOp {
     }
   }
 
+  /** enterRead, and no longer a slot waiter once a slot was claimed. */
+  #enter(): Entry {
+    const entry = this.core.enterRead();
+    // A reader that backed out for a writer already woke the next slot waiter when it freed its slot.
+    if (entry !== NO_FREE_SLOT && this.#slotWaiter) this.#unregister(false);
+    return entry;
+  }
+
+  /** Done (as a writer, after a recovery) ends any registration as a slot waiter. */
+  #done(done: boolean): boolean {
+    if (done && this.#slotWaiter) this.#unregister(true);
+    return done;
+  }
+
+  #unregister(handOn: boolean): void {
+    this.#slotWaiter = false;
+    this.core.slotUnwait(handOn);
+  }
+
   #asWriter(check: boolean): boolean {
     const writer = this.asWriter!;
     const done = writer.prepare(check);
@@ -336,6 +435,7 @@ class ReadOp implements WaitOp {
   }
 
   leave(): void {
+    if (this.#slotWaiter) this.#unregister(true);
     this.asWriter?.leave();
   }
 }
@@ -391,7 +491,8 @@ export class RWLock extends SyncPrimitive<Core> {
   tryReadLock(): boolean {
     const op = new ReadOp(live(this), true);
     if (op.attempt()) return true;
-    if (ownerOf(op.i32, WRITER) === op.core.token) return false;
+    // What a blocking call would call a deadlock is just "not now" here.
+    if (ownerOf(op.i32, WRITER) === op.core.token || (op.core.reads === 0 && op.core.ownsEverySlot())) return false;
     // A dead writer is recovered here too (as a writer, see readLock).
     if (!op.prepare(true)) {
       op.leave();
@@ -404,14 +505,14 @@ export class RWLock extends SyncPrimitive<Core> {
   async readLock(options?: RWLockWaitOptions): Promise<void> {
     const { timeout, signal } = waitOptions(options, 'RWLock.readLock', true);
     const op = new ReadOp(live(this), false);
-    await runAsync(op, timeout, signal, `${op.core.what}: readLock`);
+    await runAsync(op, op.core.spin, timeout, signal, `${op.core.what}: readLock`);
     this.#finishRead(op);
   }
 
   readLockSync(options?: RWLockWaitSyncOptions): void {
     const { timeout } = waitOptions(options, 'RWLock.readLockSync', false);
     const op = new ReadOp(live(this), true);
-    runSync(op, timeout, `${op.core.what}: readLock`);
+    runSync(op, op.core.spin, timeout, `${op.core.what}: readLock`);
     this.#finishRead(op);
   }
 
@@ -448,7 +549,7 @@ export class RWLock extends SyncPrimitive<Core> {
     const { timeout, signal } = waitOptions(options, 'RWLock.writeLock', true);
     const core = live(this);
     const op = new WriteOp(core, false);
-    await runAsync(op, timeout, signal, `${core.what}: writeLock`);
+    await runAsync(op, core.spin, timeout, signal, `${core.what}: writeLock`);
     core.acquiredWrite(op.got);
   }
 
@@ -457,7 +558,7 @@ export class RWLock extends SyncPrimitive<Core> {
     const core = live(this);
     if (core.holdsWrite() || core.reads > 0) throw deadlockError(core.what);
     const op = new WriteOp(core, true);
-    runSync(op, timeout, `${core.what}: writeLock`);
+    runSync(op, core.spin, timeout, `${core.what}: writeLock`);
     core.acquiredWrite(op.got);
   }
 

@@ -156,15 +156,15 @@ export class Semaphore extends SyncPrimitive {
   /** Takes a permit, waiting (without blocking the event loop) while there is none. */
   async acquire(options?: AcquireOptions): Promise<void> {
     const { timeout, signal } = waitOptions(options, 'Semaphore.acquire', true);
-    const { i32, what } = live(this);
-    await runAsync(new AcquireOp(i32), timeout, signal, `${what}: acquire`);
+    const { i32, what, spin } = live(this);
+    await runAsync(new AcquireOp(i32), spin, timeout, signal, `${what}: acquire`);
   }
 
   /** Takes a permit, blocking this thread while there is none. */
   acquireSync(options?: AcquireSyncOptions): void {
     const { timeout } = waitOptions(options, 'Semaphore.acquireSync', false);
-    const { i32, what } = live(this);
-    runSync(new AcquireOp(i32), timeout, `${what}: acquire`);
+    const { i32, what, spin } = live(this);
+    runSync(new AcquireOp(i32), spin, timeout, `${what}: acquire`);
   }
 
   /** Returns `count` permits (default 1) and wakes up to that many waiters. */

@@ -1,12 +1,12 @@
 // A real nats-server for the nats:// tests and the bench: started on a free loopback port with
 // a private configuration file, stopped by the caller (and killed at exit if it is still up).
+// It lives in bench/ because the bench ships with the package (the tests import it from here).
 // Debian's package `nats-server` provides it (.ci/run installs it); natsServerPath() is
 // undefined without it, and the nats tests are then skipped with that reason.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { uniqueName } from './helpers.mjs';
 
 const DIRS = [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/sbin', '/usr/local/sbin', '/usr/local/bin', '/usr/bin'];
 
@@ -23,6 +23,7 @@ export const natsServerPath = DIRS.map((d) => path.join(d, 'nats-server')).find(
 export const NATS_MISSING = natsServerPath === undefined ? 'nats-server is not installed (apt-get install nats-server; .ci/run does)' : undefined;
 
 const running = new Set();
+let started = 0;
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
@@ -34,7 +35,7 @@ process.on('exit', () => {
  */
 export function startNatsServer({ config = '', readyMs = 10_000 } = {}) {
   if (natsServerPath === undefined) return Promise.reject(new Error(NATS_MISSING));
-  const file = path.join(os.tmpdir(), `interprocess-${uniqueName('nats')}.conf`);
+  const file = path.join(os.tmpdir(), `interprocess-nats-${process.pid}-${started++}-${Math.random().toString(36).slice(2, 8)}.conf`);
   fs.writeFileSync(file, `listen: 127.0.0.1:-1\n${config}\n`, { mode: 0o600 });
   const child = spawn(natsServerPath, ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   running.add(child);
