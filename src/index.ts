@@ -40,8 +40,11 @@ export type {
   MessageQueueReceiveSyncOptions,
   PrioritizedMessage,
 } from './mq/message-queue.js';
-export { Queue } from './queue/index.js';
+export { Lease, Queue } from './queue/index.js';
 export type {
+  LeaseOptions as QueueLeaseOptions,
+  SyncLeaseOptions as QueueSyncLeaseOptions,
+  TryLeaseOptions as QueueTryLeaseOptions,
   QueueCreateOptions,
   QueueHandleOptions,
   QueueOpenOptions,

@@ -21,9 +21,10 @@ test('create / open / openOrCreate / remove and the geometry', (t) => {
   const name = named(t);
   const q = Queue.create(name, { byteLength: 1 << 20 });
   t.after(() => q.close());
-  // 1 MiB: 4112-byte slots fit 254 times, rounded down to 128 slots widened to 8176 bytes.
+  // 1 MiB less 512 + 64 * 64 bytes of header and claims table: 4112-byte slots fit 253 times,
+  // rounded down to 128 slots widened to 8144 bytes.
   assert.equal(q.capacity, 128);
-  assert.equal(q.maxMessageSize, 8160);
+  assert.equal(q.maxMessageSize, 8128);
   assert.equal(q.name, name);
   const s = q.stats();
   assert.deepEqual(
@@ -50,14 +51,15 @@ test('create / open / openOrCreate / remove and the geometry', (t) => {
   t.after(() => qc.close());
   assert.equal(qc.capacity, 8);
   assert.equal(qc.maxMessageSize, 100);
-  assert.equal(qc.stats().byteLength, 512 + 8 * 128);
+  assert.equal(qc.stats().byteLength, 512 + 64 * 64 + 8 * 128);
   qc.trySend(bytes(1));
   // What `interprocess ls` shows, read without a handle.
   const { describeQueue } = require('../dist/cjs/queue/layout.js');
   const raw = SharedMemory.open(c);
   t.after(() => raw.close());
   assert.deepEqual(describeQueue(raw.buffer), {
-    capacity: 8, maxMessageSize: 100, depth: 1, skippedRecords: 0, reclaimedSlots: 0, sleepingReceivers: 0, sleepingSenders: 0,
+    capacity: 8, maxMessageSize: 100, depth: 1, handles: 1, maxHandles: 64, leased: 0, skippedRecords: 0, reclaimedSlots: 0, redelivered: 0,
+    sleepingReceivers: 0, sleepingSenders: 0,
   });
 });
 
@@ -89,7 +91,7 @@ test('wrong kind, version, geometry or size of segment is IPC_ERR_INCOMPATIBLE',
   dv.setUint32(4, 6, true);
   dv.setUint32(8, 99, true);
   assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /version is 99/ });
-  dv.setUint32(8, 1, true);
+  dv.setUint32(8, 2, true);
   dv.setUint32(64, 3, true); // capacity not a power of two
   assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /capacity 3/ });
   dv.setUint32(64, 1 << 20, true); // slots beyond the end of the segment
@@ -114,7 +116,7 @@ test('corrupted cursors or sequence words never hang a call or read out of bound
   const raw = SharedMemory.open(name);
   t.after(() => raw.close());
   const i32 = new Int32Array(raw.buffer);
-  const slot = (i) => 128 + i * (i32[68 / 4] / 4);
+  const slot = (i) => i32[76 / 4] / 4 + i * (i32[68 / 4] / 4);
   // A sequence word ahead of both cursors: send reports full, receive reports empty.
   i32[slot(0)] = 1000;
   assert.equal(q.trySend(bytes(1)), false);
@@ -245,7 +247,7 @@ test('the send position wraps past 2^32 without losing order', (t) => {
   i32[128 / 4] = start | 0;
   i32[192 / 4] = start | 0;
   const slotInts = i32[68 / 4] / 4;
-  for (let p = start; p < start + 4; p++) i32[128 + (p & 3) * slotInts] = p | 0;
+  for (let p = start; p < start + 4; p++) i32[i32[76 / 4] / 4 + (p & 3) * slotInts] = p | 0;
   const out = [];
   for (let i = 0; i < 20; i++) {
     assert.ok(q.trySend(bytes(i)));

@@ -1,2 +1,13 @@
-export { Queue } from './queue.js';
-export type { QueueCreateOptions, QueueHandleOptions, QueueOpenOptions, QueueStats, WaitOptions, SyncWaitOptions, WaitStrategy } from './queue.js';
+export { Lease, Queue } from './queue.js';
+export type {
+  LeaseOptions,
+  QueueCreateOptions,
+  QueueHandleOptions,
+  QueueOpenOptions,
+  QueueStats,
+  SyncLeaseOptions,
+  SyncWaitOptions,
+  TryLeaseOptions,
+  WaitOptions,
+  WaitStrategy,
+} from './queue.js';

@@ -7,15 +7,30 @@ import { setMaxListeners } from 'node:events';
 import { markAsUntransferable } from 'node:worker_threads';
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { resolveCodec, decodeOrThrow, type BytesCodec, type Codec, type CodecOption, type SerializingCodec } from '../codec/index.js';
-import { checkInteger, waitOptions } from '../options.js';
+import { checkInteger, checkOptions, waitOptions } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
-import { DEFAULT_STALL_TIMEOUT, geometry, initQueue, MAX_MESSAGE_SIZE_LIMIT, QUEUE_VERSION, readGeometry, SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH, W, type QueueGeometry } from './layout.js';
-import { Ring } from './ring.js';
+import {
+  DEFAULT_HANDLES,
+  DEFAULT_STALL_TIMEOUT,
+  geometry,
+  handlesInUse,
+  initQueue,
+  MAX_HANDLES,
+  MAX_MESSAGE_SIZE_LIMIT,
+  QUEUE_VERSION,
+  readGeometry,
+  SKIP,
+  SLOT_HEADER_BYTES,
+  SLOT_LENGTH,
+  W,
+  type QueueGeometry,
+} from './layout.js';
+import { QueueRing, type Ring } from './ring.js';
 
 export type WaitStrategy = 'spin' | 'block' | 'spin-then-block';
 
@@ -38,6 +53,8 @@ export interface QueueCreateOptions<T = unknown> extends QueueHandleOptions<T> {
   capacity?: number;
   /** Largest message in bytes (after encoding). Default: what the slots can hold (4096 with `capacity`). */
   maxMessageSize?: number;
+  /** How many handles (opens, per thread) may have the queue open at once (default 64, at most 4096). */
+  maxHandles?: number;
 }
 
 export interface QueueOpenOptions<T = unknown> extends QueueHandleOptions<T> {
@@ -54,6 +71,18 @@ export interface SyncWaitOptions {
   timeout?: number;
 }
 
+export interface TryLeaseOptions {
+  /**
+   * Milliseconds this consumer may hold the lease before another consumer may take the
+   * message over (it may then be processed twice). Default: no limit, only death gives it up.
+   */
+  leaseTime?: number;
+}
+
+export interface LeaseOptions extends WaitOptions, TryLeaseOptions {}
+
+export interface SyncLeaseOptions extends SyncWaitOptions, TryLeaseOptions {}
+
 export interface QueueStats {
   name: string;
   byteLength: number;
@@ -68,12 +97,19 @@ export interface QueueStats {
   skippedRecords: number;
   /** Slots reclaimed from consumers that died while taking a message (that message is lost). */
   reclaimedSlots: number;
+  /** Leased messages not yet acknowledged (an upper bound: a holder killed as it acknowledged counts on). */
+  leased: number;
+  /** Leases taken over from holders that died, gave them back, or outlived their lease time. */
+  redelivered: number;
+  /** Handles (rows of the claims table) in use, and how many the queue has. */
+  handles: number;
+  maxHandles: number;
   sleepingReceivers: number;
   sleepingSenders: number;
 }
 
 const HANDLE_OPTIONS = ['codec', 'wait', 'spinTime', 'stallTimeout'] as const;
-const CREATE_OPTIONS = [...HANDLE_OPTIONS, 'byteLength', 'capacity', 'maxMessageSize'] as const;
+const CREATE_OPTIONS = [...HANDLE_OPTIONS, 'byteLength', 'capacity', 'maxMessageSize', 'maxHandles'] as const;
 const OPEN_OPTIONS = [...HANDLE_OPTIONS, 'maxMessageSize'] as const;
 const WAITS: readonly WaitStrategy[] = ['spin', 'block', 'spin-then-block'];
 const DEFAULT_SPIN_US = 20;
@@ -127,7 +163,7 @@ export class Queue<T = Uint8Array> {
   readonly #name: string;
   #shm: SharedMemory | undefined;
   readonly #ring: Ring;
-  /** This thread's lifeline on the queue: slot owner words record its token. */
+  /** This thread's lifeline on the queue: its row and its leases record the token. */
   readonly #lifeline: Lifeline;
   readonly #i32: Int32Array;
   readonly #codec: Codec<T>;
@@ -153,6 +189,10 @@ export class Queue<T = Uint8Array> {
    * Only for queues of up to VIEW_CACHE_SLOTS slots; larger ones make a view per call.
    */
   readonly #views: (Uint8Array | undefined)[];
+  /** Leases this handle holds: given back when it closes. */
+  readonly #leases = new Set<LeaseRecord>();
+  /** Inside a user callback (sendWith / receiveWith) that holds a claim: close() waits for it. */
+  #busy = 0;
 
   static {
     ringOf = (queue) => queue.#ring;
@@ -167,7 +207,12 @@ export class Queue<T = Uint8Array> {
     this.#max = g.maxMessageSize;
     this.#views = g.capacity <= VIEW_CACHE_SLOTS ? new Array<Uint8Array | undefined>(g.capacity).fill(undefined) : [];
     this.#lifeline = openLifeline(shm.buffer);
-    this.#ring = new Ring(shm.buffer, g, handle.stallTimeout, this.#lifeline);
+    try {
+      this.#ring = new QueueRing(shm.buffer, g, handle.stallTimeout, this.#lifeline, `queue '${name}'`);
+    } catch (err) {
+      this.#lifeline.close();
+      throw err;
+    }
     this.#i32 = this.#ring.i32;
     this.#codec = handle.codec;
     this.#isBytes = handle.codec === (bytesCodec as Codec<unknown>);
@@ -254,7 +299,7 @@ export class Queue<T = Uint8Array> {
    * Zero-copy send: claims a slot and lets `write` fill `byteLength` bytes of it in place (the
    * view is valid only during the call). If `write` throws, the slot is committed as a skip
    * record (never delivered) and the error propagates. The codec is not involved. Keep `write`
-   * short: the slot counts as stalled after stallTimeout, and its owner is this process.
+   * short: after stallTimeout peers look at the slot (and find this thread alive, so they wait).
    */
   trySendWith(byteLength: number, write: (view: Uint8Array) => void): boolean {
     this.#check();
@@ -442,6 +487,49 @@ export class Queue<T = Uint8Array> {
     return out;
   }
 
+  // --- leases (at-least-once) ------------------------------------------------------------------
+
+  /**
+   * Takes the next message as a lease, or undefined when there is none: the message stays in
+   * the queue, owned by this consumer, until `ack()` removes it or `release()` gives it back.
+   * If this consumer dies first (the kernel says so), or holds it longer than `leaseTime`, the
+   * message is delivered again, to a lease consumer (at-least-once). Besides new messages, a
+   * lease can be a message that another consumer leased and lost.
+   */
+  tryLease(options?: TryLeaseOptions): Lease<T> | undefined {
+    this.#check();
+    const leaseTime = this.#leaseTime(checkOptions<TryLeaseOptions>(options, TRY_LEASE_OPTIONS, 'Queue.tryLease').leaseTime, 'tryLease');
+    return this.#takeLease(leaseTime);
+  }
+
+  /** Takes the next message as a lease (see tryLease), waiting while there is none. */
+  lease(options?: LeaseOptions): Promise<Lease<T>> {
+    try {
+      this.#check();
+      const opts = checkOptions<LeaseOptions>(options, LEASE_OPTIONS, 'Queue.lease');
+      const leaseTime = this.#leaseTime(opts.leaseTime, 'lease');
+      const wait = this.#asyncWait({ timeout: opts.timeout, signal: opts.signal }, 'lease');
+      const got = this.#takeLease(leaseTime);
+      if (got !== undefined) return Promise.resolve(got);
+      let taken: Lease<T> | undefined;
+      return this.#waitAsync(false, () => (taken = this.#takeLease(leaseTime)) !== undefined, wait, 'lease').then(() => taken!);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Takes the next message as a lease (see tryLease), blocking the thread while there is none. */
+  leaseSync(options?: SyncLeaseOptions): Lease<T> {
+    this.#check();
+    const opts = checkOptions<SyncLeaseOptions>(options, SYNC_LEASE_OPTIONS, 'Queue.leaseSync');
+    const leaseTime = this.#leaseTime(opts.leaseTime, 'leaseSync');
+    const timeout = this.#syncTimeout({ timeout: opts.timeout }, 'leaseSync');
+    let taken = this.#takeLease(leaseTime);
+    if (taken !== undefined) return taken;
+    this.#waitSync(false, () => (taken = this.#takeLease(leaseTime)) !== undefined, timeout, 'leaseSync');
+    return taken!;
+  }
+
   /** Receives until this handle is closed (then the loop ends quietly). */
   async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
     while (!this.#closed) {
@@ -470,17 +558,32 @@ export class Queue<T = Uint8Array> {
       receivePosition: head >>> 0,
       skippedRecords: Atomics.load(i32, W.skippedRecords) >>> 0,
       reclaimedSlots: Atomics.load(i32, W.reclaimedSlots) >>> 0,
+      leased: Math.max(0, Atomics.load(i32, W.leases)),
+      redelivered: Atomics.load(i32, W.redelivered) >>> 0,
+      handles: handlesInUse(i32, g.handles),
+      maxHandles: g.handles,
       sleepingReceivers: Atomics.load(i32, W.receiversSleeping),
       sleepingSenders: Atomics.load(i32, W.sendersSleeping),
     };
   }
 
-  /** Idempotent. Pending send/receive promises of this handle reject with IPC_ERR_CLOSED. */
+  /**
+   * Idempotent. Pending send/receive promises of this handle reject with IPC_ERR_CLOSED; leases
+   * it holds are given back (delivered again to another lease consumer); its row of the claims
+   * table is freed for another handle.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#closer.abort();
-    this.#lifeline.close();
+    for (const record of this.#leases) {
+      record.state = CLOSED;
+      this.#ring.giveBack(record.pos, record.base);
+    }
+    this.#leases.clear();
+    // Inside a sendWith / receiveWith callback the claim is still ours: the row (and the
+    // lifeline that keeps it alive) go after it.
+    if (this.#busy === 0) this.#letGo();
     this.#shm?.close();
     this.#shm = undefined;
   }
@@ -550,7 +653,8 @@ export class Queue<T = Uint8Array> {
       const ok = ring.commitSend(pos, base, bytes.length);
       ring.afterSend(1);
       if (ok) return true;
-      // Reclaimed while we wrote (we were taken for dead): never delivered, so send again.
+      // Taken from us (only the dead lose slots, so only corrupted memory gets here): never
+      // delivered, so send again.
     }
   }
 
@@ -588,6 +692,7 @@ export class Queue<T = Uint8Array> {
       const base = ring.base;
       const start = (base << 2) + SLOT_HEADER_BYTES;
       let ok: boolean;
+      this.#busy++;
       try {
         write(this.#viewOf(pos, start, byteLength));
         ok = ring.commitSend(pos, base, byteLength);
@@ -596,9 +701,10 @@ export class Queue<T = Uint8Array> {
         throw err;
       } finally {
         ring.afterSend(1);
+        this.#calledBack();
       }
       if (ok) return true;
-      // Reclaimed (we were taken for dead): call `write` again for a new slot.
+      // Taken from us (corrupted memory, as in #put): call `write` again for a new slot.
     }
   }
 
@@ -717,6 +823,60 @@ export class Queue<T = Uint8Array> {
     return out.length - before;
   }
 
+  /** A user callback that held a claim returned: if it closed this handle, free the row now. */
+  #calledBack(): void {
+    if (--this.#busy === 0 && this.#closed) this.#letGo();
+  }
+
+  #letGo(): void {
+    this.#ring.close();
+    this.#lifeline.close();
+  }
+
+  #leaseTime(leaseTime: unknown, what: string): number {
+    if (leaseTime === undefined || leaseTime === Infinity) return 0;
+    return checkInteger(leaseTime, `Queue.${what}: leaseTime`, 1, MAX_LEASE_MS);
+  }
+
+  /**
+   * One attempt to take a lease: one another consumer lost (looked for at most once per
+   * stallTimeout, or when one was given back, so that a busy queue does not starve them), else
+   * a new message at the head.
+   */
+  #takeLease(leaseTime: number): Lease<T> | undefined {
+    const ring = this.#ring;
+    ring.leasing = true;
+    for (;;) {
+      if (ring.leaseScanDue() && ring.rescueLease(leaseTime)) {
+        // taken over: ring.pos / ring.base name it
+      } else if (ring.claimReceive(1, true) !== 0) {
+        if (!ring.takeLease(ring.pos, ring.base, leaseTime)) continue; // only corrupted memory
+      } else {
+        return undefined;
+      }
+      const pos = ring.pos;
+      const base = ring.base;
+      let value: Taken<T>;
+      try {
+        value = this.#read(base);
+      } catch (err) {
+        if (!ring.holds(pos, base)) continue; // taken over while we read: the bytes were torn
+        // A message the codec cannot decode is consumed, as receive does (IPC_ERR_PROTOCOL).
+        ring.ackLease(pos, base);
+        throw err;
+      }
+      // Taken over while we copied (its lease time ran out meanwhile): the copy may be torn.
+      if (!ring.holds(pos, base)) continue;
+      if (value === NONE) {
+        ring.ackLease(pos, base); // a skip record is never delivered
+        continue;
+      }
+      const record: LeaseRecord = { ring, pos, base, state: HELD, name: this.#name, leases: this.#leases };
+      this.#leases.add(record);
+      return new Lease<T>(token, record, value);
+    }
+  }
+
   #throwPending(): never {
     const err = this.#pendingError;
     this.#pendingError = undefined;
@@ -736,11 +896,13 @@ export class Queue<T = Uint8Array> {
         continue;
       }
       const start = (base << 2) + SLOT_HEADER_BYTES;
+      this.#busy++;
       try {
         read(this.#viewOf(pos, start, length));
       } finally {
         ring.release(pos, base);
         ring.afterReceive(1);
+        this.#calledBack();
       }
       return true;
     }
@@ -868,7 +1030,8 @@ function make<T>(name: string, how: How, options: unknown, where: string): Queue
   if (how !== 'open') {
     const byteLength = opts.byteLength === undefined ? undefined : checkInteger(opts.byteLength, `${where}: byteLength`, 1, 2 ** 46);
     const capacity = opts.capacity === undefined ? undefined : checkInteger(opts.capacity, `${where}: capacity`, 1, 2 ** 30);
-    wanted = geometry(byteLength, capacity, maxMessageSize, where);
+    const handles = opts.maxHandles === undefined ? DEFAULT_HANDLES : checkInteger(opts.maxHandles, `${where}: maxHandles`, 1, MAX_HANDLES);
+    wanted = geometry(byteLength, capacity, maxMessageSize, where, handles);
   }
   const created = wanted;
   const shm = openObject(
@@ -897,4 +1060,87 @@ function make<T>(name: string, how: How, options: unknown, where: string): Queue
     shm.close();
     throw err;
   }
+}
+
+const TRY_LEASE_OPTIONS = ['leaseTime'] as const;
+const LEASE_OPTIONS = ['timeout', 'signal', 'leaseTime'] as const;
+const SYNC_LEASE_OPTIONS = ['timeout', 'leaseTime'] as const;
+/** Longest lease time: what the slot's 32-bit lease time word holds. */
+const MAX_LEASE_MS = 2 ** 31 - 1;
+
+const HELD = 0;
+const SETTLED = 1;
+const CLOSED = 2;
+
+/** What a Lease and its Queue handle share: where the leased record is, and its state. */
+interface LeaseRecord {
+  readonly ring: Ring;
+  readonly pos: number;
+  readonly base: number;
+  state: typeof HELD | typeof SETTLED | typeof CLOSED;
+  readonly name: string;
+  readonly leases: Set<LeaseRecord>;
+}
+
+/**
+ * A message leased to this consumer (Queue.lease / tryLease / leaseSync). It stays in the queue
+ * until `ack()`; `release()` gives it back for another delivery. `using job = await q.lease()`
+ * releases it at the end of the block unless it was acknowledged.
+ */
+export class Lease<T> {
+  /** The message (decoded with the queue's codec). */
+  readonly value: T;
+  readonly #record: LeaseRecord;
+
+  /** @internal use Queue.lease */
+  constructor(key: symbol, record: LeaseRecord, value: T) {
+    if (key !== token) throw new TypeError('leases come from Queue.lease, tryLease or leaseSync');
+    this.#record = record;
+    this.value = value;
+  }
+
+  /** True once acknowledged, released, or given back by closing the queue handle. */
+  get settled(): boolean {
+    return this.#record.state !== HELD;
+  }
+
+  /**
+   * Done with it: the message leaves the queue for good. IPC_ERR_NOT_OWNER if the lease was
+   * already settled, or was taken over by another consumer after its leaseTime ran out (the
+   * message may then be processed twice); IPC_ERR_CLOSED if the queue handle was closed (which
+   * gave the message back).
+   */
+  ack(): void {
+    const record = this.#settle('ack');
+    if (!record.ring.ackLease(record.pos, record.base)) throw lostLease(record, 'ack');
+  }
+
+  /** Gives the message back now, to be delivered again (to another lease, or this one). Same errors as ack. */
+  release(): void {
+    const record = this.#settle('release');
+    if (!record.ring.giveBack(record.pos, record.base)) throw lostLease(record, 'release');
+  }
+
+  /** Releases the lease unless it is settled (for `using`); never throws for a lost lease. */
+  [Symbol.dispose](): void {
+    if (this.#record.state !== HELD) return;
+    const record = this.#settle('release');
+    record.ring.giveBack(record.pos, record.base);
+  }
+
+  #settle(what: string): LeaseRecord {
+    const record = this.#record;
+    if (record.state === CLOSED) throw closedError(`queue '${record.name}' ${what}`);
+    if (record.state === SETTLED) throw new IpcError('IPC_ERR_NOT_OWNER', `queue '${record.name}' ${what}: this lease was already acknowledged or released`);
+    record.state = SETTLED;
+    record.leases.delete(record);
+    return record;
+  }
+}
+
+function lostLease(record: LeaseRecord, what: string): IpcError {
+  return new IpcError(
+    'IPC_ERR_NOT_OWNER',
+    `queue '${record.name}' ${what}: the lease ran out (leaseTime) and another consumer took the message over; it may be processed twice`,
+  );
 }

@@ -1,8 +1,9 @@
 /**
  * The queue's lock-free core: Vyukov's bounded MPMC algorithm on the layout drawn in
- * layout.ts (read its header for the protocol and the crash-recovery rules). This module does
- * claims, commits, releases, wake-ups and stall reclamation on raw slots; queue.ts turns that
- * into the public API (codecs, waiting, timeouts).
+ * layout.ts (read its header for the protocol, the claims table, leases and the crash-recovery
+ * rules; test/model/ checks them with Spin). This module does claims, commits, releases,
+ * leases, wake-ups and stall recovery on raw slots; queue.ts turns that into the public API
+ * (codecs, waiting, timeouts).
  *
  * Hot-path notes: one Int32Array for every control word (no DataView), one Uint8Array over
  * the whole segment for payload copies (slice/set, the fastest copies V8 has), plain stores
@@ -12,14 +13,38 @@
  * index only when the local one proved stale: a failed CAS returns the current value, a slot
  * ahead of us or an apparently empty/full queue re-reads it. The CAS on the shared index stays
  * the only arbiter of a claim, so a stale local position can cost a retry, never a wrong claim.
+ * Per message a producer writes its own row (one plain store: the intent), the tail, the
+ * slot's length and payload, and the slot's seq; a consumer its row, the head and the seq.
+ * The 64-bit lease CASes (BigInt) are only on the lease paths.
  */
+import { IpcError } from '../errors.js';
 import { futex } from '../os/futex.js';
-import type { Lifeline } from '../os/lifeline.js';
-import { SLOT_LENGTH, SLOT_OWNER, SLOT_SEQ, SLOTS_OFFSET, W, type QueueGeometry } from './layout.js';
+import { DEAD_TOKEN, type Lifeline } from '../os/lifeline.js';
+import {
+  ROW_BYTES,
+  ROW_RECV_COUNT,
+  ROW_RECV_LEASE,
+  ROW_RECV_POS,
+  ROW_SEND_COUNT,
+  ROW_SEND_POS,
+  ROW_TOKEN,
+  ROWS_OFFSET,
+  SLOT_HOLDER,
+  SLOT_LEASE_TIME,
+  SLOT_LENGTH,
+  SLOT_SEQ,
+  W,
+  type QueueGeometry,
+} from './layout.js';
 
-/** Result of a claim: which position and where its slot starts (int32 index). */
+/**
+ * One handle's view of a queue: its row in the claims table (taken at construction, given
+ * back by close()) and its cached positions. A claim fills `pos` / `base` for the caller.
+ */
 export class Ring {
   readonly i32: Int32Array;
+  /** The same memory as 64-bit words: (seq, holder) pairs for the lease CASes. */
+  readonly i64: BigInt64Array;
   /** The whole segment as bytes, for payload copies. */
   readonly u8: Uint8Array;
   readonly capacity: number;
@@ -28,11 +53,22 @@ export class Ring {
   readonly stallTimeout: number;
   readonly #mask: number;
   readonly #slotInts: number;
+  readonly #slotsInt: number;
+  readonly #handles: number;
+  readonly #lifeline: Lifeline;
+  /** This thread's lifeline token: what our row and our leases record. */
+  readonly #me: number;
+  /** Int32 index of our row in the claims table (-1 once closed). */
+  #row: number;
   /** Last tail / head this handle saw (possibly stale; see the header). */
   #tail = 0;
   #head = 0;
+  /** What our row's counts and lease flag hold now, so the hot path skips rewriting them. */
+  #sendCount = 0;
+  #recvCount = 0;
+  #recvLease = false;
 
-  /** Filled by a successful claimSend / claimReceive; read at once by the caller. */
+  /** Filled by a successful claimSend / claimReceive / rescueLease; read at once by the caller. */
   pos = 0;
   base = 0;
 
@@ -43,13 +79,23 @@ export class Ring {
   #recvStallSince = -1;
   // Failed attempts; every STALL_CHECK_EVERY + 1-th looks for a stall. Waiters force a look.
   #sendMisses = 0;
-  readonly #me: number;
-  readonly #lifeline: Lifeline;
   #recvMisses = 0;
 
-  /** `lifeline` is this thread's on the queue's memory (the caller opens and closes it). */
-  constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number, lifeline: Lifeline) {
+  // Lease rescue: when this handle last scanned, what leaseEvents said then, and the leases of
+  // live holders it has seen (slot -> seq, holder, first seen), to tell when one expired.
+  /** Set by the first lease taken through this handle: its waits then wake to scan. */
+  leasing = false;
+  #nextLeaseScan = 0;
+  #leaseEventsSeen = 0;
+  readonly #watched = new Map<number, [seq: number, holder: number, since: number]>();
+
+  /**
+   * `lifeline` is this thread's on the queue's memory (the caller opens it, and closes it after
+   * close()). Takes a row of the claims table: IPC_ERR_LIMIT when every row has a live owner.
+   */
+  constructor(buffer: SharedArrayBuffer, g: QueueGeometry, stallTimeout: number, lifeline: Lifeline, what = 'queue') {
     this.i32 = new Int32Array(buffer);
+    this.i64 = new BigInt64Array(buffer, 0, Math.floor(buffer.byteLength / 8));
     this.u8 = new Uint8Array(buffer);
     this.capacity = g.capacity;
     this.maxMessageSize = g.maxMessageSize;
@@ -57,16 +103,23 @@ export class Ring {
     this.stallTimeout = stallTimeout;
     this.#mask = g.capacity - 1;
     this.#slotInts = g.slotBytes >> 2;
-    // This thread's lifeline token on the queue (src/os/lifeline.ts): what slot owner words record.
+    this.#slotsInt = g.slotsOffset >> 2;
+    this.#handles = g.handles;
     this.#lifeline = lifeline;
     this.#me = lifeline.token;
+    this.#row = this.#takeRow(what);
     this.#tail = Atomics.load(this.i32, W.tail);
     this.#head = Atomics.load(this.i32, W.head);
   }
 
   /** Int32 index where the slot of `pos` starts. */
   slotOf(pos: number): number {
-    return SLOTS_INT + (pos & this.#mask) * this.#slotInts;
+    return this.#slotsInt + (pos & this.#mask) * this.#slotInts;
+  }
+
+  /** This handle's lifeline token (what it records as a lease holder). */
+  get token(): number {
+    return this.#me;
   }
 
   /**
@@ -78,27 +131,32 @@ export class Ring {
     const i32 = this.i32;
     const mask = this.#mask;
     const slotInts = this.#slotInts;
+    const slots = this.#slotsInt;
     let pos = this.#tail;
     let fresh = false; // whether pos was read from (or returned by) the shared index just now
+    let announced = false; // an intent of this call whose CAS lost: withdrawn if we give up
     for (;;) {
-      const base = SLOTS_INT + (pos & mask) * slotInts;
+      const base = slots + (pos & mask) * slotInts;
       // Acquire: pairs with the releasing CAS of the consumer that freed the slot for this lap.
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       const dif = (seq - pos) | 0;
       if (dif === 0) {
         let n = 1;
-        while (n < max && Atomics.load(i32, SLOTS_INT + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n) | 0)) n++;
+        while (n < max && Atomics.load(i32, slots + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n) | 0)) n++;
+        // The intent, before the claim: plain stores in our own row, published by the CAS
+        // below (seq-cst). While it stands and we live, nobody takes these slots from us.
+        const row = this.#row;
+        if (n !== this.#sendCount) i32[row + ROW_SEND_COUNT] = this.#sendCount = n;
+        i32[row + ROW_SEND_POS] = pos;
         // The claim: from here the slots are ours until we commit them.
         const seen = Atomics.compareExchange(i32, W.tail, pos, (pos + n) | 0);
         if (seen === pos) {
           this.#tail = (pos + n) | 0;
-          // Plain stores: read by a reclaimer only after stallTimeout, long after they are visible.
-          i32[base + SLOT_OWNER] = this.#me;
-          for (let k = 1; k < n; k++) i32[SLOTS_INT + ((pos + k) & mask) * slotInts + SLOT_OWNER] = this.#me;
           this.pos = pos;
           this.base = base;
           return n;
         }
+        announced = true;
         // Another producer moved tail: the failed CAS returned where it is now.
         pos = seen;
         fresh = true;
@@ -120,12 +178,16 @@ export class Ring {
           fresh = false;
           continue;
         }
+        if (announced) this.#withdraw(true);
         return 0;
       } else {
         // dif > 0: our position was taken; read the new tail. If it has not moved, the slot is
         // ahead of it, which only corrupted memory can do: report full, never spin here.
         const tail = Atomics.load(i32, W.tail);
-        if (tail === pos) return 0;
+        if (tail === pos) {
+          if (announced) this.#withdraw(true);
+          return 0;
+        }
         pos = this.#tail = tail;
         fresh = true;
       }
@@ -134,13 +196,13 @@ export class Ring {
 
   /**
    * Commits the claimed record at (pos, base) with `length` payload bytes already written (or
-   * SKIP). False when a consumer reclaimed the slot meanwhile: nothing was delivered. Call
-   * afterSend once the batch is committed.
+   * SKIP). False only if the slot was taken from us, which the protocol allows only from the
+   * dead (or corrupted memory): nothing was delivered. Call afterSend once the batch is
+   * committed.
    */
   commitSend(pos: number, base: number, length: number): boolean {
     const i32 = this.i32;
     i32[base + SLOT_LENGTH] = length;
-    i32[base + SLOT_OWNER] = 0;
     // The commit, written last: publishes length and payload to the consumer whose acquire
     // load of seq sees pos + 1 (claimReceive).
     return Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + 1) | 0) === pos;
@@ -154,31 +216,37 @@ export class Ring {
 
   /**
    * Claims up to `max` consecutive committed records at the head with one CAS. Returns how
-   * many (0 when empty); the first is at this.pos / this.base.
+   * many (0 when empty); the first is at this.pos / this.base. With `lease` (max 1) the claim
+   * is announced as a lease take, and the caller makes it a lease with takeLease.
    */
-  claimReceive(max: number): number {
+  claimReceive(max: number, lease = false): number {
     const i32 = this.i32;
     const mask = this.#mask;
     const slotInts = this.#slotInts;
+    const slots = this.#slotsInt;
     let pos = this.#head;
     let fresh = false;
+    let announced = false; // as in claimSend
+    let counted = false; // a lease take counts itself in `leases` before its claim
     for (;;) {
-      const base = SLOTS_INT + (pos & mask) * slotInts;
+      const base = slots + (pos & mask) * slotInts;
       // Acquire: pairs with the producer's committing CAS.
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       const dif = (seq - ((pos + 1) | 0)) | 0;
       if (dif === 0) {
         let n = 1;
-        while (n < max && Atomics.load(i32, SLOTS_INT + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n + 1) | 0)) n++;
+        while (n < max && Atomics.load(i32, slots + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n + 1) | 0)) n++;
+        if (lease && !counted) counted = this.#countLease();
+        // The intent, before the claim (see claimSend).
+        this.#announceReceive(pos, n, lease);
         const seen = Atomics.compareExchange(i32, W.head, pos, (pos + n) | 0);
         if (seen === pos) {
           this.#head = (pos + n) | 0;
-          i32[base + SLOT_OWNER] = this.#me;
-          for (let k = 1; k < n; k++) i32[SLOTS_INT + ((pos + k) & mask) * slotInts + SLOT_OWNER] = this.#me;
           this.pos = pos;
           this.base = base;
           return n;
         }
+        announced = true;
         pos = seen;
         fresh = true;
       } else if (dif < 0) {
@@ -194,19 +262,29 @@ export class Ring {
           }
         }
         this.#head = pos;
-        if ((++this.#recvMisses & STALL_CHECK_EVERY) !== 0) return 0;
-        const stall = this.#receiveStall(pos, base, seq);
-        if (stall === RETRY) {
-          fresh = false;
-          continue;
+        if ((++this.#recvMisses & STALL_CHECK_EVERY) === 0) {
+          if (lease && !counted) counted = this.#countLease();
+          const stall = this.#receiveStall(pos, base, seq, lease);
+          if (stall === RETRY) {
+            announced = true; // the skip announced itself (its record is released now)
+            fresh = false;
+            continue;
+          }
+          if (stall === CLAIMED) {
+            this.#head = (pos + 1) | 0;
+            return 1;
+          }
         }
-        if (stall === CLAIMED) this.#head = (pos + 1) | 0;
-        return stall === CLAIMED ? 1 : 0;
+        if (announced || counted) this.#emptyHanded(announced, counted);
+        return 0;
       } else {
         // dif > 0: another consumer took pos. If head has not moved, the slot is ahead of it:
         // corrupted memory. Report empty, never spin here.
         const head = Atomics.load(i32, W.head);
-        if (head === pos) return 0;
+        if (head === pos) {
+          if (announced || counted) this.#emptyHanded(announced, counted);
+          return 0;
+        }
         pos = this.#head = head;
         fresh = true;
       }
@@ -214,15 +292,13 @@ export class Ring {
   }
 
   /**
-   * Hands the slot at (pos, base) back to producers. False when a producer reclaimed it while
-   * we read (we were taken for dead): the bytes read may be torn and must be discarded. Call
-   * afterReceive once the batch is released.
+   * Hands the slot at (pos, base) back to producers. False only if it was taken from us (the
+   * dead lose slots, not the slow; or corrupted memory): the bytes read may be torn and must
+   * be discarded. Call afterReceive once the batch is released.
    */
   release(pos: number, base: number): boolean {
-    const i32 = this.i32;
-    i32[base + SLOT_OWNER] = 0;
     // The release: pairs with the next lap's producer's acquire load of seq in claimSend.
-    return Atomics.compareExchange(i32, base + SLOT_SEQ, (pos + 1) | 0, (pos + this.capacity) | 0) === ((pos + 1) | 0);
+    return Atomics.compareExchange(this.i32, base + SLOT_SEQ, (pos + 1) | 0, (pos + this.capacity) | 0) === ((pos + 1) | 0);
   }
 
   /** Wakes up to `count` sleeping senders (one per released slot), if any sleeps. */
@@ -256,7 +332,7 @@ export class Ring {
     } else {
       const head = Atomics.load(i32, W.head);
       const committed = Atomics.load(i32, this.slotOf(head) + SLOT_SEQ) === ((head + 1) | 0);
-      if (committed && Atomics.load(i32, W.receiversSleeping) !== 0) this.wakeReceivers(1);
+      if ((committed || this.leasing) && Atomics.load(i32, W.receiversSleeping) !== 0) this.wakeReceivers(1);
     }
   }
 
@@ -266,22 +342,262 @@ export class Ring {
     else this.#recvMisses = STALL_CHECK_EVERY;
   }
 
-  /** Remaining ms before a stall this side watches could be reclaimed (Infinity: none seen). */
+  /**
+   * Remaining ms before a stall this side watches could be reclaimed, or before a lease
+   * consumer should scan again for leases to take over (Infinity: nothing to look at).
+   */
   stallDeadline(sending: boolean): number {
     const since = sending ? this.#sendStallSince : this.#recvStallSince;
-    return since < 0 ? Infinity : Math.max(1, since + this.stallTimeout - Date.now());
+    let deadline = since < 0 ? Infinity : since + this.stallTimeout;
+    if (!sending && this.leasing && Atomics.load(this.i32, W.leases) > 0) deadline = Math.min(deadline, this.#nextLeaseScan);
+    return deadline === Infinity ? Infinity : Math.max(1, deadline - Date.now());
+  }
+
+  /**
+   * Gives our row back (idempotent); the caller closes its lifeline afterwards. Call only with
+   * no claim or lease take in progress. (A Ring never closed keeps its row until its lifeline
+   * closes or its thread dies: the row then looks dead and is reused.)
+   */
+  close(): void {
+    const row = this.#row;
+    if (row < 0) return;
+    this.#row = -1;
+    const i32 = this.i32;
+    i32[row + ROW_SEND_COUNT] = 0;
+    i32[row + ROW_RECV_COUNT] = 0;
+    i32[row + ROW_RECV_LEASE] = 0;
+    // Publishes the cleared intents with the row: a later owner starts from nothing.
+    Atomics.store(i32, row + ROW_TOKEN, 0);
+  }
+
+  // --- leases (at-least-once) ------------------------------------------------------------------
+
+  /**
+   * After claimReceive(1, true) returned 1: makes the claimed record at (pos, base) a lease of
+   * this thread for `leaseTime` ms (0: until it dies). False if the slot was not as claimed
+   * (corrupted memory): the caller drops the claim.
+   */
+  takeLease(pos: number, base: number, leaseTime: number): boolean {
+    // Read by rescuers only once the CAS below has published it.
+    this.i32[base + SLOT_LEASE_TIME] = leaseTime;
+    return this.#cas64(base, (pos + 1) | 0, 0, (pos + 1) | 0, this.#me);
+  }
+
+  /** Whether this thread still holds the lease at (pos, base): checked after copying it out. */
+  holds(pos: number, base: number): boolean {
+    const i32 = this.i32;
+    return Atomics.load(i32, base + SLOT_SEQ) === ((pos + 1) | 0) && Atomics.load(i32, base + SLOT_HOLDER) === this.#me;
+  }
+
+  /** Acknowledges the lease at (pos, base): frees the slot. False if it was taken from us. */
+  ackLease(pos: number, base: number): boolean {
+    // The release of a leased slot, in one CAS with the holder check (pairs with the next
+    // lap's producer's acquire load of seq, as release does).
+    if (!this.#cas64(base, (pos + 1) | 0, this.#me, (pos + this.capacity) | 0, 0)) return false;
+    Atomics.sub(this.i32, W.leases, 1);
+    this.afterReceive(1);
+    return true;
+  }
+
+  /** Gives the lease at (pos, base) back for redelivery. False if it was taken from us. */
+  giveBack(pos: number, base: number): boolean {
+    if (!this.#cas64(base, (pos + 1) | 0, this.#me, (pos + 1) | 0, DEAD_TOKEN)) return false;
+    this.#leaseGivenBack();
+    return true;
+  }
+
+  /** Whether a lease consumer should scan for leases to take over now (see rescueLease). */
+  leaseScanDue(): boolean {
+    const i32 = this.i32;
+    if (Atomics.load(i32, W.leases) <= 0) return false;
+    return Atomics.load(i32, W.leaseEvents) !== this.#leaseEventsSeen || Date.now() >= this.#nextLeaseScan;
+  }
+
+  /**
+   * Scans the records behind the head for a lease to take over: given back, held by a dead
+   * thread, held by the same live thread for at least its lease time (seen across scans), or a
+   * dead lease taker's record still in its claim window. On success this.pos / this.base name
+   * it, it is leased to this thread for `leaseTime` ms, and true is returned.
+   */
+  rescueLease(leaseTime: number): boolean {
+    const i32 = this.i32;
+    const now = Date.now();
+    this.#leaseEventsSeen = Atomics.load(i32, W.leaseEvents);
+    this.#nextLeaseScan = now + this.stallTimeout;
+    const head = Atomics.load(i32, W.head);
+    const tail = Atomics.load(i32, W.tail);
+    // Records that may still be in their slots: [tail - capacity, head); at most capacity.
+    const span = Math.min(this.capacity, Math.max(0, (head - tail + this.capacity) | 0));
+    const alive = new Map<number, boolean>();
+    const isAlive = (token: number): boolean => {
+      let live = alive.get(token);
+      if (live === undefined) alive.set(token, (live = token !== DEAD_TOKEN && this.#lifeline.isAlive(token)));
+      return live;
+    };
+    for (let k = 0, p = (head - span) | 0; k < span; k++, p = (p + 1) | 0) {
+      const base = this.slotOf(p);
+      const seq = Atomics.load(i32, base + SLOT_SEQ);
+      if (seq !== ((p + 1) | 0)) continue; // released, or not a record of this lap
+      const holder = Atomics.load(i32, base + SLOT_HOLDER);
+      const slot = p & this.#mask;
+      if (holder === 0) {
+        // A receive in its claim window: ours to take only if every claimant is dead and one
+        // of them was taking a lease (a plain receive's record is the at-most-once loss).
+        if (this.#coverage(true, p) === DEAD_LEASE && this.#rescue(p, base, 0, leaseTime)) return true;
+        continue;
+      }
+      if (holder === this.#me) continue; // this thread's own (another handle's) lease
+      if (isAlive(holder)) {
+        const limit = Atomics.load(i32, base + SLOT_LEASE_TIME);
+        if (limit <= 0) continue;
+        const seen = this.#watched.get(slot);
+        if (seen === undefined || seen[0] !== seq || seen[1] !== holder) {
+          this.#watched.set(slot, [seq, holder, now]);
+          continue;
+        }
+        // Held by the same live thread since we first saw it, for at least its lease time.
+        if (now - seen[2] < limit) continue;
+      }
+      if (this.#rescue(p, base, holder, leaseTime)) return true;
+    }
+    return false;
+  }
+
+  // --- the claims table -----------------------------------------------------------------------
+
+  /** Takes a free row, or the row of a dead handle; IPC_ERR_LIMIT when all are live. */
+  #takeRow(what: string): number {
+    const i32 = this.i32;
+    for (let pass = 0; pass < 2; pass++) {
+      for (let r = 0; r < this.#handles; r++) {
+        const row = ROWS_INT + r * ROW_INTS;
+        const token = Atomics.load(i32, row + ROW_TOKEN);
+        if (pass === 0 ? token !== 0 : token === 0 || this.#lifeline.isAlive(token) || !this.#settleDeadRow(row)) continue;
+        if (Atomics.compareExchange(i32, row + ROW_TOKEN, token, this.#me) !== token) continue;
+        // Ours (a dead owner's intents, if any, now look alive: they only delay a recovery
+        // until these stores land).
+        i32[row + ROW_SEND_COUNT] = 0;
+        i32[row + ROW_RECV_COUNT] = 0;
+        i32[row + ROW_RECV_LEASE] = 0;
+        return row;
+      }
+    }
+    throw new IpcError('IPC_ERR_LIMIT', `${what}: all ${this.#handles} handles are in use (maxHandles, set at create)`);
+  }
+
+  /**
+   * A dead row may be reused once nothing depends on its intents. Only a lease take caught in
+   * its claim window does: its record is given back first, so that the lease flag is not lost
+   * with the row. False while a live handle also covers that position (it may hold it).
+   */
+  #settleDeadRow(row: number): boolean {
+    const i32 = this.i32;
+    if (Atomics.load(i32, row + ROW_RECV_LEASE) !== 1) return true;
+    const count = Atomics.load(i32, row + ROW_RECV_COUNT);
+    const first = Atomics.load(i32, row + ROW_RECV_POS);
+    const head = Atomics.load(i32, W.head);
+    for (let k = 0; k < count && k < this.capacity; k++) {
+      const p = (first + k) | 0;
+      if (((head - p) | 0) <= 0) continue; // never claimed by anyone: nothing held
+      const base = this.slotOf(p);
+      if (Atomics.load(i32, base + SLOT_SEQ) !== ((p + 1) | 0) || Atomics.load(i32, base + SLOT_HOLDER) !== 0) continue;
+      if (this.#coverage(true, p, row) === LIVE_CLAIM) return false;
+      if (this.#cas64(base, (p + 1) | 0, 0, (p + 1) | 0, DEAD_TOKEN)) this.#leaseGivenBack();
+    }
+    return true;
+  }
+
+  /**
+   * Who covers position p with a send (recv = false) or receive intent: LIVE_CLAIM as soon as
+   * one covering row's thread lives (the kernel's answer), else DEAD_LEASE if a dead one was a
+   * lease take, DEAD_CLAIM if only dead plain claims, UNCOVERED if none (a dead claimant whose
+   * row was reused since). Skips the row `except`.
+   */
+  #coverage(recv: boolean, p: number, except = -1): number {
+    const i32 = this.i32;
+    let result = UNCOVERED;
+    for (let r = 0; r < this.#handles; r++) {
+      const row = ROWS_INT + r * ROW_INTS;
+      if (row === except) continue;
+      const token = Atomics.load(i32, row + ROW_TOKEN);
+      if (token === 0) continue;
+      const count = Atomics.load(i32, row + (recv ? ROW_RECV_COUNT : ROW_SEND_COUNT));
+      if (count <= 0) continue;
+      const offset = (p - Atomics.load(i32, row + (recv ? ROW_RECV_POS : ROW_SEND_POS))) | 0;
+      if (offset < 0 || offset >= count) continue;
+      if (this.#lifeline.isAlive(token)) return LIVE_CLAIM;
+      if (recv && Atomics.load(i32, row + ROW_RECV_LEASE) === 1) result = DEAD_LEASE;
+      else if (result === UNCOVERED) result = DEAD_CLAIM;
+    }
+    return result;
+  }
+
+  #announceReceive(pos: number, n: number, lease: boolean): void {
+    const i32 = this.i32;
+    const row = this.#row;
+    if (n !== this.#recvCount) i32[row + ROW_RECV_COUNT] = this.#recvCount = n;
+    if (lease !== this.#recvLease) i32[row + ROW_RECV_LEASE] = (this.#recvLease = lease) ? 1 : 0;
+    i32[row + ROW_RECV_POS] = pos;
+  }
+
+  /** A claim CAS lost and we give up: clear the intent so it covers nothing we do not hold. */
+  #withdraw(sending: boolean): void {
+    if (sending) this.i32[this.#row + ROW_SEND_COUNT] = this.#sendCount = 0;
+    else this.i32[this.#row + ROW_RECV_COUNT] = this.#recvCount = 0;
+  }
+
+  /** A receive claim gives up: withdraw its intent, and uncount its lease take. */
+  #emptyHanded(announced: boolean, counted: boolean): void {
+    if (announced) this.#withdraw(false);
+    if (counted) Atomics.sub(this.i32, W.leases, 1);
+  }
+
+  #countLease(): boolean {
+    // Before the claim, so that a lease taker that dies in its claim window is looked for.
+    Atomics.add(this.i32, W.leases, 1);
+    return true;
+  }
+
+  // --- lease helpers (slow paths) --------------------------------------------------------------
+
+  /** CAS of the 64-bit word (seq, holder) of the slot at int32 index `base`. */
+  #cas64(base: number, seq: number, holder: number, newSeq: number, newHolder: number): boolean {
+    const expected = pair(seq, holder);
+    return Atomics.compareExchange(this.i64, base >> 1, expected, pair(newSeq, newHolder)) === expected;
+  }
+
+  #rescue(p: number, base: number, holder: number, leaseTime: number): boolean {
+    // One CAS takes the lease and records us as its holder: a rescuer that dies leaves a lease
+    // with a dead holder, rescued again. Several rescuers: one CAS wins.
+    if (!this.#cas64(base, (p + 1) | 0, holder, (p + 1) | 0, this.#me)) return false;
+    // Rescuers that read the previous holder's lease time in between see it for a moment.
+    Atomics.store(this.i32, base + SLOT_LEASE_TIME, leaseTime);
+    Atomics.add(this.i32, W.redelivered, 1);
+    this.#watched.delete(p & this.#mask);
+    this.pos = p;
+    this.base = base;
+    return true;
+  }
+
+  #leaseGivenBack(): void {
+    const i32 = this.i32;
+    Atomics.add(i32, W.leaseEvents, 1);
+    if (Atomics.load(i32, W.receiversSleeping) !== 0) this.wakeReceivers(1);
   }
 
   // --- crash recovery (slow path only) ---------------------------------------------------------
 
-  /** True when it reclaimed a dead consumer's slot (the caller retries the claim). */
+  /** True when it freed a dead consumer's slot (the caller retries the claim). */
   #sendStall(pos: number, base: number, seq: number): boolean {
     const i32 = this.i32;
     const previous = (pos - this.capacity) | 0;
     const head = Atomics.load(i32, W.head);
     // A stall is a previous-lap record that a consumer claimed (head moved past it) but never
-    // released. Anything else is a plain full queue, or a slot in transition.
-    if (seq !== ((previous + 1) | 0) || ((head - previous) | 0) <= 0) {
+    // released: committed (seq previous + 1) and not leased, or still uncommitted (seq
+    // previous: a consumer died skipping a dead producer's record). Anything else is a plain
+    // full queue, a lease, or a slot in transition.
+    const committed = seq === ((previous + 1) | 0);
+    if ((!committed && seq !== previous) || ((head - previous) | 0) <= 0 || (committed && Atomics.load(i32, base + SLOT_HOLDER) !== 0)) {
       this.#sendStallSince = -1;
       return false;
     }
@@ -292,21 +608,31 @@ export class Ring {
       return false;
     }
     if (now - this.#sendStallSince < this.stallTimeout) return false;
-    if (!this.#ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
-      // A living consumer is slow; look again after another stallTimeout.
+    // Look: only claimants the kernel reports dead lose a slot; a live one (however slow, or
+    // stopped) is waited for. Look again after another stallTimeout.
+    const taker = this.#coverage(true, previous);
+    if (taker === LIVE_CLAIM || (!committed && this.#coverage(false, previous) === LIVE_CLAIM)) {
       this.#sendStallSince = now;
       return false;
     }
-    Atomics.store(i32, base + SLOT_OWNER, 0);
-    // Frees the slot for this lap, exactly as the dead consumer's release would have.
-    if (Atomics.compareExchange(i32, base + SLOT_SEQ, seq, pos) === seq) {
-      Atomics.add(i32, W.reclaimedSlots, 1);
-    }
     this.#sendStallSince = -1;
+    if (!committed) {
+      // Finish the dead consumer's skip, exactly as its CAS would have.
+      if (Atomics.compareExchange(i32, base + SLOT_SEQ, previous, pos) === previous) Atomics.add(i32, W.skippedRecords, 1);
+      return true;
+    }
+    if (taker === DEAD_LEASE) {
+      // A lease taker died in its claim window: give the record back, for a lease consumer
+      // to take over. The slot stays taken until that lease is acknowledged.
+      if (this.#cas64(base, seq, 0, seq, DEAD_TOKEN)) this.#leaseGivenBack();
+      return false;
+    }
+    // Frees the slot for this lap, exactly as the dead consumer's release would have.
+    if (this.#cas64(base, seq, 0, pos, 0)) Atomics.add(i32, W.reclaimedSlots, 1);
     return true;
   }
 
-  #receiveStall(pos: number, base: number, seq: number): number {
+  #receiveStall(pos: number, base: number, seq: number, lease: boolean): number {
     const i32 = this.i32;
     const tail = Atomics.load(i32, W.tail);
     // A stall is a record a producer claimed (tail moved past it) and never committed.
@@ -321,12 +647,15 @@ export class Ring {
       return EMPTY;
     }
     if (now - this.#recvStallSince < this.stallTimeout) return EMPTY;
-    if (!this.#ownerDead(Atomics.load(i32, base + SLOT_OWNER))) {
+    if (this.#coverage(false, pos) === LIVE_CLAIM) {
       this.#recvStallSince = now;
       return EMPTY;
     }
     this.#recvStallSince = -1;
-    // Take the position as a consumer would, then free the slot without reading it.
+    // Every claimant is dead. The skip takes the head as a receive would, so it announces
+    // itself first: if we then died, or the record turned out committed, a producer must not
+    // take the slot from under us.
+    this.#announceReceive(pos, 1, lease);
     if (Atomics.compareExchange(i32, W.head, pos, (pos + 1) | 0) !== pos) return RETRY;
     if (Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + this.capacity) | 0) === pos) {
       Atomics.add(i32, W.skippedRecords, 1);
@@ -334,26 +663,62 @@ export class Ring {
       return RETRY;
     }
     // The producer committed after all: we own a committed record at pos.
-    i32[base + SLOT_OWNER] = this.#me;
     this.pos = pos;
     this.base = base;
     return CLAIMED;
   }
-
-  /**
-   * Whether the thread whose lifeline token is `owner` is gone. The kernel answers (a byte-range
-   * lock it releases when the thread or its process dies): no pid, so no pid reuse and no pid
-   * namespace can fool it, and worker threads count on their own. 0 means the owner died (or
-   * stopped) in the few instructions between its claim and recording its token.
-   */
-  #ownerDead(owner: number): boolean {
-    return owner === 0 || !this.#lifeline.isAlive(owner);
-  }
 }
 
 const STALL_CHECK_EVERY = 255;
-const SLOTS_INT = SLOTS_OFFSET >> 2;
+const ROWS_INT = ROWS_OFFSET >> 2;
+const ROW_INTS = ROW_BYTES >> 2;
 const EMPTY = 0;
 const RETRY = 1;
 const CLAIMED = 2;
+// #coverage results.
+const UNCOVERED = 0;
+const DEAD_CLAIM = 1;
+const DEAD_LEASE = 2;
+const LIVE_CLAIM = 3;
 
+/** The 64-bit little-endian word whose low half is `seq` and high half `holder`. */
+function pair(seq: number, holder: number): bigint {
+  return BigInt.asIntN(64, (BigInt(holder >>> 0) << 32n) | BigInt(seq >>> 0));
+}
+
+/**
+ * Test hook, off unless INTERPROCESS_TEST_QUEUE_PAUSE=1 is in the environment when this module
+ * loads (read once): Queue handles then call globalThis[Symbol.for('interprocess.queue.pause')]
+ * with the name of the point they reached, right after a claim CAS won ('send-claimed',
+ * 'receive-claimed') and right before a commit or release CAS ('send-commit',
+ * 'receive-release'), so that tests can stop (SIGSTOP) or kill a process exactly there. It is a
+ * subclass, so ordinary handles run the plain Ring with nothing added to the hot path.
+ */
+export const QueueRing: typeof Ring =
+  process.env.INTERPROCESS_TEST_QUEUE_PAUSE === '1'
+    ? class PausingRing extends Ring {
+        override claimSend(max: number): number {
+          const n = super.claimSend(max);
+          if (n !== 0) pauseAt('send-claimed');
+          return n;
+        }
+        override commitSend(pos: number, base: number, length: number): boolean {
+          pauseAt('send-commit');
+          return super.commitSend(pos, base, length);
+        }
+        override claimReceive(max: number, lease = false): number {
+          const n = super.claimReceive(max, lease);
+          if (n !== 0) pauseAt(lease ? 'lease-claimed' : 'receive-claimed');
+          return n;
+        }
+        override release(pos: number, base: number): boolean {
+          pauseAt('receive-release');
+          return super.release(pos, base);
+        }
+      }
+    : Ring;
+
+function pauseAt(point: string): void {
+  const hook = (globalThis as Record<symbol, unknown>)[Symbol.for('interprocess.queue.pause')];
+  if (typeof hook === 'function') hook(point);
+}

@@ -1,6 +1,6 @@
 // Compile-time checks: tsc must accept every line without a directive and reject every line
 // after `@ts-expect-error` (an unused directive is itself an error). Run by test/types.test.mjs.
-import { Queue } from 'interprocess';
+import { Queue, type Lease } from 'interprocess';
 
 interface Job {
   id: number;
@@ -34,4 +34,13 @@ const upper = Queue.open('t-types-codec', {
 });
 const text: string | undefined = upper.tryReceive();
 
-void [got, job, text];
+// A lease carries the queue's message type.
+const leased: Lease<Job> | undefined = jobs.tryLease({ leaseTime: 1000 });
+const leasedId: number | undefined = leased?.value.id;
+const rawLease: Uint8Array | undefined = raw.tryLease()?.value;
+// @ts-expect-error a Job lease's value is a Job
+const wrong: string | undefined = leased?.value;
+// @ts-expect-error leaseTime is a number of ms
+jobs.tryLease({ leaseTime: '1s' });
+
+void [got, job, text, leasedId, rawLease, wrong];
