@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
-const { RECORD_HEADER_BYTES, RecordKind, Read, RecordReader, writeRecord } = require('../dist/cjs/channel/shm/record.js');
+const { RECORD_HEADER_BYTES, RecordKind, Read, RecordReader, Packer, writeRecord } = require('../dist/cjs/channel/shm/record.js');
 
 /** The records of one frame as separate byte arrays, `chunkBytes` of payload each. */
 function encode(type, id, payload, chunkBytes) {
@@ -15,7 +15,7 @@ function encode(type, id, payload, chunkBytes) {
   do {
     const chunk = Math.min(payload.byteLength - offset, chunkBytes);
     const record = new Uint8Array(RECORD_HEADER_BYTES + chunk);
-    writeRecord(record, 0, type, id, payload, offset, chunk);
+    writeRecord(record, 0, offset === 0 ? type : RecordKind.Continuation, id, payload.byteLength, payload, offset, chunk);
     records.push(record);
     offset += chunk;
   } while (offset < payload.byteLength);
@@ -35,7 +35,7 @@ const fill = (size, seed) => Uint8Array.from({ length: size }, (_, i) => (seed +
 test('record layout: kind, id and total length at their offsets, the chunk after the header', () => {
   const payload = fill(10, 1);
   const u8 = new Uint8Array(64).fill(0xee);
-  writeRecord(u8, 8, 2, 0x01020304, payload, 0, 10);
+  writeRecord(u8, 8, 2, 0x01020304, 10, payload, 0, 10);
   const at = Buffer.from(u8.buffer, 8);
   assert.equal(at[0], 2);
   assert.deepEqual([at[1], at[2], at[3]], [0, 0, 0]);
@@ -45,7 +45,7 @@ test('record layout: kind, id and total length at their offsets, the chunk after
   assert.equal(u8[7], 0xee, 'nothing written before the record');
   assert.equal(at[22], 0xee, 'nothing written after the chunk');
   // A later chunk of the same frame is a continuation that still names the whole length.
-  writeRecord(u8, 0, 2, 7, fill(100, 2), 40, 30);
+  writeRecord(u8, 0, RecordKind.Continuation, 7, 100, fill(100, 2), 40, 30);
   assert.equal(u8[0], RecordKind.Continuation);
   assert.equal(Buffer.from(u8.buffer).readUInt32LE(8), 100);
   assert.deepEqual(u8.subarray(12, 42), fill(100, 2).subarray(40, 70));
@@ -81,7 +81,7 @@ test('frames of every size round-trip through records of every chunk size, in or
 
 test('a record read from inside a larger buffer; the payload is a private copy', () => {
   const slot = new Uint8Array(256);
-  writeRecord(slot, 100, 1, 0, fill(20, 3), 0, 20);
+  writeRecord(slot, 100, 1, 0, 20, fill(20, 3), 0, 20);
   const reader = new RecordReader(1000);
   assert.equal(reader.read(slot, 100, RECORD_HEADER_BYTES + 20), Read.Frame);
   const payload = reader.take();
@@ -160,4 +160,122 @@ test('record fuzz: random and mutated records give only Partial, Frame, End or B
   }
   console.log(`# record fuzz: ${runs} runs, partial ${outcomes[0]}, frames ${outcomes[1]}, ends ${outcomes[2]}, bad ${outcomes[3]}`);
   assert.ok(outcomes[Read.Frame] > 0 && outcomes[Read.Bad] > 0);
+});
+
+/** A pack record carrying `frames` ([type, id, payload]), as the link seals it. */
+function packRecord(frames, capacity = 8192) {
+  const packer = new Packer(capacity);
+  for (const [type, id, p] of frames) {
+    assert.equal(packer.fits(p.byteLength), true);
+    packer.add(type, id, p);
+  }
+  const body = packer.view();
+  const r = new Uint8Array(RECORD_HEADER_BYTES + body.byteLength);
+  writeRecord(r, 0, RecordKind.Pack, 0, body.byteLength, body, 0, body.byteLength);
+  return r;
+}
+
+test('packs: several whole frames in one record, delivered in order by read() then next(), as views of one private copy', () => {
+  const frames = [[1, 0, fill(64, 1)], [2, 7, fill(0, 0)], [3, 0xfffffffe, fill(300, 2)], [4, 9, fill(1, 3)], [1, 0, fill(5, 4)]];
+  const r = packRecord(frames);
+  const reader = new RecordReader(1000);
+  const got = [];
+  let read = reader.read(r, 0, r.byteLength);
+  r.fill(0); // the slot is reused at once: the frames were copied out
+  while (read === Read.Frame) {
+    got.push([reader.type, reader.id, new Uint8Array(reader.take())]);
+    read = reader.pending ? reader.next() : Read.Partial;
+  }
+  assert.deepEqual(got, frames.map(([t, id, p]) => [t, id, p]));
+  assert.equal(reader.pending, false);
+  assert.equal(reader.inFrame, false);
+  // A frame split over records may follow a pack, and a pack a split frame.
+  const split = encode(1, 0, fill(50, 5), 20);
+  for (const s of split.slice(0, -1)) assert.equal(reader.read(s, 0, s.byteLength), Read.Partial);
+  assert.equal(reader.read(split.at(-1), 0, split.at(-1).byteLength), Read.Frame);
+  assert.deepEqual(new Uint8Array(reader.take()), fill(50, 5));
+  assert.equal(reader.read(r, 0, r.byteLength), Read.Bad, 'the zeroed record is no pack any more');
+});
+
+test('Packer: fits() counts the entry header; take() hands the body over and starts afresh', () => {
+  const packer = new Packer(40);
+  assert.equal(packer.fits(28), true);
+  assert.equal(packer.fits(29), false);
+  packer.add(1, 0, fill(10, 1));
+  assert.equal(packer.used, 22);
+  assert.equal(packer.count, 1);
+  assert.equal(packer.fits(6), true);
+  assert.equal(packer.fits(7), false);
+  const body = packer.take();
+  assert.equal(body.byteLength, 22);
+  assert.equal(packer.count, 0);
+  packer.add(2, 3, fill(4, 9));
+  assert.equal(body[0], 1, 'a body taken is not written again');
+  assert.deepEqual(body.subarray(12), fill(10, 1));
+});
+
+test('malformed packs are Read.Bad before any of their frames is delivered', () => {
+  const entry = (type, id, length, bytes = length) => {
+    const e = Buffer.alloc(RECORD_HEADER_BYTES + bytes);
+    e[0] = type;
+    e.writeUInt32LE(id, 4);
+    e.writeUInt32LE(length, 8);
+    return e;
+  };
+  const pack = (body, total = body.byteLength) => {
+    const r = Buffer.alloc(RECORD_HEADER_BYTES + body.byteLength);
+    r[0] = RecordKind.Pack;
+    r.writeUInt32LE(total, 8);
+    r.set(body, RECORD_HEADER_BYTES);
+    return r;
+  };
+  const good = entry(1, 0, 10);
+  const cases = [
+    ['empty pack', [pack(Buffer.alloc(0))], /length is not its body/],
+    ['length other than its body', [pack(good, 21)], /length is not its body/],
+    ['a trailing partial header', [pack(Buffer.concat([good, Buffer.alloc(5)]))], /shorter than its header/],
+    ['an entry of kind End', [pack(Buffer.concat([good, entry(RecordKind.End, 0, 0)]))], /pack entry of unknown kind 16/],
+    ['an entry that is a pack', [pack(entry(RecordKind.Pack, 0, 0))], /pack entry of unknown kind 18/],
+    ['an entry over maxMessageSize', [pack(Buffer.concat([good, entry(1, 0, 1001, 0)]))], /1001-byte frame, over maxMessageSize/],
+    ['an entry longer than the pack', [pack(Buffer.concat([good, entry(2, 1, 30, 29)]))], /longer than its pack/],
+    ['a pack inside a split frame', [record(1, 0, 200, 50), pack(good)], /before the previous one was complete/],
+  ];
+  for (const [what, records, reason] of cases) {
+    const reader = new RecordReader(1000);
+    let read;
+    for (const r of records) read = reader.read(r, 0, r.byteLength);
+    assert.equal(read, Read.Bad, what);
+    assert.match(reader.error, reason, what);
+    assert.equal(reader.pending, false, what);
+  }
+});
+
+test('pack fuzz: random and mutated packs give whole frames within the limit, or Bad', () => {
+  let seed = 4242;
+  const rand = (n) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
+    return (seed >>> 8) % n;
+  };
+  const runs = process.env.INTERPROCESS_STRESS ? 100_000 : 5000;
+  let frames = 0;
+  let bad = 0;
+  for (let run = 0; run < runs; run++) {
+    const entries = Array.from({ length: 1 + rand(6) }, (_, k) => [1 + rand(4), rand(3), fill(rand(40), k)]);
+    const r = packRecord(entries, 512);
+    for (let f = 0, flips = rand(4); f < flips; f++) r[rand(r.length)] = rand(256);
+    const reader = new RecordReader(64);
+    let read = reader.read(r, 0, rand(8) === 0 ? rand(r.length + 1) : r.length);
+    let n = 0;
+    while (read === Read.Frame) {
+      assert.ok(reader.take().byteLength <= 64);
+      assert.ok(reader.type >= 1 && reader.type <= 4);
+      n++;
+      read = reader.pending ? reader.next() : Read.Partial;
+    }
+    assert.ok(read === Read.Partial || read === Read.Bad || read === Read.End, `outcome ${read}`);
+    if (read === Read.Bad) bad++;
+    frames += n;
+  }
+  console.log(`# pack fuzz: ${runs} runs, ${frames} frames, ${bad} bad`);
+  assert.ok(frames > 0 && bad > 0);
 });
