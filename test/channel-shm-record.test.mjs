@@ -37,18 +37,20 @@ test('record layout: kind, id and total length at their offsets, the chunk after
   const u8 = new Uint8Array(64).fill(0xee);
   writeRecord(u8, 8, 2, 0x01020304, 10, payload, 0, 10);
   const at = Buffer.from(u8.buffer, 8);
+  assert.equal(RECORD_HEADER_BYTES, 16, 'the chunk starts 8-byte aligned in an aligned slot');
   assert.equal(at[0], 2);
   assert.deepEqual([at[1], at[2], at[3]], [0, 0, 0]);
   assert.equal(at.readUInt32LE(4), 0x01020304);
   assert.equal(at.readUInt32LE(8), 10);
-  assert.deepEqual(at.subarray(12, 22), Buffer.from(payload));
+  assert.equal(at.readUInt32LE(12), 0);
+  assert.deepEqual(at.subarray(16, 26), Buffer.from(payload));
   assert.equal(u8[7], 0xee, 'nothing written before the record');
-  assert.equal(at[22], 0xee, 'nothing written after the chunk');
+  assert.equal(at[26], 0xee, 'nothing written after the chunk');
   // A later chunk of the same frame is a continuation that still names the whole length.
   writeRecord(u8, 0, RecordKind.Continuation, 7, 100, fill(100, 2), 40, 30);
   assert.equal(u8[0], RecordKind.Continuation);
   assert.equal(Buffer.from(u8.buffer).readUInt32LE(8), 100);
-  assert.deepEqual(u8.subarray(12, 42), fill(100, 2).subarray(40, 70));
+  assert.deepEqual(u8.subarray(16, 46), fill(100, 2).subarray(40, 70));
 });
 
 test('frames of every size round-trip through records of every chunk size, in order', () => {
@@ -197,25 +199,38 @@ test('packs: several whole frames in one record, delivered in order by read() th
   assert.equal(reader.read(r, 0, r.byteLength), Read.Bad, 'the zeroed record is no pack any more');
 });
 
-test('Packer: fits() counts the entry header; take() hands the body over and starts afresh', () => {
-  const packer = new Packer(40);
-  assert.equal(packer.fits(28), true);
-  assert.equal(packer.fits(29), false);
+test('Packer: entries are a 16-byte header and the payload padded to 8 bytes; take() hands the body over', () => {
+  const packer = new Packer(56);
+  assert.equal(packer.fits(40), true);
+  assert.equal(packer.fits(41), false, '16 + 48 > 56');
   packer.add(1, 0, fill(10, 1));
-  assert.equal(packer.used, 22);
+  assert.equal(packer.used, 32, '16 + 10, padded to 8');
   assert.equal(packer.count, 1);
-  assert.equal(packer.fits(6), true);
-  assert.equal(packer.fits(7), false);
+  assert.equal(packer.fits(8), true);
+  assert.equal(packer.fits(9), false);
   const body = packer.take();
-  assert.equal(body.byteLength, 22);
+  assert.equal(body.byteLength, 32);
+  assert.deepEqual(body.subarray(16, 26), fill(10, 1));
+  assert.deepEqual(body.subarray(26, 32), new Uint8Array(6), 'zero padding');
   assert.equal(packer.count, 0);
   packer.add(2, 3, fill(4, 9));
   assert.equal(body[0], 1, 'a body taken is not written again');
-  assert.deepEqual(body.subarray(12), fill(10, 1));
+  // Every payload of a pack starts 8-byte aligned in the receiver's copy.
+  const frames = [[1, 0, fill(3, 1)], [1, 0, fill(17, 2)], [2, 5, fill(0, 0)], [3, 6, fill(8, 3)]];
+  const r = packRecord(frames);
+  const reader = new RecordReader(100);
+  let read = reader.read(r, 0, r.byteLength);
+  for (const [, , p] of frames) {
+    assert.equal(read, Read.Frame);
+    const got = reader.take();
+    assert.deepEqual(new Uint8Array(got), p);
+    assert.equal(got.byteOffset % 8, 0, 'aligned payload');
+    read = reader.pending ? reader.next() : Read.Partial;
+  }
 });
 
 test('malformed packs are Read.Bad before any of their frames is delivered', () => {
-  const entry = (type, id, length, bytes = length) => {
+  const entry = (type, id, length, bytes = (length + 7) & ~7) => {
     const e = Buffer.alloc(RECORD_HEADER_BYTES + bytes);
     e[0] = type;
     e.writeUInt32LE(id, 4);
@@ -238,6 +253,8 @@ test('malformed packs are Read.Bad before any of their frames is delivered', () 
     ['an entry that is a pack', [pack(entry(RecordKind.Pack, 0, 0))], /pack entry of unknown kind 18/],
     ['an entry over maxMessageSize', [pack(Buffer.concat([good, entry(1, 0, 1001, 0)]))], /1001-byte frame, over maxMessageSize/],
     ['an entry longer than the pack', [pack(Buffer.concat([good, entry(2, 1, 30, 29)]))], /longer than its pack/],
+    ['padding past the pack', [pack(Buffer.concat([good, entry(2, 1, 30, 30)]))], /longer than its pack/],
+    ['a length near 2^32', [pack(Buffer.concat([good, entry(2, 1, 2 ** 32 - 3, 0)]))], /over maxMessageSize|longer than its pack/],
     ['a pack inside a split frame', [record(1, 0, 200, 50), pack(good)], /before the previous one was complete/],
   ];
   for (const [what, records, reason] of cases) {
@@ -278,4 +295,68 @@ test('pack fuzz: random and mutated packs give whole frames within the limit, or
   }
   console.log(`# pack fuzz: ${runs} runs, ${frames} frames, ${bad} bad`);
   assert.ok(frames > 0 && bad > 0);
+});
+
+test('pack copies share slabs without ever overwriting a frame handed out; a pack larger than a slab gets its own memory', () => {
+  const reader = new RecordReader(1 << 20);
+  const kept = [];
+  for (let n = 0; n < 40; n++) {
+    // Packs of every size up to 6 KiB: many per 64 KiB slab, and slabs running out mid-way.
+    const frames = Array.from({ length: 1 + (n % 6) }, (_, k) => [1, 0, fill((n * 131 + k * 17) % 1000, n + k)]);
+    const r = packRecord(frames);
+    let read = reader.read(r, 0, r.byteLength);
+    for (const [, , p] of frames) {
+      assert.equal(read, Read.Frame);
+      kept.push([reader.take(), p]);
+      read = reader.pending ? reader.next() : Read.Partial;
+    }
+  }
+  const big = [[2, 1, fill(70_000, 1)], [3, 2, fill(50_000, 2)]];
+  const r = packRecord(big, 200_000);
+  let read = reader.read(r, 0, r.byteLength);
+  for (const [, , p] of big) {
+    assert.equal(read, Read.Frame);
+    kept.push([reader.take(), p]);
+    read = reader.pending ? reader.next() : Read.Partial;
+  }
+  for (const [got, want] of kept) assert.deepEqual(new Uint8Array(got), want);
+  assert.ok(kept.every(([got]) => got.byteOffset % 8 === 0), 'every payload 8-byte aligned');
+});
+
+test('spare memory: after a large split frame the reader prepares one while idle; frames gathered there are whole and private', () => {
+  const chunk = 8192;
+  const reader = new RecordReader(1 << 22);
+  const frame = (size, seed) => {
+    const records = encode(1, 0, fill(size, seed), chunk);
+    let read;
+    for (const r of records) read = reader.read(r, 0, r.byteLength);
+    assert.equal(read, Read.Frame);
+    return reader.take();
+  };
+  assert.equal(reader.prepare(1 << 20), false, 'nothing wanted before a large frame');
+  frame(50_000, 1);
+  assert.equal(reader.prepare(1 << 20), false, 'a frame under 64 KiB wants no spare');
+  const first = frame(100_000, 2);
+  // Prepared a slice at a time: true while pages remain untouched.
+  assert.equal(reader.prepare(40_000), true);
+  assert.equal(reader.prepare(40_000), true);
+  assert.equal(reader.prepare(40_000), false);
+  const second = frame(100_000, 3);
+  const third = frame(100_000, 4); // no spare prepared for this one: fresh memory
+  assert.deepEqual(new Uint8Array(first), fill(100_000, 2));
+  assert.deepEqual(new Uint8Array(second), fill(100_000, 3));
+  assert.deepEqual(new Uint8Array(third), fill(100_000, 4));
+  assert.notEqual(second.buffer, third.buffer, 'a spare is used once');
+  // A frame of at least half the spare's size uses it; a partly prepared spare too.
+  reader.prepare(10_000);
+  const smaller = frame(60_000, 5);
+  assert.deepEqual(new Uint8Array(smaller), fill(60_000, 5));
+  assert.equal(smaller.byteLength, 60_000);
+  // Frames too small or too large for the spare get their own memory, whole.
+  reader.prepare(1 << 20);
+  assert.deepEqual(new Uint8Array(frame(20_000, 6)), fill(20_000, 6));
+  assert.deepEqual(new Uint8Array(frame(300_000, 7)), fill(300_000, 7));
+  // A spare no large frame asked for in a while is dropped, and nothing is prepared any more.
+  for (let k = 0; k < 11; k++) reader.age();
+  assert.equal(reader.prepare(1 << 20), false);
 });

@@ -400,7 +400,7 @@ test('shm: bad addresses and options', async () => {
 });
 
 /** A hand-made client (the handshake of src/channel/shm/connect.ts, done by hand) that can send any record. */
-function rawClient(addr, maxMessageSize = 112) {
+function rawClient(addr, maxMessageSize = RECORD_HEADER_BYTES + 100) {
   const { openObject } = require('../dist/cjs/shm/segment.js');
   const { Kind } = require('../dist/cjs/shm/header.js');
   const { openLifeline } = require('../dist/cjs/os/lifeline.js');
@@ -441,8 +441,10 @@ function rawClient(addr, maxMessageSize = 112) {
   };
 }
 
+const { RECORD_HEADER_BYTES } = require('../dist/cjs/channel/shm/record.js');
+
 function record(kind, id, total, chunk) {
-  const r = Buffer.alloc(12 + chunk);
+  const r = Buffer.alloc(RECORD_HEADER_BYTES + chunk);
   r[0] = kind;
   r.writeUInt32LE(id, 4);
   r.writeUInt32LE(total, 8);
@@ -493,7 +495,7 @@ test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connectio
     try {
       const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
       const parts = [record(1, 0, 250, 100), record(17, 0, 250, 100), record(17, 0, 250, 50)];
-      parts.forEach((r, k) => r.fill(k + 1, 12));
+      parts.forEach((r, k) => r.fill(k + 1, RECORD_HEADER_BYTES));
       for (const r of parts) assert.equal(client.up.trySend(r), true);
       const m = await watchdog(ch.receive(), WATCHDOG, 'split frame');
       assert.equal(m.byteLength, 250);

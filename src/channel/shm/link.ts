@@ -31,6 +31,8 @@ import { ENTRY_HEADER_BYTES, Packer, Read, RecordKind, RecordReader } from './re
 const SYNC_SPIN_MS = 0.003;
 /** Frames a receive pump delivers in one go before it lets the event loop run. */
 const BATCH = 256;
+/** Bytes of a spare buffer an idle receive pump prepares before it looks at its queue again. */
+const PREPARE_SLICE = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 /** #putRecords: the frame's last record is committed. */
 const DONE = -1;
@@ -402,6 +404,9 @@ export class ShmLink implements Link {
     if (delivered !== 0) return input.later();
     const t = now();
     if (t < input.spinDeadline(t, reader.inFrame)) return input.later();
+    // Nothing to do: prepare memory for the next large frame (see record.ts), a slice at a
+    // time, looking at the queue between slices.
+    if (!reader.inFrame && reader.prepare(PREPARE_SLICE)) return input.later();
     // The spin did not pay off (the peer is slow, idle, or shares our CPU and cannot run while
     // we spin): see spinBudget.
     input.sleep((signal) => input.take(reader, signal), this.#woken, this.#sleepFailed);
@@ -475,6 +480,7 @@ export class ShmLink implements Link {
   #check(): void {
     if (this.#ended || this.#peerGone !== undefined) return;
     const reader = this.#reader;
+    reader.age();
     if (reader.inFrame && this.#frameTimeout !== Infinity) {
       // A frame that has started must keep moving (frameTimeout), unless we stopped taking it.
       const t = now();

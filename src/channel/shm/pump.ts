@@ -99,7 +99,10 @@ export class Pump {
   constructor(queue: Queue<Uint8Array>, sending: boolean, fullSpinMs: number, run: () => void) {
     this.queue = queue;
     this.#ring = queueRing(queue);
-    this.chunkBytes = queue.maxMessageSize - RECORD_HEADER_BYTES;
+    // A multiple of 8, so that every chunk of a frame starts aligned (see record.ts), unless
+    // the slots are too small for that (a peer's odd geometry costs speed, nothing else).
+    const room = queue.maxMessageSize - RECORD_HEADER_BYTES;
+    this.chunkBytes = room >= 8 ? room & ~7 : room;
     this.#sending = sending;
     this.#signalEvery = Math.max(1, this.#ring.capacity >> 3);
     this.#fullSpinMs = fullSpinMs;
