@@ -32,6 +32,18 @@ function record(kind, id, total, chunk) {
 
 const fill = (size, seed) => Uint8Array.from({ length: size }, (_, i) => (seed + i * 7) & 0xff);
 
+/** Each case ([what, records, reason]) read in order by a fresh reader ends in Read.Bad for `reason`, with nothing left to deliver. */
+function expectBad(cases) {
+  for (const [what, records, reason] of cases) {
+    const reader = new RecordReader(1000);
+    let read;
+    for (const r of records) read = reader.read(r, 0, r.byteLength);
+    assert.equal(read, Read.Bad, what);
+    assert.match(reader.error, reason, what);
+    assert.equal(reader.pending, false, what);
+  }
+}
+
 test('record layout: kind, id and total length at their offsets, the chunk after the header', () => {
   const payload = fill(10, 1);
   const u8 = new Uint8Array(64).fill(0xee);
@@ -120,13 +132,7 @@ test('malformed records are Read.Bad with the reason, before anything is kept', 
     ['continuation of another length', [record(1, 0, 60, 50), record(RecordKind.Continuation, 0, 61, 10)], /does not fit its frame/],
     ['empty continuation', [record(1, 0, 60, 50), record(RecordKind.Continuation, 0, 60, 0)], /does not fit its frame/],
   ];
-  for (const [what, records, reason] of cases) {
-    const reader = new RecordReader(1000);
-    let read;
-    for (const r of records) read = reader.read(r, 0, r.byteLength);
-    assert.equal(read, Read.Bad, what);
-    assert.match(reader.error, reason, what);
-  }
+  expectBad(cases);
   const reader = new RecordReader(1000);
   assert.equal(reader.fail('torn'), Read.Bad);
   assert.equal(reader.error, 'torn');
@@ -257,14 +263,7 @@ test('malformed packs are Read.Bad before any of their frames is delivered', () 
     ['a length near 2^32', [pack(Buffer.concat([good, entry(2, 1, 2 ** 32 - 3, 0)]))], /over maxMessageSize|longer than its pack/],
     ['a pack inside a split frame', [record(1, 0, 200, 50), pack(good)], /before the previous one was complete/],
   ];
-  for (const [what, records, reason] of cases) {
-    const reader = new RecordReader(1000);
-    let read;
-    for (const r of records) read = reader.read(r, 0, r.byteLength);
-    assert.equal(read, Read.Bad, what);
-    assert.match(reader.error, reason, what);
-    assert.equal(reader.pending, false, what);
-  }
+  expectBad(cases);
 });
 
 test('pack fuzz: random and mutated packs give whole frames within the limit, or Bad', () => {
