@@ -296,7 +296,7 @@ test('pack fuzz: random and mutated packs give whole frames within the limit, or
   assert.ok(frames > 0 && bad > 0);
 });
 
-test('pack copies share slabs without ever overwriting a frame handed out; a pack larger than a slab gets its own memory', () => {
+test('pack copies share slabs without ever overwriting a frame handed out; a pack over 64 KiB is malformed', () => {
   const reader = new RecordReader(1 << 20);
   const kept = [];
   for (let n = 0; n < 40; n++) {
@@ -310,16 +310,19 @@ test('pack copies share slabs without ever overwriting a frame handed out; a pac
       read = reader.pending ? reader.next() : Read.Partial;
     }
   }
-  const big = [[2, 1, fill(70_000, 1)], [3, 2, fill(50_000, 2)]];
-  const r = packRecord(big, 200_000);
-  let read = reader.read(r, 0, r.byteLength);
-  for (const [, , p] of big) {
-    assert.equal(read, Read.Frame);
-    kept.push([reader.take(), p]);
-    read = reader.pending ? reader.next() : Read.Partial;
-  }
+  // The largest pack there is, then one byte more (a peer with huge slots must not make the
+  // receiver allocate more than that for a pack, whatever its maxMessageSize).
+  const whole = packRecord([[2, 1, fill(65536 - 32, 1)], [3, 2, fill(0, 2)]], 1 << 20);
+  let read = reader.read(whole, 0, whole.byteLength);
+  assert.equal(read, Read.Frame);
+  kept.push([reader.take(), fill(65536 - 32, 1)]);
+  assert.equal(reader.next(), Read.Frame);
+  assert.equal(reader.take().byteLength, 0);
   for (const [got, want] of kept) assert.deepEqual(new Uint8Array(got), want);
   assert.ok(kept.every(([got]) => got.byteOffset % 8 === 0), 'every payload 8-byte aligned');
+  const over = packRecord([[2, 1, fill(65536 - 32 + 8, 1)], [3, 2, fill(0, 2)]], 1 << 20);
+  assert.equal(reader.read(over, 0, over.byteLength), Read.Bad);
+  assert.match(reader.error, /65544-byte pack, over 65536/);
 });
 
 test('spare memory: after a large split frame the reader prepares one while idle; frames gathered there are whole and private', () => {

@@ -25,7 +25,7 @@ import type { FrameType } from '../framing.js';
 import { DrainWaiters, type Link, type LinkHandler } from '../link.js';
 import { C, CHECK_MS, CONNECTION_BYTES } from './layout.js';
 import { NO_RECORD, Pump, RECEIVE_SPIN_MS, SEND_SPIN_MS } from './pump.js';
-import { ENTRY_HEADER_BYTES, Packer, Read, RecordKind, RecordReader } from './record.js';
+import { ENTRY_HEADER_BYTES, PACK_MAX_BYTES, Packer, Read, RecordKind, RecordReader } from './record.js';
 
 /** The longest tight loop inside one turn of a receive spin (ms). */
 const SYNC_SPIN_MS = 0.003;
@@ -132,9 +132,9 @@ export class ShmLink implements Link {
   constructor(parts: LinkParts) {
     this.#out = new Pump(parts.out, true, SEND_SPIN_MS, () => this.#sendPending());
     this.#in = new Pump(parts.in, false, RECEIVE_SPIN_MS, () => this.#receive());
-    this.#packer = new Packer(this.#out.chunkBytes);
+    this.#packer = new Packer(Math.min(this.#out.chunkBytes, PACK_MAX_BYTES));
     // At least two frames to a pack; anything larger goes into records of its own.
-    this.#packMax = (this.#out.chunkBytes >> 1) - ENTRY_HEADER_BYTES;
+    this.#packMax = (this.#packer.capacity >> 1) - ENTRY_HEADER_BYTES;
     this.#reader = new RecordReader(parts.options.maxMessageSize);
     this.#conn = parts.conn;
     this.#lifeline = parts.lifeline;

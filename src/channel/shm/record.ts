@@ -39,11 +39,14 @@
  *   +12 4   reserved (0)             +16 n  payload, then zero to 7 bytes of padding: the next
  *                                           entry starts at +16 + n rounded up to 8
  *
- * The receiver copies a pack's body out of the slot in one piece and checks every entry of its
- * own copy before it delivers any (so the peer cannot change what was checked); the frames it
- * delivers are views of that copy. The copies are carved one after the other out of 64 KiB
- * slabs (one allocation, one ArrayBuffer for the garbage collector, per several packs): a
- * message kept alive keeps its slab, as a socket's message keeps the read buffer it came in.
+ * A pack body is at most PACK_MAX_BYTES (64 KiB) whatever the slot size, so a peer that made
+ * its queue's slots huge cannot make the receiver allocate more for a pack (a longer one is
+ * malformed). The receiver copies a pack's body out of the slot in one piece and checks every
+ * entry of its own copy before it delivers any (so the peer cannot change what was checked);
+ * the frames it delivers are views of that copy. The copies are carved one after the other out
+ * of 64 KiB slabs (one allocation, one ArrayBuffer for the garbage collector, per several
+ * packs): a message kept alive keeps its slab, as a socket's message keeps the read buffer it
+ * came in.
  *
  * Memory for large frames: a fresh buffer costs a page fault per 4 KiB page on its first write
  * (measured: more than the copy itself), and the receiver needs a fresh one per frame (the
@@ -92,8 +95,8 @@ export const SPARE_MAX = 4 * 1024 * 1024;
 const SPARE_AGE = 10;
 /** Bytes between the pages prepare() touches: the smallest page size Linux uses. */
 const PAGE = 4096;
-/** Pack copies are carved out of slabs this large (a larger pack gets one of its own). */
-const SLAB = 64 * 1024;
+/** The longest pack body, and the slabs pack copies are carved from. */
+export const PACK_MAX_BYTES = 64 * 1024;
 
 /** Writes the 16-byte header of a record (or of a pack entry) at u8[at...]. */
 function writeHeader(u8: Uint8Array, at: number, kind: number, id: number, length: number): void {
@@ -299,6 +302,7 @@ export class RecordReader {
     }
     if (kind === RecordKind.Pack) {
       if (total !== chunk || chunk < ENTRY_HEADER_BYTES) return this.fail('a pack record whose length is not its body');
+      if (chunk > PACK_MAX_BYTES) return this.fail(`a ${chunk}-byte pack, over ${PACK_MAX_BYTES}`);
       // One private copy of the whole body, checked there (the peer cannot change it any more).
       const pack = this.#carve(chunk);
       pack.set(u8.subarray(body, at + n));
@@ -312,12 +316,11 @@ export class RecordReader {
     return this.fail(`a record of unknown kind ${kind}`);
   }
 
-  /** `bytes` of fresh private memory for a pack's copy, 8-byte aligned (see SLAB). */
+  /** `bytes` (at most PACK_MAX_BYTES) of fresh private memory for a pack's copy, 8-byte aligned. */
   #carve(bytes: number): Buffer {
-    if (bytes > SLAB) return Buffer.allocUnsafeSlow(bytes);
     let at = this.#slabAt;
     if (at + bytes > this.#slab.byteLength) {
-      this.#slab = Buffer.allocUnsafeSlow(SLAB);
+      this.#slab = Buffer.allocUnsafeSlow(PACK_MAX_BYTES);
       at = 0;
     }
     // Pack bodies are whole entries, so `bytes` is a multiple of 8 unless the pack is malformed.
