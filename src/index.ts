@@ -59,3 +59,15 @@ export type {
   SharedMapSetOptions,
   SharedMapUpdateOptions,
 } from './map/index.js';
+export { Topic, Subscriber } from './topic/index.js';
+export type {
+  TopicCreateOptions,
+  TopicOpenOptions,
+  TopicHandleOptions,
+  TopicShapeOptions,
+  TopicStats,
+  SubscribeOptions,
+  Overflow as TopicOverflow,
+  WaitStrategy as TopicWaitStrategy,
+  From as SubscribeFrom,
+} from './topic/index.js';

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const WORKLOADS = ['queue', 'mutex', 'channel'];
+const WORKLOADS = ['queue', 'mutex', 'channel', 'map', 'topic'];
 
 function parseArgs(argv) {
   const out = { minutes: 1, seed: Date.now() % 2 ** 31, only: WORKLOADS, json: undefined, epochSeconds: undefined };
@@ -202,8 +202,10 @@ async function main() {
 
   let epoch = 0;
   while (Date.now() < endAt) {
-    const epochEnd = Math.min(endAt, Date.now() + opts.epochSeconds * 1000);
     for (const w of workloads) await w.start(ctx, epoch);
+    // Timed from when every process is up (starting them takes seconds on a busy machine), and
+    // never shorter than a few seconds of chaos.
+    const epochEnd = Math.max(Date.now() + 3000, Math.min(endAt, Date.now() + opts.epochSeconds * 1000));
     ctx.chaosOn = true;
     const chaosDone = chaos();
     while (Date.now() < epochEnd) await new Promise((r) => setTimeout(r, Math.min(500, epochEnd - Date.now())));

@@ -2,13 +2,14 @@
  * Kind-specific details for `ls` and `inspect` (queue depth, lock owner...). Each kind describes
  * its own body next to its layout, from the same offsets the code that writes them uses
  * (`describe` of the sync layouts, describeQueue in src/queue/layout.ts, describeShmChannel in
- * src/channel/shm/layout.ts, describeMap in src/map/layout.ts); a describer gets a validated
+ * src/channel/shm/layout.ts, describeMap in src/map/layout.ts, describeTopic in src/topic/layout.ts); a describer gets a validated
  * object's whole buffer (header included) and only reads. Registering a kind is one line in
  * the table below.
  */
 import { describeShmChannel } from '../channel/shm/layout.js';
 import { describeMap } from '../map/layout.js';
 import { describeQueue } from '../queue/layout.js';
+import { describeTopic } from '../topic/layout.js';
 import { Kind } from '../shm/header.js';
 import { barrierLayout } from '../sync/barrier.js';
 import { conditionLayout } from '../sync/condition.js';
@@ -22,6 +23,7 @@ const describers = new Map<number, Describer>([
   [Kind.Queue, describeQueue],
   [Kind.Channel, describeShmChannel],
   [Kind.Map, describeMap],
+  [Kind.Topic, describeTopic],
   [Kind.Mutex, mutexLayout.describe],
   [Kind.Semaphore, semaphoreLayout.describe],
   [Kind.Condition, conditionLayout.describe],

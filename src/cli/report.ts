@@ -38,6 +38,9 @@ export interface TrialResult {
   seconds?: number;
   messagesPerSecond?: number;
   bytesPerSecond?: number;
+  /** Fan-out (one publisher, several subscribers): the publisher's own rate and each subscriber's. */
+  publisherMessagesPerSecond?: number;
+  subscribers?: { messagesPerSecond: number }[];
 }
 
 export interface BenchReport {
@@ -116,6 +119,10 @@ export function renderText(report: BenchReport): string {
             rows.map((r) => (r.error !== undefined ? [r.id, r.waits, `failed: ${r.error.slice(0, 60)}`] : cells(r))),
           ),
         );
+        for (const r of rows) {
+          if (r.subscribers === undefined || r.publisherMessagesPerSecond === undefined) continue;
+          out.push(`  ${r.id}: publisher ${formatRate(r.publisherMessagesPerSecond)} msg/s; each subscriber ${r.subscribers.map((s) => formatRate(s.messagesPerSecond)).join(', ')} msg/s`);
+        }
       }
     }
   }

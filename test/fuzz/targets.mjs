@@ -7,7 +7,7 @@
 // each; `npm run fuzz` runs 10^6 each (test/fuzz/run.mjs).
 import { createRequire } from 'node:module';
 import * as fc from 'fast-check';
-import { Barrier, Condition, Mutex, Queue, RWLock, Semaphore, SharedMemory } from 'interprocess';
+import { Barrier, Condition, Mutex, Queue, RWLock, Semaphore, SharedMemory, Topic } from 'interprocess';
 
 const require = createRequire(import.meta.url);
 const { FrameDecoder } = require('../../dist/cjs/channel/framing.js');
@@ -131,6 +131,22 @@ const KINDS = {
     use(rw) {
       if (rw.tryReadLock()) rw.readUnlock();
       if (rw.tryWriteLock()) rw.writeUnlock();
+    },
+  },
+  topic: {
+    create: (name) => {
+      const t = Topic.create(name, { capacity: 4, maxMessageSize: 64, maxSubscribers: 2 });
+      t.subscribe();
+      t.tryPublish(new Uint8Array([1, 2]));
+      return t;
+    },
+    open: (name) => Topic.open(name, { initTimeout: 0 }),
+    use(t) {
+      const sub = t.subscribe({ from: 'oldest' });
+      t.tryPublish(new Uint8Array([1, 2, 3]));
+      sub.tryReceive();
+      sub.tryReceive();
+      t.stats();
     },
   },
   barrier: {

@@ -12,8 +12,8 @@ import { connect, listen, SharedMemory } from 'interprocess';
 
 export const name = 'channel';
 
-const MAX_CLIENTS = 256;
-// Ledger (Int32Array) per epoch: [ACKED + slot] completed sends, [RECEIVED + slot] arrived.
+const MAX_CLIENTS = 4096;
+// Ledger (Int32Array) for the run: [ACKED + slot] completed sends, [RECEIVED + slot] arrived.
 const ACKED = 0;
 const RECEIVED = MAX_CLIENTS;
 const TRANSPORTS = ['unix', 'shm'];
@@ -41,9 +41,9 @@ function parse(bytes) {
 }
 
 export const roles = {
-  async server({ address }, control) {
+  async server({ address, ledger: ledgerName }, control) {
     const server = await listen(address);
-    let ledger;
+    const ledger = new Int32Array(SharedMemory.open(ledgerName).buffer);
     let connections = 0;
     let received = 0;
     const serve = async (ch) => {
@@ -62,7 +62,7 @@ export const roles = {
           if (s !== slot || seq !== expected) control.violation(`slot ${s} seq ${seq}, expected slot ${slot} seq ${expected}`);
           expected = seq + 1;
           received++;
-          if (ledger !== undefined) Atomics.store(ledger, RECEIVED + slot, expected);
+          Atomics.store(ledger, RECEIVED + slot, expected);
         }
       } catch (err) {
         // A client killed mid-stream ends its channel with IPC_ERR_CLOSED; nothing else may happen.
@@ -73,14 +73,7 @@ export const roles = {
       for await (const ch of server) void serve(ch);
     })();
     control.report('ready', { address: server.address });
-    while (!control.stopping) {
-      const cmd = control.commands.shift();
-      if (cmd?.cmd === 'epoch') {
-        ledger = new Int32Array(SharedMemory.open(cmd.ledger).buffer);
-        control.report('epoch');
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    while (!control.stopping) await new Promise((r) => setTimeout(r, 20));
     await server.close();
     await accepting;
     return { connections, received };
@@ -101,33 +94,32 @@ export const roles = {
 };
 
 let servers;
+let shared;
 let state;
 
 function spawnClient(ctx, transport) {
-  if (state.nextSlot >= MAX_CLIENTS) return;
-  const slot = state.nextSlot++;
+  if (shared.nextSlot >= MAX_CLIENTS) return;
+  const slot = shared.nextSlot++;
   state.slots.push(slot);
-  state.procs.push(ctx.spawn(name, 'client', { address: servers.get(transport).address, ledger: state.ledgerName, slot }, { chaos: 'kill' }));
+  state.procs.push(ctx.spawn(name, 'client', { address: servers.get(transport).address, ledger: shared.ledgerName, slot }, { chaos: 'kill' }));
   state.procs.at(-1).transport = transport;
 }
 
-export async function start(ctx, epoch) {
+export async function start(ctx) {
   if (servers === undefined) {
+    // Slots are numbered across the run, so one ledger serves every epoch.
+    shared = { ledgerName: `${ctx.run}-cl`, nextSlot: 0 };
+    shared.ledger = SharedMemory.create(shared.ledgerName, { byteLength: 2 * MAX_CLIENTS * 4 });
     servers = new Map();
     for (const transport of TRANSPORTS) {
       const address = transport === 'unix' ? `unix://${path.join(os.tmpdir(), `${ctx.run}.sock`)}` : `shm://${ctx.run}-ch`;
-      const proc = ctx.spawn(name, 'server', { address }, { chaos: 'pause' });
+      const proc = ctx.spawn(name, 'server', { address, ledger: shared.ledgerName }, { chaos: 'pause' });
       proc.address = (await proc.next('ready')).address;
       proc.label = ` ${transport}`;
       servers.set(transport, proc);
     }
   }
-  state = { ledgerName: `${ctx.run}-cl${epoch}`, nextSlot: 0, slots: [], procs: [], kills: 0 };
-  state.ledger = SharedMemory.create(state.ledgerName, { byteLength: 2 * MAX_CLIENTS * 4 });
-  for (const server of servers.values()) {
-    server.send({ cmd: 'epoch', ledger: state.ledgerName });
-    await server.next('epoch');
-  }
+  state = { slots: [], procs: [], kills: 0 };
   for (const transport of TRANSPORTS) spawnClient(ctx, transport);
   await Promise.all(state.procs.map((p) => p.next('ready')));
 }
@@ -139,7 +131,7 @@ export function respawn(ctx, victim) {
 
 export async function finish(ctx) {
   await Promise.all(state.procs.filter((p) => !p.dead && !p.killedByChaos).map((p) => p.stop(60_000)));
-  const l = new Int32Array(state.ledger.buffer);
+  const l = new Int32Array(shared.ledger.buffer);
   // Give the servers time to take what the last clients committed (bounded: a violation otherwise).
   const deadline = Date.now() + 15_000;
   const missing = () => state.slots.filter((s) => Atomics.load(l, RECEIVED + s) < Atomics.load(l, ACKED + s));
@@ -148,10 +140,11 @@ export async function finish(ctx) {
   let messages = 0;
   for (const s of state.slots) messages += Atomics.load(l, RECEIVED + s);
   ctx.add(name, { operations: messages, connections: state.slots.length, clientKills: state.kills });
-  state.ledger.close();
-  SharedMemory.remove(state.ledgerName);
 }
 
 export async function close() {
   for (const server of servers?.values() ?? []) await server.stop(30_000).catch(() => {});
+  if (shared === undefined) return;
+  shared.ledger.close();
+  SharedMemory.remove(shared.ledgerName);
 }

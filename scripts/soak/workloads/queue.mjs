@@ -64,7 +64,7 @@ export const roles = {
 
   async consumer({ queue, ledger, style }, control) {
     const q = Queue.open(queue, { stallTimeout: STALL_MS });
-    let l = new Int32Array(SharedMemory.open(ledger).buffer);
+    const l = new Int32Array(SharedMemory.open(ledger).buffer);
     let last = new Map();
     let received = 0;
     control.report('ready');
@@ -90,10 +90,10 @@ export const roles = {
     };
     for (;;) {
       // A survivor lives across epochs: 'drain' (empty the queue, then say so) and 'epoch'
-      // (a new ledger) come between messages. Once asked to stop, it drains and leaves.
+      // (the ledger was cleared) come between messages. Once asked to stop, it drains and leaves.
       const cmd = control.commands.shift();
       if (cmd?.cmd === 'epoch') {
-        l = new Int32Array(SharedMemory.open(cmd.ledger).buffer);
+        // The ledger was cleared and producers start again from slot 0.
         last = new Map();
         control.report('epoch');
       }
@@ -133,21 +133,23 @@ function spawnConsumer(ctx) {
   state.procs.push(ctx.spawn(name, 'consumer', { queue: shared.queue, ledger: state.ledger, style }, { chaos: 'kill' }));
 }
 
-export async function start(ctx, epoch) {
-  const ledger = `${ctx.run}-ql${epoch}`;
-  state = { ledger, nextSlot: 0, slots: [], procs: [], consumerKills: 0, producerKills: 0 };
-  state.l = SharedMemory.create(ledger, { byteLength: LEDGER_BYTES });
+export async function start(ctx) {
+  state = { nextSlot: 0, slots: [], procs: [], consumerKills: 0, producerKills: 0 };
   if (shared === undefined) {
-    // One queue for the whole run (its positions may wrap past 2^32 in a long one), and one
-    // consumer that is paused but never killed, whose memory the summary follows.
-    shared = { queue: `${ctx.run}-q` };
+    // One queue for the whole run (its positions may wrap past 2^32 in a long one), one ledger
+    // (cleared between epochs, while the queue is empty), and one consumer that is paused but
+    // never killed, whose memory and descriptors the summary follows.
+    shared = { queue: `${ctx.run}-q`, ledger: `${ctx.run}-ql` };
     shared.q = Queue.create(shared.queue, { capacity: 256, maxMessageSize: 128 });
-    shared.survivor = ctx.spawn(name, 'consumer', { queue: shared.queue, ledger, style: 'async' }, { chaos: 'pause' });
+    shared.l = SharedMemory.create(shared.ledger, { byteLength: LEDGER_BYTES });
+    shared.survivor = ctx.spawn(name, 'consumer', { queue: shared.queue, ledger: shared.ledger, style: 'async' }, { chaos: 'pause' });
     await shared.survivor.next('ready');
   } else {
-    shared.survivor.send({ cmd: 'epoch', ledger });
+    new Int32Array(shared.l.buffer).fill(0);
+    shared.survivor.send({ cmd: 'epoch' });
     await shared.survivor.next('epoch');
   }
+  state.ledger = shared.ledger;
   spawnProducer(ctx);
   spawnProducer(ctx);
   spawnConsumer(ctx);
@@ -170,7 +172,7 @@ export async function finish(ctx) {
   await Promise.all(live('consumer').map((p) => p.stop(60_000)));
   shared.survivor.send({ cmd: 'drain' });
   await shared.survivor.next('drained');
-  const l = new Int32Array(state.l.buffer);
+  const l = new Int32Array(shared.l.buffer);
   let lost = 0;
   let sent = 0;
   let received = 0;
@@ -198,12 +200,13 @@ export async function finish(ctx) {
     producerKills: state.producerKills,
   });
   ctx.set(name, { skippedRecords: stats.skippedRecords, reclaimedSlots: stats.reclaimedSlots });
-  state.l.close();
-  SharedMemory.remove(state.ledger);
 }
 
 export async function close() {
   await shared?.survivor.stop(30_000).catch(() => {});
-  shared?.q.close();
-  if (shared !== undefined) Queue.remove(shared.queue);
+  if (shared === undefined) return;
+  shared.q.close();
+  shared.l.close();
+  Queue.remove(shared.queue);
+  SharedMemory.remove(shared.ledger);
 }

@@ -1,0 +1,195 @@
+/**
+ * Subscriber: one reader of a topic, made by Topic#subscribe. It owns an entry in the topic's
+ * subscriber table (a cursor, ring.ts) and sees every message published after it subscribed
+ * (and, with from: 'oldest', the retained history), in the topic's one order.
+ */
+import { setMaxListeners } from 'node:events';
+import { IpcError, closedError } from '../errors.js';
+import { decodeOrThrow, type Codec } from '../codec/index.js';
+import { waitOptions } from '../options.js';
+import { SLOT_HEADER_BYTES } from './layout.js';
+import type { Cursor } from './ring.js';
+import { DONE, FOR_DATA, waitAsync, waitSync, type Outcome, type WaitStrategy, type Waiting } from './waiting.js';
+
+/** What a Subscriber needs from its Topic handle. @internal */
+export interface SubscriberContext<T> {
+  label: string;
+  codec: Codec<T>;
+  isBytes: boolean;
+  /** The codec decodes straight from shared memory and keeps nothing (built-in codecs). */
+  inPlace: boolean;
+  strategy: WaitStrategy;
+  spinMs: number;
+  /** Aborted when the Topic handle closes. */
+  closer: AbortSignal;
+  topicClosed(): boolean;
+}
+
+const NONE: unique symbol = Symbol('none');
+type Taken<T> = T | typeof NONE;
+
+const token = Symbol('Subscriber');
+/** The wait options of a call that gives none. */
+const FOREVER = { timeout: Infinity, signal: undefined } as const;
+
+/** A subscriber that is garbage collected without close() stops holding publishers back. */
+const finalizer = new FinalizationRegistry<Cursor>((cursor) => cursor.close());
+
+export class Subscriber<T = Uint8Array> {
+  readonly #cursor: Cursor;
+  readonly #ctx: SubscriberContext<T>;
+  readonly #closer = new AbortController();
+  readonly #closers: AbortSignal;
+  readonly #waiting: Waiting;
+  #closed = false;
+  #got: Taken<T> = NONE;
+
+  /** @internal use Topic#subscribe */
+  constructor(key: symbol, cursor: Cursor, ctx: SubscriberContext<T>) {
+    if (key !== token) throw new TypeError('use topic.subscribe()');
+    this.#cursor = cursor;
+    this.#ctx = ctx;
+    this.#closers = AbortSignal.any([this.#closer.signal, ctx.closer]);
+    // Every pending wait of this subscriber listens on it: no listener-limit warning.
+    setMaxListeners(0, this.#closers);
+    this.#waiting = {
+      ring: cursor.ring,
+      strategy: ctx.strategy,
+      spinMs: ctx.spinMs,
+      attempt: (): Outcome => ((this.#got = this.#take()) === NONE ? FOR_DATA : DONE),
+      // Held up by a writer: look again now and then (it may die); otherwise sleep until woken.
+      interval: () => (this.#cursor.heldUp ? cursor.ring.livenessInterval : Infinity),
+      label: `${ctx.label} subscriber`,
+      op: 'receive',
+    };
+    finalizer.register(this, cursor, this);
+  }
+
+  /** @internal */
+  static make<T>(cursor: Cursor, ctx: SubscriberContext<T>): Subscriber<T> {
+    return new Subscriber<T>(token, cursor, ctx);
+  }
+
+  /**
+   * Messages this subscriber skipped because publishers overwrote them before it read them
+   * (overflow 'overwrite'; always 0 with 'block'). History from before subscribe() does not count.
+   */
+  get missed(): number {
+    return this.#cursor.missed;
+  }
+
+  /** Messages received so far. */
+  get received(): number {
+    return this.#cursor.received;
+  }
+
+  get closed(): boolean {
+    return this.#closed || this.#ctx.topicClosed();
+  }
+
+  /** The next message, or undefined when there is none now. */
+  tryReceive(): T | undefined {
+    this.#check();
+    const value = this.#take();
+    return value === NONE ? undefined : value;
+  }
+
+  /** The next message, waiting for one (`{ timeout, signal }`). */
+  receive(options?: { timeout?: number; signal?: AbortSignal }): Promise<T> {
+    try {
+      this.#check();
+      const { timeout, signal } = options === undefined ? FOREVER : waitOptions(options, 'receive', true);
+      if (signal?.aborted) return Promise.reject(this.#aborted(signal));
+      const value = this.#take();
+      if (value !== NONE) return Promise.resolve(value);
+      return waitAsync(this.#waiting, FOR_DATA, timeout, signal, this.#closers, () => this.closed).then(() => this.#taken());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** The next message, blocking the thread while there is none (`{ timeout }`). */
+  receiveSync(options?: { timeout?: number }): T {
+    this.#check();
+    const { timeout } = options === undefined ? FOREVER : waitOptions(options, 'receiveSync', false);
+    const value = this.#take();
+    if (value !== NONE) return value;
+    waitSync(this.#waiting, FOR_DATA, timeout);
+    return this.#taken();
+  }
+
+  /** Receives until this subscriber (or its topic handle) is closed; then the loop ends quietly. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
+    while (!this.closed) {
+      try {
+        yield await this.receive();
+      } catch (err) {
+        if (this.closed && (err as IpcError).code === 'IPC_ERR_CLOSED') return;
+        throw err;
+      }
+    }
+  }
+
+  /**
+   * Leaves the topic: publishers no longer wait for this subscriber, pending receives reject
+   * with IPC_ERR_CLOSED and iteration ends. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    finalizer.unregister(this);
+    this.#cursor.close();
+    this.#closer.abort();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // --- internals -----------------------------------------------------------------------------
+
+  #check(): void {
+    if (this.closed) throw closedError(this.#waiting.label);
+  }
+
+  #aborted(signal: AbortSignal): IpcError {
+    return new IpcError('IPC_ERR_ABORTED', `${this.#waiting.label} receive was aborted`, { cause: signal.reason });
+  }
+
+  #taken(): T {
+    const value = this.#got as T;
+    this.#got = NONE;
+    return value;
+  }
+
+  /** One attempt: the next message, copied (or decoded) out of its slot, or NONE. */
+  #take(): Taken<T> {
+    const cursor = this.#cursor;
+    const u8 = cursor.ring.u8;
+    const ctx = this.#ctx;
+    for (;;) {
+      const base = cursor.next();
+      if (base < 0) return NONE;
+      const start = (base << 2) + SLOT_HEADER_BYTES;
+      const end = start + cursor.length;
+      if (cursor.mustValidate()) {
+        // A publisher may overwrite the slot while we copy: the copy counts only if it is intact.
+        const copy = u8.slice(start, end);
+        if (!cursor.intact()) {
+          cursor.lost();
+          continue;
+        }
+        cursor.advance();
+        return ctx.isBytes ? (copy as unknown as T) : decodeOrThrow(ctx.codec, copy, ctx.label);
+      }
+      // Nothing can overwrite the slot before we move past it ('block', after joining).
+      try {
+        if (ctx.isBytes) return u8.slice(start, end) as unknown as T;
+        return decodeOrThrow(ctx.codec, ctx.inPlace ? u8.subarray(start, end) : u8.slice(start, end), ctx.label);
+      } finally {
+        // A message the codec cannot decode is consumed all the same (IPC_ERR_PROTOCOL).
+        cursor.advance();
+      }
+    }
+  }
+}
