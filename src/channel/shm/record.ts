@@ -4,7 +4,8 @@
  * records of one direction back into frames; the link and the pumps do the rest.
  *
  * Contract: a receiver holds at most `maxMessageSize` bytes per frame in progress, whatever the
- * peer announces, and any record that does not fit the frame in progress (or announces a frame
+ * peer announces (besides one pack of at most 64 KiB and one spare of at most 4 MiB that it
+ * sizes itself), and any record that does not fit the frame in progress (or announces a frame
  * over the limit) is reported before a byte of it is kept.
  *
  * Record layout (one queue message; a frame larger than a record is split into a first record
