@@ -218,6 +218,116 @@ test('shm: senders killed mid-stream, again and again (messages span several slo
   }
 });
 
+test('shm: small messages written in one turn share slots (packs): 2000 fit a 16-slot queue, in order, between large frames and requests', async () => {
+  const server = await listen(address(), { queueCapacity: 16 });
+  try {
+    const [a, b] = await Promise.all([connect(server.address), server.accept()]);
+    // One turn, no reader running: 16 slots of one message each would refuse the 18th trySend.
+    let accepted = 0;
+    for (let i = 0; i < 2000; i++) if (a.trySend(payload(10, i))) accepted++;
+    assert.equal(accepted, 2000);
+    for (let i = 0; i < 2000; i++) checkPayload(await watchdog(b.receive(), WATCHDOG, 'packed'), 10, i);
+    // Packs, whole records, split frames, empty frames and requests, all in one turn.
+    b.handle((m) => Buffer.concat([Buffer.from('re:'), m]));
+    const sizeOf = (i) => [0, 3, 64, 100_000, 700, 4100, 9000, 1][i % 8];
+    const sends = [];
+    const replies = [];
+    for (let i = 0; i < 400; i++) {
+      sends.push(a.send(payload(sizeOf(i), i)));
+      if (i % 50 === 7) replies.push(a.request(Buffer.from(`q${i}`)));
+    }
+    for (let i = 0; i < 400; i++) {
+      const m = await watchdog(b.receive(), WATCHDOG, 'mixed');
+      if (sizeOf(i) >= 4) checkPayload(m, sizeOf(i), i);
+      else assert.equal(m.byteLength, sizeOf(i), `message ${i}`);
+    }
+    await watchdog(Promise.all(sends), WATCHDOG, 'sends resolve');
+    const answers = await watchdog(Promise.all(replies), WATCHDOG, 'replies');
+    answers.forEach((r, k) => assert.equal(r.toString(), `re:q${k * 50 + 7}`));
+    assert.equal(b.tryReceive(), undefined);
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await server.close();
+  }
+});
+
+test('shm: a reader that pauses in the middle of a pack resumes there; the last turn before close is flushed', async () => {
+  // readBufferBytes 64: the reader pauses after a few messages, many times inside one pack.
+  const server = await listen(address(), { readBufferBytes: 64 });
+  try {
+    const [a, b] = await Promise.all([connect(server.address), server.accept()]);
+    const count = 3000;
+    for (let i = 0; i < count; i++) assert.equal(a.trySend(payload(4 + (i % 40), i)), true);
+    await a.close(); // same turn: what was gathered in it goes before the end
+    let n = 0;
+    await watchdog(
+      (async () => {
+        for await (const m of b) {
+          checkPayload(m, 4 + (n % 40), n);
+          n++;
+          if (n % 97 === 0) await new Promise((r) => setImmediate(r)); // a slow reader now and then
+        }
+      })(),
+      WATCHDOG,
+      'slow reader',
+    );
+    assert.equal(n, count);
+    await b.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test('shm: trySend then exit in the same turn (no close): the gathered messages go out in the exit hook', async () => {
+  const server = await listen(address());
+  try {
+    for (let run = 0; run < RUNS; run++) {
+      const count = 1000;
+      const child = startChild('channel-shm-peer.mjs', ['trysend-exit', server.address, count]);
+      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+      let n = 0;
+      await watchdog(
+        (async () => {
+          for await (const m of ch) checkStamped(m, 64 + (n % 5) * 100, n++);
+        })(),
+        WATCHDOG,
+        'receive all',
+      );
+      assert.deepEqual(await child.exited, { code: 0, signal: null });
+      assert.equal(n, count);
+      await ch.close();
+    }
+  } finally {
+    await server.close();
+  }
+});
+
+test('shm: senders with many sends in flight (packs) killed mid-stream: what arrives is an exact prefix', async () => {
+  const rounds = process.env.INTERPROCESS_STRESS ? 100 : 4;
+  const server = await listen(address(), { queueCapacity: 16 });
+  let total = 0;
+  try {
+    for (let round = 0; round < rounds; round++) {
+      const child = startChild('channel-peer.mjs', ['stream-window', server.address, 64]);
+      const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
+      let n = 0;
+      const want = 500 + ((round * 337) % 2000);
+      await watchdog((async () => { while (n < want) checkStamped(await ch.receive(), 64 + (n % 7) * 1000, n++); })(), WATCHDOG, 'first messages');
+      child.kill('SIGKILL');
+      await child.exited;
+      await watchdog((async () => { for await (const m of ch) checkStamped(m, 64 + (n % 7) * 1000, n++); })(), WATCHDOG, 'drain after kill');
+      const err = await expectCode(() => ch.receive(), 'IPC_ERR_CLOSED');
+      assert.match(err.message, /died/);
+      await ch.close();
+      total += n;
+      assert.deepEqual(objectsOf(server.address), [nameOf(server.address)], 'a killed connection leaves no object');
+    }
+    console.log(`# shm packs: ${rounds} kills, ${total} messages`);
+  } finally {
+    await server.close();
+  }
+});
+
 test('shm: one server serves 40 clients connecting at once, each on its own channel', async () => {
   const server = await listen(address(), { codec: 'json' });
   assert.equal(await serveClients(server, 40, WATCHDOG), 40);
@@ -295,7 +405,7 @@ test('shm: bad addresses and options', async () => {
 });
 
 /** A hand-made client (the handshake of src/channel/shm/connect.ts, done by hand) that can send any record. */
-function rawClient(addr, maxMessageSize = 112) {
+function rawClient(addr, maxMessageSize = RECORD_HEADER_BYTES + 100) {
   const point = SharedMemory.open(nameOf(addr));
   const p = new Int32Array(point.buffer, 0, 128);
   const id = takeId(p);
@@ -317,6 +427,8 @@ function rawClient(addr, maxMessageSize = 112) {
     },
   };
 }
+
+const { RECORD_HEADER_BYTES } = require('../dist/cjs/channel/shm/record.js');
 
 test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connection only', async () => {
   const server = await listen(address(), { maxMessageSize: 1000 });
@@ -362,7 +474,7 @@ test('shm: malformed records from a peer are IPC_ERR_PROTOCOL for that connectio
     try {
       const ch = await watchdog(server.accept(), WATCHDOG, 'accept');
       const parts = [record(1, 0, 250, 100), record(17, 0, 250, 100), record(17, 0, 250, 50)];
-      parts.forEach((r, k) => r.fill(k + 1, 12));
+      parts.forEach((r, k) => r.fill(k + 1, RECORD_HEADER_BYTES));
       for (const r of parts) assert.equal(client.up.trySend(r), true);
       const m = await watchdog(ch.receive(), WATCHDOG, 'split frame');
       assert.equal(m.byteLength, 250);

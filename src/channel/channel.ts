@@ -141,7 +141,9 @@ export class Channel<T = Uint8Array> implements AsyncIterable<T> {
   readonly #readBufferBytes: number;
   readonly #what: string;
 
-  readonly #inbox = new Deque<{ value: T; bytes: number }>();
+  /** Messages received and not yet taken, and the bytes each holds (side by side: no object per message). */
+  readonly #inbox = new Deque<T>();
+  readonly #inboxBytes = new Deque<number>();
   readonly #receivers = new Deque<Waiter<T>>();
   readonly #sendQueue = new Deque<QueuedSend>();
   #drainArmed = false;
@@ -339,6 +341,8 @@ export class Channel<T = Uint8Array> implements AsyncIterable<T> {
 
   /** Resolves with the next message; IPC_ERR_CLOSED once the channel is closed and drained. */
   receive(opts?: ReceiveOptions): Promise<T> {
+    // The common call, with a message waiting and no options, has nothing to check.
+    if (opts === undefined && this.#inbox.length > 0) return Promise.resolve(this.#take());
     let timeout: number;
     let signal: AbortSignal | undefined;
     try {
@@ -360,9 +364,9 @@ export class Channel<T = Uint8Array> implements AsyncIterable<T> {
   }
 
   #take(): T {
-    const item = this.#inbox.shift()!;
-    this.#release(item.bytes);
-    return item.value;
+    const value = this.#inbox.shift() as T;
+    this.#release(this.#inboxBytes.shift()!);
+    return value;
   }
 
   /** A promise settled through a Waiter that `enlist` files; `withdraw` takes it back on timeout/abort. */
@@ -516,7 +520,8 @@ export class Channel<T = Uint8Array> implements AsyncIterable<T> {
     if (type === FrameType.Message) {
       const receiver = this.#receivers.shift();
       if (receiver !== undefined) return receiver.resolve(value);
-      this.#inbox.push({ value, bytes });
+      this.#inbox.push(value);
+      this.#inboxBytes.push(bytes);
       this.#hold(bytes);
     } else if (type === FrameType.Reply) {
       const waiter = this.#requests.get(id);
@@ -579,7 +584,8 @@ export class Channel<T = Uint8Array> implements AsyncIterable<T> {
     const wasOpen = this.#terminal === undefined;
     this.#terminal = closedError(this.#what);
     // Local close drops what was received but not yet taken.
-    for (const item of this.#inbox.drain()) this.#heldBytes -= item.bytes;
+    this.#inbox.drain();
+    for (const bytes of this.#inboxBytes.drain()) this.#heldBytes -= bytes;
     this.#failPending();
     // Sends waiting for room were accepted by send(): commit them now so they are flushed.
     for (const entry of this.#sendQueue.drain()) entry.commit();

@@ -24,7 +24,7 @@
  * Accept point layout (512 bytes):
  *
  *   offset  size  field
- *   0       64    common header (src/shm/header.ts), kind Channel (7), version 1
+ *   0       64    common header (src/shm/header.ts), kind Channel (7), version 2
  *   64      4     role            1 = accept point
  *   68      4     serverToken     lifeline token (src/os/lifeline.ts) of the listening thread on
  *                                 this object; 0 once the server has closed
@@ -38,7 +38,7 @@
  *
  * Connection state layout (128 bytes):
  *
- *   0       64    common header, kind Channel (7), version 1
+ *   0       64    common header, kind Channel (7), version 2
  *   64      4     role            2 = connection
  *   68      4     state           0 requested, 1 accepted, 2 withdrawn, 3 refused; futex word
  *                                 the connecting client sleeps on
@@ -68,14 +68,22 @@
  * Ring of the connection's Queue handle (src/queue/ring.ts, reached with queueRing: one
  * mapping per queue), with the queue's own protocol (header and payload written in place; no
  * view, closure or allocation per record), and calls `done` once
- * the last record is committed: it then survives this process exiting. When the queue is full,
- * frames wait in the link (needsDrain) and the send pump retries, then sleeps in the kernel
- * through the Queue handle (sendWith, wait strategy 'block'). The receive pump takes records
- * the same way, and while the queue is empty it looks again each time the application's
- * microtasks have all run (the reply it waits for is usually a few awaits away), for a bounded
- * spin that adapts (spinBudget), then sleeps in Queue.receiveWith: an idle channel costs no
- * CPU. The pump stops taking records while the Channel is paused: the queue then fills and the
- * peer's sends wait (backpressure).
+ * the last record is committed: it then survives this process exiting. The first frame of a
+ * turn of the event loop is committed at once; small frames written after it in the same turn
+ * are gathered into one pack record (record.ts) committed at the end of the turn (or when
+ * full), so that a stream of small messages costs a slot per packful, not per message. When
+ * the queue is full, frames wait in the link (needsDrain) and the send pump retries, then
+ * sleeps in the kernel through the Queue handle (sendWith, wait strategy 'block'). The receive
+ * pump takes records the same way, and while the queue is empty it looks again each time the
+ * application's microtasks have all run (the reply it waits for is usually a few awaits away),
+ * for a bounded spin that adapts (spinBudget; longer in the middle of a frame, whose next
+ * record is on its way), then sleeps in Queue.receiveWith: an idle channel costs no CPU. A
+ * sleeping peer is woken by the first record of a batch, then every capacity/8 records and at
+ * the batch's end, not by every record. The pump stops taking records while the Channel is
+ * paused (also in the middle of a pack): the queue then fills and the peer's sends wait
+ * (backpressure).
+ *
+ * Version 2: pack records (version 1 had none; the versions refuse each other at connect).
  *
  * Close and death (link.ts): close() flushes (bounded by closeTimeout), commits an end record
  * if there is room, then sets its closed flag (after its last commit, seq-cst), and unmaps.
@@ -94,7 +102,7 @@ import { DEFAULT_INIT_TIMEOUT, openObject, type ObjectLayout } from '../../shm/s
 import { SharedMemory } from '../../shm/shared-memory.js';
 import { RECORD_HEADER_BYTES } from './record.js';
 
-export const VERSION = 1;
+export const VERSION = 2;
 
 export const Role = {
   Point: 1,

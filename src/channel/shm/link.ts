@@ -6,6 +6,14 @@
  *
  * Contract: every frame `write` accepted is committed whole and in order, or its `done` gets an
  * error; what the peer committed before it closed or died is delivered before the link ends.
+ *
+ * Sending: the first frame written in a turn of the event loop is committed at once (a request
+ * or a reply leaves without delay); small frames written after it in the same turn are gathered
+ * into a pack (record.ts), committed when it is full, before a larger frame, or at the end of
+ * the turn (process.nextTick), as StreamLink corks a socket's writes. A stream of small
+ * messages then costs one slot per packful. A frame's records are written straight into the
+ * queue's slots (one copy); what does not fit waits in the outbox, copied only if the caller
+ * may reuse its buffer, and only the part not yet committed.
  */
 import { startTimer } from '../../deadline.js';
 import { IpcError, isIpcError } from '../../errors.js';
@@ -17,26 +25,42 @@ import type { FrameType } from '../framing.js';
 import { DrainWaiters, type Link, type LinkHandler } from '../link.js';
 import { C, CHECK_MS, CONNECTION_BYTES } from './layout.js';
 import { NO_RECORD, Pump, RECEIVE_SPIN_MS, SEND_SPIN_MS } from './pump.js';
-import { Read, RecordKind, RecordReader } from './record.js';
+import { ENTRY_HEADER_BYTES, PACK_MAX_BYTES, Packer, Read, RecordKind, RecordReader } from './record.js';
 
 /** The longest tight loop inside one turn of a receive spin (ms). */
 const SYNC_SPIN_MS = 0.003;
 /** Frames a receive pump delivers in one go before it lets the event loop run. */
 const BATCH = 256;
+/** Bytes of a spare buffer an idle receive pump prepares before it looks at its queue again. */
+const PREPARE_SLICE = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 /** #putRecords: the frame's last record is committed. */
 const DONE = -1;
 
 const now = (): number => performance.now();
 
-/** A frame accepted by write and not yet wholly committed. */
+/** A frame (or a sealed pack) accepted by write and not yet wholly committed. */
 interface PendingFrame {
-  type: number;
+  /** The frame's type, or RecordKind.Pack. */
+  kind: number;
   id: number;
+  /** The frame's length. */
+  total: number;
+  /** The frame's bytes from `base` on (a frame partly committed keeps only its rest). */
   payload: Uint8Array;
-  /** Bytes of the payload already committed (a frame split over several records). */
+  base: number;
+  /** Bytes of the frame already committed (a frame split over several records). */
   offset: number;
   done: (error?: Error | null) => void;
+}
+
+type Done = (error?: Error | null) => void;
+
+/** A private copy of payload[from...] (what a borrowed frame still has to commit). */
+function restOf(payload: Uint8Array, from: number): Uint8Array {
+  const rest = Buffer.allocUnsafeSlow(payload.byteLength - from);
+  rest.set(from === 0 ? payload : payload.subarray(from));
+  return rest;
 }
 
 export interface LinkParts {
@@ -91,13 +115,26 @@ export class ShmLink implements Link {
   readonly #outbox: PendingFrame[] = [];
   #outboxHead = 0;
   readonly #drainWaiters = new DrainWaiters();
+  /** The pack being gathered in this turn, the `done` of each frame in it, and the largest frame it takes. */
+  readonly #packer: Packer;
+  #packDones: Done[] = [];
+  readonly #packMax: number;
+  /** Frames written in this turn of the event loop (reset by #endTurn). */
+  #writesThisTurn = 0;
+  readonly #endTurn = (): void => {
+    this.#writesThisTurn = 0;
+    if (!this.#ended) this.#seal();
+  };
   /** The reader's progress when the periodic check last saw it move, and when (frameTimeout). */
   #stallMark = -1;
   #stallSince = 0;
 
   constructor(parts: LinkParts) {
-    this.#out = new Pump(parts.out, SEND_SPIN_MS, () => this.#sendPending());
-    this.#in = new Pump(parts.in, RECEIVE_SPIN_MS, () => this.#receive());
+    this.#out = new Pump(parts.out, true, SEND_SPIN_MS, () => this.#sendPending());
+    this.#in = new Pump(parts.in, false, RECEIVE_SPIN_MS, () => this.#receive());
+    this.#packer = new Packer(Math.min(this.#out.chunkBytes, PACK_MAX_BYTES));
+    // At least two frames to a pack; anything larger goes into records of its own.
+    this.#packMax = (this.#packer.capacity >> 1) - ENTRY_HEADER_BYTES;
     this.#reader = new RecordReader(parts.options.maxMessageSize);
     this.#conn = parts.conn;
     this.#lifeline = parts.lifeline;
@@ -125,7 +162,7 @@ export class ShmLink implements Link {
 
   // ---- sending ----
 
-  write(type: FrameType, id: number, payload: Uint8Array, done: (error?: Error | null) => void, borrowed = false): void {
+  write(type: FrameType, id: number, payload: Uint8Array, done: Done, borrowed = false): void {
     if (this.#ended || this.#closing !== undefined) {
       process.nextTick(done, this.#closedForWrites());
       return;
@@ -135,34 +172,93 @@ export class ShmLink implements Link {
       process.nextTick(done, this.#closedForPeer());
       return;
     }
-    let offset = 0;
-    if (this.#outboxHead === this.#outbox.length) {
-      try {
-        offset = this.#putRecords(type, id, payload, 0);
-      } catch (err) {
-        process.nextTick(done, err);
-        return;
-      }
-      if (offset === DONE) return done();
+    const total = payload.byteLength;
+    if (this.#writesThisTurn++ === 0) {
+      process.nextTick(this.#endTurn);
+    } else if (total <= this.#packMax) {
+      // Not the first frame of this turn: into the pack (a copy), committed by the end of the turn.
+      if (!this.#packer.fits(total)) this.#seal();
+      this.#packer.add(type, id, payload);
+      this.#packDones.push(done);
+      return;
     }
-    // Some or none of it fits now: the rest waits here, in a copy if the caller may reuse it.
-    this.#outbox.push({ type, id, payload: borrowed ? Buffer.from(payload) : payload, offset, done });
+    // Frames gathered before this one go first.
+    this.#seal();
+    if (this.#outboxHead !== this.#outbox.length) {
+      this.#outbox.push({ kind: type, id, total, payload: borrowed ? restOf(payload, 0) : payload, base: 0, offset: 0, done });
+      this.#out.later();
+      return;
+    }
+    let offset: number;
+    try {
+      offset = this.#putRecords(type, id, total, payload, 0, 0);
+    } catch (err) {
+      process.nextTick(done, err);
+      return;
+    } finally {
+      this.#out.endBatch();
+    }
+    if (offset === DONE) return done();
+    // The rest waits for room: in a copy if the caller may reuse its buffer.
+    this.#outbox.push({ kind: type, id, total, payload: borrowed ? restOf(payload, offset) : payload, base: borrowed ? offset : 0, offset, done });
     this.#out.later();
   }
 
   /**
-   * Commits the records of a frame's payload from `offset` on while there is room: DONE once
-   * the last one is in, else the offset reached (the next record to commit).
+   * Commits the records of a frame from `offset` on while there is room: DONE once the last one
+   * is in, else the offset reached (the next record to commit). `payload` holds the frame's
+   * bytes from `base` on. The caller ends the pump's batch.
    */
-  #putRecords(type: number, id: number, payload: Uint8Array, offset: number): number {
+  #putRecords(kind: number, id: number, total: number, payload: Uint8Array, base: number, offset: number): number {
     const out = this.#out;
-    const total = payload.byteLength;
     for (;;) {
       const chunk = Math.min(total - offset, out.chunkBytes);
-      if (!out.tryPut(type, id, payload, offset, chunk)) return offset;
+      if (!out.tryPut(offset === 0 ? kind : RecordKind.Continuation, id, total, payload, offset - base, chunk)) return offset;
       offset += chunk;
       if (offset >= total) return DONE;
     }
+  }
+
+  /**
+   * Commits the pack gathered so far (one record), or queues it in the outbox behind the frames
+   * already waiting there. Its frames' `done`s run once it is committed.
+   */
+  #seal(): void {
+    const packer = this.#packer;
+    if (packer.count === 0) return;
+    const dones = this.#packDones;
+    this.#packDones = [];
+    if (this.#outboxHead === this.#outbox.length) {
+      const body = packer.view();
+      let put = false;
+      try {
+        put = this.#out.tryPut(RecordKind.Pack, 0, body.byteLength, body, 0, body.byteLength);
+      } catch (err) {
+        packer.reset();
+        for (const done of dones) process.nextTick(done, err);
+        return;
+      } finally {
+        this.#out.endBatch();
+      }
+      if (put) {
+        packer.reset();
+        for (const done of dones) done();
+        return;
+      }
+    }
+    const body = packer.take();
+    this.#outbox.push({
+      kind: RecordKind.Pack,
+      id: 0,
+      total: body.byteLength,
+      payload: body,
+      base: 0,
+      offset: 0,
+      done: (error) => {
+        for (const done of dones) done(error);
+      },
+    });
+    this.#out.later();
   }
 
   get needsDrain(): boolean {
@@ -184,7 +280,8 @@ export class ShmLink implements Link {
     try {
       while (this.#outboxHead < this.#outbox.length && !this.#ended) {
         const head = this.#outbox[this.#outboxHead]!;
-        const reached = this.#putRecords(head.type, head.id, head.payload, head.offset);
+        const reached = this.#putRecords(head.kind, head.id, head.total, head.payload, head.base, head.offset);
+        out.endBatch();
         if (reached === DONE) {
           this.#shiftOutbox();
           out.paidOff();
@@ -195,12 +292,12 @@ export class ShmLink implements Link {
         const t = now();
         if (t < out.spinDeadline(t)) return out.later();
         // Sleep in the kernel until one record fits, and commit it then; spin less next time.
-        const chunk = Math.min(head.payload.byteLength - head.offset, out.chunkBytes);
+        const chunk = Math.min(head.total - head.offset, out.chunkBytes);
         out.sleep(
-          (signal) => out.put(head.type, head.id, head.payload, head.offset, chunk, signal),
+          (signal) => out.put(head.offset === 0 ? head.kind : RecordKind.Continuation, head.id, head.total, head.payload, head.offset - head.base, chunk, signal),
           () => {
             head.offset += chunk;
-            if (head.offset >= head.payload.byteLength && this.#outbox[this.#outboxHead] === head) {
+            if (head.offset >= head.total && this.#outbox[this.#outboxHead] === head) {
               this.#shiftOutbox();
               head.done();
             }
@@ -215,6 +312,7 @@ export class ShmLink implements Link {
         return;
       }
     } catch (err) {
+      out.endBatch();
       this.#finish(this.#failed('sending', err));
     }
     this.#drainWaiters.run();
@@ -228,11 +326,16 @@ export class ShmLink implements Link {
     }
   }
 
+  /** Fails every frame not yet committed: those waiting for room, then those of the pack. */
   #failOutbox(error: IpcError): void {
     const entries = this.#outbox.slice(this.#outboxHead);
     this.#outbox.length = 0;
     this.#outboxHead = 0;
+    const dones = this.#packDones;
+    this.#packDones = [];
+    this.#packer.reset();
     for (const entry of entries) entry.done(error);
+    for (const done of dones) done(error);
   }
 
   #closedForWrites(): IpcError {
@@ -259,6 +362,8 @@ export class ShmLink implements Link {
     const reader = this.#reader;
     let delivered = 0;
     try {
+      // The rest of a pack whose delivery a pause interrupted comes first.
+      if (reader.pending && (delivered = this.#deliverPack()) < 0) return;
       for (;;) {
         let read = input.tryTake(reader);
         if (read === NO_RECORD && delivered === 0 && this.#peerGone === undefined) {
@@ -266,14 +371,15 @@ export class ShmLink implements Link {
           // for a reply that is on its way. Look again in a tight loop for a few µs (only the
           // other pumps of this thread wait meanwhile) before yielding.
           const t = now();
-          const end = Math.min(input.spinDeadline(t), t + SYNC_SPIN_MS);
+          const end = Math.min(input.spinDeadline(t, reader.inFrame), t + SYNC_SPIN_MS);
           for (let i = 1; (read = input.tryTake(reader)) === NO_RECORD; i++) if ((i & 15) === 0 && now() >= end) break;
         }
         if (read === NO_RECORD) break;
         input.paidOff();
-        this.#dispatch(read);
-        if (this.#ended || this.#paused) return;
-        if (++delivered === BATCH) {
+        const n = this.#dispatch(read);
+        if (n < 0) return;
+        delivered += n;
+        if (delivered >= BATCH) {
           // A busy channel must not starve the rest of the event loop.
           input.afterIo();
           return;
@@ -282,6 +388,9 @@ export class ShmLink implements Link {
     } catch (err) {
       this.#finish(this.#failed('receiving', err));
       return;
+    } finally {
+      // Every record this loop released is known to a sender that sleeps for room.
+      input.endBatch();
     }
     const gone = this.#peerGone;
     if (gone !== undefined) {
@@ -294,16 +403,18 @@ export class ShmLink implements Link {
     // Without one, a spin was started above: keep looking until it ends.
     if (delivered !== 0) return input.later();
     const t = now();
-    if (t < input.spinDeadline(t)) return input.later();
+    if (t < input.spinDeadline(t, reader.inFrame)) return input.later();
+    // Nothing to do: prepare memory for the next large frame (see record.ts), a slice at a
+    // time, looking at the queue between slices.
+    if (!reader.inFrame && reader.prepare(PREPARE_SLICE)) return input.later();
     // The spin did not pay off (the peer is slow, idle, or shares our CPU and cannot run while
     // we spin): see spinBudget.
     input.sleep((signal) => input.take(reader, signal), this.#woken, this.#sleepFailed);
   }
 
   readonly #woken = (read: Read): void => {
-    this.#dispatch(read);
     // Look again once the application has acted on it (never spin inside this microtask).
-    if (!this.#ended && !this.#paused) this.#in.later();
+    if (this.#dispatch(read) >= 0) this.#in.later();
   };
 
   readonly #sleepFailed = (err: unknown): void => {
@@ -312,16 +423,42 @@ export class ShmLink implements Link {
     else this.#finish(this.#failed('receiving', err));
   };
 
-  /** Acts on what the reader found in the record just taken. */
-  #dispatch(read: Read): void {
+  /**
+   * Acts on what the reader found in the record just taken: the frames delivered (a pack may
+   * hold many), or -1 once the link has ended or paused (stop taking records).
+   */
+  #dispatch(read: Read): number {
     const reader = this.#reader;
     if (read === Read.Frame) {
       this.#handler!.frame(reader.type as FrameType, reader.id, reader.take());
-    } else if (read === Read.End) {
-      this.#finish(reader.inFrame ? this.#midFrame('closed the channel') : undefined);
-    } else if (read === Read.Bad) {
-      this.#finish(new IpcError('IPC_ERR_PROTOCOL', `${this.#what}: malformed record from the peer: ${reader.error}`));
+      if (this.#ended || this.#paused) return -1;
+      if (!reader.pending) return 1;
+      const more = this.#deliverPack();
+      return more < 0 ? -1 : more + 1;
     }
+    if (read === Read.End) {
+      this.#finish(reader.inFrame ? this.#midFrame('closed the channel') : undefined);
+      return -1;
+    }
+    if (read === Read.Bad) {
+      this.#finish(new IpcError('IPC_ERR_PROTOCOL', `${this.#what}: malformed record from the peer: ${reader.error}`));
+      return -1;
+    }
+    return 0;
+  }
+
+  /** Delivers the frames left in the pack being read: how many, or -1 if the link ended or paused. */
+  #deliverPack(): number {
+    const reader = this.#reader;
+    const handler = this.#handler!;
+    let n = 0;
+    while (reader.pending) {
+      reader.next();
+      handler.frame(reader.type as FrameType, reader.id, reader.take());
+      n++;
+      if (this.#ended || this.#paused) return -1;
+    }
+    return n;
   }
 
   #midFrame(what: string): IpcError {
@@ -343,6 +480,7 @@ export class ShmLink implements Link {
   #check(): void {
     if (this.#ended || this.#peerGone !== undefined) return;
     const reader = this.#reader;
+    reader.age();
     if (reader.inFrame && this.#frameTimeout !== Infinity) {
       // A frame that has started must keep moving (frameTimeout), unless we stopped taking it.
       const t = now();
@@ -412,7 +550,8 @@ export class ShmLink implements Link {
   #tellPeer(): void {
     if (this.#peerGone === undefined) {
       try {
-        this.#out.tryPut(RecordKind.End, 0, EMPTY, 0, 0);
+        this.#out.tryPut(RecordKind.End, 0, 0, EMPTY, 0, 0);
+        this.#out.endBatch();
       } catch {
         // no room or no queue: the flag below still tells
       }
@@ -425,6 +564,8 @@ export class ShmLink implements Link {
   /** From the process 'exit' hook: tell the peer we are gone (nothing async runs any more). */
   exitNow(): void {
     if (this.#released) return;
+    // A pack gathered in this last turn still goes, if there is room.
+    if (!this.#ended && this.#peerGone === undefined) this.#seal();
     this.#released = true;
     this.#tellPeer();
   }
@@ -432,6 +573,8 @@ export class ShmLink implements Link {
   close(): Promise<void> {
     if (this.#closing !== undefined) return this.#closing;
     this.#closing = (async () => {
+      // The pack gathered in this turn is accepted: it is flushed with the rest.
+      if (!this.#ended) this.#seal();
       if (!this.#ended && this.needsDrain) {
         // Flush what was accepted, within closeTimeout (of any length: startTimer chains).
         let cancel: (() => void) | undefined;

@@ -9,6 +9,14 @@
  * Waiting adapts (spinBudget): while the queue is empty (or full), the owner looks again each
  * time the application's microtasks have all run, for a bounded time, and then sleeps in the
  * kernel, so that a reply a few awaits away is taken at once and an idle channel costs no CPU.
+ *
+ * Wake-ups are batched: the owner works in batches (the records of one write, one receive loop)
+ * and closes each with endBatch(). A peer asleep in the kernel is woken by the batch's first
+ * record (so it starts at once: a large frame is read while it is written), then once every
+ * capacity/8 records, then at endBatch() (so no record is left without a wake-up), instead of
+ * once per record: a peer that is already waking up costs no further system calls. This keeps
+ * the queue's no-lost-wake-up argument (src/queue/layout.ts, "wake"): every commit (release)
+ * is followed, before the batch ends, by a seq-cst read of the peer's sleeping count.
  */
 import { Queue, queueRing } from '../../queue/queue.js';
 import { SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH } from '../../queue/layout.js';
@@ -20,9 +28,12 @@ export const RECEIVE_SPIN_MS = 0.05;
 /**
  * How long a sender waiting for room spins before it sleeps (ms). Longer than the receive spin:
  * a full queue means a busy receiver, which will free a slot soon, and a sleeping sender costs
- * that receiver a system call per slot it frees until the sender is awake again.
+ * that receiver a system call or two per receive loop until the sender is awake again (50 µs
+ * measured no different on the shared machine).
  */
 export const SEND_SPIN_MS = 0.5;
+/** How long a receiver spins for the next record of a frame whose first records it has (ms). */
+export const MID_FRAME_SPIN_MS = 0.5;
 /** The shortest a spin gets after spins that did not pay off (ms). */
 const MIN_SPIN_MS = 0.005;
 /** Spins in a row that end in a sleep before the spin is cut to MIN_SPIN_MS. */
@@ -68,6 +79,12 @@ export class Pump {
   readonly #ring: Ring;
   /** Payload bytes one record carries. */
   readonly chunkBytes: number;
+  /** Whether this pump commits records (else it releases them). */
+  readonly #sending: boolean;
+  /** Records committed (released) since the peer was last signalled, and whether a batch is open. */
+  #unsignalled = 0;
+  #batching = false;
+  readonly #signalEvery: number;
   readonly #fullSpinMs: number;
   readonly #run: () => void;
   readonly #tick: () => void;
@@ -82,10 +99,15 @@ export class Pump {
   #wake: AbortController | undefined;
 
   /** `run` looks at the queue and does the owner's work; the pump decides when it runs. */
-  constructor(queue: Queue<Uint8Array>, fullSpinMs: number, run: () => void) {
+  constructor(queue: Queue<Uint8Array>, sending: boolean, fullSpinMs: number, run: () => void) {
     this.queue = queue;
     this.#ring = queueRing(queue);
-    this.chunkBytes = queue.maxMessageSize - RECORD_HEADER_BYTES;
+    // A multiple of 8, so that every chunk of a frame starts aligned (see record.ts), unless
+    // the slots are too small for that (a peer's odd geometry costs speed, nothing else).
+    const room = queue.maxMessageSize - RECORD_HEADER_BYTES;
+    this.chunkBytes = room >= 8 ? room & ~7 : room;
+    this.#sending = sending;
+    this.#signalEvery = Math.max(1, this.#ring.capacity >> 3);
     this.#fullSpinMs = fullSpinMs;
     this.#run = () => {
       this.#scheduled = false;
@@ -111,9 +133,13 @@ export class Pump {
     setImmediate(this.#run);
   }
 
-  /** When the current spin ends (performance.now()); starts one of adaptive length at `t` if none runs. */
-  spinDeadline(t: number): number {
-    if (this.#spinEnd < 0) this.#spinEnd = t + spinBudget(this.#misses, ++this.#waits, this.#fullSpinMs);
+  /**
+   * When the current spin ends (performance.now()); starts one at `t` if none runs: of adaptive
+   * length, or of MID_FRAME_SPIN_MS when the peer is in the middle of a frame (its next record
+   * is on its way: sleeping would cost a wake-up for each of the frame's next records).
+   */
+  spinDeadline(t: number, midFrame = false): number {
+    if (this.#spinEnd < 0) this.#spinEnd = t + (midFrame ? MID_FRAME_SPIN_MS : spinBudget(this.#misses, ++this.#waits, this.#fullSpinMs));
     return this.#spinEnd;
   }
 
@@ -154,28 +180,52 @@ export class Pump {
   }
 
   /**
-   * Commits the record for payload[offset, offset + chunk) of a frame if there is room; false
-   * when the queue is full. Same protocol as Queue's own send: claim, fill, commit (the CAS
-   * that publishes the record), then wake a receiver only if one sleeps.
+   * Commits the record writeRecord draws for (kind, id, total, src[from, from + chunk)) if there
+   * is room; false when the queue is full. Same protocol as Queue's own send: claim, fill,
+   * commit (the CAS that publishes the record); the peer is signalled as the header says.
    */
-  tryPut(type: number, id: number, payload: Uint8Array, offset: number, chunk: number): boolean {
+  tryPut(kind: number, id: number, total: number, src: Uint8Array, from: number, chunk: number): boolean {
     const ring = this.#ring;
     for (;;) {
       if (ring.claimSend(1) === 0) return false;
       const pos = ring.pos;
       const base = ring.base;
-      writeRecord(ring.u8, (base << 2) + SLOT_HEADER_BYTES, type, id, payload, offset, chunk);
+      writeRecord(ring.u8, (base << 2) + SLOT_HEADER_BYTES, kind, id, total, src, from, chunk);
       const committed = ring.commitSend(pos, base, RECORD_HEADER_BYTES + chunk);
-      ring.afterSend(1);
+      this.#counted();
       // Not committed: the slot was reclaimed under us (we were taken for dead), nothing was
       // delivered, and the same record goes again into a new slot.
       if (committed) return true;
     }
   }
 
+  /** One more record committed (released): signal the first of a batch and every capacity/8-th. */
+  #counted(): void {
+    if (++this.#unsignalled >= this.#signalEvery || !this.#batching) this.#signal();
+  }
+
+  #signal(): void {
+    const n = this.#unsignalled;
+    this.#batching = true;
+    if (n === 0) return;
+    this.#unsignalled = 0;
+    // A seq-cst read of the peer's sleeping count after our last commit (release), pairing with
+    // the sleeper's increment before its re-check; a system call only if it sleeps (see
+    // Ring.afterSend / afterReceive). One waiter per direction: wake one.
+    if (this.#sending) this.#ring.afterSend(1);
+    else this.#ring.afterReceive(1);
+  }
+
+  /** Closes a batch: a sleeping peer hears of every record committed (released) in it. */
+  endBatch(): void {
+    this.#signal();
+    this.#batching = false;
+  }
+
   /** The same record, waiting in the kernel for room (the slow path of a full queue). */
-  put(type: number, id: number, payload: Uint8Array, offset: number, chunk: number, signal: AbortSignal): Promise<void> {
-    return this.queue.sendWith(RECORD_HEADER_BYTES + chunk, (view) => writeRecord(view, 0, type, id, payload, offset, chunk), { signal });
+  put(kind: number, id: number, total: number, src: Uint8Array, from: number, chunk: number, signal: AbortSignal): Promise<void> {
+    this.endBatch();
+    return this.queue.sendWith(RECORD_HEADER_BYTES + chunk, (view) => writeRecord(view, 0, kind, id, total, src, from, chunk), { signal });
   }
 
   /**
@@ -193,7 +243,7 @@ export class Pump {
       const read = valid ? reader.read(ring.u8, (base << 2) + SLOT_HEADER_BYTES, length) : NO_RECORD;
       // The release hands the slot back to the producer (pairs with its claim's load of seq).
       const released = ring.release(pos, base);
-      ring.afterReceive(1);
+      this.#counted();
       if (!valid) continue; // a skip record: never a message
       // Reclaimed while we read it (we were taken for dead): what we read may be torn.
       if (!released) return reader.fail('a record was reclaimed while it was being read');
@@ -203,6 +253,7 @@ export class Pump {
 
   /** The next record, waiting in the kernel for one (the slow path of an empty queue). */
   take(reader: RecordReader, signal: AbortSignal): Promise<Read> {
+    this.endBatch();
     let read: Read | undefined;
     return this.queue.receiveWith((view) => void (read = reader.read(view, 0, view.byteLength)), { signal }).then(() => read!);
   }
