@@ -652,11 +652,13 @@ test('shm: a connect that fails (timeout, refusal, server death, bad geometry) l
     point.close();
   }
   // An accept point that asks for queues no one may make: IPC_ERR_INCOMPATIBLE, before creating anything.
-  for (const geometry of [{ capacity: 3 }, { capacity: 2 ** 17 }, { recordBytes: 12 }, { recordBytes: 12 + 16 * 2 ** 20 + 1 }]) {
+  const header = RECORD_HEADER_BYTES;
+  for (const geometry of [{ capacity: 3 }, { capacity: 2 ** 17 }, { recordBytes: header }, { recordBytes: header + 16 * 2 ** 20 + 1 }]) {
     addr = address();
     point = rawPoint(addr, geometry);
     try {
-      await failsWith('IPC_ERR_INCOMPATIBLE', addr);
+      // A timeout, so that a geometry wrongly accepted fails here instead of waiting for ever.
+      await watchdog(failsWith('IPC_ERR_INCOMPATIBLE', addr, { timeout: 10_000 }), WATCHDOG, `geometry ${JSON.stringify(geometry)}`);
       await nothingLeft(addr, `bad geometry ${JSON.stringify(geometry)}`);
     } finally {
       point.close();
