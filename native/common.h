@@ -50,14 +50,19 @@ T* UnwrapExternal(v8::Local<v8::Value> data, ExternalTag tag) {
 void SetMethod(v8::Local<v8::Context> context, v8::Local<v8::Object> target, const char* name,
                v8::FunctionCallback callback, v8::Local<v8::Value> data = v8::Local<v8::Value>());
 
-// A named object mapped by shmOpen (shm.cc): the descriptor the mapping keeps open, and the
-// file's identity. FindMapping looks up the mapping that starts at `data` (any thread).
+// A named object mapped by shmOpen (shm.cc): the descriptor the mapping keeps open (-1 once
+// the handle that mapped it was closed: shmRelease), and the file's identity. FindMapping looks
+// up the mapping that starts at `data` (any thread). ReopenMapping opens a new description of
+// its file through /proc/self/fd while holding the table's lock, so that a concurrent
+// shmRelease can never make it open whatever file reused the descriptor number: the new
+// descriptor, or -errno (-EBADF once released).
 struct MappedObject {
   int fd;
   dev_t dev;
   ino_t ino;
 };
 bool FindMapping(const void* data, MappedObject* out);
+int ReopenMapping(const void* data, int flags);
 // After a failed open with `err`: when the process is out of descriptors (EMFILE, ENFILE), runs
 // a full garbage collection, whose deleters close the descriptors of mappings that JavaScript
 // can no longer reach, and returns true (try once more). False for any other error.

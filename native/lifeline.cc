@@ -103,13 +103,17 @@ static bool PrivateMemory(const void* data) {
   return is_private;
 }
 
-// The object behind `store`: a descriptor of its file (borrowed, not to be closed) and a key
-// naming it. False (with *fd = -1) for shared memory that this addon did not map; -errno when
-// the process-private memfd could not be made.
+// A mapping made by shmOpen: its file is reopened through ReopenMapping (under the table's
+// lock), never through a descriptor number borrowed here.
+static constexpr int kMapped = -2;
+
+// The object behind `store` and a key naming it: *fd is kMapped for a mapping of shmOpen, the
+// process-private memfd (borrowed, never closed) for a plain SharedArrayBuffer, or -1 for shared
+// memory that this addon did not map; -errno when the memfd could not be made.
 static int Resolve(const std::shared_ptr<v8::BackingStore>& store, int* fd, std::string* key) {
   MappedObject mapped;
   if (FindMapping(store->Data(), &mapped)) {
-    *fd = mapped.fd;
+    *fd = kMapped;
     *key = "o" + std::to_string(static_cast<unsigned long long>(mapped.dev)) + ":" +
            std::to_string(static_cast<unsigned long long>(mapped.ino));
     return 0;
@@ -162,7 +166,7 @@ static void LifelineKey(const FunctionCallbackInfo<Value>& args) {
   std::string key;
   int err = Resolve(store, &fd, &key);
   if (err < 0) return ThrowErrno(args.GetIsolate(), "memfd_create", err);
-  if (fd < 0) return;
+  if (fd == -1) return;
   args.GetReturnValue().Set(v8::String::NewFromUtf8(args.GetIsolate(), key.c_str()).ToLocalChecked());
 }
 
@@ -177,14 +181,20 @@ static void LifelineOpen(const FunctionCallbackInfo<Value>& args) {
   std::string key;
   int err = Resolve(store, &object_fd, &key);
   if (err < 0) return ThrowErrno(isolate, "memfd_create", err);
-  if (object_fd < 0) return ThrowTypeError(isolate, "not memory that interprocess mapped, nor a plain SharedArrayBuffer");
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", object_fd);
+  if (object_fd == -1) return ThrowTypeError(isolate, "not memory that interprocess mapped, nor a plain SharedArrayBuffer");
   // A description of its own: locks of one description never conflict with each other, so two
   // threads (or a checker and an owner) must not share one.
-  int fd = open(path, O_RDWR | O_CLOEXEC);
-  if (fd < 0 && ReclaimDescriptors(isolate, errno)) fd = open(path, O_RDWR | O_CLOEXEC);
-  if (fd < 0) return ThrowErrno(isolate, "open(/proc/self/fd)", -errno);
+  auto reopen = [&]() -> int {
+    if (object_fd == kMapped) return ReopenMapping(store->Data(), O_RDWR | O_CLOEXEC);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", object_fd);
+    int opened = open(path, O_RDWR | O_CLOEXEC);
+    return opened >= 0 ? opened : -errno;
+  };
+  int fd = reopen();
+  if (fd < 0 && ReclaimDescriptors(isolate, -fd)) fd = reopen();
+  // EBADF: the SharedMemory handle that mapped this memory was closed (shmRelease).
+  if (fd < 0) return ThrowErrno(isolate, "open(/proc/self/fd)", fd);
   uint32_t token = 0;
   for (int attempt = 0; attempt < 1000 && token == 0; attempt++) {
     uint32_t candidate = 0;

@@ -2,16 +2,20 @@
 // SharedArrayBuffer whose deleter unmaps. V8 runs the deleter only when no JavaScript object
 // (in any thread) can reach the memory any more, so JavaScript can never touch an unmapped page.
 //
-// A mapping keeps its object's descriptor open for as long as it exists (the deleter closes it),
-// and a process-wide table maps the memory's address to that descriptor: the lifelines of an
-// object (lifeline.cc) are descriptions of the object's own file, and they find it from the
-// buffer alone, also in a worker thread the buffer was posted to. The name is never opened
-// again for that: it may have been removed or replaced meanwhile.
+// A mapping keeps its object's descriptor open until the handle that mapped it is closed
+// (shmRelease) or, failing that, until the deleter runs; a process-wide table maps the memory's
+// address to that descriptor: the lifelines of an object (lifeline.cc) are descriptions of the
+// object's own file, and they find it from the buffer alone, also in a worker thread the buffer
+// was posted to. The name is never opened again for that: it may have been removed or replaced
+// meanwhile. Releasing at close() matters: the memory itself lives until the garbage collector
+// drops the last buffer, which may be long after, and a server that accepts connections would
+// otherwise hold three descriptors per closed connection until then.
 //
 // An existing object is opened only if it is a regular file owned by this process's effective
 // uid, unless the caller passes allowOtherOwner: a name that another user created first is not
 // silently used (the caller would share memory, locks and queues with a stranger).
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -47,20 +51,35 @@ bool FindMapping(const void* data, MappedObject* out) {
   return true;
 }
 
+int ReopenMapping(const void* data, int flags) {
+  std::lock_guard<std::mutex> hold(*mappings_mutex);
+  auto found = mappings->find(data);
+  if (found == mappings->end() || found->second.fd < 0) return -EBADF;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", found->second.fd);
+  int fd = open(path, flags);
+  return fd >= 0 ? fd : -errno;
+}
+
 bool ReclaimDescriptors(Isolate* isolate, int err) {
   if (err != EMFILE && err != ENFILE) return false;
   isolate->LowMemoryNotification();
   return true;
 }
 
-static void Unmap(void* data, size_t length, void* deleter_data) {
-  int fd = static_cast<int>(reinterpret_cast<intptr_t>(deleter_data));
+static void Unmap(void* data, size_t length, void* /*deleter_data*/) {
+  int fd = -1;
   {
     // Out of the table before munmap: a new mapping may get this address as soon as it is free.
+    // The descriptor comes from the table, where shmRelease may already have closed it.
     std::lock_guard<std::mutex> hold(*mappings_mutex);
-    mappings->erase(data);
+    auto found = mappings->find(data);
+    if (found != mappings->end()) {
+      fd = found->second.fd;
+      mappings->erase(found);
+    }
   }
-  close(fd);
+  if (fd >= 0) close(fd);
   munmap(data, length);
 }
 
@@ -178,7 +197,7 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
     (*mappings)[data] = MappedObject{fd, st.st_dev, st.st_ino};
   }
   std::unique_ptr<v8::BackingStore> store =
-      v8::SharedArrayBuffer::NewBackingStore(data, length, Unmap, reinterpret_cast<void*>(static_cast<intptr_t>(fd)));
+      v8::SharedArrayBuffer::NewBackingStore(data, length, Unmap, nullptr);
   Local<v8::SharedArrayBuffer> buffer = v8::SharedArrayBuffer::New(isolate, std::move(store));
   set("buffer", buffer);
   set("byteLength", v8::Number::New(isolate, static_cast<double>(length)));
@@ -194,8 +213,27 @@ static void ShmUnlink(const FunctionCallbackInfo<Value>& args) {
   ThrowErrno(isolate, "shm_unlink", -errno);
 }
 
+// shmRelease(sab) -> true if it closed the descriptor of the mapping behind sab (the handle that
+// mapped it is closed; the memory stays until the buffer is garbage), false if there was none.
+static void ShmRelease(const FunctionCallbackInfo<Value>& args) {
+  if (!args[0]->IsSharedArrayBuffer()) return ThrowTypeError(args.GetIsolate(), "expected a SharedArrayBuffer");
+  const void* data = args[0].As<v8::SharedArrayBuffer>()->GetBackingStore()->Data();
+  int fd = -1;
+  {
+    std::lock_guard<std::mutex> hold(*mappings_mutex);
+    auto found = mappings->find(data);
+    if (found != mappings->end()) {
+      fd = found->second.fd;
+      found->second.fd = -1;
+    }
+  }
+  if (fd >= 0) close(fd);
+  args.GetReturnValue().Set(fd >= 0);
+}
+
 void InitShm(Local<Object> exports, Local<Context> context) {
   SetMethod(context, exports, "shmOpen", ShmOpen);
+  SetMethod(context, exports, "shmRelease", ShmRelease);
   SetMethod(context, exports, "shmUnlink", ShmUnlink);
 }
 

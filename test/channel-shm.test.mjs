@@ -719,3 +719,23 @@ test('shm: an accept point its creator never finished (unsized, unpublished): co
     }
   }
 });
+
+test('shm: a server that accepts and closes many connections holds no descriptor for the closed ones, without waiting for a GC', async () => {
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const server = await listen(address());
+  try {
+    const round = async () => {
+      const [client, accepted] = await Promise.all([connect(server.address), server.accept()]);
+      await client.send(new Uint8Array([1]));
+      await watchdog(accepted.receive(), WATCHDOG, 'receive');
+      await Promise.all([client.close(), accepted.close()]);
+      return [client, accepted]; // kept reachable, as an application's logs or maps may keep them
+    };
+    const kept = [await round()];
+    const before = fds();
+    for (let i = 0; i < 40; i++) kept.push(await round());
+    assert.ok(fds() - before < 6, `descriptors grew from ${before} to ${fds()} over 40 closed connections`);
+  } finally {
+    await server.close();
+  }
+});

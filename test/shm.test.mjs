@@ -290,3 +290,32 @@ test('out of file descriptors is IPC_ERR_LIMIT for creating and opening (child u
   assert.equal(SharedMemory.exists(`${name}-new`), false, 'a refused create leaves nothing behind');
   assert.equal(SharedMemory.exists(`${name}-mutex`), false);
 });
+
+test('close() gives back the descriptor at once, while the buffer lives on; a new lock on a closed handle\'s buffer is IPC_ERR_CLOSED', async () => {
+  const fds = () => fs.readdirSync('/proc/self/fd').length;
+  const before = fds();
+  const kept = [];
+  for (let i = 0; i < 200; i++) {
+    const name = uniqueName('release');
+    const shm = SharedMemory.create(name, { byteLength: 4096 });
+    new Int32Array(shm.buffer)[0] = i;
+    kept.push(shm.buffer); // the memory stays reachable: the garbage collector frees nothing
+    shm.close();
+    SharedMemory.remove(name);
+  }
+  assert.ok(fds() - before < 5, `descriptors grew from ${before} to ${fds()} with every handle closed`);
+  assert.equal(new Int32Array(kept[199])[0], 199, 'the memory itself stays valid');
+  const name = uniqueName('release');
+  const shm = SharedMemory.create(name, { byteLength: Mutex.byteLength });
+  try {
+    const held = Mutex.createAt(shm, 0); // opened while the handle was open: keeps working
+    const { buffer } = shm;
+    shm.close();
+    held.lockSync();
+    held.unlock();
+    held.close();
+    await expectCode(() => Mutex.openAt(buffer, 0), 'IPC_ERR_CLOSED');
+  } finally {
+    SharedMemory.remove(name);
+  }
+});

@@ -121,6 +121,12 @@ export function openLifeline(buffer: SharedArrayBuffer): Lifeline {
 }
 
 function openError(err: unknown): unknown {
+  if (errnoOf(err) === 'EBADF') {
+    return new IpcError('IPC_ERR_CLOSED', `${WHAT}: the SharedMemory that mapped this memory is closed; open the object again to take a new handle on it`, {
+      cause: err,
+      errno: 'EBADF',
+    });
+  }
   if (errnoOf(err) === 'EAGAIN') {
     // Every token tried is locked: only someone who can open the object can do that.
     return new IpcError(

@@ -64,6 +64,8 @@ export interface NativeBinding {
     refused?: 'type' | 'owner';
   };
   shmUnlink(osName: string): boolean;
+  /** Closes the descriptor of the mapping behind `buffer` (its handle closed); the memory stays. */
+  shmRelease(buffer: SharedArrayBuffer): boolean;
   futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): 0 | 1 | 2;
   futexWake(sab: SharedArrayBuffer, byteOffset: number, count: number): number;
   asyncInit(onFired: (ids: number[]) => void): AsyncWaitApi;

@@ -138,9 +138,15 @@ export class SharedMemory {
     return this.#buffer === undefined;
   }
 
-  /** Idempotent. Views made from `buffer` stay valid; the pages go when nothing can reach them. */
+  /**
+   * Idempotent. Closes the descriptor at once; views made from `buffer` stay valid, and the pages
+   * go when nothing can reach them. Locks, queues and other handles already opened on this
+   * memory keep working; opening a new one on this `buffer` needs an open SharedMemory.
+   */
   close(): void {
+    const buffer = this.#buffer;
     this.#buffer = undefined;
+    if (buffer !== undefined) native().shmRelease(buffer);
   }
 
   [Symbol.dispose](): void {
