@@ -139,6 +139,8 @@ test("'block' with a SIGKILLed subscriber: publishers wait while it lives and re
   await watchdog(pub.next('done'), 30_000, 'publisher resumes');
   await end(topic);
   assertComplete([await watchdog(live.next('done'), 30_000, 'live subscriber')], { 0: 200 });
+  // It closes its subscription after reporting 'done': look once it has exited.
+  await watchdog(live.exited, 10_000, 'live subscriber exit');
   assert.equal(topic.stats().freedSubscribers, 1);
   assert.equal(topic.stats().subscribers, 0);
 });
