@@ -97,7 +97,6 @@
  * pass over the owner words (O(N), about a millisecond per 100 000 entries), and readers never
  * need it: they never see a non-LIVE entry or a torn buffer as a value.
  */
-import { HEADER_BYTES } from '../shm/header.js';
 import { describeLockWord } from '../sync/robust.js';
 
 export const MAP_VERSION = 1;
@@ -309,4 +308,3 @@ export function describeMap(buffer: SharedArrayBuffer): Record<string, unknown> 
   };
 }
 
-export { HEADER_BYTES };

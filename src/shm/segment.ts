@@ -6,7 +6,7 @@
  */
 import { checkInteger, checkOptions } from '../options.js';
 import type { How } from '../naming.js';
-import { HEADER_BYTES, publishHeader, validateHeader, writeHeader } from './header.js';
+import { publishHeader, validateHeader, writeHeader } from './header.js';
 import { SharedMemory } from './shared-memory.js';
 
 export interface ObjectLayout {
@@ -98,5 +98,4 @@ export function namedOptions<T extends object>(options: unknown, own: readonly s
   return checkOptions<T & NamedObjectOptions>(options, [...own, ...NAMED_OPTIONS], where);
 }
 
-export { HEADER_BYTES };
 export type { How };

@@ -15,7 +15,8 @@
 import { closedError } from '../errors.js';
 import type { How } from '../naming.js';
 import type { SharedMemory } from '../shm/shared-memory.js';
-import { attachAt, attachNamed, namedOptions, placedOptions, type Attached, type SyncLayout } from './placement.js';
+import { namedOptions } from '../shm/segment.js';
+import { attachAt, attachNamed, placedOptions, type Attached, type SyncLayout } from './placement.js';
 import { SpinPolicy } from './wait.js';
 
 /** What a primitive's operations work on. */

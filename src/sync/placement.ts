@@ -13,7 +13,7 @@ import { IpcError } from '../errors.js';
 import { checkInteger, checkOptions } from '../options.js';
 import type { How } from '../naming.js';
 import { HEADER_BYTES, MAGIC, publishHeader, validateHeader, writeHeader } from '../shm/header.js';
-import { initTimeoutOf, namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
+import { initTimeoutOf, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 
 /**
@@ -135,5 +135,4 @@ export function placedOptions(options: unknown, own: readonly string[], where: s
   return checkOptions<Record<string, unknown> & PlacedOptions>(options, [...own, 'initTimeout'], where);
 }
 
-export { namedOptions };
 export type { NamedObjectOptions };

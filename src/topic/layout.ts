@@ -129,7 +129,6 @@
  *   - Waiters held up by another participant wake at least every livenessInterval ms to ask the
  *     kernel again; the interval only decides when to ask, never what is decided.
  */
-import { HEADER_BYTES } from '../shm/header.js';
 import { openLifeline } from '../os/lifeline.js';
 
 export const TOPIC_VERSION = 1;
@@ -268,7 +267,6 @@ export function readGeometry(buffer: SharedArrayBuffer): TopicGeometry | string 
   return g;
 }
 
-export { HEADER_BYTES };
 
 /**
  * A topic's state for `interprocess ls` / `inspect`, read only (no handle): plug into
