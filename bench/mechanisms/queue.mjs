@@ -5,6 +5,8 @@
 //   queue-async-fallback  the same through the fallback for kernels without futex_waitv
 //   queue-batch  throughput only: sendManySync / receiveManySync of up to 64 (256 KiB), spinning
 //   queue-zero-copy  throughput only: sendWith / receiveWith in place, spinning
+//   queue-loan   receiveLoanSync (a copy into the handle's reused loan buffer, valid until the
+//                next loan) with sendSync, spinning: the plain API's memory-speed form
 //   queue-copy-out   throughput only: trySend copies in, receiveWith copies out into one reused
 //                    buffer (one copy each side like queue-spin, without an allocation per message)
 //   memcpy       reference: Buffer#copy of each message in one process
@@ -21,7 +23,7 @@ const require = createRequire(import.meta.url);
 const { Queue } = require('../../dist/cjs/index.js');
 const self = fileURLToPath(import.meta.url);
 
-const WAIT = { spin: 'spin', block: 'block', async: 'spin-then-block' };
+const WAIT = { spin: 'spin', block: 'block', async: 'spin-then-block', loan: 'spin' };
 
 /** A promise awaited later: a peer that dies meanwhile must not be an unhandled rejection. */
 function settled(promise) {
@@ -57,6 +59,9 @@ function roundTrip(mode) {
         if (mode === 'async') {
           await ping.send(payload);
           reply = await pong.receive();
+        } else if (mode === 'loan') {
+          ping.sendSync(payload);
+          reply = pong.receiveLoanSync();
         } else {
           ping.sendSync(payload);
           reply = pong.receiveSync();
@@ -227,6 +232,15 @@ const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
 }));
 mechanisms.push(
   {
+    id: 'queue-loan',
+    label: 'shm Queue, receiveLoanSync into a reused buffer (valid until the next loan), spinning',
+    family: 'interprocess',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    roundTrip: roundTrip('loan'),
+    throughput: throughput('loan'),
+  },
+  {
     id: 'queue-async-fallback',
     label: 'shm Queue, await receive(), without futex_waitv (Linux < 5.16: a thread per word)',
     family: 'interprocess',
@@ -285,6 +299,7 @@ async function peer([role, mode, name, sizeArg, countArg]) {
     const total = count + Math.min(2000, count);
     for (let i = 0; i < total; i++) {
       if (mode === 'async') await pong.send(await ping.receive());
+      else if (mode === 'loan') pong.sendSync(ping.receiveLoanSync());
       else pong.sendSync(ping.receiveSync());
     }
     process.send({ type: 'done' });
@@ -332,6 +347,11 @@ async function peer([role, mode, name, sizeArg, countArg]) {
     if (mode === 'async') {
       for (; received < count; received++) {
         const m = q.tryReceive() ?? (await q.receive());
+        check(m, size, received, label);
+      }
+    } else if (mode === 'loan') {
+      for (; received < count; received++) {
+        const m = q.tryReceiveLoan() ?? q.receiveLoanSync();
         check(m, size, received, label);
       }
     } else {
