@@ -13,6 +13,7 @@ import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
+import { native } from '../os/native.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
   DEFAULT_HANDLES,
@@ -122,6 +123,23 @@ const BATCH = 64;
 const LARGE = 256 * 1024;
 /** Queues with more slots than this do not cache zero-copy views. */
 const VIEW_CACHE_SLOTS = 65536;
+/**
+ * From this size on, payload copies between a slot and private memory go through the addon's
+ * memmove: V8 copies to and from a SharedArrayBuffer with relaxed atomics word by word, about
+ * half the speed of memcpy (measured 22 vs 39 GiB/s for 1 MiB); below it the call costs more
+ * than it saves.
+ */
+const NATIVE_COPY = 64 * 1024;
+/** The addon's copyBytes; null when the loaded addon predates it (then TypedArray#set). */
+let nativeCopy: ((target: Uint8Array, source: Uint8Array) => void) | null | undefined;
+
+/** Copies `source` into `target` (same length) at memcpy speed where the addon can. */
+function copyLarge(target: Uint8Array, source: Uint8Array): void {
+  if (nativeCopy === undefined) nativeCopy = native().copyBytes ?? null;
+  if (nativeCopy === null) target.set(source);
+  else nativeCopy(target, source);
+}
+
 /** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
 const ON_HEAP = 64;
 /**
@@ -710,7 +728,9 @@ export class Queue<T = Uint8Array> {
       if (ring.claimSend(1) === 0) return false;
       const pos = ring.pos;
       const base = ring.base;
-      ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
+      const start = (base << 2) + SLOT_HEADER_BYTES;
+      if (bytes.length >= NATIVE_COPY) copyLarge(ring.u8.subarray(start, start + bytes.length), bytes);
+      else ring.u8.set(bytes, start);
       const ok = ring.commitSend(pos, base, bytes.length);
       ring.afterSend(1);
       if (ok) return true;
@@ -736,7 +756,9 @@ export class Queue<T = Uint8Array> {
           continue;
         }
         const bytes = encoded[from + k]!;
-        ring.u8.set(bytes, (base << 2) + SLOT_HEADER_BYTES);
+        const start = (base << 2) + SLOT_HEADER_BYTES;
+        if (bytes.length >= NATIVE_COPY) copyLarge(ring.u8.subarray(start, start + bytes.length), bytes);
+        else ring.u8.set(bytes, start);
         if (ring.commitSend(p, base, bytes.length)) sent++;
       }
       ring.afterSend(n);
@@ -782,7 +804,7 @@ export class Queue<T = Uint8Array> {
       if (length <= ARENA_MAX) return this.#arenaCopy(start, length) as unknown as T;
       // Always a plain Uint8Array (not a Buffer), whatever the size.
       const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
-      out.set(ring.u8.subarray(start, start + length));
+      copyLarge(out, ring.u8.subarray(start, start + length));
       return out as unknown as T;
     }
     const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
@@ -897,7 +919,8 @@ export class Queue<T = Uint8Array> {
         if (length >= 0 && length <= this.#max) { // SKIP is -1
           const start = (base << 2) + SLOT_HEADER_BYTES;
           view = new Uint8Array(this.#loanSpace(length), 0, length);
-          view.set(ring.u8.subarray(start, start + length));
+          if (length >= NATIVE_COPY) copyLarge(view, ring.u8.subarray(start, start + length));
+          else view.set(ring.u8.subarray(start, start + length));
           this.#lent = true;
         }
       } finally {
