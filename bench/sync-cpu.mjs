@@ -14,10 +14,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { forkPeer, nextMessage, pinSelf } from './util.mjs';
+import { forkPeer, idleCpu, nextMessage, pinSelf } from './util.mjs';
 import { handoff, layout, openSide } from './mechanisms/sync.mjs';
 
 const require = createRequire(import.meta.url);
@@ -85,33 +84,10 @@ async function perWait(kind, useAsync, holdNs) {
   });
 }
 
-/** ns on CPU of every thread of `pid` so far, and utime + stime in clock ticks. */
-function cpuOf(pid) {
-  let ns = 0;
-  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(fs.readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // a thread that ended meanwhile
-    }
-  }
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { ns, ticks: Number(fields[11]) + Number(fields[12]) };
-}
-
-const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** A peer parked in `kind` (or busy-polling, `how` 'poll') for idleSeconds: its CPU share. */
 async function idle(kind, how) {
   return withPeer(kind, how === 'async', ['idle', kind, how], async (shm, side, child) => {
-    await sleep(SETTLE_MS);
-    const a = cpuOf(child.pid);
-    const t0 = performance.now();
-    await sleep(idleSeconds * 1000);
-    const b = cpuOf(child.pid);
-    const seconds = (performance.now() - t0) / 1000;
+    const usage = await idleCpu(child.pid, SETTLE_MS, idleSeconds);
     // Let it go, and see it through: it really was waiting in the primitive.
     const done = nextMessage(child, 'done');
     const prepared = side.prepare?.();
@@ -119,11 +95,7 @@ async function idle(kind, how) {
     const handed = side.handOver();
     if (handed !== undefined) await handed;
     await done;
-    return {
-      cpuPercent: ((b.ns - a.ns) / 1e9 / seconds) * 100,
-      cpuUsPerSecond: (b.ns - a.ns) / 1e3 / seconds,
-      statPercent: ((b.ticks - a.ticks) / TICKS_PER_SECOND / seconds) * 100,
-    };
+    return usage;
   });
 }
 

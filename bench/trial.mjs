@@ -1,5 +1,5 @@
 // One benchmark trial in a fresh process (the harness starts one per mechanism, mode and size):
-//   node bench/trial.mjs <mechanism-file> <id> <roundTrip|throughput> <size> <count> <cpuA> <cpuB>
+//   node bench/trial.mjs <mechanism-file> <id> <roundTrip|throughput|idle> <size> <count> <cpuA> <cpuB>
 // Pins itself to cpuA, runs the mechanism (whose peer goes to cpuB) and prints one JSON line.
 import { pathToFileURL } from 'node:url';
 import { pinSelf } from './util.mjs';
@@ -30,6 +30,8 @@ if (mode === 'roundTrip') {
     p999: percentile(samples, 0.999),
     max: samples[samples.length - 1],
   };
+} else if (mode === 'idle') {
+  result = { n: 1, ...(await mechanism.idle(args)) };
 } else {
   // `note` (why a figure is what it is) and anything else a mechanism reports (a fan-out's
   // per-subscriber rates) are kept as they are.

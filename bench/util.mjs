@@ -9,7 +9,10 @@
 //     waits: 'spin' | 'block' | 'event-loop',  // how the receiving side waits (for the advice)
 //     roundTrip({ size, count, cpus }) -> Promise<Float64Array>   // `count` round trips in ns
 //                                        (or { n, p50, p99, p999 } from an external program)
-//     throughput({ size, count, cpus }) -> Promise<{ messages, seconds, note? }>  // one way
+//     throughput({ size, count, cpus }) -> Promise<{ messages, seconds, note?,
+//                 cpuUsPerMessage?, shmBytesPerMessage?, shmBytesPerPayloadByte? }>  // one way
+//     idle({ cpus }) -> Promise<{ cpuPercent, cpuUsPerSecond }>  // optional: a receiver waiting
+//                                        on nothing, its CPU (see idleCpu)
 //     count: { quick, full },              // optional: operations per trial, instead of the default
 //     unavailable: 'reason',               // optional: left out of the run, with this note
 //   }
@@ -147,3 +150,45 @@ export function check(buf, size, seq, what) {
 }
 
 export const now = () => process.hrtime.bigint();
+
+/**
+ * ns on CPU of every thread of `pid` so far (the schedstat of each /proc/<pid>/task: the futex.waitAsync
+ * watcher and V8's threads included), and, as a cross-check, utime + stime in clock ticks
+ * (/proc/<pid>/stat). Linux only.
+ */
+export function cpuOf(pid) {
+  let ns = 0;
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // a thread that ended meanwhile
+    }
+  }
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { ns, ticks: Number(fields[11]) + Number(fields[12]) };
+}
+
+let ticksPerSecond;
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The CPU a waiting process `pid` uses over `seconds`, measured after `settleMs` (past any
+ * spin before it parks): percent of one core and µs of CPU per second, from schedstat, and the
+ * same percent from /proc/<pid>/stat ticks as a cross-check.
+ */
+export async function idleCpu(pid, settleMs, seconds) {
+  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  await sleep(settleMs);
+  const a = cpuOf(pid);
+  const t0 = performance.now();
+  await sleep(seconds * 1000);
+  const b = cpuOf(pid);
+  const elapsed = (performance.now() - t0) / 1000;
+  return {
+    cpuPercent: ((b.ns - a.ns) / 1e9 / elapsed) * 100,
+    cpuUsPerSecond: (b.ns - a.ns) / 1e3 / elapsed,
+    statPercent: ((b.ticks - a.ticks) / ticksPerSecond / elapsed) * 100,
+  };
+}

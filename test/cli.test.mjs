@@ -31,6 +31,16 @@ test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML 
       assert.equal(r.error, undefined, `${r.id}: ${r.error}`);
       assert.equal(r.n, r.mode === 'roundTrip' && r.id.startsWith('c-') ? 200 : r.count);
     }
+    // The queue's throughput rows carry CPU and shared memory per message; its idle rows the
+    // CPU of a receiver waiting on nothing (spinning: busy; spin-then-block: parked).
+    for (const r of report.results.filter((x) => x.id === 'queue-spin' && x.mode === 'throughput')) {
+      assert.ok(r.cpuUsPerMessage > 0, 'cpuUsPerMessage');
+      assert.ok(r.shmBytesPerMessage >= r.size && r.shmBytesPerPayloadByte >= 1, 'shm per message');
+    }
+    for (const id of ['queue-spin', 'queue-spin-then-block']) {
+      const r = report.results.find((x) => x.id === id && x.mode === 'idle');
+      assert.ok(r !== undefined && r.cpuPercent >= 0 && r.cpuUsPerSecond >= 0, `${id} idle`);
+    }
     assert.ok(report.advice.some((a) => a.startsWith('lowest latency with a core to spare: queue-spin')), report.advice.join('\n'));
     assert.ok(!report.advice.some((a) => a.includes('word-spin')), 'primitives are not advice for message passing');
     const page = fs.readFileSync(html, 'utf8');

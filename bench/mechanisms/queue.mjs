@@ -5,9 +5,15 @@
 //   queue-async-fallback  the same through the fallback for kernels without futex_waitv
 //   queue-batch  throughput only: sendManySync / receiveManySync of up to 64 (256 KiB), spinning
 //   queue-zero-copy  throughput only: sendWith / receiveWith in place, spinning
+//   queue-loan   receiveLoanSync (a copy into the handle's reused loan buffer, valid until the
+//                next loan) with sendSync, spinning: the plain API's memory-speed form
 //   queue-copy-out   throughput only: trySend copies in, receiveWith copies out into one reused
 //                    buffer (one copy each side like queue-spin, without an allocation per message)
+//   queue-spin-then-block  idle CPU only: receiveSync with the default wait
 //   memcpy       reference: Buffer#copy of each message in one process
+// Idle (queue-spin, -block, -async, -spin-then-block): the CPU of a receiver waiting ~1 s on an
+// empty queue. Throughput rows also give the CPU both processes spent per message and the
+// shared memory per message the queue can hold.
 // Round trip: two queues (ping, pong), the peer echoes each message. Throughput: one queue,
 // the peer receives and checks every sequence number. bytes codec throughout, every message
 // checked (size and sequence) so nothing can be silently lost.
@@ -15,13 +21,13 @@
 // This file is also the peer: `node bench/mechanisms/queue.mjs <role> <mode> <name> <size> <count>`.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { FALLBACK_ENV, check, forkPeer, inFallback, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { FALLBACK_ENV, check, forkPeer, idleCpu, inFallback, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue } = require('../../dist/cjs/index.js');
 const self = fileURLToPath(import.meta.url);
 
-const WAIT = { spin: 'spin', block: 'block', async: 'spin-then-block' };
+const WAIT = { spin: 'spin', block: 'block', async: 'spin-then-block', loan: 'spin', 'spin-then-block': 'spin-then-block' };
 
 /** A promise awaited later: a peer that dies meanwhile must not be an unhandled rejection. */
 function settled(promise) {
@@ -57,6 +63,9 @@ function roundTrip(mode) {
         if (mode === 'async') {
           await ping.send(payload);
           reply = await pong.receive();
+        } else if (mode === 'loan') {
+          ping.sendSync(payload);
+          reply = pong.receiveLoanSync();
         } else {
           ping.sendSync(payload);
           reply = pong.receiveSync();
@@ -87,6 +96,7 @@ function throughput(mode) {
       const payload = new Uint8Array(size);
       const done = settled(nextMessage(child, 'done'));
       const t0 = now();
+      const c0 = process.cpuUsage();
       if (mode === 'async') {
         for (let i = 0; i < count; i++) {
           stamp(payload, i);
@@ -98,8 +108,62 @@ function throughput(mode) {
           if (!q.trySend(payload)) q.sendSync(payload);
         }
       }
-      const { received } = await done;
-      return { messages: received, seconds: Number(now() - t0) / 1e9 };
+      return measured(q, size, await done, t0, c0);
+    } finally {
+      child.kill();
+      q.close();
+      Queue.remove(name);
+    }
+  };
+}
+
+/** µs of CPU this process used (every thread) since `c0`, a process.cpuUsage(). */
+function cpuSince(c0) {
+  const c = process.cpuUsage(c0);
+  return c.user + c.system;
+}
+
+/**
+ * A throughput trial's figures: the rate, the CPU both processes spent per message (each
+ * measured over its own part of the run: the sender from its first send, the receiver from
+ * 'ready' to its last receive), and the shared memory the queue takes per message it can hold
+ * (the whole segment, header and claims table included, over its capacity), also per byte of
+ * payload.
+ */
+function measured(q, size, { received, cpuUs }, t0, c0) {
+  const seconds = Number(now() - t0) / 1e9;
+  const { byteLength, capacity } = q.stats();
+  const shmBytesPerMessage = byteLength / capacity;
+  return {
+    messages: received,
+    seconds,
+    cpuUsPerMessage: (cpuSince(c0) + cpuUs) / received,
+    shmBytesPerMessage,
+    shmBytesPerPayloadByte: shmBytesPerMessage / size,
+  };
+}
+
+/** How long an idle receiver waits before its CPU is measured (past any spin), and the window. */
+const IDLE_SETTLE_MS = 500;
+const IDLE_SECONDS = 1;
+
+/**
+ * The CPU of a receiver waiting on an empty queue (receiveSync, or `await receive()` for
+ * 'async') over IDLE_SECONDS, once it had IDLE_SETTLE_MS to settle: what waiting costs when
+ * nothing comes. Then one message lets it go, which proves it was waiting in the receive.
+ */
+function idle(mode) {
+  return async ({ cpus }) => {
+    const name = `bench-q-${process.pid}-${mode}-idle`;
+    const q = Queue.create(name, queueOptions(64, mode));
+    const child = forkPeer(self, ['idle', mode, name, 64, 1], cpus[1]);
+    try {
+      await nextMessage(child, 'ready');
+      const usage = await idleCpu(child.pid, IDLE_SETTLE_MS, IDLE_SECONDS);
+      const done = settled(nextMessage(child, 'done'));
+      q.sendSync(stamp(new Uint8Array(64), 0));
+      await done;
+      return usage;
     } finally {
       child.kill();
       q.close();
@@ -119,6 +183,7 @@ async function batchThroughput({ size, count, cpus }) {
     const batch = Array.from({ length: per }, () => new Uint8Array(size));
     const done = settled(nextMessage(child, 'done'));
     const t0 = now();
+    const c0 = process.cpuUsage();
     for (let i = 0; i < count; ) {
       const n = Math.min(per, count - i);
       const values = n === per ? batch : batch.slice(0, n);
@@ -126,8 +191,7 @@ async function batchThroughput({ size, count, cpus }) {
       q.sendManySync(values);
       i += n;
     }
-    const { received } = await done;
-    return { messages: received, seconds: Number(now() - t0) / 1e9 };
+    return measured(q, size, await done, t0, c0);
   } finally {
     child.kill();
     q.close();
@@ -153,9 +217,9 @@ async function zeroCopyThroughput({ size, count, cpus }) {
     };
     const done = settled(nextMessage(child, 'done'));
     const t0 = now();
+    const c0 = process.cpuUsage();
     for (; seq < count; seq++) if (!q.trySendWith(size, write)) q.sendWithSync(size, write);
-    const { received } = await done;
-    return { messages: received, seconds: Number(now() - t0) / 1e9 };
+    return measured(q, size, await done, t0, c0);
   } finally {
     child.kill();
     q.close();
@@ -177,12 +241,12 @@ async function copyOutThroughput({ size, count, cpus }) {
     const payload = new Uint8Array(size);
     const done = settled(nextMessage(child, 'done'));
     const t0 = now();
+    const c0 = process.cpuUsage();
     for (let i = 0; i < count; i++) {
       stamp(payload, i);
       if (!q.trySend(payload)) q.sendSync(payload);
     }
-    const { received } = await done;
-    return { messages: received, seconds: Number(now() - t0) / 1e9 };
+    return measured(q, size, await done, t0, c0);
   } finally {
     child.kill();
     q.close();
@@ -224,8 +288,26 @@ const mechanisms = ['spin', 'block', 'async'].map((mode) => ({
   sizes: [64, 4096, 65536, 1048576],
   roundTrip: roundTrip(mode),
   throughput: throughput(mode),
+  idle: idle(mode),
 }));
 mechanisms.push(
+  {
+    id: 'queue-spin-then-block',
+    label: 'shm Queue, receiveSync with the default wait (spin 20 µs, then sleep in the kernel)',
+    family: 'interprocess',
+    waits: 'block',
+    sizes: [64],
+    idle: idle('spin-then-block'),
+  },
+  {
+    id: 'queue-loan',
+    label: 'shm Queue, receiveLoanSync into a reused buffer (valid until the next loan), spinning',
+    family: 'interprocess',
+    waits: 'spin',
+    sizes: [64, 4096, 65536, 1048576],
+    roundTrip: roundTrip('loan'),
+    throughput: throughput('loan'),
+  },
   {
     id: 'queue-async-fallback',
     label: 'shm Queue, await receive(), without futex_waitv (Linux < 5.16: a thread per word)',
@@ -285,22 +367,31 @@ async function peer([role, mode, name, sizeArg, countArg]) {
     const total = count + Math.min(2000, count);
     for (let i = 0; i < total; i++) {
       if (mode === 'async') await pong.send(await ping.receive());
+      else if (mode === 'loan') pong.sendSync(ping.receiveLoanSync());
       else pong.sendSync(ping.receiveSync());
     }
+    process.send({ type: 'done' });
+  } else if (role === 'idle') {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    const m = mode === 'async' ? await q.receive() : q.receiveSync();
+    check(m, size, 0, `queue-${mode} idle`);
     process.send({ type: 'done' });
   } else if (role === 'zc-sink') {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
+    const c0 = process.cpuUsage();
     let received = 0;
     const read = (view) => {
       check(view, size, received, 'queue-zero-copy sink');
       received++;
     };
     while (received < count) if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
-    process.send({ type: 'done', received });
+    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
   } else if (role === 'copy-sink') {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
+    const c0 = process.cpuUsage();
     const mine = new Uint8Array(size);
     let length = 0;
     const read = (view) => {
@@ -312,10 +403,11 @@ async function peer([role, mode, name, sizeArg, countArg]) {
       if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
       check(mine.subarray(0, length), size, received, 'queue-copy-out sink');
     }
-    process.send({ type: 'done', received });
+    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
   } else if (role === 'batch-sink') {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
+    const c0 = process.cpuUsage();
     let received = 0;
     while (received < count) {
       for (const m of q.receiveManySync(batchOf(size))) {
@@ -323,15 +415,21 @@ async function peer([role, mode, name, sizeArg, countArg]) {
         received++;
       }
     }
-    process.send({ type: 'done', received });
+    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
   } else {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
+    const c0 = process.cpuUsage();
     let received = 0;
     const label = `queue-${mode} sink`; // built once: a template literal per message costs ~20 ns
     if (mode === 'async') {
       for (; received < count; received++) {
         const m = q.tryReceive() ?? (await q.receive());
+        check(m, size, received, label);
+      }
+    } else if (mode === 'loan') {
+      for (; received < count; received++) {
+        const m = q.tryReceiveLoan() ?? q.receiveLoanSync();
         check(m, size, received, label);
       }
     } else {
@@ -340,7 +438,7 @@ async function peer([role, mode, name, sizeArg, countArg]) {
         check(m, size, received, label);
       }
     }
-    process.send({ type: 'done', received });
+    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
   }
   process.disconnect();
 }

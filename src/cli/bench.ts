@@ -60,12 +60,13 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const plan: { m: MechanismInfo; mode: Mode; size: number; count: number }[] = [];
   for (const m of mechanisms) {
     for (const mode of m.modes) {
-      const wanted = sizes ?? (quick ? (mode === 'roundTrip' ? [64] : [64, 1048576]) : ALL_SIZES);
+      // An idle trial moves no message: it runs once, at the mechanism's first size.
+      const wanted = mode === 'idle' ? [m.sizes[0]!] : sizes ?? (quick ? (mode === 'roundTrip' ? [64] : [64, 1048576]) : ALL_SIZES);
       for (const size of wanted) {
         // A mechanism runs the sizes it lists; sizes asked for with --sizes also go to every
         // mechanism that takes a payload at all (those that list more than one size).
         if (!m.sizes.includes(size) && !(sizes !== undefined && m.sizes.length > 1)) continue;
-        plan.push({ m, mode, size, count: count ?? m.count?.[quick ? 'quick' : 'full'] ?? defaultCount(mode, size, quick) });
+        plan.push({ m, mode, size, count: mode === 'idle' ? 1 : count ?? m.count?.[quick ? 'quick' : 'full'] ?? defaultCount(mode, size, quick) });
       }
     }
   }
@@ -74,13 +75,18 @@ export async function benchCommand(argv: string[]): Promise<number> {
 
   const results: TrialResult[] = [];
   for (const [i, trial] of plan.entries()) {
-    const what = `${trial.m.id} ${trial.mode === 'roundTrip' ? 'round trip' : 'throughput'} ${formatSize(trial.size)}`;
+    const what = trial.mode === 'idle' ? `${trial.m.id} idle` : `${trial.m.id} ${trial.mode === 'roundTrip' ? 'round trip' : 'throughput'} ${formatSize(trial.size)}`;
     const started = Date.now();
     const base = { id: trial.m.id, label: trial.m.label, family: trial.m.family, waits: trial.m.waits, mode: trial.mode, size: trial.size, count: trial.count };
     try {
       const out = await runTrial(trial.m, trial.mode, trial.size, trial.count, cpus);
       results.push({ ...base, ...out });
-      const shown = trial.mode === 'roundTrip' ? `p50 ${formatNs(out.p50!)}  p99 ${formatNs(out.p99!)}` : `${formatRate(out.messagesPerSecond!)} msg/s  ${formatBytes(out.bytesPerSecond!)}/s`;
+      const shown =
+        trial.mode === 'roundTrip'
+          ? `p50 ${formatNs(out.p50!)}  p99 ${formatNs(out.p99!)}`
+          : trial.mode === 'idle'
+            ? `${out.cpuPercent!.toFixed(2)} % CPU`
+            : `${formatRate(out.messagesPerSecond!)} msg/s  ${formatBytes(out.bytesPerSecond!)}/s`;
       log(`[${i + 1}/${plan.length}] ${what.padEnd(40)} ${shown}  (${((Date.now() - started) / 1000).toFixed(1)} s)`);
     } catch (err) {
       const message = (err as Error).message.split('\n')[0] ?? String(err);
@@ -129,6 +135,7 @@ async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[
       const modes: Mode[] = [];
       if (typeof m['roundTrip'] === 'function') modes.push('roundTrip');
       if (typeof m['throughput'] === 'function') modes.push('throughput');
+      if (typeof m['idle'] === 'function') modes.push('idle');
       const id = String(m['id']);
       out.push({
         file,

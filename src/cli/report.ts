@@ -5,7 +5,8 @@
  */
 import { table } from './args.js';
 
-export type Mode = 'roundTrip' | 'throughput';
+/** idle: the CPU of a receiver waiting on nothing (no payload, no size). */
+export type Mode = 'roundTrip' | 'throughput' | 'idle';
 export type Waits = 'spin' | 'block' | 'event-loop';
 
 export interface MechanismInfo {
@@ -43,6 +44,14 @@ export interface TrialResult {
   /** Fan-out (one publisher, several subscribers): the publisher's own rate and each subscriber's. */
   publisherMessagesPerSecond?: number;
   subscribers?: { messagesPerSecond: number }[];
+  /** Throughput: CPU time of both processes over the run, per message (µs). */
+  cpuUsPerMessage?: number;
+  /** Throughput: shared memory per message the mechanism can hold (segment / capacity), and per payload byte. */
+  shmBytesPerMessage?: number;
+  shmBytesPerPayloadByte?: number;
+  /** Idle: CPU of the waiting process, percent of one core and µs per second. */
+  cpuPercent?: number;
+  cpuUsPerSecond?: number;
 }
 
 export interface BenchReport {
@@ -113,14 +122,25 @@ export function renderText(report: BenchReport): string {
         );
       } else {
         out.push(`\n${title}${primitives ? 'operations' : `one-way throughput, ${formatSize(size)}`} (higher is better)`);
+        // CPU and shared memory per message, where the mechanism measured them (the queue's rows).
+        const costs = !primitives && rows.some((r) => r.cpuUsPerMessage !== undefined || r.shmBytesPerMessage !== undefined);
+        const cost = (r: TrialResult): string[] =>
+          costs
+            ? [
+                r.cpuUsPerMessage === undefined ? '-' : formatNs(r.cpuUsPerMessage * 1000),
+                r.shmBytesPerMessage === undefined ? '-' : `${formatBytes(r.shmBytesPerMessage)} (${r.shmBytesPerPayloadByte!.toFixed(2)}/B)`,
+              ]
+            : [];
         // A primitive moves no payload: only its rate means something.
         const cells = (r: TrialResult): string[] =>
           primitives
             ? [r.id, r.waits, formatRate(r.messagesPerSecond!)]
-            : [r.id, r.waits, formatRate(r.messagesPerSecond!), formatBytes(r.bytesPerSecond!), base ? `${(r.messagesPerSecond! / base.messagesPerSecond!).toFixed(1)}x` : '-'];
+            : [r.id, r.waits, formatRate(r.messagesPerSecond!), formatBytes(r.bytesPerSecond!), base ? `${(r.messagesPerSecond! / base.messagesPerSecond!).toFixed(1)}x` : '-', ...cost(r)];
         out.push(
           table(
-            primitives ? ['mechanism', 'waits', 'operations/s'] : ['mechanism', 'waits', 'messages/s', 'bytes/s', 'vs unix socket'],
+            primitives
+              ? ['mechanism', 'waits', 'operations/s']
+              : ['mechanism', 'waits', 'messages/s', 'bytes/s', 'vs unix socket', ...(costs ? ['CPU/msg (both)', 'shm/msg (per payload B)'] : [])],
             rows.map((r) => (r.error !== undefined ? [r.id, r.waits, `failed: ${r.error.slice(0, 60)}`] : cells(r))),
           ),
         );
@@ -130,6 +150,16 @@ export function renderText(report: BenchReport): string {
         }
       }
     }
+  }
+  const idle = report.results.filter((r) => r.mode === 'idle');
+  if (idle.length > 0) {
+    out.push('\nidle: CPU of a receiver waiting on an empty queue for ~1 s (lower is better)');
+    out.push(
+      table(
+        ['mechanism', 'waits', 'CPU (% of a core)', 'CPU µs/s'],
+        idle.map((r) => (r.error !== undefined ? [r.id, r.waits, `failed: ${r.error.slice(0, 60)}`, ''] : [r.id, r.waits, r.cpuPercent!.toFixed(2), r.cpuUsPerSecond!.toFixed(0)])),
+      ),
+    );
   }
   const maps = report.results.filter((r) => r.family === 'map');
   if (maps.length > 0) out.push('', renderMapTable(maps));

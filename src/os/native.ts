@@ -64,6 +64,12 @@ export interface NativeBinding {
     refused?: 'type' | 'owner';
   };
   shmUnlink(osName: string): boolean;
+  /**
+   * memmove of `source` into `target` (same length, else RangeError): copies to and from a
+   * SharedArrayBuffer at memcpy speed, where TypedArray#set uses V8's relaxed atomic copy.
+   * Missing from addons built before it was added (the caller falls back to set).
+   */
+  copyBytes?(target: Uint8Array, source: Uint8Array): void;
   /** Closes the descriptor of the mapping behind `buffer` (its handle closed); the memory stays. */
   shmRelease(buffer: SharedArrayBuffer): boolean;
   futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): 0 | 1 | 2;
