@@ -103,6 +103,8 @@ export function validateHeader(
   version: number,
   what: string,
   initTimeout: number,
+  /** The caller's whole initTimeout, for the message, when part of it was spent before (ms). */
+  budget: number = initTimeout,
 ): HeaderFields {
   const fail = (field: string, detail: string): never => {
     throw new IpcError('IPC_ERR_INCOMPATIBLE', `${what}: ${field} ${detail}`);
@@ -119,7 +121,7 @@ export function validateHeader(
     if (state !== 0) fail('state', `is ${state}, expected 0 or 1`);
     const left = deadline - Date.now();
     if (left <= 0) {
-      fail('initialized', `flag still unset after ${initTimeout} ms (its creator may have died while initializing; remove it and create it again)`);
+      fail('initialized', `flag still unset after ${budget} ms (its creator may have died while initializing; remove it and create it again)`);
     }
     futex.wait(i32, STATE_INDEX, state, Math.min(left, 50));
   }

@@ -85,7 +85,7 @@ export function openObject(
   }
   try {
     const left = Math.max(0, initTimeout - (Date.now() - started));
-    validateHeader(shm.buffer, 0, shm.byteLength, layout.kind, layout.version, `${kindName} '${name}'`, left);
+    validateHeader(shm.buffer, 0, shm.byteLength, layout.kind, layout.version, `${kindName} '${name}'`, left, initTimeout);
   } catch (err) {
     shm.close();
     throw err;
