@@ -4,6 +4,7 @@
  * lifecycle; it never touches a slot except through the ring.
  */
 import { setMaxListeners } from 'node:events';
+import * as workerThreads from 'node:worker_threads';
 import { markAsUntransferable } from 'node:worker_threads';
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { resolveCodec, decodeOrThrow, type BytesCodec, type Codec, type CodecOption, type SerializingCodec } from '../codec/index.js';
@@ -156,6 +157,12 @@ const ARENA_BYTES = 64 * 1024;
  * copy): ArrayBuffer#transfer where the runtime has it (Node 21+), else a transferring clone.
  */
 const nativeTransfer = (ArrayBuffer.prototype as { transfer?: (this: ArrayBuffer) => ArrayBuffer }).transfer;
+/**
+ * Whether the user marked a buffer untransferable (Node 21+; undefined on Node 20). Such a
+ * loan must be left alone: `ArrayBuffer.prototype.transfer` (Node 21+) detaches it all the
+ * same, since the mark only governs postMessage, while Node 20's structuredClone copies it.
+ */
+const markedUntransferable = (workerThreads as { isMarkedAsUntransferable?: (object: unknown) => boolean }).isMarkedAsUntransferable;
 const detach: (buffer: ArrayBuffer) => ArrayBuffer =
   nativeTransfer !== undefined ? (buffer) => nativeTransfer.call(buffer) : (buffer) => structuredClone(buffer, { transfer: [buffer] });
 
@@ -957,6 +964,10 @@ export class Queue<T = Uint8Array> {
     this.#lent = false;
     const buffer = this.#loanBuffer;
     if (buffer === undefined || buffer.byteLength === 0) return;
+    if (markedUntransferable?.(buffer) === true) {
+      this.#loanBuffer = undefined;
+      return;
+    }
     try {
       this.#loanBuffer = detach(buffer);
     } catch {
