@@ -178,8 +178,20 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * spin before it parks): percent of one core and µs of CPU per second, from schedstat, and the
  * same percent from /proc/<pid>/stat ticks as a cross-check.
  */
+/**
+ * USER_HZ, the unit of /proc/<pid>/stat times. getconf may be missing (an installed package run
+ * with a minimal PATH, a slim image); USER_HZ is 100 on every Linux architecture we support.
+ */
+function clockTicks() {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+}
+
 export async function idleCpu(pid, settleMs, seconds) {
-  ticksPerSecond ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+  ticksPerSecond ??= clockTicks();
   await sleep(settleMs);
   const a = cpuOf(pid);
   const t0 = performance.now();
