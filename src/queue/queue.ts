@@ -5,7 +5,6 @@
  */
 import { setMaxListeners } from 'node:events';
 import * as workerThreads from 'node:worker_threads';
-import { markAsUntransferable } from 'node:worker_threads';
 import { IpcError, abortError, closedError, timeoutError } from '../errors.js';
 import { resolveCodec, decodeOrThrow, type BytesCodec, type Codec, type CodecOption, type SerializingCodec } from '../codec/index.js';
 import { checkInteger, checkOptions, waitOptions } from '../options.js';
@@ -832,7 +831,7 @@ export class Queue<T = Uint8Array> {
     let arena = this.#arena;
     if (off + length > ARENA_BYTES || arena.length === 0) {
       arena = this.#arena = new Uint8Array(ARENA_BYTES);
-      markAsUntransferable(arena.buffer);
+      workerThreads.markAsUntransferable(arena.buffer);
       off = 0;
     }
     arena.set(this.#ring.u8.subarray(start, start + length), off);
