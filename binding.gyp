@@ -7,7 +7,7 @@
   "targets": [
     {
       "target_name": "interprocess",
-      "sources": ["native/addon.cc", "native/shm.cc", "native/futex.cc", "native/lifeline.cc", "native/fifo.cc", "native/mq.cc"],
+      "sources": ["native/addon.cc", "native/shm.cc", "native/futex.cc", "native/lifeline.cc", "native/fifo.cc", "native/mq.cc", "native/copyout.cc"],
       "cflags_cc": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-cast-function-type"],
       "libraries": ["-lrt", "-lpthread"],
       "conditions": [

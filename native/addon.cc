@@ -79,4 +79,5 @@ NODE_MODULE_INIT(/* exports, module, context */) {
   ipc::InitLifeline(exports, context);
   ipc::InitFifo(exports, context);
   ipc::InitMq(exports, context);
+  ipc::InitCopyOut(exports, context);
 }

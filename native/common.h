@@ -73,5 +73,6 @@ void InitFutex(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
 void InitLifeline(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
 void InitFifo(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
 void InitMq(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
+void InitCopyOut(v8::Local<v8::Object> exports, v8::Local<v8::Context> context);
 
 }  // namespace ipc

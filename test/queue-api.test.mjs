@@ -2,6 +2,7 @@
 // timeouts, aborts, close, iteration, and worker threads sharing a queue by name.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { Queue, SharedMemory } from 'interprocess';
@@ -407,6 +408,69 @@ test('large messages (copied by the addon from 64 KiB on) arrive byte-exact thro
   const target = new Uint8Array(4);
   copyBytes(target, new Uint8Array(new SharedArrayBuffer(4)).fill(9));
   assert.deepEqual([...target], [9, 9, 9, 9]);
+});
+
+test('large received copies come from a pool of pre-faulted blocks that collected messages give back', async (t) => {
+  // In a child with --expose-gc, so that the collections (and so the pool) are deterministic.
+  const script = `
+    const assert = require('node:assert/strict');
+    const { Worker } = require('node:worker_threads');
+    const { Queue } = require(${JSON.stringify(require.resolve('../dist/cjs/index.js'))});
+    const { native } = require(${JSON.stringify(require.resolve('../dist/cjs/os/native.js'))});
+    const { copyOut, copyOutPoolBytes } = native();
+    if (copyOut === undefined) { console.log(JSON.stringify({ missing: true })); process.exit(0); }
+    assert.throws(() => copyOut(new Uint16Array(4)), TypeError);
+    assert.equal(copyOut(new Uint8Array(0)).byteLength, 0);
+    (async () => {
+    const q = Queue.create(process.argv[1], { capacity: 2, maxMessageSize: 1 << 20 });
+    const seen = [];
+    for (let round = 0; round < 3; round++) {
+      for (const size of [300001, 1 << 20]) {
+        const want = new Uint8Array(size);
+        for (let k = 0; k < size; k++) want[k] = (round * 31 + k * 7 + (k >> 12)) & 255;
+        q.sendSync(want);
+        const got = q.receiveSync();
+        // Exactly the message, though the block it lives in held an earlier one.
+        assert.ok(Buffer.from(got).equals(Buffer.from(want)), 'round ' + round + ', ' + size + ' bytes');
+        assert.equal(got.buffer.byteLength, size);
+      }
+      gc();
+      // V8 frees array buffers on a sweeper thread: wait (up to 2 s) for both blocks.
+      for (let k = 0; k < 200 && copyOutPoolBytes() < 3 << 19 && process.env.INTERPROCESS_RECEIVE_POOL_MB !== '0'; k++) {
+        await new Promise((r) => setTimeout(r, 10));
+        if (k % 20 === 19) gc();
+      }
+      seen.push(copyOutPoolBytes());
+    }
+    // A pooled copy is an ordinary ArrayBuffer: it moves to a worker and lives on there.
+    q.sendSync(new Uint8Array(1 << 20).fill(5));
+    const moved = q.receiveSync();
+    const sum = await new Promise((resolve, reject) => {
+      const w = new Worker('require("node:worker_threads").parentPort.once("message", (m) => { let s = 0; for (const b of m) s += b; require("node:worker_threads").parentPort.postMessage(s); })', { eval: true });
+      w.once('message', (s) => { w.terminate(); resolve(s); });
+      w.once('error', reject);
+      w.postMessage(moved, [moved.buffer]);
+    });
+    assert.equal(moved.byteLength, 0); // detached here
+    q.close();
+    Queue.remove(process.argv[1]);
+    console.log(JSON.stringify({ seen, sum }));
+    })().catch((e) => { console.error(e); process.exit(1); });
+  `;
+  const run = (env) => {
+    const name = named(t, 'pool');
+    const out = execFileSync(process.execPath, ['--expose-gc', '-e', script, name], { env: { ...process.env, ...env }, encoding: 'utf8' });
+    return JSON.parse(out.trim().split('\n').pop());
+  };
+  const on = run({});
+  if (on.missing) return t.diagnostic('this addon has no copyOut (an old prebuild): the queue uses allocUnsafeSlow');
+  assert.equal(on.sum, 5 * (1 << 20));
+  // Collected messages' blocks (512 KiB and 1 MiB) came back to the pool after each round, and
+  // were reused by the next: it never holds more than one round's two blocks.
+  assert.deepEqual(on.seen, [3 << 19, 3 << 19, 3 << 19]);
+  const off = run({ INTERPROCESS_RECEIVE_POOL_MB: '0' });
+  assert.deepEqual(off.seen, [0, 0, 0]);
+  assert.equal(off.sum, 5 * (1 << 20));
 });
 
 for (const wait of ['spin', 'block', 'spin-then-block']) {

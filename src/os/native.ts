@@ -70,6 +70,14 @@ export interface NativeBinding {
    * Missing from addons built before it was added (the caller falls back to set).
    */
   copyBytes?(target: Uint8Array, source: Uint8Array): void;
+  /**
+   * A private copy of `source` in a new ArrayBuffer whose memory is already faulted in, taken
+   * from a process-wide pool of blocks that collected buffers gave back (native/copyout.cc).
+   * Missing from older addons (the caller falls back to allocUnsafeSlow and copyBytes).
+   */
+  copyOut?(source: Uint8Array): ArrayBuffer;
+  /** Bytes the copyOut pool holds ready. */
+  copyOutPoolBytes?(): number;
   /** Closes the descriptor of the mapping behind `buffer` (its handle closed); the memory stays. */
   shmRelease(buffer: SharedArrayBuffer): boolean;
   futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): 0 | 1 | 2;

@@ -119,7 +119,7 @@ const MAX_SLEEP_MS = 1000;
 
 /** Most slots one batch claims with one CAS. */
 const BATCH = 64;
-/** From this size on a received copy skips the zero-fill. */
+/** From this size on a received copy goes to pre-faulted memory (largeCopy). */
 const LARGE = 256 * 1024;
 /** Queues with more slots than this do not cache zero-copy views. */
 const VIEW_CACHE_SLOTS = 65536;
@@ -138,6 +138,23 @@ function copyLarge(target: Uint8Array, source: Uint8Array): void {
   if (nativeCopy === undefined) nativeCopy = native().copyBytes ?? null;
   if (nativeCopy === null) target.set(source);
   else nativeCopy(target, source);
+}
+
+/** The addon's copyOut; null when the loaded addon predates it. */
+let nativeCopyOut: ((source: Uint8Array) => ArrayBuffer) | null | undefined;
+
+/**
+ * A private copy of a large message, always a plain Uint8Array (not a Buffer). Its cost is the
+ * fresh pages, not the copy: a new 1 MiB buffer takes 256 page faults, several times the copy.
+ * The addon's copyOut puts it in a block that an earlier, collected message gave back
+ * (native/copyout.cc); without it, allocUnsafeSlow at least skips the zero-fill.
+ */
+function largeCopy(source: Uint8Array): Uint8Array {
+  if (nativeCopyOut === undefined) nativeCopyOut = native().copyOut ?? null;
+  if (nativeCopyOut !== null) return new Uint8Array(nativeCopyOut(source));
+  const out = new Uint8Array(Buffer.allocUnsafeSlow(source.length).buffer, 0, source.length);
+  copyLarge(out, source);
+  return out;
 }
 
 /** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
@@ -804,14 +821,11 @@ export class Queue<T = Uint8Array> {
     if (length < 0 || length > this.#max) return NONE; // SKIP is -1
     const start = (base << 2) + SLOT_HEADER_BYTES;
     if (this.#isBytes) {
-      // A private copy. slice is V8's fastest copy for small and medium sizes; for large ones
-      // skipping the zero-fill (allocUnsafeSlow, never pooled) wins.
+      // A private copy. slice is V8's fastest copy for small and medium sizes; large ones go to
+      // memory that is already faulted in (see largeCopy).
       if (length <= ON_HEAP || (length > ARENA_MAX && length < LARGE)) return ring.u8.slice(start, start + length) as unknown as T;
       if (length <= ARENA_MAX) return this.#arenaCopy(start, length) as unknown as T;
-      // Always a plain Uint8Array (not a Buffer), whatever the size.
-      const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
-      copyLarge(out, ring.u8.subarray(start, start + length));
-      return out as unknown as T;
+      return largeCopy(ring.u8.subarray(start, start + length)) as unknown as T;
     }
     const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
     return decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);

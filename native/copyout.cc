@@ -1,0 +1,137 @@
+// copyOut(source: Uint8Array) -> ArrayBuffer: a private copy of a large received message in
+// memory that is already faulted in.
+//
+// Why: a plain `receive()` must hand back memory the caller owns, so every large message needs
+// a new buffer. A fresh buffer is fresh pages: Node's allocator gets them from mmap (or from a
+// heap it trims back to the kernel), and the first write to each 4 KiB page takes a page fault
+// that zeroes it. For a 1 MiB message that is 256 faults, which cost several times the copy
+// itself (measured: 1.4-1.9 GiB/s for a plain receive against 4.5-5.7 GiB/s for a loan into a
+// reused buffer, on the same run). Here the buffer's memory comes from a small process-wide pool
+// of blocks that earlier messages used: when the garbage collector drops such an ArrayBuffer,
+// V8 calls our deleter, which puts the block back instead of unmapping it, so the next message
+// is copied into pages that are already there. A miss maps a new block with MAP_POPULATE (one
+// system call faults it all in, much cheaper than one fault per page).
+//
+// Nothing leaks between messages: the ArrayBuffer is exactly `length` bytes long and all of
+// them are overwritten by the copy; what lies beyond it in the block is unreachable.
+//
+// The deleter may run on any thread (V8 frees array buffers on a background sweeper), and
+// worker threads share the pool: it is guarded by a mutex. V8 collects external buffers in
+// batches (a garbage collection about every 64 MiB of them), so the pool must hold about that
+// much to serve the messages between two collections (measured with 1 MiB messages: the pool
+// peaks near 100 MiB, and a 64 MiB pool ran dry and missed most of the time). It holds at most
+// 128 MiB (INTERPROCESS_RECEIVE_POOL_MB changes that; 0 turns the pool off) and unmaps blocks
+// returned beyond that. Marking pooled blocks MADV_FREE instead, so that the kernel could take
+// them back, made reuse ten times slower than a fresh block: the pages are simply kept. Blocks are rounded up to a power of two (from kMinBlock)
+// so that messages of similar sizes share them; buffers above kMaxBlock are not pooled.
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <mutex>
+#include <vector>
+
+#include "common.h"
+
+namespace ipc {
+
+using v8::FunctionCallbackInfo;
+using v8::Isolate;
+using v8::Local;
+using v8::Value;
+
+namespace {
+
+constexpr size_t kMinShift = 16;  // 64 KiB: below, V8's own allocation is as cheap
+constexpr size_t kMaxShift = 26;  // 64 MiB: larger blocks are mapped and unmapped each time
+// The most the pool holds, unless INTERPROCESS_RECEIVE_POOL_MB says otherwise (0: no pool).
+constexpr size_t kDefaultPoolMiB = 128;
+
+size_t PoolLimit() {
+  const char* mib = getenv("INTERPROCESS_RECEIVE_POOL_MB");
+  if (mib == nullptr || *mib == '\0') return kDefaultPoolMiB << 20;
+  char* end = nullptr;
+  unsigned long long value = strtoull(mib, &end, 10);
+  return *end == '\0' && value < (size_t{1} << 24) ? static_cast<size_t>(value) << 20 : kDefaultPoolMiB << 20;
+}
+
+struct Pool {
+  std::mutex mutex;
+  std::vector<void*> free[kMaxShift + 1];
+  size_t bytes = 0;  // held in the free lists
+  size_t limit = PoolLimit();
+};
+
+// Never destroyed: deleters may run during process exit, after static destructors.
+Pool* pool = new Pool();
+
+size_t ShiftFor(size_t length) {
+  size_t shift = kMinShift;
+  while ((size_t{1} << shift) < length) shift++;
+  return shift;
+}
+
+void* MapBlock(size_t bytes) {
+  void* block = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  return block == MAP_FAILED ? nullptr : block;
+}
+
+// deleter_data carries the block's shift (0: not pooled, `length` rounded to pages was mapped).
+void GiveBack(void* data, size_t length, void* deleter_data) {
+  size_t shift = reinterpret_cast<size_t>(deleter_data);
+  if (shift == 0) {
+    munmap(data, length);
+    return;
+  }
+  size_t bytes = size_t{1} << shift;
+  {
+    std::lock_guard<std::mutex> hold(pool->mutex);
+    if (pool->bytes + bytes <= pool->limit) {
+      pool->free[shift].push_back(data);
+      pool->bytes += bytes;
+      return;
+    }
+  }
+  munmap(data, bytes);
+}
+
+}  // namespace
+
+static void CopyOut(const FunctionCallbackInfo<Value>& args) {
+  Isolate* isolate = args.GetIsolate();
+  if (!args[0]->IsUint8Array()) return ThrowTypeError(isolate, "copyOut: expected a Uint8Array");
+  Local<v8::Uint8Array> source = args[0].As<v8::Uint8Array>();
+  size_t length = source->ByteLength();
+  if (length == 0) return args.GetReturnValue().Set(v8::ArrayBuffer::New(isolate, 0));
+  size_t shift = length <= (size_t{1} << kMaxShift) ? ShiftFor(length) : 0;
+  void* block = nullptr;
+  if (shift != 0) {
+    std::lock_guard<std::mutex> hold(pool->mutex);
+    std::vector<void*>& list = pool->free[shift];
+    if (!list.empty()) {
+      block = list.back();
+      list.pop_back();
+      pool->bytes -= size_t{1} << shift;
+    }
+  }
+  if (block == nullptr) block = MapBlock(shift != 0 ? size_t{1} << shift : length);
+  if (block == nullptr) return ThrowRangeError(isolate, "copyOut: out of memory for a received message");
+  const char* from = static_cast<const char*>(source->Buffer()->Data()) + source->ByteOffset();
+  memcpy(block, from, length);
+  std::unique_ptr<v8::BackingStore> store =
+      v8::ArrayBuffer::NewBackingStore(block, length, GiveBack, reinterpret_cast<void*>(shift));
+  args.GetReturnValue().Set(v8::ArrayBuffer::New(isolate, std::move(store)));
+}
+
+// copyOutPoolBytes() -> bytes held ready in the pool (for tests and `inspect`).
+static void CopyOutPoolBytes(const FunctionCallbackInfo<Value>& args) {
+  std::lock_guard<std::mutex> hold(pool->mutex);
+  args.GetReturnValue().Set(static_cast<double>(pool->bytes));
+}
+
+void InitCopyOut(Local<v8::Object> exports, Local<v8::Context> context) {
+  SetMethod(context, exports, "copyOut", CopyOut);
+  SetMethod(context, exports, "copyOutPoolBytes", CopyOutPoolBytes);
+}
+
+}  // namespace ipc
