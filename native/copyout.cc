@@ -1,5 +1,6 @@
-// copyOut(source: Uint8Array) -> ArrayBuffer: a private copy of a large received message in
-// memory that is already faulted in.
+// copyOut(source: Uint8Array, byteLength = source.length) -> ArrayBuffer of byteLength bytes
+// that starts with a copy of source: a private copy of a large received message (or the first
+// part of one, the rest to be copied in by the caller) in memory that is already faulted in.
 //
 // Why: a plain `receive()` must hand back memory the caller owns, so every large message needs
 // a new buffer. A fresh buffer is fresh pages: Node's allocator gets them from mmap (or from a
@@ -101,7 +102,15 @@ static void CopyOut(const FunctionCallbackInfo<Value>& args) {
   Isolate* isolate = args.GetIsolate();
   if (!args[0]->IsUint8Array()) return ThrowTypeError(isolate, "copyOut: expected a Uint8Array");
   Local<v8::Uint8Array> source = args[0].As<v8::Uint8Array>();
-  size_t length = source->ByteLength();
+  size_t copied = source->ByteLength();
+  size_t length = copied;
+  if (!args[1]->IsUndefined()) {
+    double wanted = args[1]->IsNumber() ? args[1].As<v8::Number>()->Value() : -1;
+    // Up to 2^53: an ArrayBuffer's own limit is lower, and mmap refuses what cannot be had.
+    if (!(wanted >= static_cast<double>(copied) && wanted <= 9007199254740991.0) || wanted != static_cast<double>(static_cast<size_t>(wanted)))
+      return ThrowRangeError(isolate, "copyOut: byteLength must be an integer no smaller than the source");
+    length = static_cast<size_t>(wanted);
+  }
   if (length == 0) return args.GetReturnValue().Set(v8::ArrayBuffer::New(isolate, 0));
   size_t shift = length <= (size_t{1} << kMaxShift) ? ShiftFor(length) : 0;
   void* block = nullptr;
@@ -117,7 +126,7 @@ static void CopyOut(const FunctionCallbackInfo<Value>& args) {
   if (block == nullptr) block = MapBlock(shift != 0 ? size_t{1} << shift : length);
   if (block == nullptr) return ThrowRangeError(isolate, "copyOut: out of memory for a received message");
   const char* from = static_cast<const char*>(source->Buffer()->Data()) + source->ByteOffset();
-  memcpy(block, from, length);
+  memcpy(block, from, copied);
   std::unique_ptr<v8::BackingStore> store =
       v8::ArrayBuffer::NewBackingStore(block, length, GiveBack, reinterpret_cast<void*>(shift));
   args.GetReturnValue().Set(v8::ArrayBuffer::New(isolate, std::move(store)));

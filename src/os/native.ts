@@ -71,11 +71,12 @@ export interface NativeBinding {
    */
   copyBytes?(target: Uint8Array, source: Uint8Array): void;
   /**
-   * A private copy of `source` in a new ArrayBuffer whose memory is already faulted in, taken
+   * A private copy of `source` at the start of a new ArrayBuffer of `byteLength` bytes (default:
+   * the source's; the rest is left as it was, for the caller to fill), whose memory is already faulted in, taken
    * from a process-wide pool of blocks that collected buffers gave back (native/copyout.cc).
    * Missing from older addons (the caller falls back to allocUnsafeSlow and copyBytes).
    */
-  copyOut?(source: Uint8Array): ArrayBuffer;
+  copyOut?(source: Uint8Array, byteLength?: number): ArrayBuffer;
   /** Bytes the copyOut pool holds ready. */
   copyOutPoolBytes?(): number;
   /** Closes the descriptor of the mapping behind `buffer` (its handle closed); the memory stays. */

@@ -13,7 +13,7 @@ import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
-import { native } from '../os/native.js';
+import { NATIVE_COPY, copyLarge, largeCopy } from '../os/copy.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
   DEFAULT_HANDLES,
@@ -123,40 +123,6 @@ const BATCH = 64;
 const LARGE = 256 * 1024;
 /** Queues with more slots than this do not cache zero-copy views. */
 const VIEW_CACHE_SLOTS = 65536;
-/**
- * From this size on, payload copies between a slot and private memory go through the addon's
- * memmove: V8 copies to and from a SharedArrayBuffer with relaxed atomics word by word, about
- * half the speed of memcpy (measured 22 vs 39 GiB/s for 1 MiB); below it the call costs more
- * than it saves.
- */
-const NATIVE_COPY = 64 * 1024;
-/** The addon's copyBytes; null when the loaded addon predates it (then TypedArray#set). */
-let nativeCopy: ((target: Uint8Array, source: Uint8Array) => void) | null | undefined;
-
-/** Copies `source` into `target` (same length) at memcpy speed where the addon can. */
-function copyLarge(target: Uint8Array, source: Uint8Array): void {
-  if (nativeCopy === undefined) nativeCopy = native().copyBytes ?? null;
-  if (nativeCopy === null) target.set(source);
-  else nativeCopy(target, source);
-}
-
-/** The addon's copyOut; null when the loaded addon predates it. */
-let nativeCopyOut: ((source: Uint8Array) => ArrayBuffer) | null | undefined;
-
-/**
- * A private copy of a large message, always a plain Uint8Array (not a Buffer). Its cost is the
- * fresh pages, not the copy: a new 1 MiB buffer takes 256 page faults, several times the copy.
- * The addon's copyOut puts it in a block that an earlier, collected message gave back
- * (native/copyout.cc); without it, allocUnsafeSlow at least skips the zero-fill.
- */
-function largeCopy(source: Uint8Array): Uint8Array {
-  if (nativeCopyOut === undefined) nativeCopyOut = native().copyOut ?? null;
-  if (nativeCopyOut !== null) return new Uint8Array(nativeCopyOut(source));
-  const out = new Uint8Array(Buffer.allocUnsafeSlow(source.length).buffer, 0, source.length);
-  copyLarge(out, source);
-  return out;
-}
-
 /** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
 const ON_HEAP = 64;
 /**

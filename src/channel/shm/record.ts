@@ -57,6 +57,7 @@
  * records that fits it (at least half of it) is gathered there. A spare unused for a while is
  * dropped (age), so an idle connection does not keep it.
  */
+import { NATIVE_COPY, copyLarge, largeCopy } from '../../os/copy.js';
 import { FrameType } from '../framing.js';
 
 export const RECORD_HEADER_BYTES = 16;
@@ -87,6 +88,15 @@ export const Read = {
 export type Read = (typeof Read)[keyof typeof Read];
 
 const EMPTY = new Uint8Array(0);
+
+/** Copies `chunk` into `frame` at `at`, large chunks at memcpy speed (see os/copy.ts). */
+function copyIn(frame: Uint8Array, at: number, chunk: Uint8Array): void {
+  if (chunk.length >= NATIVE_COPY) copyLarge(frame.subarray(at, at + chunk.length), chunk);
+  else frame.set(chunk, at);
+}
+
+/** A Buffer over the same memory (received frames are Buffers, as on the socket transports). */
+const asBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.length);
 
 /** Frames at least this large make the reader want a spare buffer for the next one. */
 export const SPARE_MIN = 64 * 1024;
@@ -128,7 +138,10 @@ export function writeRecord(u8: Uint8Array, at: number, kind: number, id: number
   writeHeader(u8, at, kind, id, total);
   if (chunk === 0) return;
   // A plain view for a part (Buffer#subarray would build a Buffer, several times dearer).
-  u8.set(from === 0 && chunk === src.byteLength ? src : new Uint8Array(src.buffer, src.byteOffset + from, chunk), at + RECORD_HEADER_BYTES);
+  const part = from === 0 && chunk === src.byteLength ? src : new Uint8Array(src.buffer, src.byteOffset + from, chunk);
+  const to = at + RECORD_HEADER_BYTES;
+  if (chunk >= NATIVE_COPY) copyLarge(u8.subarray(to, to + chunk), part);
+  else u8.set(part, to);
 }
 
 /**
@@ -271,7 +284,7 @@ export class RecordReader {
       const frame = this.#gathering;
       if (frame === undefined) return this.fail('a continuation record without a frame in progress');
       if (total !== frame.byteLength || chunk > total - this.#filled || chunk === 0) return this.fail('a continuation record that does not fit its frame');
-      frame.set(u8.subarray(body, at + n), this.#filled);
+      copyIn(frame, this.#filled, u8.subarray(body, at + n));
       this.#filled += chunk;
       this.#progress++;
       if (this.#filled < total) return Read.Partial;
@@ -286,14 +299,14 @@ export class RecordReader {
       const id = u32(u8, at + 4);
       if (chunk === total) {
         // The receiver owns what it is given: a private copy, out of the shared slot.
+        if (total >= NATIVE_COPY) return this.#found(kind, id, asBuffer(largeCopy(u8.subarray(body, at + n))));
         const payload = Buffer.allocUnsafe(total);
         if (total !== 0) payload.set(u8.subarray(body, at + n));
         return this.#found(kind, id, payload);
       }
       // Gathered as it arrives; allocated once, from a length already checked against the limit
-      // (or the spare prepared for it).
-      const frame = this.#frameMemory(total);
-      frame.set(u8.subarray(body, at + n));
+      // (the spare prepared for it, or pre-faulted memory with the first chunk copied in).
+      const frame = this.#frameMemory(total, u8.subarray(body, at + n));
       this.#gathering = frame;
       this.#gatherType = kind;
       this.#gatherId = id;
@@ -329,8 +342,11 @@ export class RecordReader {
     return this.#slab.subarray(at, at + bytes);
   }
 
-  /** Memory for a `total`-byte frame split over records: the spare if it fits, else fresh. */
-  #frameMemory(total: number): Buffer {
+  /**
+   * Memory for a `total`-byte frame split over records, with its `first` chunk copied in: the
+   * spare if it fits, else a pre-faulted block (largeCopy).
+   */
+  #frameMemory(total: number, first: Uint8Array): Buffer {
     if (total >= SPARE_MIN) {
       this.#spareWanted = Math.min(total, SPARE_MAX);
       this.#spareAge = 0;
@@ -339,9 +355,11 @@ export class RecordReader {
     if (spare !== undefined && total <= spare.byteLength && total * 2 >= spare.byteLength) {
       this.#spare = undefined;
       this.#spareTouched = 0;
-      return total === spare.byteLength ? spare : spare.subarray(0, total);
+      const frame = total === spare.byteLength ? spare : spare.subarray(0, total);
+      copyIn(frame, 0, first);
+      return frame;
     }
-    return Buffer.allocUnsafeSlow(total);
+    return asBuffer(largeCopy(first, total));
   }
 
   /**
