@@ -7,7 +7,8 @@
 //   e.g. node bench/ab.mjs --rounds 5 throughput:memcpy:1048576:2000 throughput:queue-spin:1048576:2000
 // MODE is roundTrip, throughput or idle (SIZE and COUNT then 64:1); ID a mechanism id from bench/mechanisms/queue.mjs (or
 // FILE.mjs#ID for another file, relative to bench/mechanisms or absolute, e.g. another
-// checkout's, to compare commits). Prints one JSON document (and writes it with --save).
+// checkout's, to compare commits). Ratios are to the first variant of the same mode and size.
+// Prints one JSON document (and writes it with --save).
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -47,8 +48,9 @@ for (let round = 0; round < rounds; round++) {
 }
 const summary = variants.map((v) => {
   const figure = median(v.runs.map((r) => figureOf(v, r)));
-  // Ratios compare like with like: to the first variant of the same mode.
-  const head = variants.find((w) => w.mode === v.mode);
+  // Ratios compare like with like: to the first variant of the same mode and size (so that one
+  // run can alternate several sizes).
+  const head = variants.find((w) => w.mode === v.mode && w.size === v.size);
   const first = median(head.runs.map((r) => figureOf(head, r)));
   const extra = {};
   for (const key of Object.keys(v.runs[0])) {

@@ -20,13 +20,19 @@ export function cli(args, options = {}) {
 test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML report', async () => {
   const html = path.join(os.tmpdir(), `interprocess-t-bench-${process.pid}.html`);
   try {
-    const { code, stdout, stderr } = await cli(['bench', '--quick', '--only', 'word-spin,futex-wait,c-futex,message-port,queue-spin', '--count', '200', '--json', '--html', html]);
+    const { code, stdout, stderr } = await cli(['bench', '--quick', '--only', 'word-spin,futex-wait,c-futex,message-port,queue-spin,js-ring', '--count', '200', '--json', '--html', html]);
     assert.equal(code, 0, stderr);
     assert.match(stderr, /\[1\/\d+\] /);
     const report = JSON.parse(stdout);
     assert.ok(report.machine.node.startsWith('v'));
     const ids = new Set(report.results.map((r) => r.id));
-    for (const id of ['word-spin', 'futex-wait', 'futex-waitAsync', 'c-futex', 'message-port', 'queue-spin']) assert.ok(ids.has(id), id);
+    for (const id of ['word-spin', 'futex-wait', 'futex-waitAsync', 'c-futex', 'message-port', 'queue-spin', 'js-ring-threads', 'js-ring-processes']) assert.ok(ids.has(id), id);
+    // The JavaScript limit (SharedArrayBuffer spin rings) in both modes, as references.
+    for (const id of ['js-ring-threads', 'js-ring-processes']) {
+      const rows = report.results.filter((r) => r.id === id);
+      assert.deepEqual([...new Set(rows.map((r) => r.mode))].sort(), ['roundTrip', 'throughput'], id);
+      assert.ok(rows.every((r) => r.family === 'reference' && r.waits === 'spin'), id);
+    }
     for (const r of report.results) {
       assert.equal(r.error, undefined, `${r.id}: ${r.error}`);
       assert.equal(r.n, r.mode === 'roundTrip' && r.id.startsWith('c-') ? 200 : r.count);
@@ -49,6 +55,27 @@ test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML 
   } finally {
     fs.rmSync(html, { force: true });
   }
+});
+
+test('bench text report: the spinning queue against the JavaScript limit of the same run', async () => {
+  const { renderText } = await import('../dist/cjs/cli/report.js');
+  const row = (id, mode, size, figures) => ({ id, label: id, family: id.startsWith('js-') ? 'reference' : 'interprocess', waits: 'spin', mode, size, count: 1, n: 1, ...figures });
+  const rate = (m, size) => ({ seconds: 1, messagesPerSecond: m, bytesPerSecond: m * size });
+  const results = [
+    row('js-ring-threads', 'roundTrip', 64, { p50: 400, p99: 500, p999: 600 }),
+    row('queue-spin', 'roundTrip', 64, { p50: 600, p99: 700, p999: 800 }),
+    row('js-ring-processes', 'throughput', 64, rate(10e6, 64)),
+    row('queue-spin', 'throughput', 64, rate(4e6, 64)),
+    row('js-ring-processes', 'throughput', 1048576, rate(2000, 1048576)),
+    row('queue-spin', 'throughput', 1048576, rate(1000, 1048576)),
+  ];
+  const text = renderText({ machine: {}, date: '', quick: true, results, advice: [] });
+  assert.match(text, /against the JavaScript limit/);
+  assert.match(text, /queue-spin one way, 64 B: 4\.00 M msg\/s .*0\.40 of js-ring-processes \(10\.00 M msg\/s\)/);
+  assert.match(text, /queue-spin one way, 1 MiB: .*0\.50 of js-ring-processes/);
+  assert.match(text, /queue-spin round trip, 64 B: p50 600 ns, 1\.50x js-ring-threads \(400 ns\)/);
+  // Without the rings (a run with --only queue), no such section.
+  assert.doesNotMatch(renderText({ machine: {}, date: '', quick: true, results: results.filter((r) => !r.id.startsWith('js-')), advice: [] }), /JavaScript limit/);
 });
 
 test('bench prints a table by default and rejects bad options with exit code 2', async () => {

@@ -163,8 +163,39 @@ export function renderText(report: BenchReport): string {
   }
   const maps = report.results.filter((r) => r.family === 'map');
   if (maps.length > 0) out.push('', renderMapTable(maps));
+  const limit = jsLimit(report.results);
+  if (limit.length > 0) out.push('\nagainst the JavaScript limit (same run)', ...limit.map((l) => `- ${l}`));
   if (report.advice.length > 0) out.push('\nwhich to use', ...report.advice.map((a) => `- ${a}`));
   return out.join('\n');
+}
+
+/**
+ * The spinning queue beside the SharedArrayBuffer spin rings of bench/mechanisms/js-ring.mjs,
+ * measured in the same run, because the performance targets are phrased against them: one way
+ * as a fraction of the ring between processes (the same setting as the queue), the round trip
+ * as a multiple of the ring between worker threads (the fastest JavaScript gets). At the
+ * smallest and largest sizes both were measured at; nothing when either is missing.
+ */
+function jsLimit(results: TrialResult[]): string[] {
+  const rows = (id: string, mode: Mode): TrialResult[] => results.filter((r) => r.id === id && r.mode === mode && r.error === undefined);
+  // The queue's rows with the reference's row of the same size, smallest size first.
+  const pairs = (mode: Mode, ref: string): [TrialResult, TrialResult][] =>
+    rows('queue-spin', mode)
+      .flatMap((q): [TrialResult, TrialResult][] => {
+        const r = rows(ref, mode).find((x) => x.size === q.size);
+        return r === undefined ? [] : [[q, r]];
+      })
+      .sort((a, b) => a[0].size - b[0].size);
+  const ends = <T>(xs: T[]): T[] => (xs.length > 1 ? [xs[0]!, xs[xs.length - 1]!] : xs);
+  const lines: string[] = [];
+  for (const [q, ring] of ends(pairs('throughput', 'js-ring-processes'))) {
+    lines.push(`queue-spin one way, ${formatSize(q.size)}: ${formatRate(q.messagesPerSecond!)} msg/s (${formatBytes(q.bytesPerSecond!)}/s), ` +
+      `${(q.messagesPerSecond! / ring.messagesPerSecond!).toFixed(2)} of ${ring.id} (${formatRate(ring.messagesPerSecond!)} msg/s)`);
+  }
+  for (const [q, ring] of pairs('roundTrip', 'js-ring-threads').slice(0, 1)) {
+    lines.push(`queue-spin round trip, ${formatSize(q.size)}: p50 ${formatNs(q.p50!)}, ${(q.p50! / ring.p50!).toFixed(2)}x ${ring.id} (${formatNs(ring.p50!)})`);
+  }
+  return lines;
 }
 
 /**
