@@ -195,7 +195,7 @@ class ClientHandshake {
   #open(): Link {
     // The server unlinked the names once it had mapped them (it did, before accepting); a server
     // of another user cannot remove names we own (/dev/shm is sticky), so we make sure.
-    for (const name of this.#created) removeName(name);
+    this.#removeNames();
     const link = new ShmLink({
       out: this.#up!,
       in: this.#down!,
@@ -230,9 +230,18 @@ class ClientHandshake {
     this.#down?.close();
     this.#lifeline?.close();
     this.#conn?.shm.close();
-    for (const name of this.#created) removeName(name);
+    this.#removeNames();
     this.#point?.close();
     this.#forget();
+  }
+
+  /**
+   * Removes the names this client created, the state object last: a client killed halfway
+   * leaves the state object, whose dead lifeline tells the server (if the request was posted)
+   * or `interprocess gc` to remove the rest, never queues that nothing points to any more.
+   */
+  #removeNames(): void {
+    for (let k = this.#created.length - 1; k >= 0; k--) removeName(this.#created[k]!);
   }
 
   /**
