@@ -140,8 +140,11 @@
  *     pos. A consumer that sees the same head position stuck like this for stallTimeout ms
  *     scans the claims table: while any LIVE row's send intent covers pos it waits (a paused
  *     producer is waited for, however long). Otherwise every claimant is dead (the real one
- *     announced itself before its CAS; a row is only ever taken over from a dead token), so no
- *     write can race what follows: it announces its own receive intent, CAS head pos -> pos + 1,
+ *     announced itself before its CAS; a row is only ever taken over from a dead token), and it
+ *     reads the slot again after that scan: still uncommitted, its claimant will never commit
+ *     (one that committed and moved on to its next claim would also be uncovered; the re-read
+ *     sees its commit, and a span's is taken whole by a normal claim), so no write can race
+ *     what follows: it announces its own receive intent, CAS head pos -> pos + 1,
  *     CAS seq pos -> pos + capacity. The half-written record is never delivered. (If the
  *     producer committed in between, the CAS on seq fails and it delivers the record.)
  *   - A consumer killed between claim and release leaves head past a slot whose seq is still

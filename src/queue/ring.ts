@@ -769,6 +769,12 @@ export class Ring {
       return EMPTY;
     }
     this.#recvStallSince = -1;
+    // Read the slot again, after the coverage: a claimant that is not live and has not
+    // committed by now never will. Without this, a producer that committed and moved on to its
+    // next claim since our first read looks dead, and if its record is a span, a consumer that
+    // takes the interior as an orphan (CONTINUATION at the head, once we moved it) would drop a
+    // completed send. test/model/span.pml -DNORECHECK finds exactly that.
+    if (Atomics.load(i32, base + SLOT_SEQ) !== pos) return RETRY;
     // Every claimant is dead. The skip takes the head as a receive would, so it announces
     // itself first: if we then died, or the record turned out committed, a producer must not
     // take the slot from under us.
