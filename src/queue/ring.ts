@@ -362,9 +362,13 @@ export class Ring {
     return Atomics.compareExchange(this.i32, base + SLOT_SEQ, (pos + 1) | 0, (pos + this.capacity) | 0) === ((pos + 1) | 0);
   }
 
-  /** Wakes up to `count` sleeping senders (one per released slot), if any sleeps. */
+  /**
+   * Wakes up to `count` sleeping senders (one per released slot), if any sleeps. With spans,
+   * all of them: a span sender woken by one free slot may need k and sleep again, and that
+   * wake must not be lost to a one-slot sender behind it (the herd is the slow path only).
+   */
   afterReceive(count: number): void {
-    if (Atomics.load(this.i32, W.sendersSleeping) !== 0) this.wakeSenders(count);
+    if (Atomics.load(this.i32, W.sendersSleeping) !== 0) this.wakeSenders(this.spans ? Infinity : count);
   }
 
   /**
@@ -389,7 +393,7 @@ export class Ring {
     if (sending) {
       const tail = Atomics.load(i32, W.tail);
       const free = Atomics.load(i32, this.slotOf(tail) + SLOT_SEQ) === tail;
-      if (free && Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(1);
+      if (free && Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(this.spans ? Infinity : 1);
     } else {
       const head = Atomics.load(i32, W.head);
       const committed = Atomics.load(i32, this.slotOf(head) + SLOT_SEQ) === ((head + 1) | 0);
@@ -786,7 +790,7 @@ export class Ring {
     this.#recvStallSince = now - this.stallTimeout;
     if (Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + this.capacity) | 0) === pos) {
       Atomics.add(i32, W.skippedRecords, 1);
-      if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(1);
+      if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(this.spans ? Infinity : 1);
       return RETRY;
     }
     // The producer committed after all: we own a committed record at pos.
