@@ -929,13 +929,7 @@ export class Queue<T = Uint8Array> {
     const ring = this.#ring;
     const length = ring.i32[base + SLOT_LENGTH]!;
     if (length < 0 || length > this.#max) return NONE; // SKIP is -1, CONTINUATION -2
-    if (length > this.#slotSize) {
-      if (ring.slotsOf(length) !== slots) return NONE;
-      const out = length >= LARGE ? new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length) : new Uint8Array(length);
-      this.#gather(pos, length, out);
-      if (this.#isBytes) return out as unknown as T;
-      return decodeOrThrow(this.#codec, out, `queue '${this.#name}'`);
-    }
+    if (length > this.#slotSize) return this.#readSpan(pos, length, slots);
     const start = (base << 2) + SLOT_HEADER_BYTES;
     if (this.#isBytes) {
       // A private copy. slice is V8's fastest copy for small and medium sizes; for large ones
@@ -949,6 +943,15 @@ export class Queue<T = Uint8Array> {
     }
     const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
     return decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);
+  }
+
+  /** #read of a span (kept apart so that #read stays small enough to inline). */
+  #readSpan(pos: number, length: number, slots: number): Taken<T> {
+    if (this.#ring.slotsOf(length) !== slots) return NONE;
+    const out = length >= LARGE ? new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length) : new Uint8Array(length);
+    this.#gather(pos, length, out);
+    if (this.#isBytes) return out as unknown as T;
+    return decodeOrThrow(this.#codec, out, `queue '${this.#name}'`);
   }
 
   /**
@@ -1023,23 +1026,22 @@ export class Queue<T = Uint8Array> {
       const n = ring.claimReceive(Math.min(max - (out.length - before), BATCH));
       if (n === 0) break;
       const pos = ring.pos;
-      for (let j = 0; j < n; ) {
-        const p = (pos + j) | 0;
-        const base = ring.slotOf(p);
-        // A span is one record of k slots; one not held whole (see #read) is a skip of one.
-        let k = ring.spans ? ring.slotsOf(ring.i32[base + SLOT_LENGTH]!) : 1;
-        if (j + k > n) k = 1;
-        j += k;
-        let value: Taken<T> = NONE;
-        try {
-          value = this.#read(p, base, k);
-        } catch (err) {
-          failure ??= err;
+      if (ring.spans) failure = this.#takeSpans(pos, n, out, failure);
+      else {
+        for (let k = 0; k < n; k++) {
+          const p = (pos + k) | 0;
+          const base = ring.slotOf(p);
+          let value: Taken<T> = NONE;
+          try {
+            value = this.#read(p, base, 1);
+          } catch (err) {
+            failure ??= err;
+          }
+          if (!ring.release(p, base) || value === NONE) continue;
+          // After a decode failure, later messages wait for the next call, in order.
+          if (failure === undefined) out.push(value);
+          else this.#pending.push(value);
         }
-        if (!(k === 1 ? ring.release(p, base) : this.#releaseAll(p, k)) || value === NONE) continue;
-        // After a decode failure, later messages wait for the next call, in order.
-        if (failure === undefined) out.push(value);
-        else this.#pending.push(value);
       }
       ring.afterReceive(n);
     }
@@ -1049,6 +1051,32 @@ export class Queue<T = Uint8Array> {
       this.#pendingError = failure;
     }
     return out.length - before;
+  }
+
+  /**
+   * #takeMany's reading of the n claimed slots from pos on a queue with spans: record by
+   * record, a span (k slots) read and released whole; one not held whole (see #read) is a skip
+   * of one slot. Returns the first decode failure (`failure` if there was one already).
+   */
+  #takeSpans(pos: number, n: number, out: T[], failure: unknown): unknown {
+    const ring = this.#ring;
+    for (let j = 0; j < n; ) {
+      const p = (pos + j) | 0;
+      const base = ring.slotOf(p);
+      let k = ring.slotsOf(ring.i32[base + SLOT_LENGTH]!);
+      if (j + k > n) k = 1;
+      j += k;
+      let value: Taken<T> = NONE;
+      try {
+        value = this.#read(p, base, k);
+      } catch (err) {
+        failure ??= err;
+      }
+      if (!(k === 1 ? ring.release(p, base) : this.#releaseAll(p, k)) || value === NONE) continue;
+      if (failure === undefined) out.push(value);
+      else this.#pending.push(value);
+    }
+    return failure;
   }
 
   /** One attempt to receive into the loan buffer (skip records are passed over). */
