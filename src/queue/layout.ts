@@ -28,7 +28,7 @@
  *   260     4     receiversSleeping receivers (sync or async) between "I sleep" and "I woke"
  *   320     4     spaceEvents       futex word senders sleep on; bumped only if one sleeps
  *   324     4     sendersSleeping
- *   384     4     skippedRecords    records skipped because their producer died before commit
+ *   384     4     skippedRecords    positions skipped because their producer died before commit
  *   388     4     reclaimedSlots    slots freed after the consumer taking them died
  *   392     4     redelivered       leases taken over from dead, expired or released holders
  *   448     4     leases            leased slots plus lease claims in progress (an upper bound)
