@@ -79,6 +79,12 @@ test('slotSize: geometry, defaults, stats / describe, and bad options refused by
   const qb = Queue.create(b, { byteLength: 512 + 64 * 64 + 100 * 128, slotSize: 112, maxMessageSize: 5000 });
   t.after(() => qb.close());
   assert.deepEqual([qb.capacity, qb.slotSize, qb.maxMessageSize], [64, 112, 5000]);
+  // openOrCreate of an existing queue checks what it was asked for.
+  assert.throws(() => Queue.openOrCreate(b, { byteLength: 512 + 64 * 64 + 100 * 128, slotSize: 96, maxMessageSize: 5000 }), {
+    code: 'IPC_ERR_INCOMPATIBLE',
+    message: /slotSize is 112, expected 96/,
+  });
+  Queue.openOrCreate(b, { byteLength: 512 + 64 * 64 + 100 * 128, slotSize: 112, maxMessageSize: 5000 }).close();
   // Without slotSize, as before: every slot holds maxMessageSize.
   const c = named(t, 'span-geo');
   const qc = Queue.create(c, { capacity: 4, maxMessageSize: 100 });

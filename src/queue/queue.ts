@@ -1405,6 +1405,9 @@ function make<T>(name: string, how: How, options: unknown, where: string): Queue
     if (!shm.created && wanted !== undefined && opts.capacity !== undefined && g.capacity !== wanted.capacity) {
       throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}': capacity is ${g.capacity}, expected ${wanted.capacity}`);
     }
+    if (!shm.created && opts.slotSize !== undefined && g.slotBytes - SLOT_HEADER_BYTES !== opts.slotSize) {
+      throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}': slotSize is ${g.slotBytes - SLOT_HEADER_BYTES}, expected ${opts.slotSize}`);
+    }
     return new Queue<T>(token, name, shm, g, handle);
   } catch (err) {
     shm.close();
