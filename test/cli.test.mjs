@@ -236,7 +236,7 @@ test('inspect shows the fields of every kind, read from its layout', async (t) =
   q.trySend(new Uint8Array(3));
   q.trySend(new Uint8Array(5));
   assert.deepEqual(await details(names.queue), {
-    capacity: 4, maxMessageSize: 16, depth: 2, handles: 1, maxHandles: 64, leased: 0, skippedRecords: 0, reclaimedSlots: 0, redelivered: 0,
+    capacity: 4, slotSize: 16, maxMessageSize: 16, depth: 2, handles: 1, maxHandles: 64, leased: 0, skippedRecords: 0, reclaimedSlots: 0, redelivered: 0,
     sleepingReceivers: 0, sleepingSenders: 0,
   });
   q.close();

@@ -71,3 +71,14 @@ test('lease.pml: a dead or released lease is delivered again, no job lost, none 
 test('lease.pml variant fails: a dead lease taker\'s record freed instead of given back loses the job', { skip: missing }, (t) => {
   mustFail(t, 'lease.pml', ['-DNOGIVEBACK', '-DNONEWCOMER'], /invalid end state|assertion violated/);
 });
+
+test('span.pml: a span is committed interior first and claimed whole; nothing lost, torn, duplicated or reordered; no hang', { skip: missing }, (t) => {
+  mustPass(t, 'span.pml', []);
+  mustPass(t, 'span.pml', ['-DCAP=4']);
+  if (STRESS) mustPass(t, 'span.pml', ['-DCAP=4', '-DDEATHS=2'], { memoryMb: 4000 });
+});
+
+test('span.pml variants fail: the first slot committed before the interior, a skip without re-reading the slot', { skip: missing }, (t) => {
+  mustFail(t, 'span.pml', ['-DNOORDER'], /assertion violated \(seq\[\(\(pos\+1\)%2\)\]==\(pos\+2\)\)/);
+  mustFail(t, 'span.pml', ['-DNORECHECK', '-DCAP=4'], /assertion violated\s+!\(completed\[a\]\)/);
+});

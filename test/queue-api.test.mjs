@@ -59,7 +59,7 @@ test('create / open / openOrCreate / remove and the geometry', (t) => {
   const raw = SharedMemory.open(c);
   t.after(() => raw.close());
   assert.deepEqual(describeQueue(raw.buffer), {
-    capacity: 8, maxMessageSize: 100, depth: 1, handles: 1, maxHandles: 64, leased: 0, skippedRecords: 0, reclaimedSlots: 0, redelivered: 0,
+    capacity: 8, slotSize: 112, maxMessageSize: 100, depth: 1, handles: 1, maxHandles: 64, leased: 0, skippedRecords: 0, reclaimedSlots: 0, redelivered: 0,
     sleepingReceivers: 0, sleepingSenders: 0,
   });
 });
@@ -92,7 +92,10 @@ test('wrong kind, version, geometry or size of segment is IPC_ERR_INCOMPATIBLE',
   dv.setUint32(4, 6, true);
   dv.setUint32(8, 99, true);
   assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /version is 99/ });
+  // Version 2 (before spans): its readers would take a span's first slot for a whole message.
   dv.setUint32(8, 2, true);
+  assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /version is 2, this library reads version 3/ });
+  dv.setUint32(8, 3, true);
   dv.setUint32(64, 3, true); // capacity not a power of two
   assert.throws(() => Queue.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /capacity 3/ });
   dv.setUint32(64, 1 << 20, true); // slots beyond the end of the segment

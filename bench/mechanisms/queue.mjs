@@ -9,6 +9,9 @@
 //                next loan) with sendSync, spinning: the plain API's memory-speed form
 //   queue-copy-out   throughput only: trySend copies in, receiveWith copies out into one reused
 //                    buffer (one copy each side like queue-spin, without an allocation per message)
+//   queue-mixed  throughput only: 99 of 100 messages 100 B, 1 of 100 1 MiB, on a queue of 2048
+//                1 KiB slots (slotSize 1008) where the 1 MiB message spans 1041 of them (issue 14):
+//                the segment is 2 MiB where slots sized for 1 MiB would need 2 GiB. Spinning.
 //   queue-spin-then-block  idle CPU only: receiveSync with the default wait
 //   memcpy       reference: Buffer#copy of each message in one process
 // Idle (queue-spin, -block, -async, -spin-then-block): the CPU of a receiver waiting ~1 s on an
@@ -254,6 +257,50 @@ async function copyOutThroughput({ size, count, cpus }) {
   }
 }
 
+/** The mixed workload: message `seq` is 1 MiB once in 100, else 100 B; the queue's slots are 1 KiB. */
+const MIXED = { small: 100, large: 1 << 20, every: 100, capacity: 2048, slotSize: 1008 };
+const mixedSize = (seq) => (seq % MIXED.every === MIXED.every - 1 ? MIXED.large : MIXED.small);
+
+/**
+ * Spans (issue 14): mostly small messages and a rare large one, on a queue of small slots
+ * where the large one spans many. shm/msg is the segment over its capacity (1 KiB slots), and
+ * per payload byte against the mean message; the note gives the segment beside what slots
+ * sized for the largest message would take for the same capacity.
+ */
+async function mixedThroughput({ count, cpus }) {
+  const name = `bench-q-${process.pid}-mixed-tp`;
+  const q = Queue.create(name, { capacity: MIXED.capacity, slotSize: MIXED.slotSize, maxMessageSize: MIXED.large, wait: 'spin' });
+  const child = forkPeer(self, ['mixed-sink', 'spin', name, MIXED.large, count], cpus[1]);
+  try {
+    await nextMessage(child, 'ready');
+    const small = new Uint8Array(MIXED.small);
+    const large = new Uint8Array(MIXED.large);
+    let bytes = 0;
+    const done = settled(nextMessage(child, 'done'));
+    const t0 = now();
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < count; i++) {
+      const payload = mixedSize(i) === MIXED.small ? small : large;
+      stamp(payload, i);
+      if (!q.trySend(payload)) q.sendSync(payload);
+      bytes += payload.length;
+    }
+    const result = measured(q, MIXED.large, await done, t0, c0);
+    const { byteLength, capacity } = q.stats();
+    const fixed = byteLength - capacity * (MIXED.slotSize + 16) + capacity * (MIXED.large + 16);
+    return {
+      ...result,
+      bytesPerSecond: bytes / result.seconds,
+      shmBytesPerPayloadByte: result.shmBytesPerMessage / (bytes / count),
+      note: `segment ${byteLength} B for ${capacity} slots of ${MIXED.slotSize} B payload (a 1 MiB message spans ${Math.ceil(MIXED.large / MIXED.slotSize)}); slots sized for 1 MiB: ${fixed} B (${(fixed / byteLength).toFixed(0)}x)`,
+    };
+  } finally {
+    child.kill();
+    q.close();
+    Queue.remove(name);
+  }
+}
+
 /**
  * memcpy reference: Buffer#copy of `size` bytes into successive places of a 16 MiB buffer (the
  * queue's footprint, so caches favour neither), one process, one copy per message.
@@ -343,6 +390,15 @@ mechanisms.push(
     throughput: copyOutThroughput,
   },
   {
+    id: 'queue-mixed',
+    label: 'shm Queue, 99% 100 B + 1% 1 MiB in 1 KiB slots (a 1 MiB message spans 1041), spinning',
+    family: 'interprocess',
+    waits: 'spin',
+    sizes: [1048576],
+    count: { quick: 20_000, full: 200_000 },
+    throughput: mixedThroughput,
+  },
+  {
     id: 'memcpy',
     label: 'memcpy (Buffer#copy in one process, reference)',
     family: 'reference',
@@ -402,6 +458,16 @@ async function peer([role, mode, name, sizeArg, countArg]) {
     for (; received < count; received++) {
       if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
       check(mine.subarray(0, length), size, received, 'queue-copy-out sink');
+    }
+    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
+  } else if (role === 'mixed-sink') {
+    const q = Queue.open(name, { wait });
+    process.send({ type: 'ready' });
+    const c0 = process.cpuUsage();
+    let received = 0;
+    for (; received < count; received++) {
+      const m = q.tryReceive() ?? q.receiveSync();
+      check(m, mixedSize(received), received, 'queue-mixed sink');
     }
     process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
   } else if (role === 'batch-sink') {

@@ -4,7 +4,8 @@
  * dead only (never from the merely slow or paused), and leases for at-least-once delivery.
  *
  * Contract: bounded, many producers, many consumers (processes and threads), variable-size
- * messages up to maxMessageSize, FIFO per producer, each message delivered to at most one
+ * messages up to maxMessageSize (a message longer than one slot's payload spans consecutive
+ * slots, so memory follows the bytes in flight), FIFO per producer, each message delivered to at most one
  * receiver (exactly one unless that receiver dies while taking it); a leased message whose
  * holder dies (or outlives its lease time) is delivered again (at least once).
  *
@@ -12,10 +13,12 @@
  * producers and consumers do not false-share):
  *
  *   offset  size  field
- *   0       64    common header (src/shm/header.ts): magic, kind = Queue (6), version 2, state...
+ *   0       64    common header (src/shm/header.ts): magic, kind = Queue (6), version 3, state...
  *   64      4     capacity          number of slots, a power of two >= 2
- *   68      4     slotBytes         bytes per slot, a multiple of 16, >= 16 + maxMessageSize
- *   72      4     maxMessageSize    largest message a send accepts (bytes)
+ *   68      4     slotBytes         bytes per slot, a multiple of 16 (16 of header, then the
+ *                                   slot's payload: slotSize = slotBytes - 16)
+ *   72      4     maxMessageSize    largest message a send accepts (bytes); may exceed slotSize,
+ *                                   by at most what `capacity` slots hold (see spans)
  *   76      4     slotsOffset       where slot 0 starts: 512 + 64 * handles
  *   80      4     handles           rows in the claims table (maxHandles at create)
  *   84      44    reserved (zero)
@@ -25,7 +28,7 @@
  *   260     4     receiversSleeping receivers (sync or async) between "I sleep" and "I woke"
  *   320     4     spaceEvents       futex word senders sleep on; bumped only if one sleeps
  *   324     4     sendersSleeping
- *   384     4     skippedRecords    records skipped because their producer died before commit
+ *   384     4     skippedRecords    positions skipped because their producer died before commit
  *   388     4     reclaimedSlots    slots freed after the consumer taking them died
  *   392     4     redelivered       leases taken over from dead, expired or released holders
  *   448     4     leases            leased slots plus lease claims in progress (an upper bound)
@@ -44,9 +47,11 @@
  *                   +4  holder     lease holder's lifeline token while seq == pos + 1 and the
  *                                  record is leased, DEAD_TOKEN for a lease given back, else 0.
  *                                  seq and holder form one 64-bit word for lease CASes.
- *                   +8  length     payload bytes, or SKIP (0xffffffff) for a record to drop
+ *                   +8  length     payload bytes, or SKIP (-1) for a record to drop, or
+ *                                  CONTINUATION (-2) for an interior slot of a span; a length
+ *                                  above slotSize makes the slot the first of a span
  *                   +12 leaseTime  ms the current holder may keep the lease (0: until it dies)
- *                   +16 payload (up to slotBytes - 16 bytes)
+ *                   +16 payload (up to slotSize = slotBytes - 16 bytes)
  *
  * Positions are 32-bit and wrap; they are only ever compared by signed difference
  * ((a - b) | 0), which is exact while fewer than 2^31 positions separate them. The slot of a
@@ -72,6 +77,31 @@
  *   batches  a producer (consumer) that sees k consecutive free (committed) slots announces
  *            (pos, k) and claims them with one CAS of tail (head) by k, then commits (releases)
  *            each slot on its own, in order.
+ *   spans    (issue 14) a message of L > slotSize bytes is ONE record over k = ceil(L /
+ *            slotSize) consecutive positions, so that a queue of small slots carries the rare
+ *            large message without every slot being sized for it. It is claimed and taken
+ *            exactly as a batch of k is (one CAS of tail / head by k, intent (pos, k) first,
+ *            which is all crash recovery reads), with two rules on top:
+ *            - a producer claims exactly k free slots or none (never part of a span: with
+ *              fewer free it is full, and waits like any send). It writes the payload in
+ *              pieces of slotSize (slot headers interrupt it), marks the interior slots
+ *              length = CONTINUATION and commits them first, in order, and the first slot
+ *              (length = L) LAST: a consumer whose acquire load sees the first slot committed
+ *              knows the interior is (seq-cst order), so the span is delivered whole or not at
+ *              all. Until then the head stops at the first slot, as at any uncommitted record.
+ *            - a consumer that finds length > slotSize at the head claims all k with one CAS
+ *              of head. A batch never splits a span: it counts records, and stops before a
+ *              span that would take it past its slot budget (a span at the very head is always
+ *              taken whole). It copies the pieces into one private buffer, then releases the k
+ *              slots. An interior slot met at the head (CONTINUATION: its span's first slot was
+ *              skipped, see crash recovery) is dropped like SKIP, never delivered.
+ *            Why this design and not a byte ring: slots keep Vyukov's per-slot commit word and
+ *            the claims table unchanged (a span is a batch whose records the consumer reads as
+ *            one), so the recovery rules and the Spin model carry over position by position;
+ *            the cost is that the slot header (16 B) recurs every slotSize bytes, and a small
+ *            message still takes a whole slot (choose slotSize near the common message size).
+ *            A span is never leased (lease() of one fails IPC_ERR_MESSAGE_TOO_LARGE and leaves
+ *            it at the head for a plain receive): lease state lives on one slot.
  *   wake     a sleeper increments its *Sleeping count, reads the *Events word, re-checks the
  *            queue, and futex-waits on the word it read. The other side, after its commit or
  *            release, reads the count and, only if it is non-zero, bumps the word and wakes.
@@ -110,8 +140,11 @@
  *     pos. A consumer that sees the same head position stuck like this for stallTimeout ms
  *     scans the claims table: while any LIVE row's send intent covers pos it waits (a paused
  *     producer is waited for, however long). Otherwise every claimant is dead (the real one
- *     announced itself before its CAS; a row is only ever taken over from a dead token), so no
- *     write can race what follows: it announces its own receive intent, CAS head pos -> pos + 1,
+ *     announced itself before its CAS; a row is only ever taken over from a dead token), and it
+ *     reads the slot again after that scan: still uncommitted, its claimant will never commit
+ *     (one that committed and moved on to its next claim would also be uncovered; the re-read
+ *     sees its commit, and a span's is taken whole by a normal claim), so no write can race
+ *     what follows: it announces its own receive intent, CAS head pos -> pos + 1,
  *     CAS seq pos -> pos + capacity. The half-written record is never delivered. (If the
  *     producer committed in between, the CAS on seq fails and it delivers the record.)
  *   - A consumer killed between claim and release leaves head past a slot whose seq is still
@@ -123,6 +156,16 @@
  *     batch it held), never delivered twice.
  *   - A consumer killed half-way through skipping a dead producer's record (head taken, seq
  *     still pos) is finished by a producer at that slot once no live row covers pos.
+ *   - Spans: a producer killed anywhere before its first-slot commit leaves its intent (pos,
+ *     k) dead; consumers skip pos as above, then each of the k - 1 interior positions, either
+ *     committed (CONTINUATION: taken and dropped like SKIP) or not (skipped like pos; once one
+ *     position of a dead claim was skipped, the next is looked at without another
+ *     stallTimeout, the kernel having answered). A consumer killed mid-take leaves its intent
+ *     (pos, k) dead, and producers reclaim the k slots one by one (again without a new
+ *     stallTimeout after the first). If a producer commits the first slot just before it
+ *     dies, while a consumer is skipping it, the consumer that won the head for pos extends
+ *     its claim over the interior with one more CAS of head (announced first) or, if another
+ *     consumer took an interior slot already, drops the record: a send that never returned.
  *   - A dead row is reused by a later opener (CAS of its token from the dead one). A dead row
  *     whose receive intent is a lease still in its claim window is first resolved (the record
  *     given back), so the lease flag is never lost.
@@ -135,7 +178,8 @@
 // message) then becomes a generic LoadIC call instead of an inlined field load: measured, a
 // fifth of a 64 B send + receive.
 
-export const QUEUE_VERSION = 2;
+// 3: spans (issue 14). Version 2 handles would read a span's first slot as one slot's payload.
+export const QUEUE_VERSION = 3;
 
 /**
  * stallTimeout (see crash recovery above) unless the handle says otherwise, in ms: how long a
@@ -202,6 +246,8 @@ export const SLOT_LENGTH = 2;
 export const SLOT_LEASE_TIME = 3;
 /** A committed record that carries no message (a zero-copy writer that threw). */
 export const SKIP = -1;
+/** An interior slot of a span (never a record of its own; dropped like SKIP if met at the head). */
+export const CONTINUATION = -2;
 
 export const DEFAULT_MAX_MESSAGE_SIZE = 4096;
 /** Larger than any sane message; keeps slot arithmetic within int32. */
@@ -226,10 +272,16 @@ const align16 = (n: number): number => Math.ceil(n / 16) * 16;
 const floorPow2 = (n: number): number => 2 ** Math.floor(Math.log2(n));
 const slotsOffsetFor = (handles: number): number => ROWS_OFFSET + handles * ROW_BYTES;
 
+/** Slots a message of `length` bytes takes in slots of `slotSize` payload bytes. */
+export const slotsFor = (length: number, slotSize: number): number => (length <= slotSize ? 1 : Math.ceil(length / slotSize));
+
 /**
  * Chooses the geometry for a new queue. Either byteLength (the whole segment) or capacity (a
  * power of two) decides the size; maxMessageSize defaults to whatever the slots can hold
- * (with byteLength) or 4096 (with capacity). Spare bytes widen the slots, never go unused.
+ * (with byteLength) or 4096 (with capacity). Without slotSize, spare bytes widen the slots,
+ * never go unused, and every message fits one slot (as before spans). With slotSize (payload
+ * bytes per slot, a multiple of 16), maxMessageSize may exceed it (default: slotSize): such a
+ * message spans slots, and capacity must hold the largest.
  */
 export function geometry(
   byteLength: number | undefined,
@@ -237,8 +289,13 @@ export function geometry(
   maxMessageSize: number | undefined,
   where: string,
   handles = DEFAULT_HANDLES,
+  slotSize?: number,
 ): QueueGeometry {
-  const needed = align16(SLOT_HEADER_BYTES + (maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE));
+  if (slotSize !== undefined && (slotSize < 16 || slotSize % 16 !== 0)) {
+    throw new RangeError(`${where}: slotSize must be a multiple of 16 (payload bytes per slot, after the 16-byte slot header), got ${slotSize}`);
+  }
+  const max = maxMessageSize ?? slotSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  const needed = slotSize === undefined ? align16(SLOT_HEADER_BYTES + max) : SLOT_HEADER_BYTES + slotSize;
   const slotsOffset = slotsOffsetFor(handles);
   if (capacity !== undefined) {
     if (capacity < 2 || capacity > MAX_CAPACITY || floorPow2(capacity) !== capacity) {
@@ -255,12 +312,23 @@ export function geometry(
   const fits = Math.floor(room / needed);
   if (fits < 2) {
     throw new RangeError(
-      `${where}: byteLength ${byteLength} is too small for two slots of ${needed} bytes (maxMessageSize ${maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE} + 16) plus ${slotsOffset}`,
+      slotSize === undefined
+        ? `${where}: byteLength ${byteLength} is too small for two slots of ${needed} bytes (maxMessageSize ${max} + 16) plus ${slotsOffset}`
+        : `${where}: byteLength ${byteLength} is too small for two slots of ${needed} bytes (slotSize ${slotSize} + 16) plus ${slotsOffset}`,
     );
   }
   const slots = capacity ?? Math.min(floorPow2(fits), MAX_CAPACITY);
-  const slotBytes = Math.floor(room / slots / 16) * 16;
-  return { byteLength, capacity: slots, slotBytes, maxMessageSize: maxMessageSize ?? slotBytes - SLOT_HEADER_BYTES, handles, slotsOffset };
+  if (slotSize === undefined) {
+    const slotBytes = Math.floor(room / slots / 16) * 16;
+    return { byteLength, capacity: slots, slotBytes, maxMessageSize: maxMessageSize ?? slotBytes - SLOT_HEADER_BYTES, handles, slotsOffset };
+  }
+  const span = slotsFor(max, slotSize);
+  if (span > slots) {
+    throw new RangeError(
+      `${where}: maxMessageSize ${max} spans ${span} slots of slotSize ${slotSize}, more than capacity ${slots} (raise capacity or slotSize)`,
+    );
+  }
+  return { byteLength, capacity: slots, slotBytes: needed, maxMessageSize: max, handles, slotsOffset };
 }
 
 /** Writes the queue's fields and every slot's initial sequence (slot i free for position i). */
@@ -293,7 +361,10 @@ export function readGeometry(buffer: SharedArrayBuffer): QueueGeometry | string 
   if (slotsOffset !== slotsOffsetFor(handles)) return `slotsOffset is ${slotsOffset}, expected ${slotsOffsetFor(handles)} for ${handles} handles`;
   if (capacity < 2 || capacity > MAX_CAPACITY || floorPow2(capacity) !== capacity) return `capacity ${capacity} is not a power of two >= 2`;
   if (slotBytes % 16 !== 0 || slotBytes < SLOT_HEADER_BYTES) return `slotBytes ${slotBytes} is not a multiple of 16`;
-  if (maxMessageSize > slotBytes - SLOT_HEADER_BYTES) return `maxMessageSize ${maxMessageSize} does not fit slots of ${slotBytes} bytes`;
+  if (slotBytes === SLOT_HEADER_BYTES) return `slotBytes ${slotBytes} leaves no payload`;
+  if (maxMessageSize < 1 || slotsFor(maxMessageSize, slotBytes - SLOT_HEADER_BYTES) > capacity) {
+    return `maxMessageSize ${maxMessageSize} does not fit ${capacity} slots of ${slotBytes} bytes`;
+  }
   if (slotsOffset + capacity * slotBytes > buffer.byteLength) {
     return `${capacity} slots of ${slotBytes} bytes do not fit in ${buffer.byteLength} bytes`;
   }
@@ -313,6 +384,7 @@ export function describeQueue(buffer: SharedArrayBuffer): Record<string, unknown
   const head = Atomics.load(i32, W.head);
   return {
     capacity: g.capacity,
+    slotSize: g.slotBytes - SLOT_HEADER_BYTES,
     maxMessageSize: g.maxMessageSize,
     depth: Math.max(0, Math.min(g.capacity, (tail - head) | 0)),
     handles: handlesInUse(i32, g.handles),

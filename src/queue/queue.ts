@@ -31,7 +31,7 @@ import {
   W,
   type QueueGeometry,
 } from './layout.js';
-import { QueueRing, type Ring } from './ring.js';
+import { QueueRing, SPAN_AT_HEAD, type Ring } from './ring.js';
 
 export type WaitStrategy = 'spin' | 'block' | 'spin-then-block';
 
@@ -52,8 +52,16 @@ export interface QueueCreateOptions<T = unknown> extends QueueHandleOptions<T> {
   byteLength?: number;
   /** Number of slots, a power of two. Give this or `byteLength` (or both). */
   capacity?: number;
-  /** Largest message in bytes (after encoding). Default: what the slots can hold (4096 with `capacity`). */
+  /** Largest message in bytes (after encoding). Default: what the slots can hold (4096 with `capacity`; `slotSize` with it). */
   maxMessageSize?: number;
+  /**
+   * Payload bytes per slot, a multiple of 16 (each slot has a 16-byte header besides). A
+   * message longer than this spans ceil(length / slotSize) consecutive slots, so a queue of
+   * mostly small messages and a rare large one needs capacity x slotSize, not capacity x the
+   * largest. capacity must hold the span of maxMessageSize. Default: every slot holds
+   * maxMessageSize (no spans).
+   */
+  slotSize?: number;
   /** How many handles (opens, per thread) may have the queue open at once (default 64, at most 4096). */
   maxHandles?: number;
 }
@@ -88,13 +96,15 @@ export interface QueueStats {
   name: string;
   byteLength: number;
   capacity: number;
+  /** Payload bytes per slot: a longer message spans several (see QueueCreateOptions.slotSize). */
+  slotSize: number;
   maxMessageSize: number;
-  /** Messages claimed by producers and not yet claimed by consumers (0..capacity). */
+  /** Slots claimed by producers and not yet by consumers (0..capacity): messages, when none spans. */
   depth: number;
   /** Positions claimed so far by producers / consumers, modulo 2^32. */
   sendPosition: number;
   receivePosition: number;
-  /** Records skipped because their producer died before committing them. */
+  /** Positions skipped because their producer died before committing them (a span: up to its slots). */
   skippedRecords: number;
   /** Slots reclaimed from consumers that died while taking a message (that message is lost). */
   reclaimedSlots: number;
@@ -110,7 +120,7 @@ export interface QueueStats {
 }
 
 const HANDLE_OPTIONS = ['codec', 'wait', 'spinTime', 'stallTimeout'] as const;
-const CREATE_OPTIONS = [...HANDLE_OPTIONS, 'byteLength', 'capacity', 'maxMessageSize', 'maxHandles'] as const;
+const CREATE_OPTIONS = [...HANDLE_OPTIONS, 'byteLength', 'capacity', 'maxMessageSize', 'slotSize', 'maxHandles'] as const;
 const OPEN_OPTIONS = [...HANDLE_OPTIONS, 'maxMessageSize'] as const;
 const WAITS: readonly WaitStrategy[] = ['spin', 'block', 'spin-then-block'];
 const DEFAULT_SPIN_US = 20;
@@ -189,6 +199,10 @@ export class Queue<T = Uint8Array> {
   readonly #geometry: QueueGeometry;
   /** geometry.maxMessageSize, hoisted: read on every send and receive. */
   readonly #max: number;
+  /** Payload bytes per slot, hoisted: a longer message is a span. */
+  readonly #slotSize: number;
+  /** Spans pass through here for the zero-copy forms (sendWith, receiveWith): reused, grown as needed. */
+  #scratch: Uint8Array = new Uint8Array(0);
   #closed = false;
   /** Messages of a batch that followed one the codec could not decode; delivered first. */
   readonly #pending: T[] = [];
@@ -227,6 +241,7 @@ export class Queue<T = Uint8Array> {
     this.#shm = shm;
     this.#geometry = g;
     this.#max = g.maxMessageSize;
+    this.#slotSize = g.slotBytes - SLOT_HEADER_BYTES;
     this.#views = g.capacity <= VIEW_CACHE_SLOTS ? new Array<Uint8Array | undefined>(g.capacity).fill(undefined) : [];
     this.#lifeline = openLifeline(shm.buffer);
     try {
@@ -282,6 +297,10 @@ export class Queue<T = Uint8Array> {
   }
   get maxMessageSize(): number {
     return this.#geometry.maxMessageSize;
+  }
+  /** Payload bytes per slot; a longer message spans several. */
+  get slotSize(): number {
+    return this.#slotSize;
   }
   get closed(): boolean {
     return this.#closed;
@@ -619,6 +638,7 @@ export class Queue<T = Uint8Array> {
       name: this.#name,
       byteLength: g.byteLength,
       capacity: g.capacity,
+      slotSize: this.#slotSize,
       maxMessageSize: g.maxMessageSize,
       depth: Math.max(0, Math.min(g.capacity, (tail - head) | 0)),
       sendPosition: tail >>> 0,
@@ -712,6 +732,7 @@ export class Queue<T = Uint8Array> {
 
   /** One attempt to send encoded bytes. */
   #put(bytes: Uint8Array): boolean {
+    if (bytes.length > this.#slotSize) return this.#putSpan(bytes.length, bytes, undefined);
     const ring = this.#ring;
     for (;;) {
       if (ring.claimSend(1) === 0) return false;
@@ -731,8 +752,16 @@ export class Queue<T = Uint8Array> {
   /** One attempt to send encoded[from...] as one batch; returns how many were sent, in order. */
   #putMany(encoded: Uint8Array[], from: number): number {
     const ring = this.#ring;
+    let count = Math.min(encoded.length - from, BATCH);
+    if (ring.spans) {
+      // A span goes alone (its k slots are its claim); one-slot messages still go in batches.
+      if (encoded[from]!.length > this.#slotSize) return this.#put(encoded[from]!) ? 1 : 0;
+      let m = 1;
+      while (m < count && encoded[from + m]!.length <= this.#slotSize) m++;
+      count = m;
+    }
     for (;;) {
-      const n = ring.claimSend(Math.min(encoded.length - from, BATCH));
+      const n = ring.claimSend(count);
       if (n === 0) return 0;
       const pos = ring.pos;
       let sent = 0;
@@ -757,6 +786,7 @@ export class Queue<T = Uint8Array> {
   }
 
   #putWith(byteLength: number, write: (view: Uint8Array) => void): boolean {
+    if (byteLength > this.#slotSize) return this.#putSpan(byteLength, undefined, write);
     const ring = this.#ring;
     for (;;) {
       if (ring.claimSend(1) === 0) return false;
@@ -780,11 +810,109 @@ export class Queue<T = Uint8Array> {
     }
   }
 
-  /** The message in a claimed slot, copied or decoded (NONE for a skip record). */
-  #read(base: number): Taken<T> {
+  /**
+   * One attempt to send a span of `length` bytes over k slots claimed at once (exactly k or
+   * none): from `bytes`, or from what `write` puts in the scratch buffer once the slots are
+   * ours (zero-copy forms: the view is valid during the call, as a slot's would be). A
+   * `write` that throws commits the span as a skip record and rethrows.
+   */
+  #putSpan(length: number, bytes: Uint8Array | undefined, write: ((view: Uint8Array) => void) | undefined): boolean {
+    const ring = this.#ring;
+    const k = Math.ceil(length / this.#slotSize);
+    for (;;) {
+      if (ring.claimSend(k, true) === 0) return false;
+      const pos = ring.pos;
+      let ok: boolean;
+      if (write === undefined) ok = this.#commitSpan(pos, k, length, bytes);
+      else {
+        this.#busy++;
+        try {
+          const view = this.#scratchOf(length);
+          write(view);
+          ok = this.#commitSpan(pos, k, length, view);
+        } catch (err) {
+          this.#commitSpan(pos, k, length, undefined);
+          throw err;
+        } finally {
+          ring.afterSend(1);
+          this.#calledBack();
+        }
+        if (ok) return true;
+        continue;
+      }
+      ring.afterSend(1);
+      if (ok) return true;
+      // A slot was taken from us (only the dead lose slots: corrupted memory): send again.
+    }
+  }
+
+  /**
+   * Writes `source` (undefined: nothing, the span becomes a skip record) into the claimed span
+   * at pos of k slots, commits the interior slots in order and then the first, LAST: a
+   * consumer that sees the first committed finds the whole span committed. True if every
+   * commit held.
+   */
+  #commitSpan(pos: number, k: number, length: number, source: Uint8Array | undefined): boolean {
+    const ring = this.#ring;
+    const size = this.#slotSize;
+    if (source !== undefined) {
+      for (let j = 0, off = 0; j < k; j++, off += size) {
+        const start = (ring.slotOf((pos + j) | 0) << 2) + SLOT_HEADER_BYTES;
+        const piece = source.subarray(off, Math.min(length, off + size));
+        if (piece.length >= NATIVE_COPY) copyLarge(ring.u8.subarray(start, start + piece.length), piece);
+        else ring.u8.set(piece, start);
+      }
+    }
+    let ok = true;
+    for (let j = 1; j < k; j++) {
+      const p = (pos + j) | 0;
+      if (!ring.commitInterior(p, ring.slotOf(p))) ok = false;
+    }
+    return ring.commitSend(pos, ring.slotOf(pos), ok && source !== undefined ? length : SKIP) && ok;
+  }
+
+  /** The scratch buffer as `length` bytes (grown to the next power of two, at most maxMessageSize). */
+  #scratchOf(length: number): Uint8Array {
+    if (this.#scratch.length < length) {
+      this.#scratch = new Uint8Array(Math.max(length, Math.min(this.#max, 2 ** Math.ceil(Math.log2(length)))));
+    }
+    return this.#scratch.subarray(0, length);
+  }
+
+  /** Copies the span of `length` bytes whose first slot is at pos into `target`, piece by piece. */
+  #gather(pos: number, length: number, target: Uint8Array): void {
+    const ring = this.#ring;
+    const size = this.#slotSize;
+    for (let off = 0, p = pos; off < length; off += size, p = (p + 1) | 0) {
+      const start = (ring.slotOf(p) << 2) + SLOT_HEADER_BYTES;
+      const piece = Math.min(size, length - off);
+      const source = ring.u8.subarray(start, start + piece);
+      if (piece >= NATIVE_COPY) copyLarge(target.subarray(off, off + piece), source);
+      else target.set(source, off);
+    }
+  }
+
+  /** Releases the `n` claimed slots from pos; false if any was taken from us (the copy may be torn). */
+  #releaseAll(pos: number, n: number): boolean {
+    const ring = this.#ring;
+    let ok = true;
+    for (let j = 0; j < n; j++) {
+      const p = (pos + j) | 0;
+      if (!ring.release(p, ring.slotOf(p))) ok = false;
+    }
+    return ok;
+  }
+
+  /**
+   * The message whose first slot is at (pos, base), held as `slots` claimed slots, copied or
+   * decoded; NONE for a skip record (SKIP, CONTINUATION, a corrupt length, or a span not held
+   * whole, which only a skip that raced its dying producer's commit or corrupted memory makes).
+   */
+  #read(pos: number, base: number, slots: number): Taken<T> {
     const ring = this.#ring;
     const length = ring.i32[base + SLOT_LENGTH]!;
-    if (length < 0 || length > this.#max) return NONE; // SKIP is -1
+    if (length < 0 || length > this.#max) return NONE; // SKIP is -1, CONTINUATION -2
+    if (length > this.#slotSize) return this.#readSpan(pos, length, slots);
     const start = (base << 2) + SLOT_HEADER_BYTES;
     if (this.#isBytes) {
       // A private copy. slice is V8's fastest copy for small and medium sizes; large ones go to
@@ -795,6 +923,15 @@ export class Queue<T = Uint8Array> {
     }
     const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
     return decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);
+  }
+
+  /** #read of a span (kept apart so that #read stays small enough to inline). */
+  #readSpan(pos: number, length: number, slots: number): Taken<T> {
+    if (this.#ring.slotsOf(length) !== slots) return NONE;
+    const out = length >= LARGE ? new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length) : new Uint8Array(length);
+    this.#gather(pos, length, out);
+    if (this.#isBytes) return out as unknown as T;
+    return decodeOrThrow(this.#codec, out, `queue '${this.#name}'`);
   }
 
   /**
@@ -836,16 +973,17 @@ export class Queue<T = Uint8Array> {
     if (this.#pending.length !== 0) return this.#pending.shift() as T;
     const ring = this.#ring;
     for (;;) {
-      if (ring.claimReceive(1) === 0) return NONE;
+      const n = ring.claimReceive(1);
+      if (n === 0) return NONE;
       const pos = ring.pos;
       const base = ring.base;
       let value: Taken<T>;
       try {
-        value = this.#read(base);
+        value = this.#read(pos, base, n);
       } finally {
         // A message the codec cannot decode is consumed all the same (IPC_ERR_PROTOCOL).
-        const ok = ring.release(pos, base);
-        ring.afterReceive(1);
+        const ok = n === 1 ? ring.release(pos, base) : this.#releaseAll(pos, n);
+        ring.afterReceive(n);
         if (!ok) value = NONE; // reclaimed while we read: the copy may be torn
       }
       if (value !== NONE) return value;
@@ -868,19 +1006,22 @@ export class Queue<T = Uint8Array> {
       const n = ring.claimReceive(Math.min(max - (out.length - before), BATCH));
       if (n === 0) break;
       const pos = ring.pos;
-      for (let k = 0; k < n; k++) {
-        const p = (pos + k) | 0;
-        const base = ring.slotOf(p);
-        let value: Taken<T> = NONE;
-        try {
-          value = this.#read(base);
-        } catch (err) {
-          failure ??= err;
+      if (ring.spans) failure = this.#takeSpans(pos, n, out, failure);
+      else {
+        for (let k = 0; k < n; k++) {
+          const p = (pos + k) | 0;
+          const base = ring.slotOf(p);
+          let value: Taken<T> = NONE;
+          try {
+            value = this.#read(p, base, 1);
+          } catch (err) {
+            failure ??= err;
+          }
+          if (!ring.release(p, base) || value === NONE) continue;
+          // After a decode failure, later messages wait for the next call, in order.
+          if (failure === undefined) out.push(value);
+          else this.#pending.push(value);
         }
-        if (!ring.release(p, base) || value === NONE) continue;
-        // After a decode failure, later messages wait for the next call, in order.
-        if (failure === undefined) out.push(value);
-        else this.#pending.push(value);
       }
       ring.afterReceive(n);
     }
@@ -892,26 +1033,56 @@ export class Queue<T = Uint8Array> {
     return out.length - before;
   }
 
+  /**
+   * #takeMany's reading of the n claimed slots from pos on a queue with spans: record by
+   * record, a span (k slots) read and released whole; one not held whole (see #read) is a skip
+   * of one slot. Returns the first decode failure (`failure` if there was one already).
+   */
+  #takeSpans(pos: number, n: number, out: T[], failure: unknown): unknown {
+    const ring = this.#ring;
+    for (let j = 0; j < n; ) {
+      const p = (pos + j) | 0;
+      const base = ring.slotOf(p);
+      let k = ring.slotsOf(ring.i32[base + SLOT_LENGTH]!);
+      if (j + k > n) k = 1;
+      j += k;
+      let value: Taken<T> = NONE;
+      try {
+        value = this.#read(p, base, k);
+      } catch (err) {
+        failure ??= err;
+      }
+      if (!(k === 1 ? ring.release(p, base) : this.#releaseAll(p, k)) || value === NONE) continue;
+      if (failure === undefined) out.push(value);
+      else this.#pending.push(value);
+    }
+    return failure;
+  }
+
   /** One attempt to receive into the loan buffer (skip records are passed over). */
   #takeLoan(): Uint8Array | undefined {
     const ring = this.#ring;
     for (;;) {
-      if (ring.claimReceive(1) === 0) return undefined;
+      const n = ring.claimReceive(1);
+      if (n === 0) return undefined;
       const pos = ring.pos;
       const base = ring.base;
       const length = ring.i32[base + SLOT_LENGTH]!;
       let view: Uint8Array | undefined;
       try {
-        if (length >= 0 && length <= this.#max) { // SKIP is -1
-          const start = (base << 2) + SLOT_HEADER_BYTES;
+        if (length >= 0 && length <= this.#max && ring.slotsOf(length) === n) { // SKIP is -1
           view = new Uint8Array(this.#loanSpace(length), 0, length);
-          if (length >= NATIVE_COPY) copyLarge(view, ring.u8.subarray(start, start + length));
-          else view.set(ring.u8.subarray(start, start + length));
+          if (n > 1) this.#gather(pos, length, view);
+          else {
+            const start = (base << 2) + SLOT_HEADER_BYTES;
+            if (length >= NATIVE_COPY) copyLarge(view, ring.u8.subarray(start, start + length));
+            else view.set(ring.u8.subarray(start, start + length));
+          }
           this.#lent = true;
         }
       } finally {
-        const ok = ring.release(pos, base);
-        ring.afterReceive(1);
+        const ok = n === 1 ? ring.release(pos, base) : this.#releaseAll(pos, n);
+        ring.afterReceive(n);
         if (!ok) view = undefined; // reclaimed while we copied: the copy may be torn
       }
       if (view !== undefined) return view;
@@ -982,16 +1153,17 @@ export class Queue<T = Uint8Array> {
     for (;;) {
       if (ring.leaseScanDue() && ring.rescueLease(leaseTime)) {
         // taken over: ring.pos / ring.base name it
-      } else if (ring.claimReceive(1, true) !== 0) {
-        if (!ring.takeLease(ring.pos, ring.base, leaseTime)) continue; // only corrupted memory
       } else {
-        return undefined;
+        const n = ring.claimReceive(1, true);
+        if (n === 0) return undefined;
+        if (n === SPAN_AT_HEAD) throw this.#spanLease();
+        if (!ring.takeLease(ring.pos, ring.base, leaseTime)) continue; // only corrupted memory
       }
       const pos = ring.pos;
       const base = ring.base;
       let value: Taken<T>;
       try {
-        value = this.#read(base);
+        value = this.#read(pos, base, 1);
       } catch (err) {
         if (!ring.holds(pos, base)) continue; // taken over while we read: the bytes were torn
         // A message the codec cannot decode is consumed, as receive does (IPC_ERR_PROTOCOL).
@@ -1010,6 +1182,17 @@ export class Queue<T = Uint8Array> {
     }
   }
 
+  /** lease() met a span at the head: it stays there, for a plain receive. */
+  #spanLease(): IpcError {
+    const head = Atomics.load(this.#i32, W.head);
+    const length = this.#i32[this.#ring.slotOf(head) + SLOT_LENGTH]!;
+    return new IpcError(
+      'IPC_ERR_MESSAGE_TOO_LARGE',
+      `queue '${this.#name}' lease: the next message (${length} bytes) spans slots of slotSize ${this.#slotSize}, and a span cannot be leased; ` +
+        'it stays at the head for receive() (or create the queue with slotSize >= maxMessageSize)',
+    );
+  }
+
   #throwPending(): never {
     const err = this.#pendingError;
     this.#pendingError = undefined;
@@ -1019,14 +1202,27 @@ export class Queue<T = Uint8Array> {
   #takeWith(read: (view: Uint8Array) => void): boolean {
     const ring = this.#ring;
     for (;;) {
-      if (ring.claimReceive(1) === 0) return false;
+      const n = ring.claimReceive(1);
+      if (n === 0) return false;
       const pos = ring.pos;
       const base = ring.base;
       const length = ring.i32[base + SLOT_LENGTH]!;
-      if (length < 0 || length > this.#max) { // SKIP is -1
-        ring.release(pos, base);
-        ring.afterReceive(1);
+      if (length < 0 || length > this.#max || ring.slotsOf(length) !== n) { // SKIP is -1
+        if (n === 1) ring.release(pos, base);
+        else this.#releaseAll(pos, n);
+        ring.afterReceive(n);
         continue;
+      }
+      if (n > 1) {
+        // A span is not contiguous in the segment: it is read through the scratch buffer, and
+        // its slots go back before `read` runs.
+        const view = this.#scratchOf(length);
+        this.#gather(pos, length, view);
+        const ok = this.#releaseAll(pos, n);
+        ring.afterReceive(n);
+        if (!ok) continue; // reclaimed while we copied: the copy may be torn
+        read(view);
+        return true;
       }
       const start = (base << 2) + SLOT_HEADER_BYTES;
       this.#busy++;
@@ -1164,7 +1360,8 @@ function make<T>(name: string, how: How, options: unknown, where: string): Queue
     const byteLength = opts.byteLength === undefined ? undefined : checkInteger(opts.byteLength, `${where}: byteLength`, 1, 2 ** 46);
     const capacity = opts.capacity === undefined ? undefined : checkInteger(opts.capacity, `${where}: capacity`, 1, 2 ** 30);
     const handles = opts.maxHandles === undefined ? DEFAULT_HANDLES : checkInteger(opts.maxHandles, `${where}: maxHandles`, 1, MAX_HANDLES);
-    wanted = geometry(byteLength, capacity, maxMessageSize, where, handles);
+    const slotSize = opts.slotSize === undefined ? undefined : checkInteger(opts.slotSize, `${where}: slotSize`, 16, MAX_MESSAGE_SIZE_LIMIT);
+    wanted = geometry(byteLength, capacity, maxMessageSize, where, handles, slotSize);
   }
   const created = wanted;
   const shm = openObject(
@@ -1187,6 +1384,9 @@ function make<T>(name: string, how: How, options: unknown, where: string): Queue
     }
     if (!shm.created && wanted !== undefined && opts.capacity !== undefined && g.capacity !== wanted.capacity) {
       throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}': capacity is ${g.capacity}, expected ${wanted.capacity}`);
+    }
+    if (!shm.created && opts.slotSize !== undefined && g.slotBytes - SLOT_HEADER_BYTES !== opts.slotSize) {
+      throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}': slotSize is ${g.slotBytes - SLOT_HEADER_BYTES}, expected ${opts.slotSize}`);
     }
     return new Queue<T>(token, name, shm, g, handle);
   } catch (err) {

@@ -21,6 +21,7 @@ import { IpcError } from '../errors.js';
 import { futex } from '../os/futex.js';
 import { DEAD_TOKEN, type Lifeline } from '../os/lifeline.js';
 import {
+  CONTINUATION,
   ROW_BYTES,
   ROW_RECV_COUNT,
   ROW_RECV_LEASE,
@@ -32,6 +33,7 @@ import {
   SLOT_HOLDER,
   SLOT_LEASE_TIME,
   SLOT_LENGTH,
+  SLOT_HEADER_BYTES,
   SLOT_SEQ,
   W,
   type QueueGeometry,
@@ -50,6 +52,10 @@ export class Ring {
   readonly capacity: number;
   readonly maxMessageSize: number;
   readonly slotBytes: number;
+  /** Payload bytes per slot (slotBytes - 16): a longer message spans slots. */
+  readonly slotSize: number;
+  /** Whether a message can span slots (maxMessageSize > slotSize); false keeps the old paths. */
+  readonly spans: boolean;
   readonly stallTimeout: number;
   readonly #mask: number;
   readonly #slotInts: number;
@@ -100,6 +106,8 @@ export class Ring {
     this.capacity = g.capacity;
     this.maxMessageSize = g.maxMessageSize;
     this.slotBytes = g.slotBytes;
+    this.slotSize = g.slotBytes - SLOT_HEADER_BYTES;
+    this.spans = g.maxMessageSize > this.slotSize;
     this.stallTimeout = stallTimeout;
     this.#mask = g.capacity - 1;
     this.#slotInts = g.slotBytes >> 2;
@@ -117,6 +125,15 @@ export class Ring {
     return this.#slotsInt + (pos & this.#mask) * this.#slotInts;
   }
 
+  /**
+   * Slots the record whose first slot holds `length` takes: k for a valid span's first slot,
+   * else 1 (a one-slot record, SKIP, CONTINUATION, or a corrupt length, read as a skip).
+   */
+  slotsOf(length: number): number {
+    if (length <= this.slotSize || length > this.maxMessageSize) return 1;
+    return Math.ceil(length / this.slotSize);
+  }
+
   /** This handle's lifeline token (what it records as a lease holder). */
   get token(): number {
     return this.#me;
@@ -125,9 +142,10 @@ export class Ring {
   /**
    * Claims up to `max` consecutive free slots at the tail with one CAS (a batch moves the
    * shared index once). Returns how many (0 when full); the first is at this.pos / this.base,
-   * the k-th at slotOf(pos + k).
+   * the k-th at slotOf(pos + k). With `exact` (a span), exactly `max` or none: fewer free
+   * slots is full.
    */
-  claimSend(max: number): number {
+  claimSend(max: number, exact = false): number {
     const i32 = this.i32;
     const mask = this.#mask;
     const slotInts = this.#slotInts;
@@ -143,6 +161,27 @@ export class Ring {
       if (dif === 0) {
         let n = 1;
         while (n < max && Atomics.load(i32, slots + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n) | 0)) n++;
+        if (exact && n < max) {
+          // A span never takes part of its slots. A stale tail can make a later slot look
+          // taken (another producer's record): check the shared tail before saying "full".
+          if (!fresh) {
+            fresh = true;
+            const tail = Atomics.load(i32, W.tail);
+            if (tail !== pos) {
+              pos = this.#tail = tail;
+              continue;
+            }
+          }
+          this.#tail = pos;
+          const p = (pos + n) | 0;
+          const b = slots + (p & mask) * slotInts;
+          if ((++this.#sendMisses & STALL_CHECK_EVERY) === 0 && this.#sendStall(p, b, Atomics.load(i32, b + SLOT_SEQ))) {
+            fresh = false;
+            continue;
+          }
+          if (announced) this.#withdraw(true);
+          return 0;
+        }
         // The intent, before the claim: plain stores in our own row, published by the CAS
         // below (seq-cst). While it stands and we live, nobody takes these slots from us.
         const row = this.#row;
@@ -208,6 +247,18 @@ export class Ring {
     return Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + 1) | 0) === pos;
   }
 
+  /**
+   * Commits an interior slot of a span (pos, base), payload already written: before the first
+   * slot's commit, so that the first slot committed means the whole span is. False only if
+   * the slot was taken from us (as commitSend).
+   */
+  commitInterior(pos: number, base: number): boolean {
+    const i32 = this.i32;
+    i32[base + SLOT_LENGTH] = CONTINUATION;
+    // Publishes the piece; the first slot's commit, later in seq-cst order, publishes it again.
+    return Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + 1) | 0) === pos;
+  }
+
   /** Wakes up to `count` sleeping receivers (one per committed record), if any sleeps. */
   afterSend(count: number): void {
     // Seq-cst read after the commit: pairs with the sleeper's increment before its re-check.
@@ -216,8 +267,11 @@ export class Ring {
 
   /**
    * Claims up to `max` consecutive committed records at the head with one CAS. Returns how
-   * many (0 when empty); the first is at this.pos / this.base. With `lease` (max 1) the claim
-   * is announced as a lease take, and the caller makes it a lease with takeLease.
+   * many slots (0 when empty); the first is at this.pos / this.base. With `lease` (max 1) the
+   * claim is announced as a lease take, and the caller makes it a lease with takeLease. On a
+   * queue with spans, `max` counts records (a span is one, of k slots, never split: a batch
+   * stops before a span past BATCH_SLOTS slots, a span at the head is taken whole), and a
+   * lease take finding a span at the head claims nothing and returns SPAN_AT_HEAD.
    */
   claimReceive(max: number, lease = false): number {
     const i32 = this.i32;
@@ -235,7 +289,13 @@ export class Ring {
       const dif = (seq - ((pos + 1) | 0)) | 0;
       if (dif === 0) {
         let n = 1;
-        while (n < max && Atomics.load(i32, slots + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n + 1) | 0)) n++;
+        if (this.spans) {
+          n = this.#recordsAt(pos, base, max);
+          if (lease && n > 1) {
+            if (announced || counted) this.#emptyHanded(announced, counted);
+            return SPAN_AT_HEAD;
+          }
+        } else while (n < max && Atomics.load(i32, slots + ((pos + n) & mask) * slotInts + SLOT_SEQ) === ((pos + n + 1) | 0)) n++;
         if (lease && !counted) counted = this.#countLease();
         // The intent, before the claim (see claimSend).
         this.#announceReceive(pos, n, lease);
@@ -271,8 +331,9 @@ export class Ring {
             continue;
           }
           if (stall === CLAIMED) {
-            this.#head = (pos + 1) | 0;
-            return 1;
+            const n = this.#extendSkipped(pos, base, lease);
+            this.#head = (pos + n) | 0;
+            return n;
           }
         }
         if (announced || counted) this.#emptyHanded(announced, counted);
@@ -301,9 +362,13 @@ export class Ring {
     return Atomics.compareExchange(this.i32, base + SLOT_SEQ, (pos + 1) | 0, (pos + this.capacity) | 0) === ((pos + 1) | 0);
   }
 
-  /** Wakes up to `count` sleeping senders (one per released slot), if any sleeps. */
+  /**
+   * Wakes up to `count` sleeping senders (one per released slot), if any sleeps. With spans,
+   * all of them: a span sender woken by one free slot may need k and sleep again, and that
+   * wake must not be lost to a one-slot sender behind it (the herd is the slow path only).
+   */
   afterReceive(count: number): void {
-    if (Atomics.load(this.i32, W.sendersSleeping) !== 0) this.wakeSenders(count);
+    if (Atomics.load(this.i32, W.sendersSleeping) !== 0) this.wakeSenders(this.spans ? Infinity : count);
   }
 
   /**
@@ -328,7 +393,7 @@ export class Ring {
     if (sending) {
       const tail = Atomics.load(i32, W.tail);
       const free = Atomics.load(i32, this.slotOf(tail) + SLOT_SEQ) === tail;
-      if (free && Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(1);
+      if (free && Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(this.spans ? Infinity : 1);
     } else {
       const head = Atomics.load(i32, W.head);
       const committed = Atomics.load(i32, this.slotOf(head) + SLOT_SEQ) === ((head + 1) | 0);
@@ -351,6 +416,57 @@ export class Ring {
     let deadline = since < 0 ? Infinity : since + this.stallTimeout;
     if (!sending && this.leasing && Atomics.load(this.i32, W.leases) > 0) deadline = Math.min(deadline, this.#nextLeaseScan);
     return deadline === Infinity ? Infinity : Math.max(1, deadline - Date.now());
+  }
+
+  /**
+   * On a queue with spans: how many slots the committed records from (pos, base) on take, up
+   * to `max` records and BATCH_SLOTS slots, never splitting a span (the first record is
+   * counted whole, whatever its size). Lengths are read after the acquire load of their seq:
+   * if the head CAS that follows wins, nobody claimed these slots meanwhile, so they held.
+   */
+  #recordsAt(pos: number, base: number, max: number): number {
+    const i32 = this.i32;
+    let n = this.#spanAt(pos, base);
+    for (let records = 1; records < max && n < BATCH_SLOTS; records++) {
+      const p = (pos + n) | 0;
+      const b = this.slotOf(p);
+      if (Atomics.load(i32, b + SLOT_SEQ) !== ((p + 1) | 0)) break;
+      const k = this.#spanAt(p, b);
+      if (n + k > BATCH_SLOTS) break;
+      n += k;
+    }
+    return n;
+  }
+
+  /**
+   * Slots of the committed record at (p, b): k for a span whose k - 1 interior slots are all
+   * committed (always, but for corrupted memory), else 1 (then read as a skip).
+   */
+  #spanAt(p: number, b: number): number {
+    const i32 = this.i32;
+    const k = this.slotsOf(i32[b + SLOT_LENGTH]!);
+    for (let j = 1; j < k; j++) {
+      const q = (p + j) | 0;
+      if (Atomics.load(i32, this.slotOf(q) + SLOT_SEQ) !== ((q + 1) | 0)) return 1;
+    }
+    return k;
+  }
+
+  /**
+   * A stall skip found the record at pos committed after all (its producer committed, then
+   * died) and holds pos alone. If it is a span, claims its interior too, announced first;
+   * returns the slots held. If another consumer took the interior already, the span cannot
+   * be read whole and the caller drops it (the first slot, read alone, is a skip).
+   */
+  #extendSkipped(pos: number, base: number, lease: boolean): number {
+    if (!this.spans || lease) return 1;
+    const k = this.#spanAt(pos, base);
+    if (k === 1) return 1;
+    const next = (pos + 1) | 0;
+    this.#announceReceive(pos, k, false);
+    if (Atomics.compareExchange(this.i32, W.head, next, (pos + k) | 0) === next) return k;
+    this.#announceReceive(pos, 1, false);
+    return 1;
   }
 
   /**
@@ -616,6 +732,10 @@ export class Ring {
       return false;
     }
     this.#sendStallSince = -1;
+    // The kernel answered for this claim: the next position (a span's next slot) may be
+    // looked at without another stallTimeout.
+    this.#sendStallPos = (pos + 1) | 0;
+    this.#sendStallSince = now - this.stallTimeout;
     if (!committed) {
       // Finish the dead consumer's skip, exactly as its CAS would have.
       if (Atomics.compareExchange(i32, base + SLOT_SEQ, previous, pos) === previous) Atomics.add(i32, W.skippedRecords, 1);
@@ -624,6 +744,7 @@ export class Ring {
     if (taker === DEAD_LEASE) {
       // A lease taker died in its claim window: give the record back, for a lease consumer
       // to take over. The slot stays taken until that lease is acknowledged.
+      this.#sendStallSince = -1;
       if (this.#cas64(base, seq, 0, seq, DEAD_TOKEN)) this.#leaseGivenBack();
       return false;
     }
@@ -652,14 +773,24 @@ export class Ring {
       return EMPTY;
     }
     this.#recvStallSince = -1;
+    // Read the slot again, after the coverage: a claimant that is not live and has not
+    // committed by now never will. Without this, a producer that committed and moved on to its
+    // next claim since our first read looks dead, and if its record is a span, a consumer that
+    // takes the interior as an orphan (CONTINUATION at the head, once we moved it) would drop a
+    // completed send. test/model/span.pml -DNORECHECK finds exactly that.
+    if (Atomics.load(i32, base + SLOT_SEQ) !== pos) return RETRY;
     // Every claimant is dead. The skip takes the head as a receive would, so it announces
     // itself first: if we then died, or the record turned out committed, a producer must not
     // take the slot from under us.
     this.#announceReceive(pos, 1, lease);
     if (Atomics.compareExchange(i32, W.head, pos, (pos + 1) | 0) !== pos) return RETRY;
+    // The kernel answered for this claim: the next position (a dead span's next slot) may be
+    // skipped without another stallTimeout.
+    this.#recvStallPos = (pos + 1) | 0;
+    this.#recvStallSince = now - this.stallTimeout;
     if (Atomics.compareExchange(i32, base + SLOT_SEQ, pos, (pos + this.capacity) | 0) === pos) {
       Atomics.add(i32, W.skippedRecords, 1);
-      if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(1);
+      if (Atomics.load(i32, W.sendersSleeping) !== 0) this.wakeSenders(this.spans ? Infinity : 1);
       return RETRY;
     }
     // The producer committed after all: we own a committed record at pos.
@@ -670,6 +801,10 @@ export class Ring {
 }
 
 const STALL_CHECK_EVERY = 255;
+/** Most slots one receive claim takes on a queue with spans (a span at the head: all of it). */
+const BATCH_SLOTS = 64;
+/** claimReceive(1, true) found a span at the head, which is never leased: nothing claimed. */
+export const SPAN_AT_HEAD = -1;
 const ROWS_INT = ROWS_OFFSET >> 2;
 const ROW_INTS = ROW_BYTES >> 2;
 const EMPTY = 0;
@@ -691,14 +826,15 @@ function pair(seq: number, holder: number): bigint {
  * loads (read once): Queue handles then call globalThis[Symbol.for('interprocess.queue.pause')]
  * with the name of the point they reached, right after a claim CAS won ('send-claimed',
  * 'receive-claimed') and right before a commit or release CAS ('send-commit',
- * 'receive-release'), so that tests can stop (SIGSTOP) or kill a process exactly there. It is a
+ * 'receive-release'; 'span-commit' before each interior commit of a span, whose 'send-commit'
+ * is its first slot's, last), so that tests can stop (SIGSTOP) or kill a process exactly there. It is a
  * subclass, so ordinary handles run the plain Ring with nothing added to the hot path.
  */
 export const QueueRing: typeof Ring =
   process.env.INTERPROCESS_TEST_QUEUE_PAUSE === '1'
     ? class PausingRing extends Ring {
-        override claimSend(max: number): number {
-          const n = super.claimSend(max);
+        override claimSend(max: number, exact = false): number {
+          const n = super.claimSend(max, exact);
           if (n !== 0) pauseAt('send-claimed');
           return n;
         }
@@ -706,9 +842,13 @@ export const QueueRing: typeof Ring =
           pauseAt('send-commit');
           return super.commitSend(pos, base, length);
         }
+        override commitInterior(pos: number, base: number): boolean {
+          pauseAt('span-commit');
+          return super.commitInterior(pos, base);
+        }
         override claimReceive(max: number, lease = false): number {
           const n = super.claimReceive(max, lease);
-          if (n !== 0) pauseAt(lease ? 'lease-claimed' : 'receive-claimed');
+          if (n > 0) pauseAt(lease ? 'lease-claimed' : 'receive-claimed');
           return n;
         }
         override release(pos: number, base: number): boolean {

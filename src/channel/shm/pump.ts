@@ -18,6 +18,7 @@
  * the queue's no-lost-wake-up argument (src/queue/layout.ts, "wake"): every commit (release)
  * is followed, before the batch ends, by a seq-cst read of the peer's sleeping count.
  */
+import { IpcError } from '../../errors.js';
 import { Queue, queueRing } from '../../queue/queue.js';
 import { SKIP, SLOT_HEADER_BYTES, SLOT_LENGTH } from '../../queue/layout.js';
 import type { Ring } from '../../queue/ring.js';
@@ -71,7 +72,14 @@ function afterMicrotasks(ticker: () => void): void {
  * are the Queue handle's own (one mapping, one lifeline on the queue).
  */
 export function openQueue(name: string, allowOtherOwner: boolean, create?: { capacity: number; maxMessageSize: number; mode: number }): Queue<Uint8Array> {
-  return create === undefined ? Queue.open(name, { wait: 'block', allowOtherOwner }) : Queue.create(name, { ...create, wait: 'block' });
+  const queue = create === undefined ? Queue.open(name, { wait: 'block', allowOtherOwner }) : Queue.create(name, { ...create, wait: 'block' });
+  // Pumps read and write one slot per record (tryTake, tryPut): a queue whose messages can
+  // span slots (made by someone else) is not one a channel made.
+  if (queueRing(queue).spans) {
+    queue.close();
+    throw new IpcError('IPC_ERR_INCOMPATIBLE', `queue '${name}': its messages span slots (slotSize ${queue.slotSize} < maxMessageSize ${queue.maxMessageSize}); a channel's queues never do`);
+  }
+  return queue;
 }
 
 export class Pump {
