@@ -37,3 +37,8 @@ export function largeCopy(source: Uint8Array, byteLength = source.length): Uint8
   copyLarge(source.length === byteLength ? out : out.subarray(0, source.length), source);
   return out;
 }
+
+const EMPTY = new Uint8Array(0);
+
+/** `byteLength` bytes of private memory for the caller to fill, from the same pool as largeCopy. */
+export const largeBuffer = (byteLength: number): Uint8Array => largeCopy(EMPTY, byteLength);

@@ -13,7 +13,7 @@ import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
-import { NATIVE_COPY, copyLarge, largeCopy } from '../os/copy.js';
+import { NATIVE_COPY, copyLarge, largeBuffer, largeCopy } from '../os/copy.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
   DEFAULT_HANDLES,
@@ -928,7 +928,7 @@ export class Queue<T = Uint8Array> {
   /** #read of a span (kept apart so that #read stays small enough to inline). */
   #readSpan(pos: number, length: number, slots: number): Taken<T> {
     if (this.#ring.slotsOf(length) !== slots) return NONE;
-    const out = length >= LARGE ? new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length) : new Uint8Array(length);
+    const out = length >= LARGE ? largeBuffer(length) : new Uint8Array(length);
     this.#gather(pos, length, out);
     if (this.#isBytes) return out as unknown as T;
     return decodeOrThrow(this.#codec, out, `queue '${this.#name}'`);
