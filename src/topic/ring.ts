@@ -7,11 +7,12 @@
  * payloads, plain stores where a later seq-cst store or CAS publishes them, and no system call
  * unless someone sleeps. Each Atomics call is a builtin call (~8 ns on Node 20), so a publish
  * costs five (owner CAS, seq load, tail CAS, commit store, sleepers load; the "writing" store is
- * plain, fenced by the tail CAS) and a
- * receive one (the seq load; two when the copy must be validated), plus a position store every
- * FLUSH_EVERY messages. Publishers keep the gate (a lower bound of every subscriber's position)
+ * plain, fenced by the tail CAS) and a receive one (the seq load; two when the copy must be
+ * validated), plus a position store every FLUSH_EVERY messages. Publishers keep the gate (a lower bound of every subscriber's position)
  * locally and rescan the subscriber table only when it runs out, as the Disruptor caches its
- * gating sequence.
+ * gating sequence. Between processes what counts is the slot's cache line, which a caught-up
+ * subscriber polls: a publish writes it only with the "writing" store, the payload and the
+ * commit; the owner word's lock and release are in the owner table (layout.ts, version 2).
  */
 import { futex } from '../os/futex.js';
 import type { Lifeline } from '../os/lifeline.js';
@@ -24,7 +25,6 @@ import {
   ROSTER_ENTRIES,
   SKIP,
   SLOT_LENGTH,
-  SLOT_OWNER,
   SLOT_SEQ,
   SUB_MISSED,
   SUB_PID,
@@ -76,6 +76,8 @@ export class TopicRing {
   readonly mask: number;
   readonly slotInts: number;
   readonly slotsInt: number;
+  /** Int32 index of the owner table: slot i's owner word is ownersInt + i (layout.ts). */
+  readonly ownersInt: number;
   readonly maxMessageSize: number;
   readonly block: boolean;
   readonly maxSubscribers: number;
@@ -106,6 +108,7 @@ export class TopicRing {
     this.mask = g.capacity - 1;
     this.slotInts = g.slotBytes >> 2;
     this.slotsInt = g.slotsOffset >> 2;
+    this.ownersInt = g.ownersOffset >> 2;
     this.maxMessageSize = g.maxMessageSize;
     this.block = g.overflow === 'block';
     this.maxSubscribers = g.maxSubscribers;
@@ -144,11 +147,12 @@ export class TopicRing {
         return FULL;
       }
       const base = this.slotsInt + (p & mask) * this.slotInts;
+      const owner = this.ownersInt + (p & mask);
       const lap = p & ~mask;
       // The lock, taken first: from here on the slot names its holder (a kill leaves the token).
       // A retry looks before it CASes: a failing CAS still takes the holder's cache line.
-      let holder = round === 0 ? 0 : Atomics.load(i32, base + SLOT_OWNER);
-      if (holder === 0) holder = Atomics.compareExchange(i32, base + SLOT_OWNER, 0, this.me);
+      let holder = round === 0 ? 0 : Atomics.load(i32, owner);
+      if (holder === 0) holder = Atomics.compareExchange(i32, owner, 0, this.me);
       // Pairs with the commit store of the previous lap's publisher (or a reclaimer's).
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       if (holder === 0) {
@@ -164,7 +168,7 @@ export class TopicRing {
           this.pos = p;
           return base;
         }
-        Atomics.store(i32, base + SLOT_OWNER, 0); // not free for p: unlock
+        Atomics.store(i32, owner, 0); // not free for p: unlock
       }
       const ahead = ((seq & ~1) - lap) | 0;
       if (ahead === 0) {
@@ -191,7 +195,7 @@ export class TopicRing {
         continue;
       }
       if (round < BUSY_ROUNDS) continue;
-      if (holder !== 0 && this.shouldLook() && this.reclaimIfDead(base, holder)) {
+      if (holder !== 0 && this.shouldLook() && this.reclaimIfDead(base, owner, holder)) {
         round = 0;
         continue;
       }
@@ -208,7 +212,7 @@ export class TopicRing {
     // The commit, written last: publishes length and payload to a reader whose load sees lap(p).
     Atomics.store(i32, base + SLOT_SEQ, p & ~this.mask);
     if (park !== undefined) park(COMMITTED);
-    i32[base + SLOT_OWNER] = 0; // a claimer that sees this early re-checks seq under its lock
+    i32[this.ownersInt + (p & this.mask)] = 0; // a claimer that sees this early re-checks seq under its lock
     if (this.#roster >= 0) i32[this.#roster + PUB_PUBLISHED] = ++this.#published;
     // Seq-cst load after the commit: pairs with a sleeper's increment before its re-check.
     if (Atomics.load(i32, W.dataSleepers) !== 0) this.wakeData();
@@ -350,16 +354,16 @@ export class TopicRing {
   }
 
   /**
-   * Reclaims the slot at `base` if the thread holding it is dead (the kernel's answer). True
-   * when the slot changed hands (the caller tries again).
+   * Reclaims the slot at `base` (owner word at `owner`) if the thread holding it is dead (the
+   * kernel's answer). True when the slot changed hands (the caller tries again).
    */
-  reclaimIfDead(base: number, holder: number): boolean {
+  reclaimIfDead(base: number, owner: number, holder: number): boolean {
     const i32 = this.i32;
     if (holder === this.me) return false;
     Atomics.add(i32, W.livenessChecks, 1);
     if (this.lifeline.isAlive(holder)) return false;
     // Exactly one reclaimer wins, and a dead holder never acts again.
-    if (Atomics.compareExchange(i32, base + SLOT_OWNER, holder, this.me) !== holder) return true;
+    if (Atomics.compareExchange(i32, owner, holder, this.me) !== holder) return true;
     const seq = Atomics.load(i32, base + SLOT_SEQ);
     if ((seq & 1) !== 0) {
       // "Writing q" with a dead writer: the record becomes padding, delivered to no one.
@@ -371,7 +375,7 @@ export class TopicRing {
       // The dead claimer may have died before moving the tail past q.
       Atomics.compareExchange(i32, W.tail, q, (q + 1) | 0);
     }
-    Atomics.store(i32, base + SLOT_OWNER, 0); // unlock: the next lap's claimer CASes it from 0
+    Atomics.store(i32, owner, 0); // unlock: the next lap's claimer CASes it from 0
     this.wakeData(); // whoever waited for this slot (subscribers, publishers) looks again
     return true;
   }
@@ -515,8 +519,9 @@ export class Cursor {
       if (this.#published !== r) this.flush();
       this.heldUp = seq === (lap | 1);
       if (this.heldUp && ring.shouldLook()) {
-        const holder = Atomics.load(i32, base + SLOT_OWNER);
-        if (holder !== 0 && ring.reclaimIfDead(base, holder)) continue;
+        const owner = ring.ownersInt + (r & mask);
+        const holder = Atomics.load(i32, owner);
+        if (holder !== 0 && ring.reclaimIfDead(base, owner, holder)) continue;
       }
       // 'overwrite': a reader paused for 2^31 positions would see laps as the past; the tail
       // tells (now and then: it is the publishers' hot line).
