@@ -88,7 +88,12 @@
  *        lap is still held (a publisher writing p - capacity, or one about to claim p: retry,
  *        wait, or ask the kernel about its owner). A retry loads owner before it CASes.
  *     4. store seq = lap(p) | 1 ("writing p"; plain), then CAS tail p -> p + 1: the CAS is the
- *        fence that makes "writing" visible before any payload store, on every CPU.
+ *        fence that makes "writing" visible before any payload store, on every CPU. On CPUs
+ *        that keep stores in order (x86; ring.ts MOVE_FIRST) the other way round: CAS tail
+ *        p -> p + 1 (it cannot fail: nobody else moves the tail from p while p's slot is locked
+ *        and unmarked), then the plain "writing" store, ordered before the payload by the CPU.
+ *        No locked instruction then comes between the mark and the commit, so the slot's line
+ *        (which a caught-up subscriber polls) changes hands once per publish, as the queue's.
  *     5. payload, length (plain stores), then store seq = lap(p): the COMMIT, written last,
  *        which publishes them to a subscriber whose load of seq sees lap(p). Then owner = 0
  *        (plain: a claimer that sees it early still re-checks seq under its own lock).
@@ -133,7 +138,12 @@
  *     up by it: CAS owner dead -> own token (exactly one reclaimer wins, and a dead owner can
  *     never come back), then, if seq reads "writing q", store length = SKIP and seq = lap(q):
  *     the half-written record becomes padding that no one delivers (skippedRecords); then
- *     owner = 0 and a wake-up. A lock taken before step 4 or left after step 5 is just unlocked.
+ *     owner = 0 and a wake-up. With MOVE_FIRST a claimer can also die between its tail CAS and
+ *     its mark: seq still reads the previous lap, and the tail is past q = that lap's position
+ *     + capacity (no one else can move the tail past q while the slot is held), so the same
+ *     padding is written for q. A subscriber at q is held up by it like by a writer: it looks
+ *     at the owner when the tail is past q (before it sleeps, and on its liveness looks). A lock
+ *     taken before step 4 or left after step 5 is just unlocked.
  *   - A paused owner (SIGSTOP) is alive: its slot is never taken from it. Everyone behind it
  *     waits until it resumes (the price of one global order), and it then finds its slot as it
  *     left it, so nothing is lost, duplicated or torn.

@@ -36,7 +36,7 @@ import {
   W,
   type TopicGeometry,
 } from './layout.js';
-import { CLAIMED, COMMITTED, LOCKED, WRITTEN, park as parkHook } from './test-hook.js';
+import { CLAIMED, COMMITTED, LOCKED, MOVED, WRITTEN, park as parkHook } from './test-hook.js';
 
 /** The test hook (undefined outside the tests), in a module constant: one compare per use. */
 const park = parkHook;
@@ -59,6 +59,14 @@ const LOOK_EVERY = 63;
 const WEAKLY_ORDERED = process.arch !== 'x64' && process.arch !== 'ia32';
 const fenceWord = new Int32Array(new SharedArrayBuffer(4));
 const readFence = (): void => void (WEAKLY_ORDERED && Atomics.add(fenceWord, 0, 0));
+/**
+ * A claim moves the tail before it marks the slot "writing" (layout.ts, step 4), so that no
+ * locked instruction separates the mark from the payload and the commit: the slot's cache line,
+ * which a caught-up subscriber polls, is then taken once per publish instead of twice. Only on
+ * CPUs that keep stores in order (x86: the mark is seen before any payload byte without a
+ * fence); elsewhere the mark comes first and the tail CAS is its fence.
+ */
+const MOVE_FIRST = !WEAKLY_ORDERED;
 
 /**
  * This thread's open cursors, by topic name. Cursors publish their positions lazily, so a
@@ -158,11 +166,26 @@ export class TopicRing {
       if (holder === 0) {
         if (seq === ((lap - cap) | 0)) {
           if (park !== undefined) park(LOCKED);
-          // "Writing p": a validating reader of p - capacity sees its copy is void. A plain store:
-          // the CAS below is the fence that makes it visible before any payload store.
-          i32[base + SLOT_SEQ] = lap | 1;
-          // Moves the tail (unless a helper did); orders the store above before the payload.
-          Atomics.compareExchange(i32, W.tail, p, (p + 1) | 0);
+          if (MOVE_FIRST) {
+            // Moves the tail. Nobody helps a claim that is not marked yet, and our lock on a free
+            // slot means p is the tail; a CAS that fails anyway (corrupt memory) gives p up.
+            const seen = Atomics.compareExchange(i32, W.tail, p, (p + 1) | 0);
+            if (seen !== p) {
+              Atomics.store(i32, owner, 0);
+              p = seen;
+              continue;
+            }
+            if (park !== undefined) park(MOVED);
+            // "Writing p": a validating reader of p - capacity sees its copy is void. A plain
+            // store, before every payload store in program order, which this CPU keeps.
+            i32[base + SLOT_SEQ] = lap | 1;
+          } else {
+            // "Writing p" first: the CAS below is the fence that makes it visible before any
+            // payload store on a CPU that reorders stores.
+            i32[base + SLOT_SEQ] = lap | 1;
+            // Moves the tail (unless a helper did).
+            Atomics.compareExchange(i32, W.tail, p, (p + 1) | 0);
+          }
           if (park !== undefined) park(CLAIMED);
           this.#tail = (p + 1) | 0;
           this.pos = p;
@@ -365,15 +388,27 @@ export class TopicRing {
     // Exactly one reclaimer wins, and a dead holder never acts again.
     if (Atomics.compareExchange(i32, owner, holder, this.me) !== holder) return true;
     const seq = Atomics.load(i32, base + SLOT_SEQ);
+    const index = ((base - this.slotsInt) / this.slotInts) & this.mask;
     if ((seq & 1) !== 0) {
       // "Writing q" with a dead writer: the record becomes padding, delivered to no one.
-      const q = (seq & ~1) | (((base - this.slotsInt) / this.slotInts) & this.mask);
+      const q = (seq & ~1) | index;
       i32[base + SLOT_LENGTH] = SKIP;
       // A commit like a publisher's: publishes the SKIP length to the reader whose load sees it.
       Atomics.store(i32, base + SLOT_SEQ, seq & ~1);
       Atomics.add(i32, W.skippedRecords, 1);
       // The dead claimer may have died before moving the tail past q.
       Atomics.compareExchange(i32, W.tail, q, (q + 1) | 0);
+    } else {
+      // Committed (lap(q')), and the tail past q = q' + capacity: the dead claimer of q moved the
+      // tail and died before marking the slot (MOVE_FIRST). Only that claim can have moved the
+      // tail past q while the slot was held, so q becomes padding. Otherwise (tail at q or
+      // before) it died before moving the tail, or after committing: just unlock.
+      const q = ((seq + this.capacity) | 0) | index;
+      if (((Atomics.load(i32, W.tail) - q) | 0) > 0) {
+        i32[base + SLOT_LENGTH] = SKIP;
+        Atomics.store(i32, base + SLOT_SEQ, q & ~this.mask);
+        Atomics.add(i32, W.skippedRecords, 1);
+      }
     }
     Atomics.store(i32, owner, 0); // unlock: the next lap's claimer CASes it from 0
     this.wakeData(); // whoever waited for this slot (subscribers, publishers) looks again
@@ -515,13 +550,14 @@ export class Cursor {
         this.#lapped(r);
         continue;
       }
-      // Nothing at r yet: r is being written (lap | 1), or not claimed (the previous lap).
+      // Nothing at r yet: r is being written (lap | 1), or not claimed (the previous lap), or
+      // claimed and not marked yet (the previous lap, the tail past r: MOVE_FIRST).
       if (this.#published !== r) this.flush();
       this.heldUp = seq === (lap | 1);
-      if (this.heldUp && ring.shouldLook()) {
+      if ((this.heldUp || MOVE_FIRST) && ring.shouldLook()) {
         const owner = ring.ownersInt + (r & mask);
         const holder = Atomics.load(i32, owner);
-        if (holder !== 0 && ring.reclaimIfDead(base, owner, holder)) continue;
+        if (holder !== 0 && (this.heldUp || this.claimedAhead()) && ring.reclaimIfDead(base, owner, holder)) continue;
       }
       // 'overwrite': a reader paused for 2^31 positions would see laps as the past; the tail
       // tells (now and then: it is the publishers' hot line).
@@ -535,6 +571,15 @@ export class Cursor {
       return -1;
     }
     return -1;
+  }
+
+  /**
+   * True when the tail is past our position although next() found nothing there: its claimer
+   * moved the tail and has not marked the slot yet (MOVE_FIRST), so it holds us up (and may die
+   * there). Loads the tail (the publishers' line): only before a sleep or a liveness look.
+   */
+  claimedAhead(): boolean {
+    return MOVE_FIRST && ((this.ring.tail() - this.pos) | 0) > 0;
   }
 
   /** Whether a copy of the current record must be validated: 'overwrite', or history before joining. */

@@ -58,7 +58,7 @@ export class Subscriber<T = Uint8Array> {
       spinMs: ctx.spinMs,
       attempt: (): Outcome => ((this.#got = this.#take()) === NONE ? FOR_DATA : DONE),
       // Held up by a writer: look again now and then (it may die); otherwise sleep until woken.
-      interval: () => (this.#cursor.heldUp ? cursor.ring.livenessInterval : Infinity),
+      interval: () => (this.#cursor.heldUp || this.#cursor.claimedAhead() ? cursor.ring.livenessInterval : Infinity),
       label: `${ctx.label} subscriber`,
       op: 'receive',
     };
