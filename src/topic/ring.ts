@@ -7,12 +7,14 @@
  * payloads, plain stores where a later seq-cst store or CAS publishes them, and no system call
  * unless someone sleeps. Each Atomics call is a builtin call (~8 ns on Node 20), so a publish
  * costs five (owner CAS, seq load, tail CAS, commit store, sleepers load; the "writing" store is
- * plain, fenced by the tail CAS) and a receive one (the seq load; two when the copy must be
- * validated), plus a position store every FLUSH_EVERY messages. Publishers keep the gate (a lower bound of every subscriber's position)
+ * plain: fenced by the tail CAS after it, or on x86 made after the CAS, see MOVE_FIRST) and a
+ * receive one (the seq load; two when the copy must be validated), plus a position store every
+ * FLUSH_EVERY messages. Publishers keep the gate (a lower bound of every subscriber's position)
  * locally and rescan the subscriber table only when it runs out, as the Disruptor caches its
  * gating sequence. Between processes what counts is the slot's cache line, which a caught-up
  * subscriber polls: a publish writes it only with the "writing" store, the payload and the
- * commit; the owner word's lock and release are in the owner table (layout.ts, version 2).
+ * commit, with no locked instruction between them on x86; the owner word's lock and release
+ * are in the owner table (layout.ts, version 2).
  */
 import { futex } from '../os/futex.js';
 import type { Lifeline } from '../os/lifeline.js';
