@@ -43,8 +43,9 @@ test('create / open / openOrCreate / remove, the shape, stats and what inspect r
     { name: topic.name, capacity: topic.capacity, maxMessageSize: topic.maxMessageSize, overflow: topic.overflow, maxSubscribers: topic.maxSubscribers },
     { name, capacity: 8, maxMessageSize: 100, overflow: 'block', maxSubscribers: 64 },
   );
-  // 512 + 64 subscriber entries + 64 roster entries (64 B each), then 8 slots of 16 + 112.
-  assert.equal(topic.stats().byteLength, 512 + 64 * 64 + 64 * 64 + 8 * 128);
+  // 512 + 64 subscriber entries + 64 roster entries (64 B each), the owner table (8 words, in
+  // one 64 B line), then 8 slots of 16 + 112.
+  assert.equal(topic.stats().byteLength, 512 + 64 * 64 + 64 * 64 + 64 + 8 * 128);
   const other = Topic.open(name);
   t.after(() => other.close());
   const third = Topic.openOrCreate(name, { capacity: 8, maxMessageSize: 100 });
@@ -145,7 +146,7 @@ test('IPC_ERR_INCOMPATIBLE: another kind, another layout version, another shape,
   const i32 = new Int32Array(raw.buffer);
   i32[2] = 99; // layout version
   assert.throws(() => Topic.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /version is 99/ });
-  i32[2] = 1;
+  i32[2] = 2; // the layout version this library writes (owner table, layout.ts)
   i32[16] = 6; // capacity: not a power of two
   assert.throws(() => Topic.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /capacity 6/ });
   i32[16] = 1 << 20; // capacity: more slots than the segment holds

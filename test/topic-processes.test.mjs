@@ -186,6 +186,9 @@ const POINTS = [
   { point: 'claimed', delivered: false, skipped: 1 }, // "writing", tail moved
   { point: 'written', delivered: false, skipped: 1 }, // payload and length written
   { point: 'committed', delivered: true, skipped: 0 }, // committed, owner not cleared
+  // x86 only (ring.ts MOVE_FIRST): tail moved, slot not marked "writing" yet; between 'locked' and
+  // 'claimed' in time, last here because the hook numbers points in this order.
+  ...(process.arch === 'x64' || process.arch === 'ia32' ? [{ point: 'moved', delivered: false, skipped: 1 }] : []),
 ];
 
 /**
@@ -227,7 +230,7 @@ for (const { point, delivered, skipped } of POINTS) {
   });
 }
 
-for (const point of ['locked', 'written']) {
+for (const point of ['locked', 'written', ...(process.arch === 'x64' || process.arch === 'ia32' ? ['moved'] : [])]) {
   test(`a publisher SIGSTOPped at '${point}' is not dead: everyone waits, nothing is reclaimed, SIGCONT finishes it`, async (t) => {
     const topic = create(t, `stop-${point}`, { capacity: 8 });
     const { subs, parked: paused, release } = await parkedPublisher(t, topic, point);

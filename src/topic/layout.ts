@@ -22,6 +22,7 @@
  *   88      4     subscribersOffset   where the subscriber table starts (512)
  *   92      4     publishersOffset    where the publisher roster starts
  *   96      4     slotsOffset         where slot 0 starts (a multiple of 64)
+ *   100     4     ownersOffset        where the slot owner table starts (after the roster)
  *   128     4     tail                next position to claim (int32, wraps). A hint that only
  *                                     grows: the slot's owner word arbitrates claims
  *   192     4     gate                'block': a lower bound of every live subscriber's position
@@ -46,16 +47,29 @@
  *                   +0  state     token of the publishing thread, 0 free
  *                   +4  pid
  *                   +8  published messages published by that handle, modulo 2^32 (plain store)
+ *   ownersOffset 4 x capacity   the owner table, one int32 per slot (slot i's at ownersOffset + 4i):
+ *                   owner         token of the thread that holds slot i (claims, writes or
+ *                                 reclaims it), 0 if none. Apart from the slots on purpose: a
+ *                                 publisher's lock and unlock never touch the cache line a
+ *                                 subscriber is polling (see "Why the owners are a table")
  *   slotsOffset  capacity slots of slotBytes each:
  *                   +0  seq       lap(q) when position q is committed, lap(q) | 1 while q is
  *                                 being written, where lap(q) = q & ~(capacity - 1); the slot
  *                                 index gives the low bits back. Initially lap(i - capacity):
  *                                 a committed padding record one lap before position 0
- *                   +4  owner     token of the thread that holds the slot (claims, writes or
- *                                 reclaims it), 0 if none
+ *                   +4  reserved  (the owner word of layout version 1)
  *                   +8  length    payload bytes, or SKIP (-1): padding, delivered to no one
  *                   +12 reserved
  *                   +16 payload   (up to slotBytes - 16 bytes)
+ *
+ * Why the owners are a table (layout version 2): with the owner word in the slot's header, a
+ * publish wrote the line a caught-up subscriber polls three times (the owner CAS, the commit,
+ * the owner's release) and each locked write waited for the line to come back from the
+ * subscriber's core; a 64 B message then cost ~1.7x the queue's between two processes. In a
+ * table of their own (16 per line), owner words are written by publishers only and read by a
+ * subscriber only when it is held up; the slot line takes the "writing" store, the payload and
+ * the commit, as the queue's takes its payload and commit. "owner of slot i" below means
+ * the table's word i; the protocol is the same as version 1's.
  *
  * Positions are 32-bit and wrap; they are compared by signed difference only ((a - b) | 0),
  * exact while fewer than 2^31 positions separate them. Every Atomics call is sequentially
@@ -74,7 +88,12 @@
  *        lap is still held (a publisher writing p - capacity, or one about to claim p: retry,
  *        wait, or ask the kernel about its owner). A retry loads owner before it CASes.
  *     4. store seq = lap(p) | 1 ("writing p"; plain), then CAS tail p -> p + 1: the CAS is the
- *        fence that makes "writing" visible before any payload store, on every CPU.
+ *        fence that makes "writing" visible before any payload store, on every CPU. On CPUs
+ *        that keep stores in order (x86; ring.ts MOVE_FIRST) the other way round: CAS tail
+ *        p -> p + 1 (it cannot fail: nobody else moves the tail from p while p's slot is locked
+ *        and unmarked), then the plain "writing" store, ordered before the payload by the CPU.
+ *        No locked instruction then comes between the mark and the commit, so the slot's line
+ *        (which a caught-up subscriber polls) changes hands once per publish, as the queue's.
  *     5. payload, length (plain stores), then store seq = lap(p): the COMMIT, written last,
  *        which publishes them to a subscriber whose load of seq sees lap(p). Then owner = 0
  *        (plain: a claimer that sees it early still re-checks seq under its own lock).
@@ -119,7 +138,12 @@
  *     up by it: CAS owner dead -> own token (exactly one reclaimer wins, and a dead owner can
  *     never come back), then, if seq reads "writing q", store length = SKIP and seq = lap(q):
  *     the half-written record becomes padding that no one delivers (skippedRecords); then
- *     owner = 0 and a wake-up. A lock taken before step 4 or left after step 5 is just unlocked.
+ *     owner = 0 and a wake-up. With MOVE_FIRST a claimer can also die between its tail CAS and
+ *     its mark: seq still reads the previous lap, and the tail is past q = that lap's position
+ *     + capacity (no one else can move the tail past q while the slot is held), so the same
+ *     padding is written for q. A subscriber at q is held up by it like by a writer: it looks
+ *     at the owner when the tail is past q (before it sleeps, and on its liveness looks). A lock
+ *     taken before step 4 or left after step 5 is just unlocked.
  *   - A paused owner (SIGSTOP) is alive: its slot is never taken from it. Everyone behind it
  *     waits until it resumes (the price of one global order), and it then finds its slot as it
  *     left it, so nothing is lost, duplicated or torn.
@@ -131,7 +155,7 @@
  */
 import { openLifeline } from '../os/lifeline.js';
 
-export const TOPIC_VERSION = 1;
+export const TOPIC_VERSION = 2;
 
 /** Int32 indices of the topic's own fields (byte offset / 4). */
 export const W = {
@@ -144,6 +168,7 @@ export const W = {
   subscribersOffset: 88 >> 2,
   publishersOffset: 92 >> 2,
   slotsOffset: 96 >> 2,
+  ownersOffset: 100 >> 2,
   tail: 128 >> 2,
   gate: 192 >> 2,
   subscriberHigh: 196 >> 2,
@@ -178,7 +203,6 @@ export const ROSTER_ENTRIES = 64;
 export const SLOT_HEADER_BYTES = 16;
 /** Int32 offsets inside a slot. */
 export const SLOT_SEQ = 0;
-export const SLOT_OWNER = 1;
 export const SLOT_LENGTH = 2;
 /** The length of a padding record: the slot carries no message. */
 export const SKIP = -1;
@@ -201,6 +225,7 @@ export interface TopicGeometry {
   overflow: Overflow;
   maxSubscribers: number;
   publishersOffset: number;
+  ownersOffset: number;
   slotsOffset: number;
 }
 
@@ -212,8 +237,9 @@ export function geometry(capacity: number, maxMessageSize: number, overflow: Ove
   if (!isPow2(capacity) || capacity > MAX_CAPACITY) throw new RangeError(`${where}: capacity must be a power of two in [2, 2^30], got ${capacity}`);
   const slotBytes = align(SLOT_HEADER_BYTES + maxMessageSize, 16);
   const publishersOffset = SUBSCRIBERS_OFFSET + maxSubscribers * ENTRY_BYTES;
-  const slotsOffset = publishersOffset + ROSTER_ENTRIES * ENTRY_BYTES;
-  return { byteLength: slotsOffset + capacity * slotBytes, capacity, slotBytes, maxMessageSize, overflow, maxSubscribers, publishersOffset, slotsOffset };
+  const ownersOffset = publishersOffset + ROSTER_ENTRIES * ENTRY_BYTES;
+  const slotsOffset = align(ownersOffset + capacity * 4, 64);
+  return { byteLength: slotsOffset + capacity * slotBytes, capacity, slotBytes, maxMessageSize, overflow, maxSubscribers, publishersOffset, ownersOffset, slotsOffset };
 }
 
 /** Writes the topic's fields and every slot's initial state (committed padding a lap before 0). */
@@ -227,6 +253,7 @@ export function initTopic(buffer: SharedArrayBuffer, g: TopicGeometry): void {
   i32[W.publisherEntries] = ROSTER_ENTRIES;
   i32[W.subscribersOffset] = SUBSCRIBERS_OFFSET;
   i32[W.publishersOffset] = g.publishersOffset;
+  i32[W.ownersOffset] = g.ownersOffset;
   i32[W.slotsOffset] = g.slotsOffset;
   const slotInts = g.slotBytes >> 2;
   const first = g.slotsOffset >> 2;
@@ -234,7 +261,7 @@ export function initTopic(buffer: SharedArrayBuffer, g: TopicGeometry): void {
     i32[first + i * slotInts + SLOT_SEQ] = -g.capacity; // lap(i - capacity)
     i32[first + i * slotInts + SLOT_LENGTH] = SKIP;
   }
-  // Published by publishHeader's store of the header's state word.
+  // Owner words start at 0 (a new segment is zero-filled). Published by publishHeader's store of the header's state word.
 }
 
 /**
@@ -255,14 +282,17 @@ export function readGeometry(buffer: SharedArrayBuffer): TopicGeometry | string 
   if (overflow !== 0 && overflow !== 1) return `overflow is ${overflow}, expected 0 or 1`;
   if (maxSubscribers < 1 || maxSubscribers > MAX_SUBSCRIBERS_LIMIT) return `maxSubscribers ${maxSubscribers} is outside [1, ${MAX_SUBSCRIBERS_LIMIT}]`;
   const g = geometry(capacity, maxMessageSize, overflow === 1 ? 'overwrite' : 'block', maxSubscribers, 'topic');
-  if (i32[W.publisherEntries] !== ROSTER_ENTRIES) return `publisherEntries is ${i32[W.publisherEntries]}, expected ${ROSTER_ENTRIES}`;
-  if (i32[W.subscribersOffset] !== SUBSCRIBERS_OFFSET) return `subscribersOffset is ${i32[W.subscribersOffset]}, expected ${SUBSCRIBERS_OFFSET}`;
-  if (i32[W.publishersOffset] !== g.publishersOffset) return `publishersOffset is ${i32[W.publishersOffset]}, expected ${g.publishersOffset}`;
-  if (i32[W.slotsOffset] !== g.slotsOffset) return `slotsOffset is ${i32[W.slotsOffset]}, expected ${g.slotsOffset}`;
   // The slots are as wide as the creator made them (spare bytes in the last 16 are allowed).
+  // Checked first: the offsets below grow with the capacity (the owner table), and a capacity
+  // the segment cannot hold is the clearer reason.
   g.slotBytes = slotBytes;
   g.byteLength = g.slotsOffset + capacity * slotBytes;
   if (g.byteLength > buffer.byteLength) return `${capacity} slots of ${slotBytes} bytes do not fit in ${buffer.byteLength} bytes`;
+  if (i32[W.publisherEntries] !== ROSTER_ENTRIES) return `publisherEntries is ${i32[W.publisherEntries]}, expected ${ROSTER_ENTRIES}`;
+  if (i32[W.subscribersOffset] !== SUBSCRIBERS_OFFSET) return `subscribersOffset is ${i32[W.subscribersOffset]}, expected ${SUBSCRIBERS_OFFSET}`;
+  if (i32[W.publishersOffset] !== g.publishersOffset) return `publishersOffset is ${i32[W.publishersOffset]}, expected ${g.publishersOffset}`;
+  if (i32[W.ownersOffset] !== g.ownersOffset) return `ownersOffset is ${i32[W.ownersOffset]}, expected ${g.ownersOffset}`;
+  if (i32[W.slotsOffset] !== g.slotsOffset) return `slotsOffset is ${i32[W.slotsOffset]}, expected ${g.slotsOffset}`;
   g.byteLength = buffer.byteLength;
   return g;
 }

@@ -7,11 +7,14 @@
  * payloads, plain stores where a later seq-cst store or CAS publishes them, and no system call
  * unless someone sleeps. Each Atomics call is a builtin call (~8 ns on Node 20), so a publish
  * costs five (owner CAS, seq load, tail CAS, commit store, sleepers load; the "writing" store is
- * plain, fenced by the tail CAS) and a
+ * plain: fenced by the tail CAS after it, or on x86 made after the CAS, see MOVE_FIRST) and a
  * receive one (the seq load; two when the copy must be validated), plus a position store every
  * FLUSH_EVERY messages. Publishers keep the gate (a lower bound of every subscriber's position)
  * locally and rescan the subscriber table only when it runs out, as the Disruptor caches its
- * gating sequence.
+ * gating sequence. Between processes what counts is the slot's cache line, which a caught-up
+ * subscriber polls: a publish writes it only with the "writing" store, the payload and the
+ * commit, with no locked instruction between them on x86; the owner word's lock and release
+ * are in the owner table (layout.ts, version 2).
  */
 import { futex } from '../os/futex.js';
 import type { Lifeline } from '../os/lifeline.js';
@@ -24,7 +27,6 @@ import {
   ROSTER_ENTRIES,
   SKIP,
   SLOT_LENGTH,
-  SLOT_OWNER,
   SLOT_SEQ,
   SUB_MISSED,
   SUB_PID,
@@ -36,7 +38,7 @@ import {
   W,
   type TopicGeometry,
 } from './layout.js';
-import { CLAIMED, COMMITTED, LOCKED, WRITTEN, park as parkHook } from './test-hook.js';
+import { CLAIMED, COMMITTED, LOCKED, MOVED, WRITTEN, park as parkHook } from './test-hook.js';
 
 /** The test hook (undefined outside the tests), in a module constant: one compare per use. */
 const park = parkHook;
@@ -59,6 +61,14 @@ const LOOK_EVERY = 63;
 const WEAKLY_ORDERED = process.arch !== 'x64' && process.arch !== 'ia32';
 const fenceWord = new Int32Array(new SharedArrayBuffer(4));
 const readFence = (): void => void (WEAKLY_ORDERED && Atomics.add(fenceWord, 0, 0));
+/**
+ * A claim moves the tail before it marks the slot "writing" (layout.ts, step 4), so that no
+ * locked instruction separates the mark from the payload and the commit: the slot's cache line,
+ * which a caught-up subscriber polls, is then taken once per publish instead of twice. Only on
+ * CPUs that keep stores in order (x86: the mark is seen before any payload byte without a
+ * fence); elsewhere the mark comes first and the tail CAS is its fence.
+ */
+const MOVE_FIRST = !WEAKLY_ORDERED;
 
 /**
  * This thread's open cursors, by topic name. Cursors publish their positions lazily, so a
@@ -76,6 +86,8 @@ export class TopicRing {
   readonly mask: number;
   readonly slotInts: number;
   readonly slotsInt: number;
+  /** Int32 index of the owner table: slot i's owner word is ownersInt + i (layout.ts). */
+  readonly ownersInt: number;
   readonly maxMessageSize: number;
   readonly block: boolean;
   readonly maxSubscribers: number;
@@ -106,6 +118,7 @@ export class TopicRing {
     this.mask = g.capacity - 1;
     this.slotInts = g.slotBytes >> 2;
     this.slotsInt = g.slotsOffset >> 2;
+    this.ownersInt = g.ownersOffset >> 2;
     this.maxMessageSize = g.maxMessageSize;
     this.block = g.overflow === 'block';
     this.maxSubscribers = g.maxSubscribers;
@@ -144,27 +157,43 @@ export class TopicRing {
         return FULL;
       }
       const base = this.slotsInt + (p & mask) * this.slotInts;
+      const owner = this.ownersInt + (p & mask);
       const lap = p & ~mask;
       // The lock, taken first: from here on the slot names its holder (a kill leaves the token).
       // A retry looks before it CASes: a failing CAS still takes the holder's cache line.
-      let holder = round === 0 ? 0 : Atomics.load(i32, base + SLOT_OWNER);
-      if (holder === 0) holder = Atomics.compareExchange(i32, base + SLOT_OWNER, 0, this.me);
+      let holder = round === 0 ? 0 : Atomics.load(i32, owner);
+      if (holder === 0) holder = Atomics.compareExchange(i32, owner, 0, this.me);
       // Pairs with the commit store of the previous lap's publisher (or a reclaimer's).
       const seq = Atomics.load(i32, base + SLOT_SEQ);
       if (holder === 0) {
         if (seq === ((lap - cap) | 0)) {
           if (park !== undefined) park(LOCKED);
-          // "Writing p": a validating reader of p - capacity sees its copy is void. A plain store:
-          // the CAS below is the fence that makes it visible before any payload store.
-          i32[base + SLOT_SEQ] = lap | 1;
-          // Moves the tail (unless a helper did); orders the store above before the payload.
-          Atomics.compareExchange(i32, W.tail, p, (p + 1) | 0);
+          if (MOVE_FIRST) {
+            // Moves the tail. Nobody helps a claim that is not marked yet, and our lock on a free
+            // slot means p is the tail; a CAS that fails anyway (corrupt memory) gives p up.
+            const seen = Atomics.compareExchange(i32, W.tail, p, (p + 1) | 0);
+            if (seen !== p) {
+              Atomics.store(i32, owner, 0);
+              p = seen;
+              continue;
+            }
+            if (park !== undefined) park(MOVED);
+            // "Writing p": a validating reader of p - capacity sees its copy is void. A plain
+            // store, before every payload store in program order, which this CPU keeps.
+            i32[base + SLOT_SEQ] = lap | 1;
+          } else {
+            // "Writing p" first: the CAS below is the fence that makes it visible before any
+            // payload store on a CPU that reorders stores.
+            i32[base + SLOT_SEQ] = lap | 1;
+            // Moves the tail (unless a helper did).
+            Atomics.compareExchange(i32, W.tail, p, (p + 1) | 0);
+          }
           if (park !== undefined) park(CLAIMED);
           this.#tail = (p + 1) | 0;
           this.pos = p;
           return base;
         }
-        Atomics.store(i32, base + SLOT_OWNER, 0); // not free for p: unlock
+        Atomics.store(i32, owner, 0); // not free for p: unlock
       }
       const ahead = ((seq & ~1) - lap) | 0;
       if (ahead === 0) {
@@ -191,7 +220,7 @@ export class TopicRing {
         continue;
       }
       if (round < BUSY_ROUNDS) continue;
-      if (holder !== 0 && this.shouldLook() && this.reclaimIfDead(base, holder)) {
+      if (holder !== 0 && this.shouldLook() && this.reclaimIfDead(base, owner, holder)) {
         round = 0;
         continue;
       }
@@ -208,7 +237,7 @@ export class TopicRing {
     // The commit, written last: publishes length and payload to a reader whose load sees lap(p).
     Atomics.store(i32, base + SLOT_SEQ, p & ~this.mask);
     if (park !== undefined) park(COMMITTED);
-    i32[base + SLOT_OWNER] = 0; // a claimer that sees this early re-checks seq under its lock
+    i32[this.ownersInt + (p & this.mask)] = 0; // a claimer that sees this early re-checks seq under its lock
     if (this.#roster >= 0) i32[this.#roster + PUB_PUBLISHED] = ++this.#published;
     // Seq-cst load after the commit: pairs with a sleeper's increment before its re-check.
     if (Atomics.load(i32, W.dataSleepers) !== 0) this.wakeData();
@@ -350,28 +379,40 @@ export class TopicRing {
   }
 
   /**
-   * Reclaims the slot at `base` if the thread holding it is dead (the kernel's answer). True
-   * when the slot changed hands (the caller tries again).
+   * Reclaims the slot at `base` (owner word at `owner`) if the thread holding it is dead (the
+   * kernel's answer). True when the slot changed hands (the caller tries again).
    */
-  reclaimIfDead(base: number, holder: number): boolean {
+  reclaimIfDead(base: number, owner: number, holder: number): boolean {
     const i32 = this.i32;
     if (holder === this.me) return false;
     Atomics.add(i32, W.livenessChecks, 1);
     if (this.lifeline.isAlive(holder)) return false;
     // Exactly one reclaimer wins, and a dead holder never acts again.
-    if (Atomics.compareExchange(i32, base + SLOT_OWNER, holder, this.me) !== holder) return true;
+    if (Atomics.compareExchange(i32, owner, holder, this.me) !== holder) return true;
     const seq = Atomics.load(i32, base + SLOT_SEQ);
+    const index = ((base - this.slotsInt) / this.slotInts) & this.mask;
     if ((seq & 1) !== 0) {
       // "Writing q" with a dead writer: the record becomes padding, delivered to no one.
-      const q = (seq & ~1) | (((base - this.slotsInt) / this.slotInts) & this.mask);
+      const q = (seq & ~1) | index;
       i32[base + SLOT_LENGTH] = SKIP;
       // A commit like a publisher's: publishes the SKIP length to the reader whose load sees it.
       Atomics.store(i32, base + SLOT_SEQ, seq & ~1);
       Atomics.add(i32, W.skippedRecords, 1);
       // The dead claimer may have died before moving the tail past q.
       Atomics.compareExchange(i32, W.tail, q, (q + 1) | 0);
+    } else {
+      // Committed (lap(q')), and the tail past q = q' + capacity: the dead claimer of q moved the
+      // tail and died before marking the slot (MOVE_FIRST). Only that claim can have moved the
+      // tail past q while the slot was held, so q becomes padding. Otherwise (tail at q or
+      // before) it died before moving the tail, or after committing: just unlock.
+      const q = ((seq + this.capacity) | 0) | index;
+      if (((Atomics.load(i32, W.tail) - q) | 0) > 0) {
+        i32[base + SLOT_LENGTH] = SKIP;
+        Atomics.store(i32, base + SLOT_SEQ, q & ~this.mask);
+        Atomics.add(i32, W.skippedRecords, 1);
+      }
     }
-    Atomics.store(i32, base + SLOT_OWNER, 0); // unlock: the next lap's claimer CASes it from 0
+    Atomics.store(i32, owner, 0); // unlock: the next lap's claimer CASes it from 0
     this.wakeData(); // whoever waited for this slot (subscribers, publishers) looks again
     return true;
   }
@@ -511,12 +552,14 @@ export class Cursor {
         this.#lapped(r);
         continue;
       }
-      // Nothing at r yet: r is being written (lap | 1), or not claimed (the previous lap).
+      // Nothing at r yet: r is being written (lap | 1), or not claimed (the previous lap), or
+      // claimed and not marked yet (the previous lap, the tail past r: MOVE_FIRST).
       if (this.#published !== r) this.flush();
       this.heldUp = seq === (lap | 1);
-      if (this.heldUp && ring.shouldLook()) {
-        const holder = Atomics.load(i32, base + SLOT_OWNER);
-        if (holder !== 0 && ring.reclaimIfDead(base, holder)) continue;
+      if ((this.heldUp || MOVE_FIRST) && ring.shouldLook()) {
+        const owner = ring.ownersInt + (r & mask);
+        const holder = Atomics.load(i32, owner);
+        if (holder !== 0 && (this.heldUp || this.claimedAhead()) && ring.reclaimIfDead(base, owner, holder)) continue;
       }
       // 'overwrite': a reader paused for 2^31 positions would see laps as the past; the tail
       // tells (now and then: it is the publishers' hot line).
@@ -530,6 +573,15 @@ export class Cursor {
       return -1;
     }
     return -1;
+  }
+
+  /**
+   * True when the tail is past our position although next() found nothing there: its claimer
+   * moved the tail and has not marked the slot yet (MOVE_FIRST), so it holds us up (and may die
+   * there). Loads the tail (the publishers' line): only before a sleep or a liveness look.
+   */
+  claimedAhead(): boolean {
+    return MOVE_FIRST && ((this.ring.tail() - this.pos) | 0) > 0;
   }
 
   /** Whether a copy of the current record must be validated: 'overwrite', or history before joining. */

@@ -8,13 +8,15 @@
  * of the named shared memory, wakes any waiter on it, and sleeps in the kernel until word 1 is
  * non-zero (the test's release). Points, in the order a publish reaches them: 'locked' (slot
  * owner taken, nothing written), 'claimed' (seq says "writing", tail moved), 'written' (payload
- * and length written, not committed), 'committed' (seq committed, owner not yet cleared).
+ * and length written, not committed), 'committed' (seq committed, owner not yet cleared), and,
+ * on CPUs where a claim moves the tail before it marks the slot (x86, ring.ts MOVE_FIRST),
+ * 'moved' (tail moved, slot not marked "writing"; between 'locked' and 'claimed').
  * Without the variable the hook is undefined and costs one comparison per publish.
  */
 import { SharedMemory } from '../shm/shared-memory.js';
 import { futex } from '../os/futex.js';
 
-export const POINTS = ['locked', 'claimed', 'written', 'committed'] as const;
+export const POINTS = ['locked', 'claimed', 'written', 'committed', 'moved'] as const;
 export type ParkPoint = (typeof POINTS)[number];
 
 function makeHook(spec: string | undefined): ((point: number) => void) | undefined {
@@ -38,3 +40,4 @@ export const LOCKED = 0;
 export const CLAIMED = 1;
 export const WRITTEN = 2;
 export const COMMITTED = 3;
+export const MOVED = 4;
