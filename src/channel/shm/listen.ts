@@ -174,7 +174,8 @@ export class Requests {
       up = Queue.open(names.up, { wait: 'block', allowOtherOwner: this.#othersAllowed, initTimeout: 0 });
       down = Queue.open(names.down, { wait: 'block', allowOtherOwner: this.#othersAllowed, initTimeout: 0 });
       for (const queue of [up, down]) {
-        if (queue.capacity > MAX_CAPACITY || queue.maxMessageSize <= RECORD_HEADER_BYTES || queue.maxMessageSize > RECORD_HEADER_BYTES + MAX_CHUNK_BYTES) {
+        // A record is one slot: queues whose messages span slots (slotSize) are not a client's.
+        if (queue.capacity > MAX_CAPACITY || queue.maxMessageSize <= RECORD_HEADER_BYTES || queue.maxMessageSize > RECORD_HEADER_BYTES + MAX_CHUNK_BYTES || queue.slotSize < queue.maxMessageSize) {
           throw new IpcError('IPC_ERR_INCOMPATIBLE', `${names.state}: queues of ${queue.capacity} x ${queue.maxMessageSize} bytes`);
         }
       }
