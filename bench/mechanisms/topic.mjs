@@ -275,7 +275,14 @@ async function zmqOpen(role, size, count, cpus) {
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   const it = sub[Symbol.asyncIterator]();
-  // The peer's own hellos (its PUB has the same problem) until ours is the first real message.
+  // The peer's PUB has the same problem the other way: its first echo is dropped unless our
+  // subscription reached it, which one of its hellos reaching us proves. (Without this wait a
+  // round trip could hang on its first message: seen once in a full run, 120 s timeout.)
+  for (;;) {
+    const { value } = await it.next();
+    if (value[0].length === 5 && value[0].toString() === 'hello') break;
+  }
+  // The peer's remaining hellos until ours is the first real message.
   const next = async () => {
     for (;;) {
       const { value } = await it.next();
