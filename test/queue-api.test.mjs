@@ -469,8 +469,10 @@ test('large received copies come from a pool of pre-faulted blocks that collecte
   if (on.missing) return t.diagnostic('this addon has no copyOut (an old prebuild): the queue uses allocUnsafeSlow');
   assert.equal(on.sum, 5 * (1 << 20));
   // Collected messages' blocks (512 KiB and 1 MiB) came back to the pool after each round, and
-  // were reused by the next: it never holds more than one round's two blocks.
-  assert.deepEqual(on.seen, [3 << 19, 3 << 19, 3 << 19]);
+  // were reused by the next: never reused, three rounds would leave 4.5 MiB. (Not exactly one
+  // round's two blocks: a V8 that scans stacks conservatively may keep the last message of a
+  // round alive until a later collection.)
+  assert.ok(on.seen.every((bytes) => bytes > 0 && bytes <= 3 << 20), JSON.stringify(on.seen));
   const off = run({ INTERPROCESS_RECEIVE_POOL_MB: '0' });
   assert.deepEqual(off.seen, [0, 0, 0]);
   assert.equal(off.sum, 5 * (1 << 20));
