@@ -57,7 +57,7 @@
  * records that fits it (at least half of it) is gathered there. A spare unused for a while is
  * dropped (age), so an idle connection does not keep it.
  */
-import { NATIVE_COPY, copyLarge, largeCopy } from '../../os/copy.js';
+import { CHUNK_COPY, POOLED_COPY, copyLarge, largeCopy } from '../../os/copy.js';
 import { FrameType } from '../framing.js';
 
 export const RECORD_HEADER_BYTES = 16;
@@ -91,7 +91,7 @@ const EMPTY = new Uint8Array(0);
 
 /** Copies `chunk` into `frame` at `at`, large chunks at memcpy speed (see os/copy.ts). */
 function copyIn(frame: Uint8Array, at: number, chunk: Uint8Array): void {
-  if (chunk.length >= NATIVE_COPY) copyLarge(frame.subarray(at, at + chunk.length), chunk);
+  if (chunk.length >= CHUNK_COPY) copyLarge(frame.subarray(at, at + chunk.length), chunk);
   else frame.set(chunk, at);
 }
 
@@ -140,7 +140,7 @@ export function writeRecord(u8: Uint8Array, at: number, kind: number, id: number
   // A plain view for a part (Buffer#subarray would build a Buffer, several times dearer).
   const part = from === 0 && chunk === src.byteLength ? src : new Uint8Array(src.buffer, src.byteOffset + from, chunk);
   const to = at + RECORD_HEADER_BYTES;
-  if (chunk >= NATIVE_COPY) copyLarge(u8.subarray(to, to + chunk), part);
+  if (chunk >= CHUNK_COPY) copyLarge(u8.subarray(to, to + chunk), part);
   else u8.set(part, to);
 }
 
@@ -299,7 +299,7 @@ export class RecordReader {
       const id = u32(u8, at + 4);
       if (chunk === total) {
         // The receiver owns what it is given: a private copy, out of the shared slot.
-        if (total >= NATIVE_COPY) return this.#found(kind, id, asBuffer(largeCopy(u8.subarray(body, at + n))));
+        if (total >= POOLED_COPY) return this.#found(kind, id, asBuffer(largeCopy(u8.subarray(body, at + n))));
         const payload = Buffer.allocUnsafe(total);
         if (total !== 0) payload.set(u8.subarray(body, at + n));
         return this.#found(kind, id, payload);
