@@ -17,7 +17,7 @@
  */
 import { startTimer } from '../../deadline.js';
 import { IpcError, isIpcError } from '../../errors.js';
-import { NATIVE_COPY, largeCopy } from '../../os/copy.js';
+import { POOLED_COPY, largeCopy } from '../../os/copy.js';
 import type { Lifeline } from '../../os/lifeline.js';
 import type { Queue } from '../../queue/queue.js';
 import type { SharedMemory } from '../../shm/shared-memory.js';
@@ -61,7 +61,7 @@ type Done = (error?: Error | null) => void;
 function restOf(payload: Uint8Array, from: number): Uint8Array {
   const part = from === 0 ? payload : payload.subarray(from);
   // Large rests go to pre-faulted memory (os/copy.ts): a fresh buffer's page faults cost more.
-  if (part.byteLength >= NATIVE_COPY) return largeCopy(part);
+  if (part.byteLength >= POOLED_COPY) return largeCopy(part);
   const rest = Buffer.allocUnsafeSlow(part.byteLength);
   rest.set(part);
   return rest;
