@@ -26,6 +26,11 @@ export const NATIVE_COPY = 64 * 1024;
 export const CHUNK_COPY = 4 * 1024;
 /** From this size on, a private copy the channel makes comes from largeCopy's pool. */
 export const POOLED_COPY = 64 * 1024;
+/**
+ * From this size on, a message the queue or a topic subscriber receives is copied with
+ * largeCopy; below it, slice (V8's fastest copy for small and medium sizes) wins.
+ */
+export const LARGE_RECEIVE = 256 * 1024;
 
 /** The addon's copyBytes and copyOut; null when the loaded addon predates them. */
 let nativeCopy: ((target: Uint8Array, source: Uint8Array) => void) | null | undefined;
@@ -41,8 +46,8 @@ export function copyLarge(target: Uint8Array, source: Uint8Array): void {
 /**
  * A private, plain Uint8Array (not a Buffer) of `byteLength` bytes (default: the source's) that
  * starts with a copy of `source`; the rest is for the caller to fill. For large sizes only:
- * its memory comes from the addon's pool of pre-faulted blocks (without it, allocUnsafeSlow at
- * least skips the zero-fill).
+ * its memory comes from the addon's pool of blocks that collected buffers gave back, already
+ * faulted in (without the addon, allocUnsafeSlow at least skips the zero-fill).
  */
 export function largeCopy(source: Uint8Array, byteLength = source.length): Uint8Array {
   if (nativeCopyOut === undefined) nativeCopyOut = native().copyOut ?? null;

@@ -13,7 +13,7 @@ import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
-import { NATIVE_COPY, copyLarge, largeBuffer, largeCopy } from '../os/copy.js';
+import { LARGE_RECEIVE, NATIVE_COPY, copyLarge, largeBuffer, largeCopy } from '../os/copy.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
   DEFAULT_HANDLES,
@@ -129,8 +129,6 @@ const MAX_SLEEP_MS = 1000;
 
 /** Most slots one batch claims with one CAS. */
 const BATCH = 64;
-/** From this size on a received copy goes to pre-faulted memory (largeCopy). */
-const LARGE = 256 * 1024;
 /** Queues with more slots than this do not cache zero-copy views. */
 const VIEW_CACHE_SLOTS = 65536;
 /** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
@@ -917,7 +915,7 @@ export class Queue<T = Uint8Array> {
     if (this.#isBytes) {
       // A private copy. slice is V8's fastest copy for small and medium sizes; large ones go to
       // memory that is already faulted in (see largeCopy).
-      if (length <= ON_HEAP || (length > ARENA_MAX && length < LARGE)) return ring.u8.slice(start, start + length) as unknown as T;
+      if (length <= ON_HEAP || (length > ARENA_MAX && length < LARGE_RECEIVE)) return ring.u8.slice(start, start + length) as unknown as T;
       if (length <= ARENA_MAX) return this.#arenaCopy(start, length) as unknown as T;
       return largeCopy(ring.u8.subarray(start, start + length)) as unknown as T;
     }
@@ -928,7 +926,7 @@ export class Queue<T = Uint8Array> {
   /** #read of a span (kept apart so that #read stays small enough to inline). */
   #readSpan(pos: number, length: number, slots: number): Taken<T> {
     if (this.#ring.slotsOf(length) !== slots) return NONE;
-    const out = length >= LARGE ? largeBuffer(length) : new Uint8Array(length);
+    const out = length >= LARGE_RECEIVE ? largeBuffer(length) : new Uint8Array(length);
     this.#gather(pos, length, out);
     if (this.#isBytes) return out as unknown as T;
     return decodeOrThrow(this.#codec, out, `queue '${this.#name}'`);
