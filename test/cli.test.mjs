@@ -78,6 +78,22 @@ test('bench text report: the spinning queue against the JavaScript limit of the 
   assert.doesNotMatch(renderText({ machine: {}, date: '', quick: true, results: results.filter((r) => !r.id.startsWith('js-')), advice: [] }), /JavaScript limit/);
 });
 
+test('bench: a row the targets compare is the median of three trials, and keeps each figure', async () => {
+  // js-ring-threads asks for three trials; word-spin for the default one. Without --quick.
+  const { code, stdout, stderr } = await cli(['bench', '--only', 'js-ring-threads,word-spin', '--sizes', '64', '--count', '2000', '--json', '--no-html']);
+  assert.equal(code, 0, stderr);
+  assert.match(stderr, /js-ring-threads throughput 64 B .*median of 3/);
+  const { results } = JSON.parse(stdout);
+  const ring = results.filter((r) => r.id === 'js-ring-threads');
+  assert.deepEqual(ring.map((r) => r.mode).sort(), ['roundTrip', 'throughput']);
+  for (const r of ring) {
+    assert.equal(r.figures.length, 3);
+    const median = [...r.figures].sort((a, b) => a - b)[1];
+    assert.equal(r.mode === 'roundTrip' ? r.p50 : r.bytesPerSecond, median);
+  }
+  for (const r of results.filter((r) => r.id === 'word-spin')) assert.equal(r.figures, undefined);
+});
+
 test('bench prints a table by default and rejects bad options with exit code 2', async () => {
   const ok = await cli(['bench', '--only', 'word-spin', '--sizes', '64', '--count', '100', '--no-html']);
   assert.equal(ok.code, 0, ok.stderr);

@@ -256,6 +256,8 @@ export default [
     family: 'reference',
     waits: 'spin',
     sizes: [64, 4096, 65536, 1048576],
+    sustained: true,
+    trials: 3,
     ...threads,
   },
   {
@@ -264,6 +266,8 @@ export default [
     family: 'reference',
     waits: 'spin',
     sizes: [64, 4096, 65536, 1048576],
+    sustained: true,
+    trials: 3,
     ...processes,
   },
 ];

@@ -397,8 +397,8 @@ const redisMissing =
   Redis === undefined ? 'npm ioredis is not installed' : redisServer === undefined ? 'redis-server is not installed (apt-get install redis-server)' : undefined;
 
 const mechanisms = [
-  { id: 'topic-spin', label: 'shm Topic, 1 -> 1, spinning publisher and subscriber', waits: 'spin', roundTrip: roundTrip('spin'), throughput: throughput('spin', 1) },
-  { id: 'topic-async', label: 'shm Topic, 1 -> 1, await publish() / await receive()', waits: 'event-loop', roundTrip: roundTrip('async'), throughput: throughput('async', 1) },
+  { id: 'topic-spin', label: 'shm Topic, 1 -> 1, spinning publisher and subscriber', waits: 'spin', sustained: true, trials: 3, roundTrip: roundTrip('spin'), throughput: throughput('spin', 1) },
+  { id: 'topic-async', label: 'shm Topic, 1 -> 1, await publish() / await receive()', waits: 'event-loop', sustained: true, trials: 3, roundTrip: roundTrip('async'), throughput: throughput('async', 1) },
   { id: 'topic-fanout-2', label: 'shm Topic, 1 -> 2 subscriber processes, await receive()', waits: 'event-loop', throughput: throughput('async', 2) },
   { id: 'topic-fanout-4', label: 'shm Topic, 1 -> 4 subscriber processes, await receive()', waits: 'event-loop', throughput: throughput('async', 4) },
 ].map((m) => ({ family: 'interprocess', sizes: SIZES, ...m }));

@@ -21,6 +21,10 @@ export interface MechanismInfo {
   env?: Record<string, string>;
   /** Operations per trial for this mechanism (quick / full), where the size-based default does not fit. */
   count?: { quick: number; full: number };
+  /** Moves millions of small messages a second: longer throughput trials (see bench.ts). */
+  sustained?: boolean;
+  /** Trials per row, reported as the median one (default 1): for rows the targets compare. */
+  trials?: number;
 }
 
 export interface TrialResult {
@@ -32,6 +36,8 @@ export interface TrialResult {
   size: number;
   count: number;
   error?: string;
+  /** A row run as several trials: each one's figure (p50 or bytes/s); this result is the median one. */
+  figures?: number[];
   /** A fact the mechanism measured besides its rate (e.g. bytes per entry). */
   note?: string;
   n?: number;
