@@ -94,6 +94,48 @@ test('bench: a row the targets compare is the median of three trials, and keeps 
   for (const r of results.filter((r) => r.id === 'word-spin')) assert.equal(r.figures, undefined);
 });
 
+test('bench: a failed trial takes its peers, its sockets and its shared memory with it', async () => {
+  // A mechanism that leaves all three behind and fails before any cleanup could run.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-t-mech-'));
+  const dist = path.join(path.dirname(bin), '..', 'dist', 'cjs', 'index.js');
+  const pidFile = path.join(dir, 'peer.pid');
+  fs.writeFileSync(
+    path.join(dir, 'leaky.mjs'),
+    `import { fork } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+if (process.argv[2] === 'peer') for (;;);
+const { SharedMemory } = createRequire(import.meta.url)(${JSON.stringify(dist)});
+export default [{ id: 'leaky', label: 'leaky', sizes: [64], async throughput() {
+  SharedMemory.create('bench-leaky-' + process.pid + '-x', { byteLength: 4096 });
+  fs.writeFileSync(path.join(os.tmpdir(), 'leaky.sock'), '');
+  fs.writeFileSync(${JSON.stringify(pidFile)}, String(fork(fileURLToPath(import.meta.url), ['peer']).pid));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  throw new Error('leaky failed on purpose');
+} }];
+`,
+  );
+  const scratchBefore = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('interprocess-bench-trial-'));
+  try {
+    const started = Date.now();
+    const { code, stderr } = await cli(['bench', '--only', 'leaky', '--no-html'], { env: { ...process.env, INTERPROCESS_BENCH_MECHANISMS: dir } });
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /leaky throughput 64 B .*FAILED: .*leaky failed on purpose/);
+    assert.ok(Date.now() - started < 60_000, 'the live peer must not hold the failed trial until its timeout');
+    const peer = Number(fs.readFileSync(pidFile, 'utf8'));
+    // Killed: gone, or a zombie waiting for init to reap it.
+    const state = fs.existsSync(`/proc/${peer}/stat`) ? fs.readFileSync(`/proc/${peer}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
+    assert.ok(state === 'gone' || state === 'Z', `the peer is still running (${state})`);
+    assert.deepEqual(fs.readdirSync('/dev/shm').filter((f) => f.includes('bench-leaky-')), []);
+    assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('interprocess-bench-trial-')), scratchBefore);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bench prints a table by default and rejects bad options with exit code 2', async () => {
   const ok = await cli(['bench', '--only', 'word-spin', '--sizes', '64', '--count', '100', '--no-html']);
   assert.equal(ok.code, 0, ok.stderr);

@@ -4,7 +4,7 @@
  * run. Prints progress, a table, one line of advice per use case; writes an HTML report with
  * charts and, with --json, machine-readable results.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -128,7 +128,8 @@ function defaultCount(mode: Mode, size: number, quick: boolean, sustained: boole
 }
 
 async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[] }> {
-  const dir = path.join(BENCH_DIR, 'mechanisms');
+  // Another folder of mechanisms only for the harness's own tests (a trial made to fail).
+  const dir = process.env['INTERPROCESS_BENCH_MECHANISMS'] ?? path.join(BENCH_DIR, 'mechanisms');
   const out: MechanismInfo[] = [];
   const notes: string[] = [];
   for (const entry of fs.readdirSync(dir).filter((f) => f.endsWith('.mjs')).sort()) {
@@ -180,14 +181,55 @@ async function runTrials(m: MechanismInfo, mode: Mode, size: number, count: numb
   return { ...sorted[sorted.length >> 1]!, figures: runs.map(figure) };
 }
 
+/**
+ * Runs one trial in a fresh process and resolves with what it printed last (JSON). The trial
+ * leads a process group of its own, with its peers, and gets a scratch TMPDIR: a trial that
+ * fails or times out (its finally blocks never ran) is killed with every peer it forked, and
+ * its sockets go with the scratch folder, its shared memory with leftovers() (the names a
+ * trial makes carry its pid).
+ */
 function runTrial(m: MechanismInfo, mode: Mode, size: number, count: number, cpus: string[]): Promise<Partial<TrialResult>> {
   return new Promise((resolve, reject) => {
     const args = [path.join(BENCH_DIR, 'trial.mjs'), m.file, m.id, mode, String(size), String(count), cpus[0]!, cpus[1]!];
-    const env = m.env === undefined ? process.env : { ...process.env, ...m.env };
-    execFile(process.execPath, args, { env, timeout: TRIAL_TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
-      if (err) {
-        const reason = (stderr.trim().split('\n').find((l) => /Error|error/.test(l)) ?? err.message).trim();
-        return reject(new Error(err.killed ? `timed out after ${TRIAL_TIMEOUT_MS / 1000} s` : reason));
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-bench-trial-'));
+    const env = { ...process.env, ...m.env, TMPDIR: scratch };
+    const child = spawn(process.execPath, args, { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const group = child.pid!;
+    const killGroup = (): void => {
+      try {
+        process.kill(-group, 'SIGKILL');
+      } catch {
+        // the group is gone already
+      }
+    };
+    // A bench stopped by Ctrl-C or a signal takes the trial's group with it (it is not in the
+    // terminal's foreground group, so the signal would not reach it).
+    const onSignal = (signal: NodeJS.Signals): void => {
+      killGroup();
+      process.kill(process.pid, signal);
+    };
+    process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-1 << 16)));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup();
+    }, TRIAL_TIMEOUT_MS);
+    // Peers still alive when the trial exits (a failed trial never reached its finally) hold its
+    // stdout and stderr open: the group goes at once, so that 'close' follows.
+    child.on('exit', killGroup);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      const failed = timedOut || code !== 0;
+      if (failed) removeLeftovers(group);
+      fs.rmSync(scratch, { recursive: true, force: true });
+      if (failed) {
+        const reason = (stderr.trim().split('\n').find((l) => /Error|error/.test(l)) ?? `exit ${code ?? signal}`).trim();
+        return reject(new Error(timedOut ? `timed out after ${TRIAL_TIMEOUT_MS / 1000} s` : reason));
       }
       try {
         resolve(JSON.parse(stdout.trim().split('\n').pop()!) as Partial<TrialResult>);
@@ -196,6 +238,19 @@ function runTrial(m: MechanismInfo, mode: Mode, size: number, count: number, cpu
       }
     });
   });
+}
+
+/** Removes the shared memory a failed trial (process `pid`) left: bench names carry the pid. */
+function removeLeftovers(pid: number): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync('/dev/shm');
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith('interprocess.') && name.includes(`-${pid}-`)) fs.rmSync(path.join('/dev/shm', name), { force: true });
+  }
 }
 
 async function machineFacts(): Promise<Record<string, string | number>> {
