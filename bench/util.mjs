@@ -14,6 +14,11 @@
 //     idle({ cpus }) -> Promise<{ cpuPercent, cpuUsPerSecond }>  // optional: a receiver waiting
 //                                        on nothing, its CPU (see idleCpu)
 //     count: { quick, full },              // optional: operations per trial, instead of the default
+//     sustained: true,                     // optional: millions of small messages a second, so a
+//                                        throughput trial gets up to 8 M messages (JIT warm-up
+//                                        then weighs little)
+//     trials: 3,                           // optional: trials per row, the median one reported (for
+//                                        rows the targets compare: spinning rates swing 2x)
 //     unavailable: 'reason',               // optional: left out of the run, with this note
 //   }
 // The harness runs every trial in a fresh process pinned to cpus[0]; the mechanism starts its
