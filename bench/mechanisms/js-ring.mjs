@@ -41,7 +41,7 @@ const STALL_MS = 30_000;
 /** The queue rows' capacity for this size (bench/mechanisms/queue.mjs): enough slots within ~16 MiB. */
 const capacityFor = (size) => Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
 const strideFor = (size) => Math.ceil((HEADER + size) / 16) * 16;
-const ringBytes = (size) => SLOTS_OFFSET + capacityFor(size) * strideFor(size);
+export const ringBytes = (size) => SLOTS_OFFSET + capacityFor(size) * strideFor(size);
 
 /** Throws once a wait has lasted STALL_MS; returns when the wait started (0 before the first check). */
 function stalled(since, what) {
@@ -52,7 +52,7 @@ function stalled(since, what) {
 }
 
 /** One direction of the ring, at byte `at` of `buffer`; a side uses only send or only receive. */
-class Ring {
+export class Ring {
   constructor(buffer, at, size) {
     this.i32 = new Int32Array(buffer);
     this.u8 = new Uint8Array(buffer);
