@@ -20,19 +20,27 @@ export function cli(args, options = {}) {
 test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML report', async () => {
   const html = path.join(os.tmpdir(), `interprocess-t-bench-${process.pid}.html`);
   try {
-    const { code, stdout, stderr } = await cli(['bench', '--quick', '--only', 'word-spin,futex-wait,c-futex,message-port,queue-spin,js-ring', '--count', '200', '--json', '--html', html]);
+    const { code, stdout, stderr } = await cli(['bench', '--quick', '--only', 'word-spin,futex-wait,c-futex,message-port,queue-spin,js-ring,c-ring', '--count', '200', '--json', '--html', html]);
     assert.equal(code, 0, stderr);
     assert.match(stderr, /\[1\/\d+\] /);
     const report = JSON.parse(stdout);
     assert.ok(report.machine.node.startsWith('v'));
     const ids = new Set(report.results.map((r) => r.id));
-    for (const id of ['word-spin', 'futex-wait', 'futex-waitAsync', 'c-futex', 'message-port', 'queue-spin', 'js-ring-threads', 'js-ring-processes']) assert.ok(ids.has(id), id);
-    // The JavaScript limit (SharedArrayBuffer spin rings) in both modes, as references.
-    for (const id of ['js-ring-threads', 'js-ring-processes']) {
+    for (const id of ['word-spin', 'futex-wait', 'futex-waitAsync', 'c-futex', 'message-port', 'queue-spin', 'js-ring-threads', 'js-ring-processes', 'c-ring', 'c-ring-malloc']) assert.ok(ids.has(id), id);
+    // The JavaScript limit (SharedArrayBuffer spin rings) and the C ring between processes (the
+    // hardware limit, bench/native/ring.c really built and run) in both modes, as references.
+    for (const id of ['js-ring-threads', 'js-ring-processes', 'c-ring', 'c-ring-malloc']) {
       const rows = report.results.filter((r) => r.id === id);
       assert.deepEqual([...new Set(rows.map((r) => r.mode))].sort(), ['roundTrip', 'throughput'], id);
       assert.ok(rows.every((r) => r.family === 'reference' && r.waits === 'spin'), id);
     }
+    // The C ring's throughput rows at 64 B and 1 MiB carry rates, CPU and shared memory like the queue's.
+    for (const r of report.results.filter((x) => x.id === 'c-ring' && x.mode === 'throughput')) {
+      assert.ok(r.messagesPerSecond > 0 && r.bytesPerSecond === r.messagesPerSecond * r.size, 'c-ring rate');
+      assert.ok(r.cpuUsPerMessage > 0, 'c-ring cpuUsPerMessage');
+      assert.ok(r.shmBytesPerMessage >= r.size && r.shmBytesPerPayloadByte >= 1, 'c-ring shm per message');
+    }
+    assert.deepEqual(report.results.filter((x) => x.id === 'c-ring' && x.mode === 'throughput').map((r) => r.size).sort((a, b) => a - b), [64, 1048576]);
     for (const r of report.results) {
       assert.equal(r.error, undefined, `${r.id}: ${r.error}`);
       assert.equal(r.n, r.mode === 'roundTrip' && r.id.startsWith('c-') ? 200 : r.count);
@@ -57,9 +65,10 @@ test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML 
   }
 });
 
-test('bench text report: the spinning queue against the JavaScript limit of the same run', async () => {
+test('bench text report: the spinning queue against the JavaScript limit and the C ring of the same run', async () => {
   const { renderText } = await import('../dist/cjs/cli/report.js');
-  const row = (id, mode, size, figures) => ({ id, label: id, family: id.startsWith('js-') ? 'reference' : 'interprocess', waits: 'spin', mode, size, count: 1, n: 1, ...figures });
+  const reference = (id) => id.startsWith('js-') || id.startsWith('c-') || id === 'memcpy';
+  const row = (id, mode, size, figures) => ({ id, label: id, family: reference(id) ? 'reference' : 'interprocess', waits: 'spin', mode, size, count: 1, n: 1, ...figures });
   const rate = (m, size) => ({ seconds: 1, messagesPerSecond: m, bytesPerSecond: m * size });
   const results = [
     row('js-ring-threads', 'roundTrip', 64, { p50: 400, p99: 500, p999: 600 }),
@@ -68,14 +77,23 @@ test('bench text report: the spinning queue against the JavaScript limit of the 
     row('queue-spin', 'throughput', 64, rate(4e6, 64)),
     row('js-ring-processes', 'throughput', 1048576, rate(2000, 1048576)),
     row('queue-spin', 'throughput', 1048576, rate(1000, 1048576)),
+    row('c-ring', 'throughput', 64, rate(16e6, 64)),
+    row('c-ring', 'throughput', 4096, rate(1e6, 4096)),
+    row('c-ring', 'throughput', 1048576, rate(8000, 1048576)),
+    row('memcpy', 'throughput', 1048576, rate(24000, 1048576)),
   ];
   const text = renderText({ machine: {}, date: '', quick: true, results, advice: [] });
   assert.match(text, /against the JavaScript limit/);
   assert.match(text, /queue-spin one way, 64 B: 4\.00 M msg\/s .*0\.40 of js-ring-processes \(10\.00 M msg\/s\)/);
   assert.match(text, /queue-spin one way, 1 MiB: .*0\.50 of js-ring-processes/);
   assert.match(text, /queue-spin round trip, 64 B: p50 600 ns, 1\.50x js-ring-threads \(400 ns\)/);
-  // Without the rings (a run with --only queue), no such section.
-  assert.doesNotMatch(renderText({ machine: {}, date: '', quick: true, results: results.filter((r) => !r.id.startsWith('js-')), advice: [] }), /JavaScript limit/);
+  // Against the C ring at its smallest and largest sizes (not 4 KiB); memcpy at the largest only.
+  assert.match(text, /c-ring \(C spin ring between processes\) one way, 64 B: 16\.00 M msg\/s \(976\.6 MiB\/s\); queue-spin 0\.25 of it, js-ring-processes 0\.63 of it$/m);
+  assert.match(text, /c-ring \(C spin ring between processes\) one way, 1 MiB: 8\.0 k msg\/s \(7\.81 GiB\/s\); queue-spin 0\.13 of it, js-ring-processes 0\.25 of it, memcpy in one process 3\.00x it \(23\.44 GiB\/s\)$/m);
+  assert.doesNotMatch(text, /c-ring .*one way, 4 KiB/);
+  // The C ring alone still gets its line; without any of the rings (a run with --only queue), no such section.
+  assert.match(renderText({ machine: {}, date: '', quick: true, results: results.filter((r) => !r.id.startsWith('js-')), advice: [] }), /c-ring .*64 B: 16\.00 M msg\/s \(976\.6 MiB\/s\); queue-spin 0\.25 of it$/m);
+  assert.doesNotMatch(renderText({ machine: {}, date: '', quick: true, results: results.filter((r) => !reference(r.id)), advice: [] }), /JavaScript limit/);
 });
 
 test('bench: a row the targets compare is the median of three trials, and keeps each figure', async () => {

@@ -170,7 +170,7 @@ export function renderText(report: BenchReport): string {
   const maps = report.results.filter((r) => r.family === 'map');
   if (maps.length > 0) out.push('', renderMapTable(maps));
   const limit = jsLimit(report.results);
-  if (limit.length > 0) out.push('\nagainst the JavaScript limit (same run)', ...limit.map((l) => `- ${l}`));
+  if (limit.length > 0) out.push('\nagainst the JavaScript limit and the C ring (same run)', ...limit.map((l) => `- ${l}`));
   if (report.advice.length > 0) out.push('\nwhich to use', ...report.advice.map((a) => `- ${a}`));
   return out.join('\n');
 }
@@ -180,7 +180,8 @@ export function renderText(report: BenchReport): string {
  * measured in the same run, because the performance targets are phrased against them: one way
  * as a fraction of the ring between processes (the same setting as the queue), the round trip
  * as a multiple of the ring between worker threads (the fastest JavaScript gets). At the
- * smallest and largest sizes both were measured at; nothing when either is missing.
+ * smallest and largest sizes both were measured at; nothing when either is missing. Then the
+ * same rows (and memcpy) against the C ring between processes, when it ran.
  */
 function jsLimit(results: TrialResult[]): string[] {
   const rows = (id: string, mode: Mode): TrialResult[] => results.filter((r) => r.id === id && r.mode === mode && r.error === undefined);
@@ -200,6 +201,21 @@ function jsLimit(results: TrialResult[]): string[] {
   }
   for (const [q, ring] of pairs('roundTrip', 'js-ring-threads').slice(0, 1)) {
     lines.push(`queue-spin round trip, ${formatSize(q.size)}: p50 ${formatNs(q.p50!)}, ${(q.p50! / ring.p50!).toFixed(2)}x ${ring.id} (${formatNs(ring.p50!)})`);
+  }
+  // The C ring between processes (bench/native/ring.c), where it was built: the machine's own
+  // limit for copies between two cores, against which the queue, the JavaScript ring and (at the
+  // largest size) memcpy in one process are read. At its smallest and largest sizes.
+  const cRing = ends(rows('c-ring', 'throughput').sort((a, b) => a.size - b.size));
+  for (const c of cRing) {
+    const fractions = ['queue-spin', 'js-ring-processes'].flatMap((id) => {
+      const r = rows(id, 'throughput').find((x) => x.size === c.size);
+      return r === undefined ? [] : [`${id} ${(r.messagesPerSecond! / c.messagesPerSecond!).toFixed(2)} of it`];
+    });
+    // An in-cache copy in one process is what the 1 MiB target is phrased against.
+    const memcpy = c === cRing[cRing.length - 1] ? rows('memcpy', 'throughput').find((x) => x.size === c.size) : undefined;
+    if (memcpy !== undefined) fractions.push(`memcpy in one process ${(memcpy.bytesPerSecond! / c.bytesPerSecond!).toFixed(2)}x it (${formatBytes(memcpy.bytesPerSecond!)}/s)`);
+    lines.push(`c-ring (C spin ring between processes) one way, ${formatSize(c.size)}: ${formatRate(c.messagesPerSecond!)} msg/s (${formatBytes(c.bytesPerSecond!)}/s)` +
+      (fractions.length > 0 ? `; ${fractions.join(', ')}` : ''));
   }
   return lines;
 }
