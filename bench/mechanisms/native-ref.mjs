@@ -60,6 +60,8 @@ export default notes.length > 0
         family: 'reference',
         waits: 'spin',
         sizes: [64, 4096, 65536, 1048576],
+        sustained: true,
+        trials: 3,
         ...cRing('reuse'),
       },
       {
@@ -68,6 +70,8 @@ export default notes.length > 0
         family: 'reference',
         waits: 'spin',
         sizes: [64, 4096, 65536, 1048576],
+        sustained: true,
+        trials: 3,
         ...cRing('fresh'),
       },
     ];
