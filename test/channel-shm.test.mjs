@@ -404,6 +404,35 @@ test('shm: bad addresses and options', async () => {
   }
 });
 
+test('shm: a client killed in connect() before it posted leaves nothing: the server sweeps what it made', async () => {
+  const server = await listen(address());
+  const exists = (name) => fs.existsSync(`/dev/shm/interprocess.${name}`);
+  const child = startChild('channel-shm-peer.mjs', ['unposted', server.address]);
+  try {
+    const { names } = await watchdog(child.next('unposted'), WATCHDOG, 'unposted');
+    assert.equal(names.length, 6);
+    // While the client lives it is connecting, however long: two sweeps (1 s apart) leave it alone.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.deepEqual(names.filter((n) => !exists(n)), [], 'a live client keeps what it made');
+    child.child.kill('SIGKILL');
+    await child.exited;
+    // Dead (the kernel says so): the next sweep removes its objects.
+    await watchdog(
+      (async () => {
+        while (names.some(exists)) await new Promise((resolve) => setTimeout(resolve, 50));
+      })(),
+      WATCHDOG,
+      'sweep',
+    );
+    // The server goes on accepting.
+    const [a, b] = await Promise.all([server.accept(), connect(server.address)]);
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    child.child.kill('SIGKILL');
+    await server.close();
+  }
+});
+
 /** A hand-made client (the handshake of src/channel/shm/connect.ts, done by hand) that can send any record. */
 function rawClient(addr, maxMessageSize = RECORD_HEADER_BYTES + 100) {
   const point = SharedMemory.open(nameOf(addr));

@@ -19,7 +19,8 @@
  * no name, and the kernel frees its memory when the last of the two processes unmaps it
  * (closes, exits or is killed). Nothing can be left behind by a connection that was accepted;
  * a client that dies after posting its request is found dead by the server, which removes its
- * objects; only a client killed during connect() before it posted can leave them.
+ * objects; a client killed during connect() before it posted is found by the server's sweep
+ * of the ids handed out since it started (listen.ts), which removes them the same way.
  *
  * Accept point layout (512 bytes):
  *

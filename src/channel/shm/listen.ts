@@ -26,6 +26,7 @@
 import { IpcError, isIpcError } from '../../errors.js';
 import { futex } from '../../os/futex.js';
 import { openLifeline, type Lifeline } from '../../os/lifeline.js';
+import { readShmHead } from '../../os/shm-dir.js';
 import { checkBoolean, checkInteger } from '../../options.js';
 import { Queue } from '../../queue/queue.js';
 import { SLOT_HEADER_BYTES } from '../../queue/layout.js';
@@ -68,6 +69,20 @@ const RETRY_FIRST_MS = 5;
 const RETRY_MAX_MS = 200;
 /** Requests taken out of the slots in one turn of the event loop. */
 const TURN_REQUESTS = 16;
+/**
+ * The sweep for connections whose client died in connect() before it posted its request (the
+ * server never hears of them): how often it runs (ms), how long an id handed out may have no
+ * state object before it counts as never made (ms), how far behind nextId it reaches (ids
+ * further back are `interprocess gc`'s), and how many ids one sweep looks at.
+ */
+const SWEEP_MS = 1000;
+const UNMADE_MS = 10_000;
+const SWEEP_SPAN = 1024;
+const SWEEP_IDS = 64;
+
+/** What the sweep found for one connection id (Requests.sweep). */
+const Swept = { Settled: 0, Live: 1, Missing: 2 } as const;
+type Swept = (typeof Swept)[keyof typeof Swept];
 
 /** A request whose objects were not ready when looked at. */
 interface Waiting {
@@ -124,6 +139,38 @@ export class Requests {
     if (state === Look.Ready && up === Look.Ready && down === Look.Ready) this.#accept(names);
     else if (state === Look.Ready) this.#refuse(names);
     return false;
+  }
+
+  /**
+   * The sweep's look at connection `id`, which may never have been posted: SETTLED once there
+   * is nothing left to do for it (its client is dead, and its objects are removed now; or
+   * something else has the name), LIVE while its client lives or its state is being made or
+   * removed, MISSING when it has no state object: accepted (the names unlinked), removed, or not
+   * made yet; `unmade` (missing for UNMADE_MS) settles that. Never waits, never throws.
+   */
+  sweep(id: number, unmade: boolean): Swept {
+    const names = connectionNames(this.#name, id);
+    const seen = look(names.state, Kind.Channel, Role.Connection);
+    if (seen === Look.Later) return Swept.Live;
+    // A client makes its state first, so without it nothing of the connection exists yet.
+    if (seen === Look.Bad) return readShmHead(names.state, 0) !== undefined || unmade ? Swept.Settled : Swept.Missing;
+    let conn: Mapped | undefined;
+    let lifeline: Lifeline | undefined;
+    try {
+      conn = openRole(names.state, Role.Connection, this.#othersAllowed, 0);
+      lifeline = openLifeline(conn.shm.buffer);
+      // Alive: it will post, withdraw or be accepted, and remove what it made itself.
+      if (clientAlive(lifeline, conn)) return Swept.Live;
+      removeName(names.state);
+      removeName(names.up);
+      removeName(names.down);
+      return Swept.Settled;
+    } catch {
+      return Swept.Live; // changed under us since the look: the next sweep looks again
+    } finally {
+      lifeline?.close();
+      conn?.shm.close();
+    }
   }
 
   /**
@@ -228,6 +275,11 @@ class ShmListener implements Listener {
   /** The slot the next scan starts at (round robin, so a turn cut short is fair to every slot). */
   #cursor = 0;
   #closed = false;
+  /** The sweep: every id up to this one is settled; when it runs next (performance.now()). */
+  #swept: number;
+  #sweepDue = 0;
+  /** Ids after #swept the sweep found without a state object, and since when. */
+  readonly #missingSince = new Map<number, number>();
 
   constructor(name: string, address: string, point: Mapped, lifeline: Lifeline, options: ResolvedChannelOptions, mode: number) {
     this.address = address;
@@ -236,6 +288,8 @@ class ShmListener implements Listener {
     this.#lifeline = lifeline;
     this.#options = options;
     this.#othersAllowed = (mode & 0o077) !== 0;
+    // Ids handed out before us were another server's (or a run before): `interprocess gc`'s.
+    this.#swept = Atomics.load(point.i32, P.nextId) & 0x7fffffff;
   }
 
   start(onLink: (link: Link) => void): void {
@@ -251,6 +305,7 @@ class ShmListener implements Listener {
       const seen = Atomics.load(i32, P.requestEvents);
       const scannedAll = this.#takeRequests(i32);
       this.#lookAgain();
+      if (now() >= this.#sweepDue) this.#sweep(i32);
       if (this.#closed) return;
       if (scannedAll) {
         try {
@@ -304,11 +359,38 @@ class ShmListener implements Listener {
     }
   }
 
-  /** How long the loop may sleep before a waiting request is due (ms; undefined: no limit). */
-  #untilDue(): number | undefined {
-    let due = Infinity;
+  /**
+   * Settles the ids clients took since the last sweep (SWEEP_IDS at most, from the oldest): a
+   * client killed in connect() after making its objects and before posting them is never heard
+   * of otherwise, and its objects would stay in /dev/shm. Those of a dead client are removed
+   * (Requests.sweep); a live client's are left to it.
+   */
+  #sweep(i32: Int32Array): void {
+    this.#sweepDue = now() + SWEEP_MS;
+    const next = Atomics.load(i32, P.nextId) & 0x7fffffff;
+    if (((next - this.#swept) & 0x7fffffff) > SWEEP_SPAN) {
+      this.#swept = (next - SWEEP_SPAN) & 0x7fffffff;
+      this.#missingSince.clear();
+    }
+    let prefix = true; // every id so far settled: #swept moves on with them
+    for (let n = 0, id = this.#swept; n < SWEEP_IDS && id !== next && !this.#closed; n++) {
+      id = (id + 1) & 0x7fffffff;
+      const since = this.#missingSince.get(id);
+      const swept = id === 0 ? Swept.Settled : this.#requests!.sweep(id, since !== undefined && now() - since >= UNMADE_MS);
+      if (swept === Swept.Missing && since === undefined) this.#missingSince.set(id, now());
+      if (swept === Swept.Live) this.#missingSince.delete(id);
+      if (prefix && swept === Swept.Settled) {
+        this.#swept = id;
+        this.#missingSince.delete(id);
+      } else prefix = false;
+    }
+  }
+
+  /** How long the loop may sleep before a waiting request or the sweep is due (ms). */
+  #untilDue(): number {
+    let due = this.#sweepDue;
     for (const waiting of this.#waiting.values()) due = Math.min(due, waiting.due);
-    return due === Infinity ? undefined : Math.max(0, Math.ceil(due - now()));
+    return Math.max(0, Math.ceil(due - now()));
   }
 
   close(): Promise<void> {
