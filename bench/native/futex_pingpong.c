@@ -17,21 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static int spin;
-
-static void pin(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof set, &set);
-}
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Waits while *word == value. */
 static void wait_while(int32_t *word, int32_t value) {
@@ -43,11 +31,6 @@ static void wait_while(int32_t *word, int32_t value) {
 static void post(int32_t *word, int32_t value) {
   __atomic_store_n(word, value, __ATOMIC_RELEASE);
   if (!spin) syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
-}
-
-static int cmp(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv) {

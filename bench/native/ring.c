@@ -39,6 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 #define HEADER 16
 #define TAIL_OFFSET 128
 #define SLOTS_OFFSET 256
@@ -46,20 +48,6 @@
 #define STALL_NS 30000000000ull
 /* Where the two processes meet outside the rings (start, stop, figures): its own page. */
 #define CONTROL_BYTES 4096
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void pin(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof set, &set);
-}
 
 /* Queue rows' capacity (bench/mechanisms/queue.mjs, js-ring.mjs): a power of two of slots within ~16 MiB, 4..4096. */
 static uint32_t capacity_for(size_t size) {
@@ -207,11 +195,6 @@ static void touch(const uint8_t *p, size_t bytes) {
   volatile uint8_t sink = 0;
   for (size_t i = 0; i < bytes; i += 4096) sink += p[i];
   (void)sink;
-}
-
-static int cmp(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv) {

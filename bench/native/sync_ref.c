@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 struct shared {
   pthread_mutex_t mutex;
   sem_t ping, pong;
@@ -27,25 +29,6 @@ struct shared {
   uint64_t stamp;
   int intent, taken, started;
 };
-
-static void pin(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof set, &set);
-}
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
 
 static void lock(pthread_mutex_t *m) {
   if (pthread_mutex_lock(m) == EOWNERDEAD) pthread_mutex_consistent(m);
