@@ -63,7 +63,7 @@ install_and_run() { # $1 = folder with bin/node; $2 = label
     "${npx[@]}" interprocess rm "t-pkg-$$" >/dev/null
     "${npx[@]}" interprocess bench --only futex,queue-spin --sizes 64 --count 200 --no-html --json >bench.json 2>bench.log \
       || { cat bench.log; exit 1; }
-    grep -q 'c-futex: left out, no C compiler\|c-futex, c-spin: left out, no C compiler' bench.log || { cat bench.log; echo "no note about the C references"; exit 1; }
+    grep -q 'c-futex[a-z, -]*: left out, no C compiler' bench.log || { cat bench.log; echo "no note about the C references"; exit 1; }
     echo "ok  Node $(node --version): installed without a compiler from the prebuild, CLI ls/inspect/gc/rm/bench work"
   )
 }
