@@ -185,7 +185,7 @@ async function runTrials(m: MechanismInfo, mode: Mode, size: number, count: numb
  * Runs one trial in a fresh process and resolves with what it printed last (JSON). The trial
  * leads a process group of its own, with its peers, and gets a scratch TMPDIR: a trial that
  * fails or times out (its finally blocks never ran) is killed with every peer it forked, and
- * its sockets go with the scratch folder, its shared memory with leftovers() (the names a
+ * its sockets go with the scratch folder, its shared memory with removeLeftovers() (the names a
  * trial makes carry its pid).
  */
 function runTrial(m: MechanismInfo, mode: Mode, size: number, count: number, cpus: string[]): Promise<Partial<TrialResult>> {
