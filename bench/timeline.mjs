@@ -14,15 +14,12 @@
 // JIT warm-up. bench/results/2026-12-01-regimes.md shows what it printed.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Ring, ringBytes } from './mechanisms/js-ring.mjs';
+import { Ring, capacityFor, ringBytes } from './mechanisms/js-ring.mjs';
 import { check, forkPeer, nextMessage, pinSelf, stamp } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue, Topic, SharedMemory } = require('../dist/cjs/index.js');
 const self = fileURLToPath(import.meta.url);
-
-/** Enough slots that the producer rarely waits, within ~16 MiB (the bench rows' rule). */
-const capacityFor = (size) => Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
 
 /** Each mechanism: create (producer side), open (consumer side), send, receive, close, remove. */
 const mechanisms = {

@@ -79,7 +79,7 @@ size_t ShiftFor(size_t length) {
 // runs few enough messages between collections that most of them miss).
 void* NewBlock(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~size_t{63}); }
 
-// deleter_data carries the block's shift (0: not pooled, `length` rounded to pages was mapped).
+// deleter_data carries the block's shift (0: not pooled, freed at once).
 void GiveBack(void* data, size_t length, void* deleter_data) {
   size_t shift = reinterpret_cast<size_t>(deleter_data);
   if (shift == 0) {

@@ -39,7 +39,7 @@ const SLOTS_OFFSET = 256;
 const STALL_MS = 30_000;
 
 /** The queue rows' capacity for this size (bench/mechanisms/queue.mjs): enough slots within ~16 MiB. */
-const capacityFor = (size) => Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
+export const capacityFor = (size) => Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
 const strideFor = (size) => Math.ceil((HEADER + size) / 16) * 16;
 export const ringBytes = (size) => SLOTS_OFFSET + capacityFor(size) * strideFor(size);
 
