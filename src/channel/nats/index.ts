@@ -326,7 +326,11 @@ export const natsTransport: Transport = {
     try {
       checkMaxPayload(uplink, what);
       await probe(uplink, parsed.subject, what);
-      return new NatsListener(uplink, parsed, options, nats);
+      const listener = new NatsListener(uplink, parsed, options, nats);
+      // Resolve once the NATS server has our subscription: a client that connects as soon as
+      // listen resolved must find the listener, not a "no responders" (IPC_ERR_NOT_FOUND).
+      await uplink.flush(PROBE_MS);
+      return listener;
     } finally {
       void uplink.detach(holder, 0);
     }
