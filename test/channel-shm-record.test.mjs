@@ -325,7 +325,7 @@ test('pack copies share slabs without ever overwriting a frame handed out; a pac
   assert.match(reader.error, /65544-byte pack, over 65536/);
 });
 
-test('spare memory: after a large split frame the reader prepares one while idle; frames gathered there are whole and private', () => {
+test('split frames are gathered whole into memory of their own, exactly their length, even as pooled blocks are reused', () => {
   const chunk = 8192;
   const reader = new RecordReader(1 << 22);
   const frame = (size, seed) => {
@@ -335,30 +335,17 @@ test('spare memory: after a large split frame the reader prepares one while idle
     assert.equal(read, Read.Frame);
     return reader.take();
   };
-  assert.equal(reader.prepare(1 << 20), false, 'nothing wanted before a large frame');
-  frame(50_000, 1);
-  assert.equal(reader.prepare(1 << 20), false, 'a frame under 64 KiB wants no spare');
-  const first = frame(100_000, 2);
-  // Prepared a slice at a time: true while pages remain untouched.
-  assert.equal(reader.prepare(40_000), true);
-  assert.equal(reader.prepare(40_000), true);
-  assert.equal(reader.prepare(40_000), false);
-  const second = frame(100_000, 3);
-  const third = frame(100_000, 4); // no spare prepared for this one: fresh memory
-  assert.deepEqual(new Uint8Array(first), fill(100_000, 2));
-  assert.deepEqual(new Uint8Array(second), fill(100_000, 3));
-  assert.deepEqual(new Uint8Array(third), fill(100_000, 4));
-  assert.notEqual(second.buffer, third.buffer, 'a spare is used once');
-  // A frame of at least half the spare's size uses it; a partly prepared spare too.
-  reader.prepare(10_000);
-  const smaller = frame(60_000, 5);
-  assert.deepEqual(new Uint8Array(smaller), fill(60_000, 5));
-  assert.equal(smaller.byteLength, 60_000);
-  // Frames too small or too large for the spare get their own memory, whole.
-  reader.prepare(1 << 20);
-  assert.deepEqual(new Uint8Array(frame(20_000, 6)), fill(20_000, 6));
-  assert.deepEqual(new Uint8Array(frame(300_000, 7)), fill(300_000, 7));
-  // A spare no large frame asked for in a while is dropped, and nothing is prepared any more.
-  for (let k = 0; k < 11; k++) reader.age();
-  assert.equal(reader.prepare(1 << 20), false);
+  const kept = [];
+  for (let round = 0; round < 3; round++) {
+    for (const [size, seed] of [[20_000, 1], [60_000, 2], [100_000, 3], [300_000, 4], [1 << 20, 5]]) {
+      const got = frame(size, seed + round * 8);
+      assert.equal(got.byteLength, size);
+      assert.deepEqual(new Uint8Array(got), fill(size, seed + round * 8));
+      kept.push([got, size, seed + round * 8]);
+    }
+  }
+  // Each frame is private: writing one changes no other.
+  kept[0][0].fill(0);
+  for (const [got, size, seed] of kept.slice(1)) assert.deepEqual(new Uint8Array(got), fill(size, seed));
+  assert.equal(new Set(kept.map(([got]) => got.buffer)).size, kept.length, 'one buffer per frame');
 });

@@ -8,6 +8,7 @@
  * sides (sends wait for room; reading pauses when `readBufferBytes` are buffered).
  */
 import { armDeadline, remaining } from '../deadline.js';
+import { privateCopy } from '../os/copy.js';
 import { abortError, closedError, IpcError, isIpcError } from '../errors.js';
 import { checkInteger, checkTimeout, waitOptions } from '../options.js';
 import { resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
@@ -254,7 +255,7 @@ export class Channel<T = Uint8Array> implements AsyncIterable<T> {
     if (this.#sendQueue.length === 0 && !this.#link.needsDrain) {
       return this.#commit(type, id, payload, borrowed, timeout, signal, what);
     }
-    if (borrowed) payload = Buffer.from(payload); // it waits in our queue: take a copy now
+    if (borrowed) payload = privateCopy(payload); // it waits in our queue: take a copy now (large ones pooled)
     // No room: wait in line. A timeout or abort here means nothing was sent.
     return new Promise<void>((resolve, reject) => {
       const started = performance.now();

@@ -57,6 +57,17 @@ export function largeCopy(source: Uint8Array, byteLength = source.length): Uint8
   return out;
 }
 
+/**
+ * A private copy of `source` that the caller keeps (a borrowed payload that must wait): large
+ * ones in the pool's pre-faulted memory, for the same reason as largeCopy.
+ */
+export function privateCopy(source: Uint8Array): Uint8Array {
+  if (source.byteLength >= POOLED_COPY) return largeCopy(source);
+  const copy = Buffer.allocUnsafeSlow(source.byteLength);
+  copy.set(source);
+  return copy;
+}
+
 const EMPTY = new Uint8Array(0);
 
 /** `byteLength` bytes of private memory for the caller to fill, from the same pool as largeCopy. */

@@ -17,7 +17,7 @@
  */
 import { startTimer } from '../../deadline.js';
 import { IpcError, isIpcError } from '../../errors.js';
-import { POOLED_COPY, largeCopy } from '../../os/copy.js';
+import { privateCopy } from '../../os/copy.js';
 import type { Lifeline } from '../../os/lifeline.js';
 import type { Queue } from '../../queue/queue.js';
 import type { SharedMemory } from '../../shm/shared-memory.js';
@@ -32,8 +32,6 @@ import { ENTRY_HEADER_BYTES, PACK_MAX_BYTES, Packer, Read, RecordKind, RecordRea
 const SYNC_SPIN_MS = 0.003;
 /** Frames a receive pump delivers in one go before it lets the event loop run. */
 const BATCH = 256;
-/** Bytes of a spare buffer an idle receive pump prepares before it looks at its queue again. */
-const PREPARE_SLICE = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 /** #putRecords: the frame's last record is committed. */
 const DONE = -1;
@@ -56,16 +54,6 @@ interface PendingFrame {
 }
 
 type Done = (error?: Error | null) => void;
-
-/** A private copy of payload[from...] (what a borrowed frame still has to commit). */
-function restOf(payload: Uint8Array, from: number): Uint8Array {
-  const part = from === 0 ? payload : payload.subarray(from);
-  // Large rests go to pre-faulted memory (os/copy.ts): a fresh buffer's page faults cost more.
-  if (part.byteLength >= POOLED_COPY) return largeCopy(part);
-  const rest = Buffer.allocUnsafeSlow(part.byteLength);
-  rest.set(part);
-  return rest;
-}
 
 export interface LinkParts {
   /** Our queue to the peer, and the peer's queue to us. */
@@ -189,7 +177,7 @@ export class ShmLink implements Link {
     // Frames gathered before this one go first.
     this.#seal();
     if (this.#outboxHead !== this.#outbox.length) {
-      this.#outbox.push({ kind: type, id, total, payload: borrowed ? restOf(payload, 0) : payload, base: 0, offset: 0, done });
+      this.#outbox.push({ kind: type, id, total, payload: borrowed ? privateCopy(payload) : payload, base: 0, offset: 0, done });
       this.#out.later();
       return;
     }
@@ -204,7 +192,7 @@ export class ShmLink implements Link {
     }
     if (offset === DONE) return done();
     // The rest waits for room: in a copy if the caller may reuse its buffer.
-    this.#outbox.push({ kind: type, id, total, payload: borrowed ? restOf(payload, offset) : payload, base: borrowed ? offset : 0, offset, done });
+    this.#outbox.push({ kind: type, id, total, payload: borrowed ? privateCopy(payload.subarray(offset)) : payload, base: borrowed ? offset : 0, offset, done });
     this.#out.later();
   }
 
@@ -408,9 +396,6 @@ export class ShmLink implements Link {
     if (delivered !== 0) return input.later();
     const t = now();
     if (t < input.spinDeadline(t, reader.inFrame)) return input.later();
-    // Nothing to do: prepare memory for the next large frame (see record.ts), a slice at a
-    // time, looking at the queue between slices.
-    if (!reader.inFrame && reader.prepare(PREPARE_SLICE)) return input.later();
     // The spin did not pay off (the peer is slow, idle, or shares our CPU and cannot run while
     // we spin): see spinBudget.
     input.sleep((signal) => input.take(reader, signal), this.#woken, this.#sleepFailed);
@@ -484,7 +469,6 @@ export class ShmLink implements Link {
   #check(): void {
     if (this.#ended || this.#peerGone !== undefined) return;
     const reader = this.#reader;
-    reader.age();
     if (reader.inFrame && this.#frameTimeout !== Infinity) {
       // A frame that has started must keep moving (frameTimeout), unless we stopped taking it.
       const t = now();

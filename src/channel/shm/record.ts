@@ -4,9 +4,9 @@
  * records of one direction back into frames; the link and the pumps do the rest.
  *
  * Contract: a receiver holds at most `maxMessageSize` bytes per frame in progress, whatever the
- * peer announces (besides one pack of at most 64 KiB and one spare of at most 4 MiB that it
- * sizes itself), and any record that does not fit the frame in progress (or announces a frame
- * over the limit) is reported before a byte of it is kept.
+ * peer announces (besides one pack of at most 64 KiB that it sizes itself), and any record
+ * that does not fit the frame in progress (or announces a frame over the limit) is reported
+ * before a byte of it is kept.
  *
  * Record layout (one queue message; a frame larger than a record is split into a first record
  * and continuation records, which one sender commits in order, so they arrive in order):
@@ -49,13 +49,14 @@
  * packs): a message kept alive keeps its slab, as a socket's message keeps the read buffer it
  * came in.
  *
- * Memory for large frames: a fresh buffer costs a page fault per 4 KiB page on its first write
- * (measured: more than the copy itself), and the receiver needs a fresh one per frame (the
- * application owns what it receives). After a frame of at least SPARE_MIN bytes, the reader
- * wants a spare of that size; the link lets it prepare one (allocate it and touch its pages)
- * a slice at a time while it has nothing else to do (prepare), and the next frame split over
- * records that fits it (at least half of it) is gathered there. A spare unused for a while is
- * dropped (age), so an idle connection does not keep it.
+ * Memory for large frames: every frame the receiver is given is fresh memory it owns, and a
+ * fresh buffer costs a page fault per 4 KiB page on its first write (on the project VM ~11 µs
+ * each: ~3 ms for a MiB, ten times the copy). Frames of POOLED_COPY bytes or more, and every
+ * frame split over records, are therefore copied into blocks of the addon's pool (os/copy.ts,
+ * largeCopy), which collected buffers give back already faulted in. (Until stop 20 a reader
+ * also pre-faulted a spare buffer while idle; on this VM that cost the faults all the same, in
+ * the round trip's critical path, and kept frames out of the pool: 1 MiB round trips went from
+ * ~3.5 ms to ~0.2 ms p50 without it.)
  */
 import { CHUNK_COPY, POOLED_COPY, copyLarge, largeCopy } from '../../os/copy.js';
 import { FrameType } from '../framing.js';
@@ -98,14 +99,6 @@ function copyIn(frame: Uint8Array, at: number, chunk: Uint8Array): void {
 /** A Buffer over the same memory (received frames are Buffers, as on the socket transports). */
 const asBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.length);
 
-/** Frames at least this large make the reader want a spare buffer for the next one. */
-export const SPARE_MIN = 64 * 1024;
-/** The largest spare (larger frames get fresh memory, faults included). */
-export const SPARE_MAX = 4 * 1024 * 1024;
-/** age() calls without a large frame before the spare is dropped. */
-const SPARE_AGE = 10;
-/** Bytes between the pages prepare() touches: the smallest page size Linux uses. */
-const PAGE = 4096;
 /** The longest pack body, and the slabs pack copies are carved from. */
 export const PACK_MAX_BYTES = 64 * 1024;
 
@@ -234,11 +227,6 @@ export class RecordReader {
   /** The slab pack copies are carved from, and where its free part starts. */
   #slab: Buffer = Buffer.alloc(0);
   #slabAt = 0;
-  /** The size of spare wanted (0: none), the spare, how much of it is touched, and its age. */
-  #spareWanted = 0;
-  #spare: Buffer | undefined;
-  #spareTouched = 0;
-  #spareAge = 0;
 
   constructor(maxMessageSize: number) {
     this.#maxMessageSize = maxMessageSize;
@@ -305,8 +293,8 @@ export class RecordReader {
         return this.#found(kind, id, payload);
       }
       // Gathered as it arrives; allocated once, from a length already checked against the limit
-      // (the spare prepared for it, or pre-faulted memory with the first chunk copied in).
-      const frame = this.#frameMemory(total, u8.subarray(body, at + n));
+      // (pre-faulted memory from the pool, with the first chunk copied in).
+      const frame = asBuffer(largeCopy(u8.subarray(body, at + n), total));
       this.#gathering = frame;
       this.#gatherType = kind;
       this.#gatherId = id;
@@ -340,53 +328,6 @@ export class RecordReader {
     // Pack bodies are whole entries, so `bytes` is a multiple of 8 unless the pack is malformed.
     this.#slabAt = (at + bytes + 7) & ~7;
     return this.#slab.subarray(at, at + bytes);
-  }
-
-  /**
-   * Memory for a `total`-byte frame split over records, with its `first` chunk copied in: the
-   * spare if it fits, else a pre-faulted block (largeCopy).
-   */
-  #frameMemory(total: number, first: Uint8Array): Buffer {
-    if (total >= SPARE_MIN) {
-      this.#spareWanted = Math.min(total, SPARE_MAX);
-      this.#spareAge = 0;
-    }
-    const spare = this.#spare;
-    if (spare !== undefined && total <= spare.byteLength && total * 2 >= spare.byteLength) {
-      this.#spare = undefined;
-      this.#spareTouched = 0;
-      const frame = total === spare.byteLength ? spare : spare.subarray(0, total);
-      copyIn(frame, 0, first);
-      return frame;
-    }
-    return asBuffer(largeCopy(first, total));
-  }
-
-  /**
-   * Idle work: prepares the spare wanted, touching at most `bytes` more of it (the page faults
-   * happen now instead of while a frame is copied). True while work remains.
-   */
-  prepare(bytes: number): boolean {
-    const wanted = this.#spareWanted;
-    if (wanted === 0) return false;
-    let spare = this.#spare;
-    if (spare === undefined || spare.byteLength !== wanted) {
-      spare = this.#spare = Buffer.allocUnsafeSlow(wanted);
-      this.#spareTouched = 0;
-    }
-    const end = Math.min(wanted, this.#spareTouched + bytes);
-    for (let k = this.#spareTouched; k < end; k += PAGE) spare[k] = 0;
-    this.#spareTouched = end;
-    return end < wanted;
-  }
-
-  /** Called now and then (the link's periodic check): a spare unused for long is dropped. */
-  age(): void {
-    if (this.#spareWanted !== 0 && ++this.#spareAge > SPARE_AGE) {
-      this.#spareWanted = 0;
-      this.#spare = undefined;
-      this.#spareTouched = 0;
-    }
   }
 
   /** The next frame of the pack being delivered (Read.Frame), or Read.Partial once it is done. */
