@@ -24,6 +24,9 @@
 #include <unistd.h>
 
 #include <mutex>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 #include <unordered_map>
 
 #include "common.h"
@@ -205,7 +208,41 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
   args.GetReturnValue().Set(result);
 }
 
-// shmUnlink(osName) -> true if removed, false if it did not exist.
+#if defined(__x86_64__)
+// From this size on, a copy into shared memory bypasses the cache (non-temporal stores). The
+// lines of a queue's slot were last read by the consumer, on another core: an ordinary store
+// first takes each line from that core's cache (a read for ownership, a cross-core trip per 64
+// bytes, which the seq-cst commit after the copy must wait for), a streaming store does not.
+// Measured with 1 MiB messages (alternated, 3 rounds): queue round trip p50 244-269 -> 166-176
+// µs, one way 2.9-3.3 -> 3.5-3.7 GiB/s. From 4 KiB or 64 KiB on it gained nothing or lost
+// (the shm:// channel's 8 KiB records: 1.7-1.8 -> 1.5-1.7 GiB/s), so it is for large messages
+// only. x86 only (SSE2, which every x86-64 has); elsewhere memmove.
+static constexpr size_t kStreamBytes = 256 * 1024;
+
+// Copies with streaming stores into `to` (from its first 64-byte boundary on); the fence
+// makes them visible before any later store, such as the commit that publishes the message.
+static void CopyStreaming(char* to, const char* from, size_t length) {
+  size_t head = (64 - (reinterpret_cast<uintptr_t>(to) & 63)) & 63;
+  memcpy(to, from, head);
+  to += head;
+  from += head;
+  length -= head;
+  size_t lines = length & ~size_t{63};
+  for (size_t k = 0; k < lines; k += 64) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + k));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + k + 16));
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + k + 32));
+    __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(from + k + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(to + k), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(to + k + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(to + k + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(to + k + 48), d);
+  }
+  _mm_sfence();
+  memcpy(to + lines, from + lines, length - lines);
+}
+#endif
+
 // Copies `source` into `target` (two Uint8Arrays of the same length) with memmove. V8 copies
 // to or from a SharedArrayBuffer with word-by-word relaxed atomics (relaxed_memmove), about
 // half the speed of memcpy; for a queue's large messages the protocol (seq words, read with
@@ -226,9 +263,17 @@ static void CopyBytes(const FunctionCallbackInfo<Value>& args) {
   if (length == 0) return;
   char* to = static_cast<char*>(target->Buffer()->Data()) + target->ByteOffset();
   const char* from = static_cast<const char*>(source->Buffer()->Data()) + source->ByteOffset();
+#if defined(__x86_64__)
+  // Into shared memory, large, not overlapping: streaming stores (see kStreamBytes).
+  if (length >= kStreamBytes && target->Buffer()->IsSharedArrayBuffer() && (to + length <= from || from + length <= to)) {
+    CopyStreaming(to, from, length);
+    return;
+  }
+#endif
   memmove(to, from, length);
 }
 
+// shmUnlink(osName) -> true if removed, false if it did not exist.
 static void ShmUnlink(const FunctionCallbackInfo<Value>& args) {
   Isolate* isolate = args.GetIsolate();
   v8::String::Utf8Value name(isolate, args[0]);

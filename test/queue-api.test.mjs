@@ -411,6 +411,17 @@ test('large messages (copied by the addon from 64 KiB on) arrive byte-exact thro
   const target = new Uint8Array(4);
   copyBytes(target, new Uint8Array(new SharedArrayBuffer(4)).fill(9));
   assert.deepEqual([...target], [9, 9, 9, 9]);
+  // Into shared memory from 256 KiB on, x86 copies with streaming stores: whatever the
+  // alignment of either side and the length's tail, exactly the bytes asked for, and not one
+  // byte around them.
+  const shared = new Uint8Array(new SharedArrayBuffer((1 << 20) + 256));
+  for (const [size, at, from] of [[262144, 0, 0], [262144 + 1, 1, 3], [300001, 63, 17], [(1 << 20) - 5, 64, 1], [1 << 20, 100, 0]]) {
+    const source = fill(size + from, size).subarray(from);
+    shared.fill(0xee);
+    copyBytes(shared.subarray(at, at + size), source);
+    assert.ok(Buffer.from(shared.subarray(at, at + size)).equals(Buffer.from(source)), `${size} bytes at ${at}`);
+    assert.ok(shared.subarray(0, at).every((b) => b === 0xee) && shared.subarray(at + size).every((b) => b === 0xee), `${size} bytes at ${at}: nothing around`);
+  }
 });
 
 test('large received copies come from a pool of pre-faulted blocks that collected messages give back', async (t) => {
