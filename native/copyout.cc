@@ -81,7 +81,9 @@ size_t ShiftFor(size_t length) {
 // malloc, not mmap: glibc reuses what was freed (a block the pool had no room for) without a
 // system call. Measured per 1 MiB miss: malloc 53 µs, mmap + munmap 123 µs, and mmap with
 // MAP_POPULATE 400 µs, which made a shm:// channel's 1 MiB round trip 5x slower (a round trip
-// runs few enough messages between collections that most of them miss).
+// runs few enough messages between collections that most of them miss). Later the same day the
+// VM's fresh pages cost far more (~11 µs per 4 KiB page, ~3 ms per MiB, however faulted in:
+// bench/results/2026-12-01-stop20-large-messages.md), which is why misses must stay rare.
 void* NewBlock(size_t bytes) { return aligned_alloc(64, (bytes + 63) & ~size_t{63}); }
 
 // A one-byte ArrayBuffer, garbage at once: allocating it, V8 looks whether its young generation
