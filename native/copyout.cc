@@ -20,18 +20,22 @@
 // The deleter may run on any thread (V8 frees array buffers on a background sweeper), and
 // worker threads share the pool: it is guarded by a mutex. Blocks come back only when V8
 // collects their buffers, so how often it does sets how much the pool must hold. V8 runs a young
-// collection once the young generation's buffers hold twice the semi-space (32 MiB on Node 20),
-// but it looks only when a buffer is allocated through its own allocator, which ours are not:
-// left alone, it collected them every 64-100 MiB, the pool ran dry between collections, and on
-// the project VM each miss cost ~3 ms for a MiB of fresh pages (a fault per 4 KiB page, ~11 µs
-// each). So every copyOut also has V8 allocate a one-byte ArrayBuffer (NudgeCollector), which
-// makes V8 do that check on our buffers too (a bare NewBackingStore of one byte did not): with 1 MiB messages one way, 35 misses in 1,000 instead
-// of 105-149, and 1.7-1.8 GiB/s instead of 0.9-1.1 through a shm:// channel. The pool holds at
-// most 128 MiB (INTERPROCESS_RECEIVE_POOL_MB changes that; 0 turns the pool off) and frees
-// blocks returned beyond that. Marking pooled blocks MADV_FREE instead, so that the kernel could take
-// them back, made reuse ten times slower than a fresh block: the pages are simply kept. Blocks
-// are rounded up to a power of two (from 64 KiB) so that messages of similar sizes share them;
-// buffers above 64 MiB are not pooled.
+// collection once the young generation's buffers hold twice the semi-space (32 MiB on Node 20
+// and 22), but it looks only when a buffer is allocated through its own allocator, which ours
+// are not: left alone, it collected them every 64-100 MiB, the pool ran dry between
+// collections, and on the project VM each miss cost ~3 ms for a MiB of fresh pages (a fault per
+// 4 KiB page, ~11 µs each). So every copyOut also has V8 allocate a one-byte ArrayBuffer
+// (NudgeCollector), which makes V8 do that check on our buffers too (a bare one-byte
+// NewBackingStore did not): with 1 MiB messages one way, 35 misses in 1,000 instead of 105-149,
+// and 1.7-1.8 GiB/s instead of 0.9-1.1 through a shm:// channel. Node 24's V8 sizes the check
+// by its young generation's limit (--scavenger-max-new-space-capacity-mb), larger by default:
+// there the nudge changes nothing unless that flag is lowered (8: ~37 MiB of growth for 400
+// messages of 1 MiB, against ~82); Node 26's has no such flag and keeps its own pace (~78).
+// The pool holds at most 128 MiB (INTERPROCESS_RECEIVE_POOL_MB changes that; 0 turns the pool
+// off) and frees blocks returned beyond that. Marking pooled blocks MADV_FREE instead, so that
+// the kernel could take them back, made reuse ten times slower than a fresh block: the pages
+// are simply kept. Blocks are rounded up to a power of two (from 64 KiB) so that messages of
+// similar sizes share them; buffers above 64 MiB are not pooled.
 #include <stdlib.h>
 #include <string.h>
 
