@@ -261,11 +261,12 @@ static void CopyBytes(const FunctionCallbackInfo<Value>& args) {
     return;
   }
   if (length == 0) return;
-  char* to = static_cast<char*>(target->Buffer()->Data()) + target->ByteOffset();
+  Local<v8::ArrayBuffer> into = target->Buffer();
+  char* to = static_cast<char*>(into->Data()) + target->ByteOffset();
   const char* from = static_cast<const char*>(source->Buffer()->Data()) + source->ByteOffset();
 #if defined(__x86_64__)
   // Into shared memory, large, not overlapping: streaming stores (see kStreamBytes).
-  if (length >= kStreamBytes && target->Buffer()->IsSharedArrayBuffer() && (to + length <= from || from + length <= to)) {
+  if (length >= kStreamBytes && into->IsSharedArrayBuffer() && (to + length <= from || from + length <= to)) {
     CopyStreaming(to, from, length);
     return;
   }

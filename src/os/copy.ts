@@ -44,6 +44,15 @@ export function copyLarge(target: Uint8Array, source: Uint8Array): void {
 }
 
 /**
+ * Copies `source` into `target` at `at`: with copyLarge from `large` bytes on (NATIVE_COPY, or
+ * the caller's threshold), else with set, which is faster for small copies.
+ */
+export function copyAt(target: Uint8Array, at: number, source: Uint8Array, large = NATIVE_COPY): void {
+  if (source.length >= large) copyLarge(target.subarray(at, at + source.length), source);
+  else target.set(source, at);
+}
+
+/**
  * A private, plain Uint8Array (not a Buffer) of `byteLength` bytes (default: the source's) that
  * starts with a copy of `source`; the rest is for the caller to fill. For large sizes only:
  * its memory comes from the addon's pool of blocks that collected buffers gave back, already

@@ -13,7 +13,7 @@ import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
-import { LARGE_RECEIVE, NATIVE_COPY, copyLarge, largeBuffer, largeCopy } from '../os/copy.js';
+import { LARGE_RECEIVE, copyAt, largeBuffer, largeCopy } from '../os/copy.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
   DEFAULT_HANDLES,
@@ -737,8 +737,7 @@ export class Queue<T = Uint8Array> {
       const pos = ring.pos;
       const base = ring.base;
       const start = (base << 2) + SLOT_HEADER_BYTES;
-      if (bytes.length >= NATIVE_COPY) copyLarge(ring.u8.subarray(start, start + bytes.length), bytes);
-      else ring.u8.set(bytes, start);
+      copyAt(ring.u8, start, bytes);
       const ok = ring.commitSend(pos, base, bytes.length);
       ring.afterSend(1);
       if (ok) return true;
@@ -773,8 +772,7 @@ export class Queue<T = Uint8Array> {
         }
         const bytes = encoded[from + k]!;
         const start = (base << 2) + SLOT_HEADER_BYTES;
-        if (bytes.length >= NATIVE_COPY) copyLarge(ring.u8.subarray(start, start + bytes.length), bytes);
-        else ring.u8.set(bytes, start);
+        copyAt(ring.u8, start, bytes);
         if (ring.commitSend(p, base, bytes.length)) sent++;
       }
       ring.afterSend(n);
@@ -857,8 +855,7 @@ export class Queue<T = Uint8Array> {
       for (let j = 0, off = 0; j < k; j++, off += size) {
         const start = (ring.slotOf((pos + j) | 0) << 2) + SLOT_HEADER_BYTES;
         const piece = source.subarray(off, Math.min(length, off + size));
-        if (piece.length >= NATIVE_COPY) copyLarge(ring.u8.subarray(start, start + piece.length), piece);
-        else ring.u8.set(piece, start);
+        copyAt(ring.u8, start, piece);
       }
     }
     let ok = true;
@@ -884,9 +881,7 @@ export class Queue<T = Uint8Array> {
     for (let off = 0, p = pos; off < length; off += size, p = (p + 1) | 0) {
       const start = (ring.slotOf(p) << 2) + SLOT_HEADER_BYTES;
       const piece = Math.min(size, length - off);
-      const source = ring.u8.subarray(start, start + piece);
-      if (piece >= NATIVE_COPY) copyLarge(target.subarray(off, off + piece), source);
-      else target.set(source, off);
+      copyAt(target, off, ring.u8.subarray(start, start + piece));
     }
   }
 
@@ -1073,8 +1068,7 @@ export class Queue<T = Uint8Array> {
           if (n > 1) this.#gather(pos, length, view);
           else {
             const start = (base << 2) + SLOT_HEADER_BYTES;
-            if (length >= NATIVE_COPY) copyLarge(view, ring.u8.subarray(start, start + length));
-            else view.set(ring.u8.subarray(start, start + length));
+            copyAt(view, 0, ring.u8.subarray(start, start + length));
           }
           this.#lent = true;
         }

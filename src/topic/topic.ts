@@ -11,7 +11,7 @@ import { checkInteger, checkOptions, waitOptions } from '../options.js';
 import { Kind } from '../shm/header.js';
 import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type How, type NamedObjectOptions } from '../shm/segment.js';
-import { NATIVE_COPY, copyLarge } from '../os/copy.js';
+import { copyAt } from '../os/copy.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
   DEFAULT_CAPACITY,
@@ -341,10 +341,8 @@ export class Topic<T = Uint8Array> {
     if (base < 0) return base === FULL ? FOR_SPACE : FOR_DATA;
     const pos = ring.pos;
     try {
-      const at = (base << 2) + SLOT_HEADER_BYTES;
       // Large payloads through the addon, as the queue's (os/copy.ts: memmove, streaming stores).
-      if (bytes.length >= NATIVE_COPY) copyLarge(ring.u8.subarray(at, at + bytes.length), bytes);
-      else ring.u8.set(bytes, at);
+      copyAt(ring.u8, (base << 2) + SLOT_HEADER_BYTES, bytes);
     } catch (err) {
       // (A detached buffer, say.) The claimed slot must not stay "writing" under a live owner.
       ring.commit(pos, base, SKIP);
