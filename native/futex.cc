@@ -592,9 +592,50 @@ static void AsyncInit(const FunctionCallbackInfo<Value>& args) {
   args.GetReturnValue().Set(api);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Asymmetric fences: membarrier(2)
+//
+// A Dekker-style hand-off (a publisher stores a commit then loads a sleeper count; a sleeper
+// increments the count then loads the commit) needs a full fence on both sides. Where one side
+// runs millions of times a second and the other only before it sleeps, membarrier lets the fast
+// side drop its fence: the slow side's MEMBARRIER_CMD_GLOBAL_EXPEDITED makes every running
+// thread of every process registered with MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED execute a
+// full barrier before the call returns (a thread that is not running passed one when it was
+// switched out). The pattern of liburcu and Folly's asymmetricHeavyBarrier; Linux 4.16+.
+
+static long Membarrier(int cmd) { return syscall(__NR_membarrier, cmd, 0, 0); }
+
+// Numbers from linux/membarrier.h, spelled out for older headers.
+static constexpr int kMembarrierQuery = 0;
+static constexpr int kMembarrierGlobalExpedited = 1 << 1;
+static constexpr int kMembarrierRegisterGlobalExpedited = 1 << 2;
+
+// membarrierRegister() -> true once this process takes part in global expedited barriers (the
+// fast side may then drop its fence); false where the kernel or a seccomp profile refuses, or
+// INTERPROCESS_MEMBARRIER=0 (to test the fallback). Idempotent.
+static void MembarrierRegister(const FunctionCallbackInfo<Value>& args) {
+  const char* env = getenv("INTERPROCESS_MEMBARRIER");
+  if (env != nullptr && strcmp(env, "0") == 0) return args.GetReturnValue().Set(false);
+  long supported = Membarrier(kMembarrierQuery);
+  bool ok = supported > 0 && (supported & kMembarrierGlobalExpedited) != 0 &&
+            Membarrier(kMembarrierRegisterGlobalExpedited) == 0;
+  args.GetReturnValue().Set(ok);
+}
+
+// membarrierGlobal() -> true when every registered process's running threads have executed a
+// full barrier; false if the call is refused (the caller must then not rely on it), or
+// INTERPROCESS_MEMBARRIER=0.
+static void MembarrierGlobal(const FunctionCallbackInfo<Value>& args) {
+  const char* env = getenv("INTERPROCESS_MEMBARRIER");
+  if (env != nullptr && strcmp(env, "0") == 0) return args.GetReturnValue().Set(false);
+  args.GetReturnValue().Set(Membarrier(kMembarrierGlobalExpedited) == 0);
+}
+
 void InitFutex(Local<Object> exports, Local<Context> context) {
   SetMethod(context, exports, "futexWait", FutexWait);
   SetMethod(context, exports, "futexWake", FutexWake);
+  SetMethod(context, exports, "membarrierRegister", MembarrierRegister);
+  SetMethod(context, exports, "membarrierGlobal", MembarrierGlobal);
   SetMethod(context, exports, "asyncInit", AsyncInit);
 }
 

@@ -83,6 +83,14 @@ export interface NativeBinding {
   shmRelease(buffer: SharedArrayBuffer): boolean;
   futexWait(sab: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): 0 | 1 | 2;
   futexWake(sab: SharedArrayBuffer, byteOffset: number, count: number): number;
+  /**
+   * membarrier(2), for asymmetric fences (src/os/fence.ts). Register: this process takes part in
+   * global expedited barriers (false if refused, or INTERPROCESS_MEMBARRIER=0). Global: every
+   * registered process's running threads execute a full barrier (false if refused). Missing
+   * from addons built before they were added.
+   */
+  membarrierRegister?(): boolean;
+  membarrierGlobal?(): boolean;
   asyncInit(onFired: (ids: number[]) => void): AsyncWaitApi;
   /**
    * Lifelines (native/lifeline.cc). lifelineKey names the object behind a buffer (undefined for
