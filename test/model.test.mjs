@@ -1,4 +1,4 @@
-// The Spin models of the queue protocol (test/model/README.md): the correct protocol passes an
+// The Spin models of the queue and topic protocols (test/model/README.md): the correct protocol passes an
 // exhaustive search, and each broken variant fails, which proves the checks bite. Skipped,
 // with the reason, where spin or a C compiler is missing.
 import { test } from 'node:test';
@@ -81,4 +81,21 @@ test('span.pml: a span is committed interior first and claimed whole; nothing lo
 test('span.pml variants fail: the first slot committed before the interior, a skip without re-reading the slot', { skip: missing }, (t) => {
   mustFail(t, 'span.pml', ['-DNOORDER'], /assertion violated \(seq\[\(\(pos\+1\)%2\)\]==\(pos\+2\)\)/);
   mustFail(t, 'span.pml', ['-DNORECHECK', '-DCAP=4'], /assertion violated\s+!\(completed\[a\]\)/);
+});
+
+test("wake.pml: an exclusive publisher's plain commit never costs a sleeping subscriber its wake-up (store buffers, membarrier)", { skip: missing }, (t) => {
+  mustPass(t, 'wake.pml', ['-DMSGS=4']);
+  mustPass(t, 'wake.pml', ['-DNOFENCE', '-DSEQCST']); // a shared topic's seq-cst commit needs no fence
+});
+
+test('wake.pml variant fails: without the heavy fence the subscriber sleeps through a buffered commit', { skip: missing }, (t) => {
+  mustFail(t, 'wake.pml', ['-DNOFENCE'], /invalid end state/);
+});
+
+test('join.pml: a joiner that an exclusive publisher\'s scan misses starts at or after the tail that scan read', { skip: missing }, (t) => {
+  mustPass(t, 'join.pml', ['-DMSGS=5']);
+});
+
+test('join.pml variant fails: a scan that reads its own buffered tail lets a joiner start behind the gate', { skip: missing }, (t) => {
+  mustFail(t, 'join.pml', ['-DNOSCANFENCE'], /assertion violated/);
 });

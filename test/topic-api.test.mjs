@@ -101,6 +101,7 @@ test('bad names, options and arguments are refused by name', (t) => {
   refuse({ maxMessageSize: 0 }, { name: 'RangeError', message: /maxMessageSize/ });
   refuse({ maxMessageSize: 1.5 }, { name: 'TypeError', message: /maxMessageSize/ });
   refuse({ overflow: 'drop' }, { name: 'TypeError', message: /overflow/ });
+  refuse({ exclusivePublisher: 'yes' }, { name: 'TypeError', message: /exclusivePublisher must be a boolean/ });
   refuse({ maxSubscribers: 0 }, { name: 'RangeError', message: /maxSubscribers/ });
   refuse({ maxSubscribers: 5000 }, { name: 'RangeError', message: /maxSubscribers/ });
   refuse({ wait: 'nap' }, { name: 'TypeError', message: /wait must be/ });
@@ -134,7 +135,7 @@ test('IPC_ERR_INCOMPATIBLE: another kind, another layout version, another shape,
 
   const name = named(t);
   open(t, name, { capacity: 8, maxMessageSize: 64, overflow: 'overwrite', maxSubscribers: 4 });
-  for (const [key, value] of [['capacity', 16], ['maxMessageSize', 65], ['overflow', 'block'], ['maxSubscribers', 5]]) {
+  for (const [key, value] of [['capacity', 16], ['maxMessageSize', 65], ['overflow', 'block'], ['maxSubscribers', 5], ['exclusivePublisher', true]]) {
     assert.throws(() => Topic.open(name, { [key]: value }), { code: 'IPC_ERR_INCOMPATIBLE', message: new RegExp(`${key} is`) });
     assert.throws(() => Topic.openOrCreate(name, { [key]: value }), { code: 'IPC_ERR_INCOMPATIBLE' });
   }
@@ -146,7 +147,12 @@ test('IPC_ERR_INCOMPATIBLE: another kind, another layout version, another shape,
   const i32 = new Int32Array(raw.buffer);
   i32[2] = 99; // layout version
   assert.throws(() => Topic.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /version is 99/ });
-  i32[2] = 2; // the layout version this library writes (owner table, layout.ts)
+  i32[2] = 2; // the layout before exclusive publishers: its publishers would not know the flag
+  assert.throws(() => Topic.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /version is 2/ });
+  i32[2] = 3; // the layout version this library writes (exclusive publishers, layout.ts)
+  i32[26] = 5; // exclusive: neither 0 nor 1
+  assert.throws(() => Topic.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /exclusive is 5/ });
+  i32[26] = 0;
   i32[16] = 6; // capacity: not a power of two
   assert.throws(() => Topic.open(name), { code: 'IPC_ERR_INCOMPATIBLE', message: /capacity 6/ });
   i32[16] = 1 << 20; // capacity: more slots than the segment holds
@@ -390,6 +396,72 @@ test('worker threads: a publisher thread and subscriber threads share a topic by
   assert.equal(topic.stats().published, count + 1);
 });
 
+test('exclusivePublisher: one publishing thread at a time (IPC_ERR_LIMIT from every form), handed on at close, every message once', async (t) => {
+  const name = named(t);
+  const first = open(t, name, { capacity: 8, maxMessageSize: 16, exclusivePublisher: true });
+  assert.equal(first.exclusivePublisher, true);
+  assert.equal(first.stats().exclusivePublisher, true);
+  const second = Topic.open(name, { exclusivePublisher: true });
+  t.after(() => second.close());
+  const reader = Topic.open(name);
+  t.after(() => reader.close());
+  const sub = reader.subscribe(); // subscribing never takes the publisher's place
+  for (let i = 0; i < 3; i++) assert.ok(first.tryPublish(bytes(i)));
+  // Another handle of this thread, in every form; nothing is published by the refusals.
+  const limit = { code: 'IPC_ERR_LIMIT', message: /another handle of this thread/ };
+  assert.throws(() => second.tryPublish(bytes(9)), limit);
+  assert.throws(() => second.publishSync(bytes(9)), limit);
+  await assert.rejects(second.publish(bytes(9)), limit);
+  // A worker thread: told which process publishes.
+  const worker = new Worker(
+    `const { workerData, parentPort } = require('node:worker_threads');
+     const { Topic } = require(workerData.lib);
+     const t = Topic.open(workerData.name);
+     try { t.tryPublish(new Uint8Array(1)); parentPort.postMessage('published'); }
+     catch (err) { parentPort.postMessage(err.code + ': ' + err.message); }
+     t.close();`,
+    { eval: true, workerData: { lib, name } },
+  );
+  t.after(() => worker.terminate());
+  const answer = await watchdog(new Promise((resolve) => worker.once('message', resolve)), 10_000, 'worker publish');
+  assert.match(answer, new RegExp(`^IPC_ERR_LIMIT: .*pid ${process.pid} publishes to it`));
+  // What inspect reads: the holder, alive.
+  const { describeTopic } = require('../dist/cjs/topic/layout.js');
+  const raw = SharedMemory.open(name);
+  t.after(() => raw.close());
+  assert.deepEqual([describeTopic(raw.buffer).exclusivePublisher, describeTopic(raw.buffer).exclusiveHolder], [true, { pid: process.pid, alive: true }]);
+  // Closed: the next handle publishes, in order after the first's messages.
+  first.close();
+  assert.equal(describeTopic(raw.buffer).exclusiveHolder, undefined);
+  for (let i = 3; i < 20; i++) {
+    assert.ok(second.tryPublish(bytes(i)));
+    if (i % 4 === 0) assert.deepEqual(drain(sub).at(-1), i); // keep within the capacity ('block')
+  }
+  assert.throws(() => reader.tryPublish(bytes(99)), limit);
+  const rest = drain(sub);
+  assert.equal(rest.at(-1), 19);
+  assert.equal(second.stats().published, 20);
+});
+
+test('exclusivePublisher: a full topic waits and resumes, a late joiner sees exactly what follows, overwrite skips exactly', async (t) => {
+  const topic = open(t, named(t), { capacity: 4, maxMessageSize: 8, exclusivePublisher: true });
+  const sub = topic.subscribe();
+  for (let i = 0; i < 4; i++) assert.ok(topic.tryPublish(bytes(i)));
+  assert.equal(topic.tryPublish(bytes(4)), false, 'full: the subscriber is a capacity behind');
+  const waiting = topic.publish(bytes(4), { timeout: 10_000 });
+  assert.deepEqual(drain(sub), [0, 1, 2, 3]);
+  await watchdog(waiting, 10_000, 'publish after room');
+  const late = topic.subscribe();
+  assert.ok(topic.tryPublish(bytes(5)));
+  assert.deepEqual([drain(sub), drain(late)], [[4, 5], [5]]);
+
+  const over = open(t, named(t), { capacity: 4, maxMessageSize: 8, overflow: 'overwrite', exclusivePublisher: true });
+  const behind = over.subscribe();
+  for (let i = 0; i < 10; i++) assert.ok(over.tryPublish(bytes(i)));
+  assert.deepEqual(drain(behind), [6, 7, 8, 9]);
+  assert.equal(behind.missed, 6);
+});
+
 test('a subscriber that is garbage collected without close() stops holding publishers back', async (t) => {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc');
@@ -402,6 +474,30 @@ test('a subscriber that is garbage collected without close() stops holding publi
   }
   assert.equal(topic.stats().subscribers, 0);
   for (let i = 0; i < 10; i++) assert.ok(topic.tryPublish(bytes(i)));
+});
+
+test('an exclusive publisher handle garbage collected without close() gives its place back', async (t) => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc');
+  const name = named(t);
+  const topic = open(t, name, { capacity: 4, exclusivePublisher: true });
+  (() => {
+    const leaked = Topic.open(name);
+    assert.ok(leaked.tryPublish(bytes(1)));
+  })();
+  assert.throws(() => topic.tryPublish(bytes(2)), { code: 'IPC_ERR_LIMIT', message: /another handle of this thread/ });
+  let published = false;
+  for (let i = 0; i < 50 && !published; i++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    try {
+      published = topic.tryPublish(bytes(2));
+    } catch (err) {
+      if (err.code !== 'IPC_ERR_LIMIT') throw err;
+    }
+  }
+  assert.ok(published, 'the collected handle let go');
+  assert.equal(topic.stats().published, 2);
 });
 
 test('interprocess inspect shows subscribers, publishers, how far behind and whether alive', async (t) => {

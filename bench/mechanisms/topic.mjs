@@ -1,6 +1,8 @@
 // Topic (broadcast in shared memory) beside the pub/sub systems people use for the same job:
 //   topic-spin      1 publisher -> 1 subscriber process, both busy-spinning (wait: 'spin');
 //                   round trip: two topics (ping, pong), the peer republishes each message
+//   topic-exclusive the same on topics created with exclusivePublisher (a publish without a lock;
+//                   on x86 without a locked instruction)
 //   topic-async     the same with `await publish()` / `await receive()` (spin-then-block)
 //   topic-fanout-2  throughput only: 1 publisher -> 2 subscriber processes, each `await receive()`
 //   topic-fanout-4  ... -> 4 subscriber processes (this machine has 2 cores: subscribers that
@@ -27,7 +29,7 @@ const require = createRequire(import.meta.url);
 const { Topic } = require('../../dist/cjs/index.js');
 const self = fileURLToPath(import.meta.url);
 const SIZES = [64, 4096, 65536, 1048576];
-const WAIT = { spin: 'spin', async: 'spin-then-block' };
+const WAIT = { spin: 'spin', exclusive: 'spin', async: 'spin-then-block' };
 
 /** A promise awaited later: a peer that dies meanwhile must not be an unhandled rejection. */
 function settled(promise) {
@@ -38,7 +40,7 @@ function settled(promise) {
 /** Enough slots that the publisher rarely waits, within ~16 MiB (as the queue's bench). */
 function topicOptions(size, mode) {
   const capacity = Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
-  return { capacity, maxMessageSize: size, overflow: 'block', wait: WAIT[mode] };
+  return { capacity, maxMessageSize: size, overflow: 'block', wait: WAIT[mode], exclusivePublisher: mode === 'exclusive' };
 }
 
 const uniq = (tag) => `bench-t-${process.pid}-${tag}-${Math.random().toString(36).slice(2, 8)}`;
@@ -398,6 +400,15 @@ const redisMissing =
 
 const mechanisms = [
   { id: 'topic-spin', label: 'shm Topic, 1 -> 1, spinning publisher and subscriber', waits: 'spin', sustained: true, trials: 3, roundTrip: roundTrip('spin'), throughput: throughput('spin', 1) },
+  {
+    id: 'topic-exclusive',
+    label: 'shm Topic, 1 -> 1, spinning, exclusivePublisher',
+    waits: 'spin',
+    sustained: true,
+    trials: 3,
+    roundTrip: roundTrip('exclusive'),
+    throughput: throughput('exclusive', 1),
+  },
   { id: 'topic-async', label: 'shm Topic, 1 -> 1, await publish() / await receive()', waits: 'event-loop', sustained: true, trials: 3, roundTrip: roundTrip('async'), throughput: throughput('async', 1) },
   { id: 'topic-fanout-2', label: 'shm Topic, 1 -> 2 subscriber processes, await receive()', waits: 'event-loop', throughput: throughput('async', 2) },
   { id: 'topic-fanout-4', label: 'shm Topic, 1 -> 4 subscriber processes, await receive()', waits: 'event-loop', throughput: throughput('async', 4) },

@@ -25,7 +25,9 @@ if (process.argv[3] === 'worker') {
   topic.close();
 } else {
   // 'block' (the default): a slow worker holds the publisher back instead of missing updates.
-  const topic = Topic.create(name, { capacity: 256, maxMessageSize: 256, codec: 'json' });
+  // One feed publishes: exclusivePublisher makes that a rule (a second publishing process gets
+  // IPC_ERR_LIMIT) and lets each publish go without a lock.
+  const topic = Topic.create(name, { capacity: 256, maxMessageSize: 256, codec: 'json', exclusivePublisher: true });
   try {
     const workers = [0, 1, 2].map((i) => fork(new URL(import.meta.url).pathname, [name, 'worker', i]));
     await Promise.all(workers.map((w) => once(w, 'message')));
@@ -42,6 +44,15 @@ if (process.argv[3] === 'worker') {
     let replayed = 0;
     for (let u = late.tryReceive(); u !== undefined; u = late.tryReceive()) replayed++;
     console.log(`a late joiner replayed ${replayed} retained messages`);
+    // The feed has one publisher: another one is refused while this one has the topic open.
+    const rival = Topic.open(name, { codec: 'json' });
+    try {
+      rival.tryPublish({ rival: true });
+    } catch (err) {
+      console.log(`a second publisher is refused: ${err.code}`);
+    } finally {
+      rival.close();
+    }
     console.log(`topic stats: ${JSON.stringify(topic.stats())}`);
   } finally {
     topic.close();

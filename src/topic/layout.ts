@@ -23,11 +23,16 @@
  *   92      4     publishersOffset    where the publisher roster starts
  *   96      4     slotsOffset         where slot 0 starts (a multiple of 64)
  *   100     4     ownersOffset        where the slot owner table starts (after the roster)
+ *   104     4     exclusive           1: one publisher at a time (exclusivePublisher), 0: many
  *   128     4     tail                next position to claim (int32, wraps). A hint that only
  *                                     grows: the slot's owner word arbitrates claims
  *   192     4     gate                'block': a lower bound of every live subscriber's position
  *                                     published by the last publisher that scanned the table
  *   196     4     subscriberHigh      1 + highest subscriber entry ever used (scans stop there)
+ *   200     4     publisher           'exclusive': token of the thread that publishes, 0 if none
+ *   204     4     publisherPid        its pid (informational, inspect)
+ *   208     4     publisherHandle     which of that thread's handles (ring.ts; two handles of one
+ *                                     thread share its token)
  *   256     4     dataEvents          futex word of waiters for a commit (subscribers, and
  *                                     publishers waiting for a slot another publisher holds)
  *   260     4     dataSleepers        how many sleep on dataEvents
@@ -70,6 +75,23 @@
  * subscriber only when it is held up; the slot line takes the "writing" store, the payload and
  * the commit, as the queue's takes its payload and commit. "owner of slot i" below means
  * the table's word i; the protocol is the same as version 1's.
+ *
+ * An exclusive publisher (layout version 3; Aeron's exclusive publication): a topic created
+ * with exclusivePublisher admits one publishing thread at a time, recorded in `publisher` (CAS
+ * 0 or a dead token -> its token, at its first publish; back to 0 when its handle closes).
+ * Nobody else claims slots then, so on x86 that publisher takes steps 2 and 4 below with plain
+ * stores (owner, tail, "writing") when the slot is free and its owner word 0, in the same
+ * order, and makes the commit of step 5 a plain store too where this process is registered for
+ * membarrier(2) (src/os/fence.ts): a publish then has no locked instruction, so it never waits
+ * for its stores to reach lines a subscriber's core holds. What that moves elsewhere:
+ *   - a subscriber about to sleep on dataEvents runs a global barrier (membarrier) after its
+ *     increment of dataSleepers and before its re-check, which step 6's plain load pairs with;
+ *   - a publisher's scan moves the tail with a seq-cst RMW (tail + 0) before it reads the
+ *     subscriber table, so that a joiner that loads the tail after its state store sees it;
+ *   - recovery is unchanged: a reclaimer CASes only an owner word holding a dead token, and
+ *     the publisher stores its token plainly only into an owner word that is 0, so the two
+ *     never race; a slot a dead publisher held is recovered by the ordinary steps (a new
+ *     publisher that finds a non-zero owner word or a slot that is not free takes the CAS path).
  *
  * Positions are 32-bit and wrap; they are compared by signed difference only ((a - b) | 0),
  * exact while fewer than 2^31 positions separate them. Every Atomics call is sequentially
@@ -155,7 +177,7 @@
  */
 import { openLifeline } from '../os/lifeline.js';
 
-export const TOPIC_VERSION = 2;
+export const TOPIC_VERSION = 3;
 
 /** Int32 indices of the topic's own fields (byte offset / 4). */
 export const W = {
@@ -169,9 +191,13 @@ export const W = {
   publishersOffset: 92 >> 2,
   slotsOffset: 96 >> 2,
   ownersOffset: 100 >> 2,
+  exclusive: 104 >> 2,
   tail: 128 >> 2,
   gate: 192 >> 2,
   subscriberHigh: 196 >> 2,
+  publisher: 200 >> 2,
+  publisherPid: 204 >> 2,
+  publisherHandle: 208 >> 2,
   dataEvents: 256 >> 2,
   dataSleepers: 260 >> 2,
   spaceEvents: 320 >> 2,
@@ -224,6 +250,8 @@ export interface TopicGeometry {
   maxMessageSize: number;
   overflow: Overflow;
   maxSubscribers: number;
+  /** One publishing thread at a time (layout.ts, "An exclusive publisher"). */
+  exclusivePublisher: boolean;
   publishersOffset: number;
   ownersOffset: number;
   slotsOffset: number;
@@ -233,13 +261,31 @@ const align = (n: number, to: number): number => Math.ceil(n / to) * to;
 const isPow2 = (n: number): boolean => n >= 2 && (n & (n - 1)) === 0;
 
 /** The geometry of a new topic (arguments already checked for type and range). */
-export function geometry(capacity: number, maxMessageSize: number, overflow: Overflow, maxSubscribers: number, where: string): TopicGeometry {
+export function geometry(
+  capacity: number,
+  maxMessageSize: number,
+  overflow: Overflow,
+  maxSubscribers: number,
+  exclusivePublisher: boolean,
+  where: string,
+): TopicGeometry {
   if (!isPow2(capacity) || capacity > MAX_CAPACITY) throw new RangeError(`${where}: capacity must be a power of two in [2, 2^30], got ${capacity}`);
   const slotBytes = align(SLOT_HEADER_BYTES + maxMessageSize, 16);
   const publishersOffset = SUBSCRIBERS_OFFSET + maxSubscribers * ENTRY_BYTES;
   const ownersOffset = publishersOffset + ROSTER_ENTRIES * ENTRY_BYTES;
   const slotsOffset = align(ownersOffset + capacity * 4, 64);
-  return { byteLength: slotsOffset + capacity * slotBytes, capacity, slotBytes, maxMessageSize, overflow, maxSubscribers, publishersOffset, ownersOffset, slotsOffset };
+  return {
+    byteLength: slotsOffset + capacity * slotBytes,
+    capacity,
+    slotBytes,
+    maxMessageSize,
+    overflow,
+    maxSubscribers,
+    exclusivePublisher,
+    publishersOffset,
+    ownersOffset,
+    slotsOffset,
+  };
 }
 
 /** Writes the topic's fields and every slot's initial state (committed padding a lap before 0). */
@@ -255,6 +301,7 @@ export function initTopic(buffer: SharedArrayBuffer, g: TopicGeometry): void {
   i32[W.publishersOffset] = g.publishersOffset;
   i32[W.ownersOffset] = g.ownersOffset;
   i32[W.slotsOffset] = g.slotsOffset;
+  i32[W.exclusive] = g.exclusivePublisher ? 1 : 0;
   const slotInts = g.slotBytes >> 2;
   const first = g.slotsOffset >> 2;
   for (let i = 0; i < g.capacity; i++) {
@@ -276,12 +323,14 @@ export function readGeometry(buffer: SharedArrayBuffer): TopicGeometry | string 
   const maxMessageSize = i32[W.maxMessageSize]! >>> 0;
   const overflow = i32[W.overflow]!;
   const maxSubscribers = i32[W.maxSubscribers]! >>> 0;
+  const exclusive = i32[W.exclusive]!;
   if (!isPow2(capacity) || capacity > MAX_CAPACITY) return `capacity ${capacity} is not a power of two in [2, 2^30]`;
   if (slotBytes % 16 !== 0 || slotBytes < SLOT_HEADER_BYTES) return `slotBytes ${slotBytes} is not a multiple of 16`;
   if (maxMessageSize < 1 || maxMessageSize > slotBytes - SLOT_HEADER_BYTES) return `maxMessageSize ${maxMessageSize} does not fit slots of ${slotBytes} bytes`;
   if (overflow !== 0 && overflow !== 1) return `overflow is ${overflow}, expected 0 or 1`;
   if (maxSubscribers < 1 || maxSubscribers > MAX_SUBSCRIBERS_LIMIT) return `maxSubscribers ${maxSubscribers} is outside [1, ${MAX_SUBSCRIBERS_LIMIT}]`;
-  const g = geometry(capacity, maxMessageSize, overflow === 1 ? 'overwrite' : 'block', maxSubscribers, 'topic');
+  if (exclusive !== 0 && exclusive !== 1) return `exclusive is ${exclusive}, expected 0 or 1`;
+  const g = geometry(capacity, maxMessageSize, overflow === 1 ? 'overwrite' : 'block', maxSubscribers, exclusive === 1, 'topic');
   // The slots are as wide as the creator made them (spare bytes in the last 16 are allowed).
   // Checked first: the offsets below grow with the capacity (the owner table), and a capacity
   // the segment cannot hold is the clearer reason.
@@ -335,6 +384,7 @@ export function describeTopic(buffer: SharedArrayBuffer): Record<string, unknown
       publishers.push({ pid: Atomics.load(i32, e + PUB_PID), alive: lifeline.isAlive(state), published: Atomics.load(i32, e + PUB_PUBLISHED) >>> 0 });
     }
     const alive = subscribers.filter((x) => x['alive'] === true);
+    const holder = Atomics.load(i32, W.publisher);
     // The first three scalars are what `interprocess ls` shows.
     return {
       published: tail >>> 0,
@@ -343,6 +393,8 @@ export function describeTopic(buffer: SharedArrayBuffer): Record<string, unknown
       capacity: g.capacity,
       maxMessageSize: g.maxMessageSize,
       overflow: g.overflow,
+      exclusivePublisher: g.exclusivePublisher,
+      ...(holder !== 0 ? { exclusiveHolder: { pid: Atomics.load(i32, W.publisherPid), alive: lifeline.isAlive(holder) } } : {}),
       subscribers,
       publishers,
       skippedRecords: Atomics.load(i32, W.skippedRecords) >>> 0,

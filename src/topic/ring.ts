@@ -14,8 +14,11 @@
  * gating sequence. Between processes what counts is the slot's cache line, which a caught-up
  * subscriber polls: a publish writes it only with the "writing" store, the payload and the
  * commit, with no locked instruction between them on x86; the owner word's lock and release
- * are in the owner table (layout.ts, version 2).
+ * are in the owner table (layout.ts, version 2). The exclusive publisher of a topic created so
+ * (layout.ts, version 3) takes a free slot with plain stores only, on x86 (see `#solo`).
  */
+import { IpcError } from '../errors.js';
+import { heavyFence, lightCommitsAllowed } from '../os/fence.js';
 import { futex } from '../os/futex.js';
 import type { Lifeline } from '../os/lifeline.js';
 import {
@@ -77,6 +80,22 @@ const MOVE_FIRST = !WEAKLY_ORDERED;
  */
 const ownCursors = new Map<string, Set<Cursor>>();
 
+/**
+ * Exclusive publishers: a topic's `publisher` word holds a thread's token, and its
+ * `publisherHandle` word which of that thread's handles publishes. This thread's handles that
+ * hold the place, by id (from a random start: a dead thread's token reused by this one must not
+ * make its ids look like ours). A handle collected without close() gives the place back.
+ */
+const holding = new Set<number>();
+let nextHandleId = (Math.random() * 2 ** 30) | 0;
+const releaser = new FinalizationRegistry<{ i32: Int32Array; me: number; id: number }>(({ i32, me, id }) => {
+  holding.delete(id);
+  if (Atomics.load(i32, W.publisherHandle) === id) Atomics.compareExchange(i32, W.publisher, me, 0);
+});
+
+/** How long a sleeper sleeps at most when its heavy fence was refused (a commit it may miss). */
+const UNFENCED_SLEEP_MS = 1;
+
 /** One handle's view of a topic: its publishing side, and what its cursors share. */
 export class TopicRing {
   readonly name: string;
@@ -90,6 +109,8 @@ export class TopicRing {
   readonly ownersInt: number;
   readonly maxMessageSize: number;
   readonly block: boolean;
+  /** The topic admits one publishing thread at a time (layout.ts, "An exclusive publisher"). */
+  readonly exclusive: boolean;
   readonly maxSubscribers: number;
   readonly livenessInterval: number;
   readonly lifeline: Lifeline;
@@ -105,6 +126,16 @@ export class TopicRing {
   /** Int32 index of this handle's roster entry; -1 before the first publish, -2 if none was free. */
   #roster = -1;
   #published = 0;
+  /**
+   * This handle is the topic's exclusive publisher, on a CPU that keeps stores in order: a claim
+   * of a free slot whose owner word is 0 takes it with plain stores (nobody else claims).
+   */
+  #solo = false;
+  /** ...and its process is registered for membarrier: the commit is a plain store too. */
+  #lightCommit = false;
+  /** This handle holds the topic's `publisher` word. */
+  #holdsExclusive = false;
+  readonly #handleId = (nextHandleId = (nextHandleId + 1) | 0);
   // Liveness checks: at most one per livenessInterval while held up, or when a waiter asks.
   #misses = 0;
   #nextLook = 0;
@@ -121,6 +152,7 @@ export class TopicRing {
     this.ownersInt = g.ownersOffset >> 2;
     this.maxMessageSize = g.maxMessageSize;
     this.block = g.overflow === 'block';
+    this.exclusive = g.exclusivePublisher;
     this.maxSubscribers = g.maxSubscribers;
     this.#rosterInt = g.publishersOffset >> 2;
     this.livenessInterval = livenessInterval;
@@ -149,8 +181,29 @@ export class TopicRing {
     const i32 = this.i32;
     const cap = this.capacity;
     const mask = this.mask;
+    if (this.exclusive && !this.#holdsExclusive) this.#takeExclusive();
     if (this.#roster === -1) this.#joinRoster();
     let p = this.#tail;
+    if (this.#solo) {
+      // The exclusive publisher's claim: plain stores in the order of the CAS path below.
+      if (this.block && ((p - this.#gate) | 0) >= cap && !this.#refreshGate(p)) return FULL;
+      const base = this.slotsInt + (p & mask) * this.slotInts;
+      const owner = this.ownersInt + (p & mask);
+      const lap = p & ~mask;
+      if (i32[owner] === 0 && Atomics.load(i32, base + SLOT_SEQ) === ((lap - cap) | 0)) {
+        // Only a dead token's owner word is ever CASed by a reclaimer, never a 0: the lock is ours.
+        i32[owner] = this.me;
+        if (park !== undefined) park(LOCKED);
+        i32[W.tail] = (p + 1) | 0;
+        if (park !== undefined) park(MOVED);
+        i32[base + SLOT_SEQ] = lap | 1;
+        if (park !== undefined) park(CLAIMED);
+        this.#tail = (p + 1) | 0;
+        this.pos = p;
+        return base;
+      }
+      // Not simply free (a dead publisher's claim, a stale tail): the CAS path sorts it out.
+    }
     for (let round = 0; ; round++) {
       if (this.block && ((p - this.#gate) | 0) >= cap && !this.#refreshGate(p)) {
         this.#tail = p;
@@ -235,11 +288,14 @@ export class TopicRing {
     i32[base + SLOT_LENGTH] = length;
     if (park !== undefined) park(WRITTEN);
     // The commit, written last: publishes length and payload to a reader whose load sees lap(p).
-    Atomics.store(i32, base + SLOT_SEQ, p & ~this.mask);
+    // Plain for an exclusive publisher registered for membarrier: sleepers fence instead.
+    if (this.#lightCommit) i32[base + SLOT_SEQ] = p & ~this.mask;
+    else Atomics.store(i32, base + SLOT_SEQ, p & ~this.mask);
     if (park !== undefined) park(COMMITTED);
     i32[this.ownersInt + (p & this.mask)] = 0; // a claimer that sees this early re-checks seq under its lock
     if (this.#roster >= 0) i32[this.#roster + PUB_PUBLISHED] = ++this.#published;
-    // Seq-cst load after the commit: pairs with a sleeper's increment before its re-check.
+    // Seq-cst load after the commit: pairs with a sleeper's increment before its re-check (after
+    // a plain commit, with the sleeper's heavy fence).
     if (Atomics.load(i32, W.dataSleepers) !== 0) this.wakeData();
   }
 
@@ -263,7 +319,9 @@ export class TopicRing {
    */
   scan(): number {
     const i32 = this.i32;
-    let gate = Atomics.load(i32, W.tail);
+    // An exclusive publisher moves the tail with plain stores: the RMW makes the last one visible
+    // before the table is read (a joiner loads the tail after its state store).
+    let gate = this.#solo ? Atomics.add(i32, W.tail, 0) : Atomics.load(i32, W.tail);
     const high = Math.min(this.maxSubscribers, Atomics.load(i32, W.subscriberHigh));
     for (let i = 0, e = SUBSCRIBERS_OFFSET >> 2; i < high; i++, e += ENTRY_INTS) {
       const state = Atomics.load(i32, e + SUB_STATE);
@@ -351,10 +409,46 @@ export class TopicRing {
     }
   }
 
-  /** Gives up the roster entry (close). */
+  /** Gives up the roster entry and the exclusive publisher's word (close). */
   leaveRoster(): void {
     if (this.#roster >= 0) Atomics.compareExchange(this.i32, this.#roster + PUB_STATE, this.me, 0);
     this.#roster = -2;
+    if (this.#holdsExclusive) {
+      this.#holdsExclusive = this.#solo = this.#lightCommit = false;
+      holding.delete(this.#handleId);
+      releaser.unregister(this);
+      // A seq-cst RMW: every plain store of this publisher is visible before the next one starts.
+      Atomics.compareExchange(this.i32, W.publisher, this.me, 0);
+    }
+  }
+
+  /**
+   * Becomes the topic's exclusive publisher: takes the `publisher` word when it is 0 or holds a
+   * dead thread's token (whose half-done claim the CAS path recovers); IPC_ERR_LIMIT when a
+   * live thread, or another handle of this thread, holds it.
+   */
+  #takeExclusive(): void {
+    const i32 = this.i32;
+    for (;;) {
+      const holder = Atomics.load(i32, W.publisher);
+      // This thread's token but none of its open handles: a token reused from a dead thread.
+      const sameThread = holder === this.me && holding.has(Atomics.load(i32, W.publisherHandle));
+      if (holder !== 0 && (sameThread || (holder !== this.me && this.lifeline.isAlive(holder)))) {
+        const who = sameThread ? 'another handle of this thread' : `pid ${Atomics.load(i32, W.publisherPid)}`;
+        throw new IpcError('IPC_ERR_LIMIT', `topic '${this.name}' admits one publisher (exclusivePublisher), and ${who} publishes to it`);
+      }
+      if (Atomics.compareExchange(i32, W.publisher, holder, this.me) !== holder) continue;
+      Atomics.store(i32, W.publisherHandle, this.#handleId);
+      Atomics.store(i32, W.publisherPid, process.pid);
+      holding.add(this.#handleId);
+      releaser.register(this, { i32, me: this.me, id: this.#handleId }, this);
+      this.#holdsExclusive = true;
+      this.#solo = MOVE_FIRST;
+      this.#lightCommit = this.#solo && lightCommitsAllowed();
+      // Whatever tail this handle saw before is stale now.
+      this.#tail = Atomics.load(i32, W.tail);
+      return;
+    }
   }
 
   // --- liveness and recovery ---------------------------------------------------------------
@@ -418,6 +512,15 @@ export class TopicRing {
   }
 
   // --- wake-ups ----------------------------------------------------------------------------
+
+  /**
+   * A subscriber about to sleep for a commit, after its increment of dataSleepers: the exclusive
+   * publisher's plain commit and plain load of dataSleepers rely on this fence. Returns the
+   * longest it may sleep: unbounded, or UNFENCED_SLEEP_MS if the kernel refused the fence.
+   */
+  fenceBeforeSleep(): number {
+    return !this.exclusive || heavyFence() ? Infinity : UNFENCED_SLEEP_MS;
+  }
 
   wakeData(): void {
     // Bump first, so that a sleeper between reading the word and sleeping gets 'not-equal'.

@@ -63,6 +63,13 @@ export interface TopicShapeOptions {
   overflow?: Overflow;
   /** Entries in the subscriber table, in [1, 4096] (default 64). */
   maxSubscribers?: number;
+  /**
+   * One publishing thread at a time (default false: many). The first publish of a handle makes
+   * it the publisher; another thread's publish fails with IPC_ERR_LIMIT while that one lives and
+   * has the handle open. In exchange a publish takes no lock and, on x86, has no locked
+   * instruction at all (Aeron's exclusive publication; docs/guarantees.md).
+   */
+  exclusivePublisher?: boolean;
 }
 
 export interface TopicCreateOptions<T = unknown> extends TopicHandleOptions<T>, TopicShapeOptions {}
@@ -80,6 +87,7 @@ export interface TopicStats {
   maxMessageSize: number;
   overflow: Overflow;
   maxSubscribers: number;
+  exclusivePublisher: boolean;
   /** Positions claimed so far, modulo 2^32 (messages, plus skippedRecords). */
   published: number;
   /** Entries of the subscriber table in use (live subscribers, and dead ones not yet noticed). */
@@ -97,7 +105,7 @@ export interface TopicStats {
 }
 
 const HANDLE_OPTIONS = ['codec', 'wait', 'spinTime', 'livenessInterval'] as const;
-const SHAPE_OPTIONS = ['capacity', 'maxMessageSize', 'overflow', 'maxSubscribers'] as const;
+const SHAPE_OPTIONS = ['capacity', 'maxMessageSize', 'overflow', 'maxSubscribers', 'exclusivePublisher'] as const;
 const OPTIONS = [...HANDLE_OPTIONS, ...SHAPE_OPTIONS];
 const DEFAULT_SPIN_US = 20;
 const DEFAULT_LIVENESS_MS = 100;
@@ -198,6 +206,9 @@ export class Topic<T = Uint8Array> {
   get maxSubscribers(): number {
     return this.#geometry.maxSubscribers;
   }
+  get exclusivePublisher(): boolean {
+    return this.#geometry.exclusivePublisher;
+  }
   get closed(): boolean {
     return this.#closed;
   }
@@ -276,6 +287,7 @@ export class Topic<T = Uint8Array> {
       maxMessageSize: g.maxMessageSize,
       overflow: g.overflow,
       maxSubscribers: g.maxSubscribers,
+      exclusivePublisher: g.exclusivePublisher,
       published: this.#ring.tail() >>> 0,
       subscribers: this.#ring.subscriberCount(),
       skippedRecords: Atomics.load(i32, W.skippedRecords) >>> 0,
@@ -381,6 +393,7 @@ interface Shape {
   maxMessageSize?: number;
   overflow?: Overflow;
   maxSubscribers?: number;
+  exclusivePublisher?: boolean;
 }
 
 function resolveShape(opts: TopicShapeOptions, where: string): Shape {
@@ -391,6 +404,10 @@ function resolveShape(opts: TopicShapeOptions, where: string): Shape {
   if (opts.overflow !== undefined) {
     if (!OVERFLOWS.includes(opts.overflow)) throw new TypeError(`${where}: overflow must be 'block' or 'overwrite', got ${String(opts.overflow)}`);
     shape.overflow = opts.overflow;
+  }
+  if (opts.exclusivePublisher !== undefined) {
+    if (typeof opts.exclusivePublisher !== 'boolean') throw new TypeError(`${where}: exclusivePublisher must be a boolean, got ${String(opts.exclusivePublisher)}`);
+    shape.exclusivePublisher = opts.exclusivePublisher;
   }
   return shape;
 }
@@ -407,6 +424,7 @@ function make<T>(name: string, how: How, options: unknown, where: string): Topic
           shape.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
           shape.overflow ?? 'block',
           shape.maxSubscribers ?? DEFAULT_MAX_SUBSCRIBERS,
+          shape.exclusivePublisher ?? false,
           where,
         );
   const shm = openObject(
@@ -419,7 +437,7 @@ function make<T>(name: string, how: How, options: unknown, where: string): Topic
   try {
     const g = readGeometry(shm.buffer);
     if (typeof g === 'string') throw new IpcError('IPC_ERR_INCOMPATIBLE', `topic '${name}': ${g}`);
-    for (const key of ['capacity', 'maxMessageSize', 'overflow', 'maxSubscribers'] as const) {
+    for (const key of ['capacity', 'maxMessageSize', 'overflow', 'maxSubscribers', 'exclusivePublisher'] as const) {
       if (shape[key] !== undefined && shape[key] !== g[key]) {
         throw new IpcError('IPC_ERR_INCOMPATIBLE', `topic '${name}': ${key} is ${String(g[key])}, expected ${String(shape[key])}`);
       }

@@ -8,7 +8,8 @@
  *
  * A waiter held up by another participant sleeps at most livenessInterval ms at a time and then
  * asks the kernel again whether that participant lives; a waiter with nothing in its way sleeps
- * until woken (or its timeout).
+ * until woken (or its timeout). A waiter for a commit of an exclusive publisher runs a heavy
+ * fence before its re-check (ring.ts fenceBeforeSleep: that publisher commits without one).
  */
 import { abortError, closedError, isIpcError, timeoutError } from '../errors.js';
 import { futex, type WaitResult } from '../os/futex.js';
@@ -76,13 +77,14 @@ export function waitSync(w: Waiting, first: Outcome, timeout: number, beforeSlee
     let result: WaitResult | undefined;
     Atomics.add(i32, sleepers, 1); // seq-cst; pairs with the waker's load after its change
     try {
+      const longest = reason === FOR_DATA ? w.ring.fenceBeforeSleep() : Infinity;
       const seen = Atomics.load(i32, events);
       const again = w.attempt();
       if (again === DONE) return;
       if (again === reason) {
         const left = deadline - now();
         if (left <= 0) throw timeoutError(`${w.label} ${w.op}`, timeout);
-        result = futex.wait(i32, events, seen, Math.min(left, w.interval(reason)));
+        result = futex.wait(i32, events, seen, Math.min(left, w.interval(reason), longest));
       }
       reason = again;
     } finally {
@@ -134,12 +136,13 @@ export async function waitAsync(
     let result: WaitResult | undefined;
     Atomics.add(i32, sleepers, 1); // seq-cst; pairs with the waker's load after its change
     try {
+      const longest = reason === FOR_DATA ? w.ring.fenceBeforeSleep() : Infinity;
       const seen = Atomics.load(i32, events);
       const again = w.attempt();
       if (again === DONE) return;
       if (again === reason) {
         if (deadline - now() <= 0) stop();
-        result = await futex.waitAsync(i32, events, seen, Math.min(deadline - now(), w.interval(reason)), { signal: both });
+        result = await futex.waitAsync(i32, events, seen, Math.min(deadline - now(), w.interval(reason), longest), { signal: both });
       }
       reason = again;
     } catch (err) {

@@ -26,6 +26,9 @@ const price: Price = priceSub.receiveSync();
 prices.publishSync('text');
 // @ts-expect-error from is 'next' or 'oldest'
 prices.subscribe({ from: 'start' });
+const feed: boolean = Topic.create('t-types-topic-feed', { exclusivePublisher: true }).exclusivePublisher;
+// @ts-expect-error exclusivePublisher is a boolean
+Topic.create('t-types-topic-bad', { exclusivePublisher: 'yes' });
 // @ts-expect-error overflow is 'block' or 'overwrite'
 Topic.create('t-types-topic-bad', { overflow: 'drop' });
 
