@@ -42,6 +42,8 @@ export function lightCommitsAllowed(): boolean {
  * longer than it could afford to miss a commit by.
  */
 export function heavyFence(): boolean {
+  // Elsewhere no process of this machine commits with plain stores: nothing to fence against.
+  if (!STORES_IN_ORDER) return true;
   try {
     return native().membarrierGlobal?.() === true;
   } catch {
