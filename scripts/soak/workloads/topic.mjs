@@ -1,12 +1,15 @@
-// Soak workload: two Topics, one with overflow 'block' and one with 'overwrite', with
-// publishers and subscribers that are killed and paused at any instant.
+// Soak workload: three Topics, one with overflow 'block', one with 'overwrite' and one with
+// 'block' and an exclusive publisher (each killed one is followed by the next, which takes its
+// place once it is dead), with publishers and subscribers that are killed and paused at any
+// instant.
 //
 // Every message carries its publisher, a sequence number and a checksum of every byte.
 // Invariants, checked by each subscriber as it goes and by the orchestrator every epoch:
 //   - no message is torn; each publisher's messages arrive in order, each at most once;
 //   - 'block': a subscriber sees every message of a publisher from the first it sees on, with
-//     no gap; the survivor subscriber (paused, never killed) has seen, at the end of an epoch,
-//     every send each publisher completed (recorded in a ledger after publish returned);
+//     no gap; the survivor subscriber of each 'block' topic (paused, never killed) has seen, at
+//     the end of an epoch, every send each of its publishers completed (recorded in a ledger
+//     after publish returned);
 //   - 'overwrite': the gaps a subscriber sees never exceed what it was told it missed.
 import { SharedMemory, Topic } from 'interprocess';
 
@@ -48,6 +51,11 @@ export const roles = {
         await t.publish(message(slot, seq), { timeout: 200 });
       } catch (err) {
         if (err.code === 'IPC_ERR_TIMEOUT') continue;
+        // An exclusive topic whose previous publisher is not dead yet: its place frees soon.
+        if (err.code === 'IPC_ERR_LIMIT') {
+          await new Promise((r) => setTimeout(r, 5));
+          continue;
+        }
         throw err;
       }
       Atomics.store(l, slot, ++seq); // a completed publish
@@ -110,12 +118,19 @@ export const roles = {
 
 let shared;
 let state;
+/** The topics: which -> create options. 'block' topics have a survivor that checks completeness. */
+const TOPICS = {
+  block: { overflow: 'block' },
+  overwrite: { overflow: 'overwrite' },
+  exclusive: { overflow: 'block', exclusivePublisher: true },
+};
+const BLOCKING = ['block', 'exclusive'];
 
 function spawnPublisher(ctx, which) {
   if (shared.nextSlot >= MAX_PUBLISHERS) return;
   const slot = shared.nextSlot++;
   state.publishers.push(slot);
-  if (which === 'block') state.blockSlots.add(slot);
+  state.slots[which]?.add(slot);
   const proc = ctx.spawn(name, 'publisher', { topic: shared[which], ledger: shared.ledger, slot }, { chaos: 'kill' });
   proc.which = which;
   state.procs.push(proc);
@@ -128,16 +143,20 @@ function spawnSubscriber(ctx, which) {
 }
 
 export async function start(ctx) {
-  state = { publishers: [], blockSlots: new Set(), procs: [], kills: 0 };
+  state = { publishers: [], slots: { block: new Set(), exclusive: new Set() }, procs: [], kills: 0 };
   if (shared === undefined) {
-    shared = { block: `${ctx.run}-tb`, overwrite: `${ctx.run}-to`, ledger: `${ctx.run}-tl`, nextSlot: 0 };
-    shared.tb = Topic.create(shared.block, { capacity: 256, maxMessageSize: 256, overflow: 'block' });
-    shared.to = Topic.create(shared.overwrite, { capacity: 256, maxMessageSize: 256, overflow: 'overwrite' });
+    shared = { ledger: `${ctx.run}-tl`, nextSlot: 0, handles: {}, survivors: {} };
+    for (const [which, options] of Object.entries(TOPICS)) {
+      shared[which] = `${ctx.run}-t${which[0]}`;
+      shared.handles[which] = Topic.create(shared[which], { capacity: 256, maxMessageSize: 256, ...options });
+    }
     shared.l = SharedMemory.create(shared.ledger, { byteLength: MAX_PUBLISHERS * 4 });
-    shared.survivor = ctx.spawn(name, 'subscriber', { topic: shared.block, ledger: shared.ledger, overwrite: false }, { chaos: 'pause' });
-    await shared.survivor.next('ready');
+    for (const which of BLOCKING) {
+      shared.survivors[which] = ctx.spawn(name, 'subscriber', { topic: shared[which], ledger: shared.ledger, overwrite: false }, { chaos: 'pause' });
+      await shared.survivors[which].next('ready');
+    }
   }
-  for (const which of ['block', 'overwrite']) {
+  for (const which of Object.keys(TOPICS)) {
     spawnPublisher(ctx, which);
     spawnSubscriber(ctx, which);
   }
@@ -154,24 +173,28 @@ export async function finish(ctx) {
   const live = state.procs.filter((p) => !p.dead && !p.killedByChaos);
   await Promise.all(live.filter((p) => p.role === 'publisher').map((p) => p.stop(60_000)));
   await Promise.all(live.filter((p) => p.role === 'subscriber').map((p) => p.stop(60_000)));
-  // The survivor must have every completed publish of this epoch's block-mode publishers.
-  shared.survivor.send({ cmd: 'check', publishers: [...state.blockSlots] });
-  await shared.survivor.next('checked');
+  // Each survivor must have every completed publish of this epoch's publishers of its topic.
+  for (const which of BLOCKING) {
+    shared.survivors[which].send({ cmd: 'check', publishers: [...state.slots[which]] });
+    await shared.survivors[which].next('checked');
+  }
   let published = 0;
   const l = new Int32Array(shared.l.buffer);
   for (const s of state.publishers) published += Atomics.load(l, s);
   ctx.add(name, { operations: published, kills: state.kills });
-  const tb = shared.tb.stats();
-  const to = shared.to.stats();
-  ctx.set(name, { skippedRecords: tb.skippedRecords + to.skippedRecords, freedSubscribers: tb.freedSubscribers + to.freedSubscribers });
+  const stats = Object.values(shared.handles).map((h) => h.stats());
+  ctx.set(name, {
+    skippedRecords: stats.reduce((n, s) => n + s.skippedRecords, 0),
+    freedSubscribers: stats.reduce((n, s) => n + s.freedSubscribers, 0),
+  });
 }
 
 export async function close() {
   if (shared === undefined) return;
-  await shared.survivor.stop(30_000).catch(() => {});
-  for (const [h, n] of [[shared.tb, shared.block], [shared.to, shared.overwrite]]) {
-    h.close();
-    Topic.remove(n);
+  for (const survivor of Object.values(shared.survivors)) await survivor.stop(30_000).catch(() => {});
+  for (const which of Object.keys(TOPICS)) {
+    shared.handles[which].close();
+    Topic.remove(shared[which]);
   }
   shared.l.close();
   SharedMemory.remove(shared.ledger);
