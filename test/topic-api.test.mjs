@@ -476,6 +476,43 @@ test('a subscriber that is garbage collected without close() stops holding publi
   for (let i = 0; i < 10; i++) assert.ok(topic.tryPublish(bytes(i)));
 });
 
+test('received copies from 65 B to 4 KiB (the receive arena, shared with the queue) stay private, intact and transferable', (t) => {
+  const topic = open(t, named(t), { capacity: 64, maxMessageSize: 5000 });
+  const queueName = uniqueName('arena-q');
+  const q = Queue.create(queueName, { capacity: 64, maxMessageSize: 5000 });
+  t.after(() => (q.close(), Queue.remove(queueName)));
+  const subs = [topic.subscribe(), topic.subscribe()];
+  const sizes = [];
+  for (let i = 0; sizes.length < 200; i++) sizes.push([64, 65, 100, 1000, 4095, 4096, 4097, 3000][i % 8]);
+  const fill = (size, seq) => new Uint8Array(size).map((_, k) => (seq * 31 + k) & 255);
+  const kept = [[], [], []];
+  for (let seq = 0; seq < sizes.length; seq++) {
+    assert.ok(topic.tryPublish(fill(sizes[seq], seq)));
+    assert.ok(q.trySend(fill(sizes[seq], seq)));
+    // Two subscribers and a queue carve their copies from the same arena, interleaved.
+    kept[0].push(subs[0].tryReceive());
+    kept[2].push(q.tryReceive());
+    kept[1].push(subs[1].tryReceive());
+  }
+  for (const got of kept) {
+    for (let seq = 0; seq < sizes.length; seq++) {
+      assert.equal(Object.getPrototypeOf(got[seq]), Uint8Array.prototype);
+      assert.ok(!(got[seq].buffer instanceof SharedArrayBuffer));
+      assert.deepEqual(got[seq], fill(sizes[seq], seq), `message ${seq}`);
+    }
+  }
+  // One subscriber's copy is its own: writing it changes nobody else's.
+  kept[0][1].fill(0xee);
+  assert.deepEqual([kept[1][1], kept[0][2]], [fill(sizes[1], 1), fill(sizes[2], 2)]);
+  // A transfer moves or copies just that message (see the queue's arena test).
+  const ownBuffers = Number(process.versions.node.split('.')[0]) >= 21;
+  const latest = kept[1][3];
+  const arrived = structuredClone(latest, { transfer: [latest.buffer] });
+  assert.deepEqual(new Uint8Array(arrived), fill(sizes[3], 3));
+  assert.equal(latest.byteLength, ownBuffers ? 0 : sizes[3]);
+  assert.deepEqual([kept[0][3], kept[1][4]], [fill(sizes[3], 3), fill(sizes[4], 4)]);
+});
+
 test('an exclusive publisher handle garbage collected without close() gives its place back', async (t) => {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc');

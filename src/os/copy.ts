@@ -8,6 +8,7 @@
  *   back to its pool (native/copyout.cc).
  * Both fall back to what V8 offers when the loaded addon predates them (an old prebuild).
  */
+import { markAsUntransferable } from 'node:worker_threads';
 import { native } from './native.js';
 
 /**
@@ -75,6 +76,50 @@ export function privateCopy(source: Uint8Array): Uint8Array {
   const copy = Buffer.allocUnsafeSlow(source.byteLength);
   copy.set(source);
   return copy;
+}
+
+/** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
+const ON_HEAP = 64;
+/**
+ * Above ON_HEAP and up to this size, received copies are carved from a private arena chunk where
+ * the runtime copies an untransferable buffer named in a transfer list (Node 20). From Node 21 on
+ * such a transfer list throws DataCloneError, so there every copy gets an ArrayBuffer of its own
+ * (a transfer then moves just that message): received messages are transferable on every Node.
+ */
+const ARENA_MAX = Number(process.versions.node.split('.')[0]) < 21 ? 4096 : ON_HEAP;
+const ARENA_BYTES = 64 * 1024;
+/** This thread's receive arena: a private chunk that received copies are carved from, front to back. */
+let arena = new Uint8Array(0);
+let arenaOff = ARENA_BYTES;
+
+/**
+ * The private copy of bytes [start, end) of shared memory that a receive returns (the queue's
+ * and a topic subscriber's), a plain Uint8Array: up to 64 bytes in V8's heap (slice); above
+ * that and up to ARENA_MAX carved from the receive arena; from LARGE_RECEIVE on in the addon's
+ * pre-faulted memory (largeCopy); else slice.
+ *
+ * Why an arena: an off-heap ArrayBuffer costs 1-4 µs to allocate and free on this project's VM
+ * (glibc's malloc and free under V8's backing-store bookkeeping, Node 20 to 26, 65 B to 16 KiB),
+ * many times a small copy; an arena chunk is one of them per 64 KiB. Each region is written once
+ * and never again, so the copy stays the caller's; the chunk is freed when the last message
+ * carved from it is garbage. Like Node's Buffer pool, a chunk is marked untransferable: putting
+ * one message's buffer in a transfer list copies it instead of detaching the other messages
+ * carved from the same chunk (Node 20; see ARENA_MAX for later versions).
+ */
+export function receivedCopy(u8: Uint8Array, start: number, end: number): Uint8Array {
+  const length = end - start;
+  if (length <= ON_HEAP || (length > ARENA_MAX && length < LARGE_RECEIVE)) return u8.slice(start, end);
+  if (length > ARENA_MAX) return largeCopy(u8.subarray(start, end));
+  let off = arenaOff;
+  if (off + length > ARENA_BYTES) {
+    arena = new Uint8Array(ARENA_BYTES);
+    markAsUntransferable(arena.buffer);
+    off = 0;
+  }
+  arena.set(u8.subarray(start, end), off);
+  // Next region 8-byte aligned, so a message can be viewed as a Float64Array like a fresh copy.
+  arenaOff = (off + length + 7) & ~7;
+  return new Uint8Array(arena.buffer, off, length);
 }
 
 const EMPTY = new Uint8Array(0);

@@ -13,7 +13,7 @@ import { SharedMemory } from '../shm/shared-memory.js';
 import { namedOptions, openObject, type NamedObjectOptions } from '../shm/segment.js';
 import type { How } from '../naming.js';
 import { futex } from '../os/futex.js';
-import { LARGE_RECEIVE, copyAt, largeBuffer, largeCopy } from '../os/copy.js';
+import { LARGE_RECEIVE, copyAt, largeBuffer, receivedCopy } from '../os/copy.js';
 import { openLifeline, type Lifeline } from '../os/lifeline.js';
 import {
   DEFAULT_HANDLES,
@@ -131,16 +131,6 @@ const MAX_SLEEP_MS = 1000;
 const BATCH = 64;
 /** Queues with more slots than this do not cache zero-copy views. */
 const VIEW_CACHE_SLOTS = 65536;
-/** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
-const ON_HEAP = 64;
-/**
- * Above ON_HEAP and up to this size, received copies are carved from a private arena chunk where
- * the runtime copies an untransferable buffer named in a transfer list (Node 20). From Node 21 on
- * such a transfer list throws DataCloneError, so there every copy gets an ArrayBuffer of its own
- * (a transfer then moves just that message): received messages are transferable on every Node.
- */
-const ARENA_MAX = Number(process.versions.node.split('.')[0]) < 21 ? 4096 : ON_HEAP;
-const ARENA_BYTES = 64 * 1024;
 
 /**
  * Moves an ArrayBuffer's memory to a new ArrayBuffer, detaching the old one and its views (no
@@ -207,9 +197,6 @@ export class Queue<T = Uint8Array> {
   #pendingError: unknown = undefined;
   /** Aborted by close() so that pending waits reject with IPC_ERR_CLOSED. */
   readonly #closer = new AbortController();
-  /** The receive arena: a private chunk that received copies are carved from, front to back. */
-  #arena: Uint8Array = new Uint8Array(0);
-  #arenaOff = ARENA_BYTES;
   /**
    * Zero-copy views of slot payloads, by slot, made on first use and reused while the length
    * is the same (creating a typed array costs ~40 ns, as much as the rest of a 64 B receive).
@@ -907,13 +894,8 @@ export class Queue<T = Uint8Array> {
     if (length < 0 || length > this.#max) return NONE; // SKIP is -1, CONTINUATION -2
     if (length > this.#slotSize) return this.#readSpan(pos, length, slots);
     const start = (base << 2) + SLOT_HEADER_BYTES;
-    if (this.#isBytes) {
-      // A private copy. slice is V8's fastest copy for small and medium sizes; large ones go to
-      // memory that is already faulted in (see largeCopy).
-      if (length <= ON_HEAP || (length > ARENA_MAX && length < LARGE_RECEIVE)) return ring.u8.slice(start, start + length) as unknown as T;
-      if (length <= ARENA_MAX) return this.#arenaCopy(start, length) as unknown as T;
-      return largeCopy(ring.u8.subarray(start, start + length)) as unknown as T;
-    }
+    // A private copy (os/copy.ts: in V8's heap, the receive arena, or pre-faulted memory).
+    if (this.#isBytes) return receivedCopy(ring.u8, start, start + length) as unknown as T;
     const view = this.#inPlace ? ring.u8.subarray(start, start + length) : new Uint8Array(ring.u8.subarray(start, start + length));
     return decodeOrThrow(this.#codec, view, `queue '${this.#name}'`);
   }
@@ -925,29 +907,6 @@ export class Queue<T = Uint8Array> {
     this.#gather(pos, length, out);
     if (this.#isBytes) return out as unknown as T;
     return decodeOrThrow(this.#codec, out, `queue '${this.#name}'`);
-  }
-
-  /**
-   * A private copy of `length` bytes at `start` carved from the receive arena: one backing store
-   * per 64 KiB instead of one per message (an off-heap allocation costs ~400 ns, several times
-   * the copy). Each region is written once and never again, so the copy stays the caller's;
-   * the chunk is freed when the last message carved from it is garbage. Like Node's Buffer
-   * pool, a chunk is marked untransferable: putting one message's buffer in a transfer list
-   * copies it instead of detaching the other messages carved from the same chunk (Node 20; see
-   * ARENA_MAX for later versions, which throw instead and so never use the arena).
-   */
-  #arenaCopy(start: number, length: number): Uint8Array {
-    let off = this.#arenaOff;
-    let arena = this.#arena;
-    if (off + length > ARENA_BYTES || arena.length === 0) {
-      arena = this.#arena = new Uint8Array(ARENA_BYTES);
-      workerThreads.markAsUntransferable(arena.buffer);
-      off = 0;
-    }
-    arena.set(this.#ring.u8.subarray(start, start + length), off);
-    // Next region 8-byte aligned, so a message can be viewed as a Float64Array like a fresh copy.
-    this.#arenaOff = (off + length + 7) & ~7;
-    return new Uint8Array(arena.buffer, off, length);
   }
 
   /** The payload of the slot of `pos` (starting at byte `start`) as a view of `length` bytes. */

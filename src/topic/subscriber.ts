@@ -6,7 +6,7 @@
 import { setMaxListeners } from 'node:events';
 import { IpcError, closedError } from '../errors.js';
 import { decodeOrThrow, type Codec } from '../codec/index.js';
-import { LARGE_RECEIVE, largeCopy } from '../os/copy.js';
+import { receivedCopy as copyOf } from '../os/copy.js';
 import { waitOptions } from '../options.js';
 import { SLOT_HEADER_BYTES } from './layout.js';
 import type { Cursor } from './ring.js';
@@ -41,8 +41,6 @@ const FOREVER = { timeout: Infinity, signal: undefined } as const;
  */
 const PRE_SPIN = 64;
 
-/** A private copy of u8[start, end), as the queue makes one: slice, or largeCopy from LARGE_RECEIVE on. */
-const copyOf = (u8: Uint8Array, start: number, end: number): Uint8Array => (end - start >= LARGE_RECEIVE ? largeCopy(u8.subarray(start, end)) : u8.slice(start, end));
 
 /** A subscriber that is garbage collected without close() stops holding publishers back. */
 const finalizer = new FinalizationRegistry<Cursor>((cursor) => cursor.close());
