@@ -1,12 +1,13 @@
 /**
- * Copies of large payloads between shared memory and private memory, for the queue and the
- * shm:// channel. Two costs dominate there, and neither is the copy itself:
+ * Copies between shared memory and private memory, for the queue, the topic and the shm://
+ * channel. For large payloads two costs dominate, and neither is the copy itself:
  * - V8 copies to and from a SharedArrayBuffer with relaxed atomics word by word, about half the
  *   speed of memcpy (measured 22 vs 39 GiB/s for 1 MiB): the addon's memmove does it instead;
  * - a fresh buffer is fresh pages, and the first write to each takes a page fault (256 for a
  *   MiB, several times the copy): the addon's copyOut takes memory that collected buffers gave
  *   back to its pool (native/copyout.cc).
  * Both fall back to what V8 offers when the loaded addon predates them (an old prebuild).
+ * For small received messages the cost is the ArrayBuffer itself: see receivedCopy.
  */
 import { markAsUntransferable } from 'node:worker_threads';
 import { native } from './native.js';

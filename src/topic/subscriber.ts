@@ -41,7 +41,6 @@ const FOREVER = { timeout: Infinity, signal: undefined } as const;
  */
 const PRE_SPIN = 64;
 
-
 /** A subscriber that is garbage collected without close() stops holding publishers back. */
 const finalizer = new FinalizationRegistry<Cursor>((cursor) => cursor.close());
 
