@@ -90,7 +90,6 @@ export type Read = (typeof Read)[keyof typeof Read];
 
 const EMPTY = new Uint8Array(0);
 
-
 /** A Buffer over the same memory (received frames are Buffers, as on the socket transports). */
 const asBuffer = (u8: Uint8Array): Buffer => Buffer.from(u8.buffer, u8.byteOffset, u8.length);
 
