@@ -192,6 +192,39 @@ for (const transport of transports) {
       }
     });
 
+    test('a received message in a transfer list never changes another received message', async () => {
+      // Small messages sent in one turn arrive together (one read, one pack) and may be views of
+      // the same memory. Transferring one must leave every other intact: it is moved (its own
+      // buffer), copied (Node 20, a buffer marked untransferable) or refused with DataCloneError
+      // (Node 21 and later, the same buffer), never detached under its neighbours.
+      const { a, b, cleanup } = await channelPair(transport);
+      try {
+        const count = 60;
+        const sizeOf = (i) => [100, 64, 700, 9, 4096][i % 5];
+        for (let i = 0; i < count; i++) if (!a.trySend(payload(sizeOf(i), i))) await a.send(payload(sizeOf(i), i));
+        const got = [];
+        for (let i = 0; i < count; i++) got.push(await watchdog(b.receive(), WATCHDOG, 'receive'));
+        let refused = 0;
+        for (let i = 0; i < count; i++) {
+          try {
+            const moved = structuredClone(got[i], { transfer: [got[i].buffer] }); // a Uint8Array
+            checkPayload(Buffer.from(moved.buffer, moved.byteOffset, moved.byteLength), sizeOf(i), i);
+          } catch (err) {
+            assert.equal(err.name, 'DataCloneError', `message ${i}: ${err.message}`);
+            refused++;
+            checkPayload(got[i], sizeOf(i), i);
+          }
+          for (let k = i + 1; k < count; k++) checkPayload(got[k], sizeOf(k), k);
+        }
+        if (Number(process.versions.node.split('.')[0]) < 21) assert.equal(refused, 0);
+        // The channel goes on as before.
+        await a.send(payload(100, count));
+        checkPayload(await watchdog(b.receive(), WATCHDOG, 'receive after'), 100, count);
+      } finally {
+        await cleanup();
+      }
+    });
+
     test('codecs: json, structured, msgpack and a custom codec', async () => {
       for (const codec of ['json', 'structured', 'msgpack']) {
         const { a, b, cleanup } = await channelPair(transport, { codec });

@@ -14,6 +14,7 @@
  *
  * The type byte keeps replies and plain messages apart: `receive()` only ever sees type 1.
  */
+import { markAsUntransferable } from 'node:worker_threads';
 import { IpcError } from '../errors.js';
 
 export const HEADER_BYTES = 9;
@@ -69,6 +70,11 @@ export interface FrameSink {
  * A payload that arrives whole inside one chunk is handed out as a view of that chunk (no
  * copy). A payload split across chunks is gathered in a list and joined only when complete, so
  * memory grows with the bytes actually received, not with the length a peer announces.
+ *
+ * A chunk that more than one payload views (or one payload and a part kept for the next) is
+ * marked untransferable, as Node marks its Buffer pool: a transfer list naming one message's
+ * buffer would otherwise detach the memory of the others. Node 20 then copies that message;
+ * later versions throw DataCloneError. A payload alone in its chunk stays transferable.
  */
 export class FrameDecoder {
   readonly #maxMessageSize: number;
@@ -81,6 +87,8 @@ export class FrameDecoder {
   #remaining = -1;
   #parts: Buffer[] = [];
   #partBytes = 0;
+  /** The memory of the last chunk a payload or a kept part viewed (see #view). */
+  #viewed: ArrayBufferLike | undefined;
 
   constructor(maxMessageSize: number, sink: FrameSink) {
     this.#maxMessageSize = maxMessageSize;
@@ -99,7 +107,7 @@ export class FrameDecoder {
       if (this.#remaining >= 0) {
         // Gathering a split payload.
         const take = Math.min(this.#remaining, end - offset);
-        this.#parts.push(chunk.subarray(offset, offset + take));
+        this.#parts.push(this.#view(chunk, offset, offset + take));
         this.#partBytes += take;
         this.#remaining -= take;
         offset += take;
@@ -140,7 +148,7 @@ export class FrameDecoder {
       this.#check(length, type, id);
       if (end - offset >= length) {
         // Whole payload in this chunk: a view, no copy.
-        const payload = chunk.subarray(offset, offset + length);
+        const payload = this.#view(chunk, offset, offset + length);
         offset += length;
         this.#sink.frame(type as FrameType, id, payload);
       } else {
@@ -149,6 +157,13 @@ export class FrameDecoder {
         this.#remaining = length;
       }
     }
+  }
+
+  /** A view of chunk[start, end); the chunk's memory is marked untransferable from its second view on. */
+  #view(chunk: Buffer, start: number, end: number): Buffer {
+    if (this.#viewed === chunk.buffer) markAsUntransferable(chunk.buffer);
+    else this.#viewed = chunk.buffer;
+    return chunk.subarray(start, end);
   }
 
   #check(length: number, type: number, id: number): void {

@@ -30,6 +30,7 @@
  *   - Close. close() waits (at most closeTimeout) until every frame written has been
  *     acknowledged, then publishes END and lets go of the subscription and the NATS connection.
  */
+import { markAsUntransferable } from 'node:worker_threads';
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import { armDeadline } from '../../deadline.js';
 import { IpcError } from '../../errors.js';
@@ -388,8 +389,13 @@ export class NatsLink implements Link, UplinkUser {
     this.#consumedBytes += chunk.cost;
     const bytes = chunk.bytes;
     if (chunk.kind !== CONTINUATION) {
-      // A Buffer view, as every transport hands out (the client gives plain Uint8Arrays).
-      if (bytes.byteLength === chunk.total) return this.#handler!.frame(chunk.kind as FrameType, chunk.id, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      if (bytes.byteLength === chunk.total) {
+        // A Buffer view, as every transport hands out (the client gives plain Uint8Arrays). The
+        // client may read several messages into one buffer: then a transfer of this one must not
+        // detach the others (see FrameDecoder in ../framing.ts).
+        if (bytes.buffer.byteLength > chunk.cost) markAsUntransferable(bytes.buffer);
+        return this.#handler!.frame(chunk.kind as FrameType, chunk.id, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      }
       this.#asm = [bytes];
       this.#asmType = chunk.kind;
       this.#asmId = chunk.id;

@@ -47,7 +47,9 @@
  * the frames it delivers are views of that copy. The copies are carved one after the other out
  * of 64 KiB slabs (one allocation, one ArrayBuffer for the garbage collector, per several
  * packs): a message kept alive keeps its slab, as a socket's message keeps the read buffer it
- * came in.
+ * came in. A slab is marked untransferable, like Node's Buffer pool (a transfer list naming one
+ * message's buffer copies it on Node 20 and throws DataCloneError later, never detaching the
+ * others).
  *
  * Memory for large frames: every frame the receiver is given is fresh memory it owns, and a
  * fresh buffer costs a page fault per 4 KiB page on its first write (on the project VM ~11 µs
@@ -58,6 +60,7 @@
  * the round trip's critical path, and kept frames out of the pool: 1 MiB round trips went from
  * ~3.5 ms to ~0.2 ms p50 without it.)
  */
+import { markAsUntransferable } from 'node:worker_threads';
 import { CHUNK_COPY, POOLED_COPY, copyAt, largeCopy } from '../../os/copy.js';
 import { FrameType } from '../framing.js';
 
@@ -315,6 +318,9 @@ export class RecordReader {
     let at = this.#slabAt;
     if (at + bytes > this.#slab.byteLength) {
       this.#slab = Buffer.allocUnsafeSlow(PACK_MAX_BYTES);
+      // Many messages view one slab: a transfer of one must not detach the others (see the
+      // receive arena in os/copy.ts).
+      markAsUntransferable(this.#slab.buffer);
       at = 0;
     }
     // Pack bodies are whole entries, so `bytes` is a multiple of 8 unless the pack is malformed.
