@@ -82,12 +82,13 @@ export function privateCopy(source: Uint8Array): Uint8Array {
 /** Up to this size a received copy fits in V8's heap (no backing store to allocate): slice. */
 const ON_HEAP = 64;
 /**
- * Above ON_HEAP and up to this size, received copies are carved from a private arena chunk where
- * the runtime copies an untransferable buffer named in a transfer list (Node 20). From Node 21 on
- * such a transfer list throws DataCloneError, so there every copy gets an ArrayBuffer of its own
- * (a transfer then moves just that message): received messages are transferable on every Node.
+ * Above ON_HEAP and up to this size, received copies are carved from a private arena chunk,
+ * marked untransferable as Node's Buffer pool is: a transfer list naming one copy's buffer copies
+ * it on Node 20 and throws DataCloneError on later versions, and never detaches the others.
+ * (Until stop 22 the arena was for Node 20 only, so that these copies stayed transferable on
+ * later versions; an ArrayBuffer per message made Node 24 1.6x-2.4x slower at 1-4 KiB.)
  */
-const ARENA_MAX = Number(process.versions.node.split('.')[0]) < 21 ? 4096 : ON_HEAP;
+const ARENA_MAX = 4096;
 const ARENA_BYTES = 64 * 1024;
 /** This thread's receive arena: a private chunk that received copies are carved from, front to back. */
 let arena = new Uint8Array(0);
@@ -104,8 +105,8 @@ let arenaOff = ARENA_BYTES;
  * many times a small copy; an arena chunk is one of them per 64 KiB. Each region is written once
  * and never again, so the copy stays the caller's; the chunk is freed when the last message
  * carved from it is garbage. Like Node's Buffer pool, a chunk is marked untransferable: putting
- * one message's buffer in a transfer list copies it instead of detaching the other messages
- * carved from the same chunk (Node 20; see ARENA_MAX for later versions).
+ * one message's buffer in a transfer list copies it (Node 20) or throws DataCloneError (later
+ * versions) instead of detaching the other messages carved from the same chunk.
  */
 export function receivedCopy(u8: Uint8Array, start: number, end: number): Uint8Array {
   const length = end - start;
