@@ -1,18 +1,16 @@
 // Kernels without futex_waitv (before Linux 5.16: RHEL 8, Debian 11, Ubuntu 20.04 and 22.04,
 // Amazon Linux 2): async waits fall back to one pooled thread per waited word. The fallback is
 // forced here two ways: INTERPROCESS_FUTEX_WAITV=0 (its limits, in a child), and for real by
-// test/fixtures/no-futex-waitv.c, a launcher that makes the syscall fail with ENOSYS under a
+// test/fixtures/refuse-syscalls.c, a launcher that makes the syscall fail with ENOSYS under a
 // seccomp filter, as an old kernel does, and runs a representative subset of the futex, sync,
 // queue and shm:// channel tests under it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
+import { execFile, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SharedMemory } from 'interprocess';
-import { startChild, uniqueName, watchdog } from './helpers.mjs';
+import { refuseSyscallsLauncher, startChild, uniqueName, watchdog } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -36,30 +34,12 @@ test('the fallback: a bounded pool, IPC_ERR_LIMIT past it, threads reused and gi
   assert.deepEqual(await child.exited, { code: 0, signal: null });
 });
 
-/** Builds the seccomp launcher into a scratch folder; undefined (and why) without a compiler. */
-function buildLauncher(t) {
-  const cc = ['cc', 'gcc', 'clang'].find((c) => {
-    try {
-      execFileSync(c, ['--version'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  if (cc === undefined) return { why: 'no C compiler (cc, gcc or clang) to build test/fixtures/no-futex-waitv.c' };
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-t-launcher-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const launcher = path.join(dir, 'no-futex-waitv');
-  execFileSync(cc, ['-O2', '-Wall', '-o', launcher, path.join(here, 'fixtures', 'no-futex-waitv.c')]);
-  return { launcher };
-}
-
-/** Runs argv under the launcher; resolves with { code, output } (killed after `ms`). */
+/** Runs argv with futex_waitv refused; resolves with { code, output } (killed after `ms`). */
 function runUnder(launcher, argv, ms) {
   return new Promise((resolve) => {
     // A test runner started from a test would otherwise see it is nested and run nothing.
     const { NODE_TEST_CONTEXT, ...env } = process.env;
-    const child = spawn(launcher, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(launcher, ['futex_waitv', ...argv], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
@@ -82,10 +62,10 @@ const SUBSET = [
 ];
 
 test('under a kernel without futex_waitv (seccomp: ENOSYS), futex, sync, queue and shm:// waits work', async (t) => {
-  const { launcher, why } = buildLauncher(t);
+  const { launcher, why } = refuseSyscallsLauncher(t);
   if (launcher === undefined) return t.skip(why);
   const probe = await new Promise((resolve, reject) =>
-    execFile(launcher, [process.execPath, '-p', "require('./dist/cjs/os/futex.js').asyncWaitMechanism()"], { cwd: path.join(here, '..') }, (err, out) =>
+    execFile(launcher, ['futex_waitv', process.execPath, '-p', "require('./dist/cjs/os/futex.js').asyncWaitMechanism()"], { cwd: path.join(here, '..') }, (err, out) =>
       err ? reject(err) : resolve(out.trim()),
     ),
   );

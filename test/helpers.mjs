@@ -2,8 +2,10 @@
 // each state they reach over Node's fork IPC channel (the control channel, always separate from
 // the mechanism under test); the parent waits for those reports instead of sleeping.
 import assert from 'node:assert/strict';
-import { fork, spawn } from 'node:child_process';
+import { execFileSync, fork, spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,6 +23,28 @@ export const runPrefix = `t-${process.env.INTERPROCESS_TEST_RUN ?? process.pid}-
 /** A name no other test (or run) uses. */
 export function uniqueName(tag = 'x') {
   return `${runPrefix}${process.pid}-${tag}-${counter++}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * Builds test/fixtures/refuse-syscalls.c (a launcher that plays a kernel without some system
+ * calls) into a scratch folder removed after test `t`: { launcher }, or { why } without a C
+ * compiler. Run a child under it with startChild's `wrap: [launcher, 'membarrier']`.
+ */
+export function refuseSyscallsLauncher(t) {
+  const cc = ['cc', 'gcc', 'clang'].find((c) => {
+    try {
+      execFileSync(c, ['--version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  if (cc === undefined) return { why: 'no C compiler (cc, gcc or clang) to build test/fixtures/refuse-syscalls.c' };
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-t-launcher-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const launcher = path.join(dir, 'refuse-syscalls');
+  execFileSync(cc, ['-O2', '-Wall', '-o', launcher, path.join(here, 'fixtures', 'refuse-syscalls.c')]);
+  return { launcher };
 }
 
 /**
