@@ -192,6 +192,73 @@ for (const transport of transports) {
       }
     });
 
+    test('receiveMany / tryReceiveMany: batches in send order, at most max; bad max, timeout and close are coded', async () => {
+      const { a, b, cleanup } = await channelPair(transport);
+      try {
+        const count = 1500;
+        const sizeOf = (i) => [64, 9, 300, 4096][i % 4];
+        const sending = (async () => {
+          for (let i = 0; i < count; i++) if (!a.trySend(payload(sizeOf(i), i))) await a.send(payload(sizeOf(i), i));
+        })();
+        let seq = 0;
+        let batches = 0;
+        const takeAll = (messages, max) => {
+          assert.ok(messages.length <= max, `${messages.length} messages for max ${max}`);
+          for (const m of messages) checkPayload(m, sizeOf(seq), seq++);
+        };
+        await watchdog(
+          (async () => {
+            while (seq < count) {
+              const max = [1, 7, 64, 1000][batches++ % 4];
+              if (batches % 3 === 0) takeAll(b.tryReceiveMany(max), max);
+              else if (batches % 5 === 0) checkPayload(await b.receive(), sizeOf(seq), seq++);
+              else {
+                const got = await b.receiveMany(max);
+                assert.ok(got.length >= 1, 'receiveMany resolves with at least one message');
+                takeAll(got, max);
+              }
+            }
+          })(),
+          WATCHDOG,
+          'batches',
+        );
+        await sending;
+        assert.deepEqual(b.tryReceiveMany(5), []);
+        for (const bad of [0, 2 ** 31 + 1]) {
+          assert.throws(() => b.tryReceiveMany(bad), RangeError);
+          await assert.rejects(b.receiveMany(bad), RangeError);
+        }
+        for (const bad of [1.5, '4', undefined]) {
+          assert.throws(() => b.tryReceiveMany(bad), TypeError);
+          await assert.rejects(b.receiveMany(bad), TypeError);
+        }
+        await expectCode(() => b.receiveMany(4, { timeout: 20 }), 'IPC_ERR_TIMEOUT');
+        // What the peer sent before it closed is still received, then IPC_ERR_CLOSED.
+        for (let i = 0; i < 3; i++) await a.send(payload(64, count + i));
+        await a.close();
+        const rest = [];
+        await watchdog(
+          (async () => {
+            for (;;) {
+              try {
+                rest.push(...(await b.receiveMany(2)));
+              } catch (err) {
+                assert.equal(err.code, 'IPC_ERR_CLOSED');
+                return;
+              }
+            }
+          })(),
+          WATCHDOG,
+          'drain after close',
+        );
+        rest.forEach((m, i) => checkPayload(m, 64, count + i));
+        assert.equal(rest.length, 3);
+        assert.throws(() => b.tryReceiveMany(1), { code: 'IPC_ERR_CLOSED' });
+      } finally {
+        await cleanup();
+      }
+    });
+
     test('a received message in a transfer list never changes another received message', async () => {
       // Small messages sent in one turn arrive together (one read, one pack) and may be views of
       // the same memory. Transferring one must leave every other intact: it is moved (its own

@@ -1,6 +1,8 @@
 // Socket and pipe channels beside their baselines, for the bench harness (contract in
 // bench/util.mjs):
 //   channel-unix, channel-tcp, channel-pipe   interprocess Channels (codec 'bytes')
+//   channel-unix-batch, channel-shm-batch      the same, the receiver taking batches with
+//                       receiveMany(1024) (throughput at 64 B and 4 KiB)
 //   channel-nats        the same Channel over nats:// through a nats-server that each trial
 //                       starts on a free loopback port (left out, with a note, when
 //                       nats-server is not installed)
@@ -77,12 +79,17 @@ function exited(child) {
   return new Promise((resolve) => child.once('exit', resolve));
 }
 
-function channelMechanism(transport, label) {
-  return {
-    id: `channel-${transport}`,
+/**
+ * The receiving peer takes one message per `await ch.receive()`, or with `batch` up to 1024 per
+ * `await ch.receiveMany(1024)` (throughput only: a round trip has one message in flight).
+ */
+function channelMechanism(transport, label, { batch = false } = {}) {
+  const sink = batch ? 'sink-many' : 'sink';
+  const mechanism = {
+    id: `channel-${transport}${batch ? '-batch' : ''}`,
     label,
     family: 'interprocess',
-    sizes: SIZES,
+    sizes: batch ? [64, 4096] : SIZES,
     // shm:// against unix:// is a target: both rows are the median of three (src/cli/bench.ts).
     ...(transport === 'shm' || transport === 'unix' ? { trials: 3 } : {}),
     async roundTrip({ size, count, cpus }) {
@@ -106,7 +113,7 @@ function channelMechanism(transport, label) {
     },
     async throughput({ size, count, cpus }) {
       pinSelf(cpus?.[0]);
-      const { ch, cleanup } = await openChannel(transport, 'sink', size, count, cpus);
+      const { ch, cleanup } = await openChannel(transport, sink, size, count, cpus);
       try {
         const msg = Buffer.alloc(size);
         const t0 = now();
@@ -124,6 +131,8 @@ function channelMechanism(transport, label) {
       }
     },
   };
+  if (batch) delete mechanism.roundTrip;
+  return mechanism;
 }
 
 async function channelPeer(address, role, size, count) {
@@ -132,6 +141,13 @@ async function channelPeer(address, role, size, count) {
   process.send({ type: 'ready' });
   if (role === 'echo') {
     for await (const m of ch) await ch.send(m);
+  } else if (role === 'sink-many') {
+    let seq = 0;
+    while (seq < count) for (const m of await ch.receiveMany(1024)) check(m, size, seq++, 'channel sink');
+    const done = Buffer.alloc(4);
+    done.writeUInt32LE(seq, 0);
+    await ch.send(done);
+    for await (const _ of ch);
   } else {
     let seq = 0;
     while (seq < count) check(await ch.receive(), size, seq++, 'channel sink');
@@ -564,6 +580,10 @@ const mechanisms = [
   channelMechanism('pipe', 'interprocess Channel, pipe to a child (fd 4)'),
   // The same Channel calls over shm:// (two shared-memory queues per connection).
   channelMechanism('shm', 'interprocess Channel, shm:// (two shared-memory queues)'),
+  // Both again with a receiver that takes what arrived in batches (receiveMany): one promise per
+  // batch instead of one per message, which is most of what a small message costs a receiver.
+  channelMechanism('unix', 'interprocess Channel, unix://, await receiveMany(1024)', { batch: true }),
+  channelMechanism('shm', 'interprocess Channel, shm://, await receiveMany(1024)', { batch: true }),
   // And over nats://, through a broker: the cost of leaving one machine's shared memory.
   { ...channelMechanism('nats', 'interprocess Channel, nats:// (through a local nats-server)'), ...(NATS_MISSING ? { unavailable: NATS_MISSING } : {}) },
   rawMechanism,
@@ -596,7 +616,7 @@ if (process.argv[1] === self) {
         console.log(`${m.id.padEnd(18)} skipped: ${m.unavailable}`);
         continue;
       }
-      const rt = (await m.roundTrip({ size: 64, count, cpus })).sort();
+      const rt = m.roundTrip === undefined ? [NaN] : (await m.roundTrip({ size: 64, count, cpus })).sort();
       const rows = [];
       for (const size of m.sizes) {
         const n = size >= 1048576 ? Math.max(50, count / 40) : size >= 65536 ? Math.max(200, count / 4) : count * 5;
