@@ -86,7 +86,8 @@ const ON_HEAP = 64;
  * marked untransferable as Node's Buffer pool is: a transfer list naming one copy's buffer copies
  * it on Node 20 and throws DataCloneError on later versions, and never detaches the others.
  * (Until stop 22 the arena was for Node 20 only, so that these copies stayed transferable on
- * later versions; an ArrayBuffer per message made Node 24 1.6x-2.4x slower at 1-4 KiB.)
+ * later versions; an ArrayBuffer per message made a queue's one-way rate at 1-4 KiB 1.7x-2.8x
+ * slower there: bench/results/2026-12-01-stop22-arena.md.)
  */
 const ARENA_MAX = 4096;
 const ARENA_BYTES = 64 * 1024;
