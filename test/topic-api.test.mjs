@@ -342,6 +342,65 @@ test('codecs: json, msgpack, structured and a custom codec; a bad message is IPC
   assert.deepEqual([...b.tryReceive()], [1, 2, 3]);
 });
 
+test('receiveMany, receiveManySync, tryReceiveMany: batches in order, at most max; waits, bad max, timeout, close; a bad message mid-batch is thrown next', async (t) => {
+  const topic = open(t, named(t), { capacity: 256 });
+  const sub = topic.subscribe();
+  const seqOf = (m) => new DataView(m.buffer, m.byteOffset).getUint32(0);
+  const msg = (i) => {
+    const m = new Uint8Array(100);
+    new DataView(m.buffer).setUint32(0, i);
+    return m;
+  };
+  for (let i = 0; i < 100; i++) assert.ok(topic.tryPublish(msg(i)));
+  const got = [...sub.tryReceiveMany(7), ...sub.receiveManySync(50), ...(await sub.receiveMany(1000))];
+  assert.deepEqual(got.map(seqOf), Array.from({ length: 100 }, (_, i) => i));
+  assert.deepEqual(sub.tryReceiveMany(5), []);
+  // Waiting for the next: resolved by a later publish, with what came with it.
+  const waiting = sub.receiveMany(10);
+  setTimeout(() => {
+    for (let i = 100; i < 103; i++) topic.tryPublish(msg(i));
+  }, 10);
+  const batch = await watchdog(waiting, 10_000, 'receiveMany waits');
+  assert.ok(batch.length >= 1 && batch.length <= 3);
+  const rest = sub.tryReceiveMany(10);
+  assert.deepEqual([...batch, ...rest].map(seqOf), [100, 101, 102]);
+  for (const bad of [0, 2 ** 31 + 1]) {
+    assert.throws(() => sub.tryReceiveMany(bad), RangeError);
+    assert.throws(() => sub.receiveManySync(bad), RangeError);
+    await assert.rejects(sub.receiveMany(bad), RangeError);
+  }
+  for (const bad of [1.5, '2', undefined]) {
+    assert.throws(() => sub.tryReceiveMany(bad), TypeError);
+    await assert.rejects(sub.receiveMany(bad), TypeError);
+  }
+  await expectCode(() => sub.receiveMany(4, { timeout: 20 }), 'IPC_ERR_TIMEOUT');
+  assert.throws(() => sub.receiveManySync(4, { timeout: 20 }), { code: 'IPC_ERR_TIMEOUT' });
+
+  // A message the codec cannot decode, in the middle: the batch ends before it, the next call
+  // throws IPC_ERR_PROTOCOL (it is consumed), and the one after goes on.
+  const name = named(t);
+  const raw = open(t, name, { capacity: 8 });
+  const json = Topic.open(name, { codec: 'json' });
+  t.after(() => json.close());
+  const jsub = json.subscribe();
+  json.publishSync({ n: 1 });
+  json.publishSync({ n: 2 });
+  raw.publishSync(new TextEncoder().encode('{not json'));
+  json.publishSync({ n: 3 });
+  assert.deepEqual(jsub.tryReceiveMany(10), [{ n: 1 }, { n: 2 }]);
+  assert.throws(() => jsub.tryReceiveMany(10), { code: 'IPC_ERR_PROTOCOL' });
+  assert.deepEqual(jsub.tryReceiveMany(10), [{ n: 3 }]);
+  raw.publishSync(new TextEncoder().encode('{not json either'));
+  json.publishSync({ n: 4 });
+  await assert.rejects(jsub.receiveMany(10), { code: 'IPC_ERR_PROTOCOL' });
+  assert.deepEqual(await jsub.receiveMany(10), [{ n: 4 }]);
+
+  sub.close();
+  assert.throws(() => sub.tryReceiveMany(1), { code: 'IPC_ERR_CLOSED' });
+  assert.throws(() => sub.receiveManySync(1), { code: 'IPC_ERR_CLOSED' });
+  await expectCode(() => sub.receiveMany(1), 'IPC_ERR_CLOSED');
+});
+
 test('many subscribers in one thread, awaiting: each gets every message', async (t) => {
   const topic = open(t, named(t), { capacity: 16, codec: 'json' });
   const subs = Array.from({ length: 5 }, () => topic.subscribe());

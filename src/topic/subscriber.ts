@@ -7,7 +7,7 @@ import { setMaxListeners } from 'node:events';
 import { IpcError, closedError } from '../errors.js';
 import { decodeOrThrow, type Codec } from '../codec/index.js';
 import { receivedCopy as copyOf } from '../os/copy.js';
-import { waitOptions } from '../options.js';
+import { checkInteger, waitOptions } from '../options.js';
 import { SLOT_HEADER_BYTES } from './layout.js';
 import type { Cursor } from './ring.js';
 import { DONE, FOR_DATA, waitAsync, waitSync, type Outcome, type WaitStrategy, type Waiting } from './waiting.js';
@@ -52,6 +52,8 @@ export class Subscriber<T = Uint8Array> {
   readonly #waiting: Waiting;
   #closed = false;
   #got: Taken<T> = NONE;
+  /** A decode failure met after a batch had messages: the next receive throws it (in order). */
+  #failure: unknown = NONE;
   /** The handle spins before it sleeps ('spin', or 'spin-then-block' with a spin time). */
   readonly #preSpin: boolean;
   // Made once: receive() hands them to every wait.
@@ -134,6 +136,37 @@ export class Subscriber<T = Uint8Array> {
     return this.#taken();
   }
 
+  /** Up to `max` messages available now, in order ([] when there is none). */
+  tryReceiveMany(max: number): T[] {
+    this.#check();
+    checkInteger(max, `${this.#waiting.label} tryReceiveMany: max`, 1, 2 ** 31);
+    return this.#takeUpTo(max, []);
+  }
+
+  /**
+   * 1 to `max` messages in order: those available now, else the next one (waiting as receive()
+   * does) and what is there with it. One promise per batch instead of one per message.
+   */
+  receiveMany(max: number, options?: { timeout?: number; signal?: AbortSignal }): Promise<T[]> {
+    try {
+      this.#check();
+      checkInteger(max, `${this.#waiting.label} receiveMany: max`, 1, 2 ** 31);
+      const now = this.#takeUpTo(max, []);
+      if (now.length > 0) return Promise.resolve(now);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.receive(options).then((first) => this.#takeUpTo(max, [first]));
+  }
+
+  /** As receiveMany, blocking the thread while there is none (`{ timeout }`). */
+  receiveManySync(max: number, options?: { timeout?: number }): T[] {
+    this.#check();
+    checkInteger(max, `${this.#waiting.label} receiveManySync: max`, 1, 2 ** 31);
+    const now = this.#takeUpTo(max, []);
+    return now.length > 0 ? now : this.#takeUpTo(max, [this.receiveSync(options)]);
+  }
+
   /** Receives until this subscriber (or its topic handle) is closed; then the loop ends quietly. */
   async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
     while (!this.closed) {
@@ -178,8 +211,34 @@ export class Subscriber<T = Uint8Array> {
     return value;
   }
 
+  /**
+   * Appends to `out` the messages available now, up to `max`. A message the codec cannot decode
+   * ends the batch: its error is thrown at once if the batch is empty, else by the next receive,
+   * so that the messages before it are not lost with it.
+   */
+  #takeUpTo(max: number, out: T[]): T[] {
+    while (out.length < max) {
+      let value: Taken<T>;
+      try {
+        value = this.#take();
+      } catch (err) {
+        if (out.length === 0) throw err;
+        this.#failure = err;
+        break;
+      }
+      if (value === NONE) break;
+      out.push(value);
+    }
+    return out;
+  }
+
   /** One attempt: the next message, copied (or decoded) out of its slot, or NONE. */
   #take(): Taken<T> {
+    if (this.#failure !== NONE) {
+      const failure = this.#failure;
+      this.#failure = NONE;
+      throw failure;
+    }
     const cursor = this.#cursor;
     const u8 = cursor.ring.u8;
     const ctx = this.#ctx;

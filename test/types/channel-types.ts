@@ -77,8 +77,11 @@ export async function channels(): Promise<void> {
   jobsToChild.trySend(new Uint8Array(1));
   const streams = channelFromStreams<Answer>(new PassThrough(), new PassThrough(), { codec: 'json' });
   const streamed: Answer | undefined = streams.tryReceive();
+  const batch: Promise<Answer[]> = streams.receiveMany(64, { timeout: 100 });
+  // @ts-expect-error an Answer channel's batches are Answers
+  const wrongBatch: Uint8Array[] = streams.tryReceiveMany(8);
   // @ts-expect-error bytes by default
   channelFromStreams(new PassThrough(), new PassThrough()).trySend('text');
 
-  void [bytes, reply, asBuffer, explicitBytes, job, answer, named, first, text, toChild, streamed];
+  void [bytes, reply, asBuffer, explicitBytes, job, answer, named, first, text, toChild, streamed, batch, wrongBatch];
 }

@@ -22,6 +22,10 @@ const prices = Topic.openOrCreate<Price>('t-types-topic-json', { codec: 'json', 
 void prices.publish({ symbol: 'X', bid: 1 });
 const priceSub = prices.subscribe({ from: 'oldest' });
 const price: Price = priceSub.receiveSync();
+const priceBatch: Price[] = priceSub.receiveManySync(16);
+const rawBatch: Promise<Uint8Array[]> = rawSub.receiveMany(16, { timeout: 10 });
+// @ts-expect-error a Price subscriber's batches are Prices
+const wrongBatch: Uint8Array[] = priceSub.tryReceiveMany(4);
 // @ts-expect-error a Price topic takes Prices
 prices.publishSync('text');
 // @ts-expect-error from is 'next' or 'oldest'
@@ -41,4 +45,4 @@ async function iterate(): Promise<void> {
   for await (const p of priceSub) void p.bid;
 }
 
-void [bytes, price, word, iterate];
+void [bytes, price, word, iterate, priceBatch, rawBatch, wrongBatch];
