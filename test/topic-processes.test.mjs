@@ -27,8 +27,8 @@ function create(t, tag, options) {
   return topic;
 }
 
-function spawn(t, fixture, args, env) {
-  const child = startChild(fixture, args, env === undefined ? {} : { env });
+function spawn(t, fixture, args, env, wrap) {
+  const child = startChild(fixture, args, { ...(env === undefined ? {} : { env }), ...(wrap === undefined ? {} : { wrap }) });
   t.after(() => child.kill('SIGKILL'));
   return child;
 }
@@ -291,8 +291,7 @@ for (const refused of [undefined, 'by INTERPROCESS_MEMBARRIER=0', 'by the kernel
       Topic.remove(`${name}-pong`);
     });
     const replies = pong.subscribe();
-    const echo = startChild('topic-echo.mjs', [name, rounds], refused === undefined ? {} : wrap === undefined ? { env: { INTERPROCESS_MEMBARRIER: '0' } } : { wrap });
-    t.after(() => echo.kill('SIGKILL'));
+    const echo = spawn(t, 'topic-echo.mjs', [name, rounds], refused !== undefined && wrap === undefined ? { INTERPROCESS_MEMBARRIER: '0' } : undefined, wrap);
     const [hello] = await ready([echo]);
     // Where stores keep their order (x86), the echo commits plainly and fences exactly when
     // membarrier works in its process; elsewhere it never does either (nothing to fence).

@@ -84,55 +84,54 @@ function exited(child) {
  * `await ch.receiveMany(1024)` (throughput only: a round trip has one message in flight).
  */
 function channelMechanism(transport, label, { batch = false } = {}) {
-  const sink = batch ? 'sink-many' : 'sink';
-  const mechanism = {
+  async function roundTrip({ size, count, cpus }) {
+    pinSelf(cpus?.[0]);
+    const { ch, cleanup } = await openChannel(transport, 'echo', size, count, cpus);
+    const out = new Float64Array(count);
+    const msg = Buffer.alloc(size);
+    try {
+      for (let i = 0; i < count; i++) {
+        stamp(msg, i);
+        const t0 = now();
+        await ch.send(msg);
+        const reply = await ch.receive();
+        out[i] = Number(now() - t0);
+        check(reply, size, i, `${transport} round trip`);
+      }
+    } finally {
+      await cleanup();
+    }
+    return out;
+  }
+  async function throughput({ size, count, cpus }) {
+    pinSelf(cpus?.[0]);
+    const { ch, cleanup } = await openChannel(transport, batch ? 'sink-many' : 'sink', size, count, cpus);
+    try {
+      const msg = Buffer.alloc(size);
+      const t0 = now();
+      for (let i = 0; i < count; i++) {
+        stamp(msg, i);
+        // trySend commits while there is room; when full, send waits for the peer.
+        if (!ch.trySend(msg)) await ch.send(msg);
+      }
+      const done = await ch.receive();
+      const seconds = Number(now() - t0) / 1e9;
+      if (done.readUInt32LE(0) !== count) throw new Error(`peer received ${done.readUInt32LE(0)} of ${count}`);
+      return { messages: count, seconds };
+    } finally {
+      await cleanup();
+    }
+  }
+  return {
     id: `channel-${transport}${batch ? '-batch' : ''}`,
     label,
     family: 'interprocess',
     sizes: batch ? [64, 4096] : SIZES,
     // shm:// against unix:// is a target: both rows are the median of three (src/cli/bench.ts).
     ...(transport === 'shm' || transport === 'unix' ? { trials: 3 } : {}),
-    async roundTrip({ size, count, cpus }) {
-      pinSelf(cpus?.[0]);
-      const { ch, cleanup } = await openChannel(transport, 'echo', size, count, cpus);
-      const out = new Float64Array(count);
-      const msg = Buffer.alloc(size);
-      try {
-        for (let i = 0; i < count; i++) {
-          stamp(msg, i);
-          const t0 = now();
-          await ch.send(msg);
-          const reply = await ch.receive();
-          out[i] = Number(now() - t0);
-          check(reply, size, i, `${transport} round trip`);
-        }
-      } finally {
-        await cleanup();
-      }
-      return out;
-    },
-    async throughput({ size, count, cpus }) {
-      pinSelf(cpus?.[0]);
-      const { ch, cleanup } = await openChannel(transport, sink, size, count, cpus);
-      try {
-        const msg = Buffer.alloc(size);
-        const t0 = now();
-        for (let i = 0; i < count; i++) {
-          stamp(msg, i);
-          // trySend commits while there is room; when full, send waits for the peer.
-          if (!ch.trySend(msg)) await ch.send(msg);
-        }
-        const done = await ch.receive();
-        const seconds = Number(now() - t0) / 1e9;
-        if (done.readUInt32LE(0) !== count) throw new Error(`peer received ${done.readUInt32LE(0)} of ${count}`);
-        return { messages: count, seconds };
-      } finally {
-        await cleanup();
-      }
-    },
+    ...(batch ? {} : { roundTrip }),
+    throughput,
   };
-  if (batch) delete mechanism.roundTrip;
-  return mechanism;
 }
 
 async function channelPeer(address, role, size, count) {
@@ -141,16 +140,10 @@ async function channelPeer(address, role, size, count) {
   process.send({ type: 'ready' });
   if (role === 'echo') {
     for await (const m of ch) await ch.send(m);
-  } else if (role === 'sink-many') {
-    let seq = 0;
-    while (seq < count) for (const m of await ch.receiveMany(1024)) check(m, size, seq++, 'channel sink');
-    const done = Buffer.alloc(4);
-    done.writeUInt32LE(seq, 0);
-    await ch.send(done);
-    for await (const _ of ch);
   } else {
     let seq = 0;
-    while (seq < count) check(await ch.receive(), size, seq++, 'channel sink');
+    if (role === 'sink-many') while (seq < count) for (const m of await ch.receiveMany(1024)) check(m, size, seq++, 'channel sink');
+    else while (seq < count) check(await ch.receive(), size, seq++, 'channel sink');
     const done = Buffer.alloc(4);
     done.writeUInt32LE(seq, 0);
     await ch.send(done);

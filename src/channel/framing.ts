@@ -87,8 +87,9 @@ export class FrameDecoder {
   #remaining = -1;
   #parts: Buffer[] = [];
   #partBytes = 0;
-  /** The memory of the last chunk a payload or a kept part viewed (see #view). */
+  /** The memory of the last chunk a payload or a kept part viewed, and whether it is marked (see #view). */
   #viewed: ArrayBufferLike | undefined;
+  #marked = false;
 
   constructor(maxMessageSize: number, sink: FrameSink) {
     this.#maxMessageSize = maxMessageSize;
@@ -159,10 +160,15 @@ export class FrameDecoder {
     }
   }
 
-  /** A view of chunk[start, end); the chunk's memory is marked untransferable from its second view on. */
+  /** A view of chunk[start, end); the chunk's memory is marked untransferable at its second view. */
   #view(chunk: Buffer, start: number, end: number): Buffer {
-    if (this.#viewed === chunk.buffer) markAsUntransferable(chunk.buffer);
-    else this.#viewed = chunk.buffer;
+    if (this.#viewed !== chunk.buffer) {
+      this.#viewed = chunk.buffer;
+      this.#marked = false;
+    } else if (!this.#marked) {
+      markAsUntransferable(chunk.buffer);
+      this.#marked = true;
+    }
     return chunk.subarray(start, end);
   }
 
