@@ -6,7 +6,8 @@
 // it can, spinning (queue: trySend / sendSync; topic: tryPublish / publishSync; ring: the
 // JavaScript SPSC ring of bench/mechanisms/js-ring.mjs on a SharedMemory region); the consumer
 // (a child pinned to core 1) checks every message and notes the time at every WINDOW-th. Prints
-// one JSON line: the rate of each window in M msg/s, and their median, 10th and 90th percentile.
+// one JSON line: the rate of each window in M msg/s (and in GiB/s), and their median, 10th and
+// 90th percentile (M msg/s).
 //
 // Why it exists: on a shared two-core VM, a spinning pair's rate moves between regimes that last
 // for seconds (the consumer caught up and polling the line the producer writes, or a few slots
@@ -75,7 +76,7 @@ async function produce(kind, size, count, window) {
     for (let i = 1; i < marks.length; i++) rates.push(window / (marks[i] - marks[i - 1]) / 1e6);
     const sorted = [...rates].sort((a, b) => a - b);
     const round = (x) => Math.round(x * 100) / 100;
-    console.log(JSON.stringify({ kind, size, count, window, median: round(percentile(sorted, 0.5)), p10: round(percentile(sorted, 0.1)), p90: round(percentile(sorted, 0.9)), windowsMps: rates.map(round) }));
+    console.log(JSON.stringify({ kind, size, count, window, median: round(percentile(sorted, 0.5)), p10: round(percentile(sorted, 0.1)), p90: round(percentile(sorted, 0.9)), windowsMps: rates.map(round), windowsGiBps: rates.map((r) => round((r * 1e6 * size) / 2 ** 30)) }));
   } finally {
     child.kill();
     m.close(handle);

@@ -2,7 +2,7 @@
 //   node bench/trial.mjs <mechanism-file> <id> <roundTrip|throughput|idle> <size> <count> <cpuA> <cpuB>
 // Pins itself to cpuA, runs the mechanism (whose peer goes to cpuB) and prints one JSON line.
 import { pathToFileURL } from 'node:url';
-import { pinSelf } from './util.mjs';
+import { pinSelf, warmupFor } from './util.mjs';
 
 const [file, id, mode, size, count, cpuA, cpuB] = process.argv.slice(2);
 const cpus = [cpuA === '-' ? undefined : Number(cpuA), cpuB === '-' ? undefined : Number(cpuB)];
@@ -35,9 +35,11 @@ if (mode === 'roundTrip') {
 } else {
   // `note` (why a figure is what it is) and anything else a mechanism reports (a fan-out's
   // per-subscriber rates) are kept as they are.
-  const { messages, seconds, ...extra } = await mechanism.throughput(args);
+  // Timed warm: `warmup` messages first, untimed (util.mjs warmupFor). A mechanism that takes
+  // no warm-up (one process's loop of map or mutex operations) reports none.
+  const { messages, seconds, warmup = 0, ...extra } = await mechanism.throughput({ ...args, warmup: warmupFor(args.count, args.size) });
   if (messages !== args.count) throw new Error(`${id}: ${messages} messages counted for ${args.count} sent`);
-  result = { n: messages, seconds, messagesPerSecond: messages / seconds, bytesPerSecond: (messages * args.size) / seconds, ...extra };
+  result = { n: messages, seconds, warmup, messagesPerSecond: messages / seconds, bytesPerSecond: (messages * args.size) / seconds, ...extra };
 }
 process.stdout.write(JSON.stringify(result) + '\n');
 process.exit(0);

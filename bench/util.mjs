@@ -9,8 +9,10 @@
 //     waits: 'spin' | 'block' | 'event-loop',  // how the receiving side waits (for the advice)
 //     roundTrip({ size, count, cpus }) -> Promise<Float64Array>   // `count` round trips in ns
 //                                        (or { n, p50, p99, p999 } from an external program)
-//     throughput({ size, count, cpus }) -> Promise<{ messages, seconds, note?,
-//                 cpuUsPerMessage?, shmBytesPerMessage?, shmBytesPerPayloadByte? }>  // one way
+//     throughput({ size, count, warmup, cpus }) -> Promise<{ messages, seconds, warmup, note?,
+//                 cpuUsPerMessage?, shmBytesPerMessage?, shmBytesPerPayloadByte? }>  // one way:
+//                                        warmup + count messages sent, the last `count` timed by
+//                                        the receiver (SinkClock); `warmup` as it was done
 //     idle({ cpus }) -> Promise<{ cpuPercent, cpuUsPerSecond }>  // optional: a receiver waiting
 //                                        on nothing, its CPU (see idleCpu)
 //     count: { quick, full },              // optional: operations per trial, instead of the default
@@ -155,6 +157,44 @@ export function check(buf, size, seq, what) {
 }
 
 export const now = () => process.hrtime.bigint();
+
+/**
+ * How many messages a throughput trial sends before the `count` it times: a quarter as many,
+ * and at least 64 MiB of them (up to `count` itself, for the quick run's short trials). A trial
+ * starts two fresh processes, and their first laps pay for what a long-running program pays
+ * once: first touches of the ring's or the socket's pages and of fresh heap (~18 µs a page on
+ * the project's VM), heap growth, JIT compilation. One way, 1 MiB messages, the first 32 MiB ran
+ * at 0.1-0.3 GiB/s and the rest at 10-20 (bench/results/2026-12-02-stop23-warm-trials.md):
+ * timed from the first message, a 1 GiB trial measured mostly its start. Every row gets the same
+ * warm-up, so that rows still compare.
+ */
+export const warmupFor = (count, size) => Math.max(Math.ceil(count / 4), Math.min(count, Math.ceil((64 << 20) / size)));
+
+/**
+ * A throughput sink's clock, on the receiving side: `at(seq)` for every message received, in
+ * order. It starts when the last warm-up message (seq warmup - 1) arrives (when it is made, with
+ * no warm-up) and stops when the last of the timed `count` does, so `seconds` is what the timed
+ * messages took to arrive, on one process's clock. The sender sends warmup + count messages.
+ */
+export class SinkClock {
+  constructor(warmup, count) {
+    this.warmup = warmup;
+    this.last = warmup + count - 1;
+    this.start = warmup === 0 ? now() : undefined;
+    this.end = undefined;
+  }
+
+  at(seq) {
+    if (seq === this.warmup - 1) this.start = now();
+    if (seq === this.last) this.end = now();
+  }
+
+  /** The timed part in seconds; throws if the trial never got there (a bench counts nothing it did not see). */
+  get seconds() {
+    if (this.start === undefined || this.end === undefined) throw new Error(`the sink's clock never ${this.start === undefined ? 'started' : 'stopped'}`);
+    return Number(this.end - this.start) / 1e9;
+  }
+}
 
 /**
  * ns on CPU of every thread of `pid` so far (the schedstat of each /proc/<pid>/task: the futex.waitAsync

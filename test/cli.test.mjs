@@ -45,6 +45,11 @@ test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML 
       assert.equal(r.error, undefined, `${r.id}: ${r.error}`);
       assert.equal(r.n, r.mode === 'roundTrip' && r.id.startsWith('c-') ? 200 : r.count);
     }
+    // Every message-passing throughput row is timed warm, the C ring's included: 200 timed
+    // messages after 200 untimed at 64 B, 64 at 1 MiB (a quarter, but at least 64 MiB).
+    const throughput = report.results.filter((r) => r.mode === 'throughput' && r.family !== 'primitive');
+    assert.ok(throughput.length >= 10, String(throughput.length));
+    for (const r of throughput) assert.equal(r.warmup, { 64: 200, 1048576: 64 }[r.size], `${r.id} ${r.size}`);
     // The queue's throughput rows carry CPU and shared memory per message; its idle rows the
     // CPU of a receiver waiting on nothing (spinning: busy; spin-then-block: parked).
     for (const r of report.results.filter((x) => x.id === 'queue-spin' && x.mode === 'throughput')) {

@@ -29,7 +29,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { SinkClock, check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const HEADER = 16;
@@ -105,7 +105,7 @@ export class Ring {
 
 /** Both rings of a round trip in one buffer (ping first), or the one ring of a throughput trial. */
 const bytesFor = (role, size) => (role === 'echo' ? 2 : 1) * ringBytes(size);
-const warmupFor = (count) => Math.min(2000, count);
+const roundTripWarmup = (count) => Math.min(2000, count);
 
 /**
  * Pins the calling thread (a worker: trial.mjs pins only the main thread, and a worker would
@@ -121,19 +121,23 @@ function pinThread(cpu) {
   }
 }
 
-/** The peer's side, the same in a worker and in a process: echo, or receive and check. */
-function runPeer(role, buffer, size, count, label) {
+/**
+ * The peer's side, the same in a worker and in a process: echo, or receive and check
+ * warmup + count messages, the last `count` timed (SinkClock). Returns { received, seconds }.
+ */
+function runPeer(role, buffer, size, count, warmup, label) {
   if (role === 'echo') {
     const ping = new Ring(buffer, 0, size);
     const pong = new Ring(buffer, ringBytes(size), size);
-    const total = count + warmupFor(count);
+    const total = count + roundTripWarmup(count);
     for (let i = 0; i < total; i++) pong.send(ping.receive());
-    return total;
+    return { received: total };
   }
   const ring = new Ring(buffer, 0, size);
+  const clock = new SinkClock(warmup, count);
   let received = 0;
-  for (; received < count; received++) check(ring.receive(), size, received, label);
-  return received;
+  for (const total = warmup + count; received < total; clock.at(received++)) check(ring.receive(), size, received, label);
+  return { received, seconds: clock.seconds };
 }
 
 /** `count` round trips through ping and pong (the peer echoes), in ns. */
@@ -142,7 +146,7 @@ function pingPong(buffer, size, count, label) {
   const pong = new Ring(buffer, ringBytes(size), size);
   const samples = new Float64Array(count);
   const payload = new Uint8Array(size);
-  for (let i = -warmupFor(count); i < count; i++) {
+  for (let i = -roundTripWarmup(count); i < count; i++) {
     const seq = i >>> 0;
     stamp(payload, seq);
     const t0 = now();
@@ -170,9 +174,9 @@ function cpuSince(c0) {
 
 // --- between threads ----------------------------------------------------------------------
 
-async function withWorker(role, size, count, cpus, body) {
+async function withWorker(role, size, count, cpus, body, warmup = 0) {
   const buffer = new SharedArrayBuffer(bytesFor(role, size));
-  const worker = new Worker(self, { workerData: { jsRing: role, buffer, size, count, cpu: cpus[1] } });
+  const worker = new Worker(self, { workerData: { jsRing: role, buffer, size, count, warmup, cpu: cpus[1] } });
   const next = () =>
     new Promise((resolve, reject) => {
       const cleanup = () => worker.off('message', onMessage).off('error', onError).off('exit', onExit);
@@ -198,15 +202,13 @@ const threads = {
     await done;
     return samples;
   }),
-  throughput: ({ size, count, cpus }) => withWorker('sink', size, count, cpus, async (buffer, done) => {
-    const t0 = now();
+  throughput: ({ size, count, warmup = 0, cpus }) => withWorker('sink', size, count, cpus, async (buffer, done) => {
     const c0 = process.cpuUsage();
-    stream(buffer, size, count);
-    const { received } = await done;
-    const seconds = Number(now() - t0) / 1e9;
+    stream(buffer, size, warmup + count);
+    const { received, seconds } = await done;
     // One process: its CPU covers both threads.
-    return { messages: received, seconds, cpuUsPerMessage: cpuSince(c0) / received };
-  }),
+    return { messages: received - warmup, seconds, warmup, cpuUsPerMessage: cpuSince(c0) / received };
+  }, warmup),
 };
 
 // --- between processes --------------------------------------------------------------------
@@ -215,10 +217,10 @@ let SharedMemory;
 /** Loaded only here: a worker running the threads rows has no use for the native addon. */
 const sharedMemory = () => (SharedMemory ??= createRequire(import.meta.url)('../../dist/cjs/index.js').SharedMemory);
 
-async function withProcess(role, size, count, cpus, body) {
+async function withProcess(role, size, count, cpus, body, warmup = 0) {
   const name = `bench-jsring-${process.pid}-${role}`;
   const shm = sharedMemory().create(name, { byteLength: bytesFor(role, size) });
-  const child = forkPeer(self, [role, name, size, count], cpus[1]);
+  const child = forkPeer(self, [role, name, size, count, warmup], cpus[1]);
   try {
     await nextMessage(child, 'ready');
     const done = nextMessage(child, 'done');
@@ -237,16 +239,14 @@ const processes = {
     await done;
     return samples;
   }),
-  throughput: ({ size, count, cpus }) => withProcess('sink', size, count, cpus, async (buffer, done) => {
-    const t0 = now();
+  throughput: ({ size, count, warmup = 0, cpus }) => withProcess('sink', size, count, cpus, async (buffer, done) => {
     const c0 = process.cpuUsage();
-    stream(buffer, size, count);
-    const { received, cpuUs } = await done;
-    const seconds = Number(now() - t0) / 1e9;
+    stream(buffer, size, warmup + count);
+    const { received, seconds, cpuUs } = await done;
     // The shared memory per message the ring holds, like the queue rows' column.
     const shmBytesPerMessage = bytesFor('sink', size) / capacityFor(size);
-    return { messages: received, seconds, cpuUsPerMessage: (cpuSince(c0) + cpuUs) / received, shmBytesPerMessage, shmBytesPerPayloadByte: shmBytesPerMessage / size };
-  }),
+    return { messages: received - warmup, seconds, warmup, cpuUsPerMessage: (cpuSince(c0) + cpuUs) / received, shmBytesPerMessage, shmBytesPerPayloadByte: shmBytesPerMessage / size };
+  }, warmup),
 };
 
 export default [
@@ -275,17 +275,17 @@ export default [
 // --- the peer -----------------------------------------------------------------------------
 
 if (!isMainThread && workerData?.jsRing !== undefined) {
-  const { jsRing: role, buffer, size, count, cpu } = workerData;
+  const { jsRing: role, buffer, size, count, warmup, cpu } = workerData;
   pinThread(cpu);
   parentPort.postMessage({ type: 'ready' });
-  parentPort.postMessage({ type: 'done', received: runPeer(role, buffer, size, count, 'js-ring-threads sink') });
+  parentPort.postMessage({ type: 'done', ...runPeer(role, buffer, size, count, warmup, 'js-ring-threads sink') });
 } else if (isMainThread && process.argv[1] === self) {
-  const [role, name, size, count] = process.argv.slice(2);
+  const [role, name, size, count, warmup] = process.argv.slice(2);
   pinSelf();
   const shm = sharedMemory().open(name);
   process.send({ type: 'ready' });
   const c0 = process.cpuUsage();
-  const received = runPeer(role, shm.buffer, Number(size), Number(count), 'js-ring-processes sink');
-  process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
+  const result = runPeer(role, shm.buffer, Number(size), Number(count), Number(warmup), 'js-ring-processes sink');
+  process.send({ type: 'done', ...result, cpuUs: cpuSince(c0) });
   process.disconnect();
 }

@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { SinkClock, check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { MessageQueue } = require('../../dist/cjs/index.js');
@@ -100,20 +100,19 @@ function mechanism(style) {
         pair.close();
       }
     },
-    async throughput({ size, count, cpus }) {
+    async throughput({ size, count, warmup = 0, cpus }) {
       const pair = openPair(`tp-${style}`, size);
-      const child = forkPeer(self, ['peer', style, 'count', ...pair.names, size, count], cpus?.[1]);
+      const child = forkPeer(self, ['peer', style, 'count', ...pair.names, size, count, warmup], cpus?.[1]);
       try {
         await nextMessage(child, 'ready');
         const done = nextMessage(child, 'done');
         const payload = new Uint8Array(size);
-        const t0 = now();
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < warmup + count; i++) {
           stamp(payload, i);
           if (!pair.ping.trySend(payload)) await pair.ping.send(payload);
         }
-        await done;
-        return { messages: count, seconds: Number(now() - t0) / 1e9 };
+        const { seconds } = await done;
+        return { messages: count, seconds, warmup };
       } finally {
         child.kill();
         pair.close();
@@ -122,7 +121,7 @@ function mechanism(style) {
   };
 }
 
-async function peer([style, mode, pingName, pongName, sizeArg, countArg]) {
+async function peer([style, mode, pingName, pongName, sizeArg, countArg, warmupArg = '0']) {
   pinSelf();
   const size = Number(sizeArg);
   const count = Number(countArg);
@@ -130,6 +129,7 @@ async function peer([style, mode, pingName, pongName, sizeArg, countArg]) {
   const pong = MessageQueue.open(pongName);
   // receive() itself tries before it waits, so no separate tryReceive on the way
   const receive = (q) => (style === 'block' ? q.receiveSync() : q.receive());
+  const clock = new SinkClock(Number(warmupArg), count);
   process.send({ type: 'ready' });
   if (mode === 'echo') {
     const warmup = Math.min(1000, count);
@@ -139,11 +139,11 @@ async function peer([style, mode, pingName, pongName, sizeArg, countArg]) {
       pong.trySend(msg) || (await pong.send(msg));
     }
   } else {
-    for (let i = 0; i < count; i++) check(await receive(ping), size, i, 'posix-mq peer');
+    for (let i = 0; i < clock.warmup + count; clock.at(i++)) check(await receive(ping), size, i, 'posix-mq peer');
   }
   ping.close();
   pong.close();
-  process.send({ type: 'done' }, () => process.exit(0));
+  process.send({ type: 'done', ...(mode === 'echo' ? {} : { seconds: clock.seconds }) }, () => process.exit(0));
 }
 
 if (process.argv[1] === self && process.argv[2] === 'peer') await peer(process.argv.slice(3));

@@ -14,8 +14,8 @@ async function pingPong(mode, { count, cpus }) {
   return { n: r.n, p50: r.p50, p99: r.p99, p999: r.p999 };
 }
 
-/** ring.c's arguments: the buffer flavour last, after the cpus (-1: unpinned). */
-const ringArgs = (mode, { size, count, cpus }, buffer) => [mode, size, count, cpus[0] ?? -1, cpus[1] ?? -1, buffer];
+/** ring.c's arguments: the buffer flavour after the cpus (-1: unpinned), then the warm-up. */
+const ringArgs = (mode, { size, count, warmup = 0, cpus }, buffer) => [mode, size, count, cpus[0] ?? -1, cpus[1] ?? -1, buffer, warmup];
 
 function cRing(buffer) {
   return {
@@ -27,7 +27,7 @@ function cRing(buffer) {
       const r = await runCReference('ring', ringArgs('throughput', args, buffer));
       // The shared memory per message the ring holds, like js-ring-processes's and the queue's column.
       const shmBytesPerMessage = r.ringBytes / r.capacity;
-      return { messages: r.messages, seconds: r.seconds, cpuUsPerMessage: r.cpuUsPerMessage, shmBytesPerMessage, shmBytesPerPayloadByte: shmBytesPerMessage / args.size };
+      return { messages: r.messages, seconds: r.seconds, warmup: r.warmup, cpuUsPerMessage: r.cpuUsPerMessage, shmBytesPerMessage, shmBytesPerPayloadByte: shmBytesPerMessage / args.size };
     },
   };
 }

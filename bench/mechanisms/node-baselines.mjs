@@ -4,19 +4,22 @@ import { check, now, stamp } from '../util.mjs';
 
 const workerSource = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { mode } = workerData;
+const { mode, count, warmup } = workerData;
+// A throughput sink's clock, as bench/util.mjs SinkClock (this eval'd worker cannot import it).
 let expected = 0;
+let start = warmup === 0 ? process.hrtime.bigint() : 0n;
 parentPort.on('message', (msg) => {
   if (mode === 'echo') return parentPort.postMessage(msg);
   const seq = (msg[0] | (msg[1] << 8) | (msg[2] << 16) | (msg[3] << 24)) >>> 0;
   if (seq !== expected) throw new Error('message ' + seq + ' out of order, expected ' + expected);
-  if (++expected === workerData.count) parentPort.postMessage('done');
+  if (++expected === warmup) start = process.hrtime.bigint();
+  if (expected === warmup + count) parentPort.postMessage({ seconds: Number(process.hrtime.bigint() - start) / 1e9 });
 });
 parentPort.postMessage('ready');
 `;
 
-async function start(mode, count) {
-  const worker = new Worker(workerSource, { eval: true, workerData: { mode, count } });
+async function start(mode, count, warmup = 0) {
+  const worker = new Worker(workerSource, { eval: true, workerData: { mode, count, warmup } });
   await new Promise((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
@@ -50,18 +53,17 @@ export default [
         await worker.terminate();
       }
     },
-    async throughput({ size, count }) {
-      const worker = await start('count', count);
+    async throughput({ size, count, warmup = 0 }) {
+      const worker = await start('count', count, warmup);
       try {
         const payload = new Uint8Array(size);
         const done = new Promise((resolve, reject) => {
           worker.once('message', resolve);
           worker.once('error', reject);
         });
-        const t0 = now();
-        for (let i = 0; i < count; i++) worker.postMessage(stamp(payload, i));
-        await done;
-        return { messages: count, seconds: Number(now() - t0) / 1e9 };
+        for (let i = 0; i < warmup + count; i++) worker.postMessage(stamp(payload, i));
+        const { seconds } = await done;
+        return { messages: count, seconds, warmup };
       } finally {
         await worker.terminate();
       }

@@ -24,7 +24,7 @@
 // This file is also the peer: `node bench/mechanisms/queue.mjs <role> <mode> <name> <size> <count>`.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { FALLBACK_ENV, check, forkPeer, idleCpu, inFallback, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { FALLBACK_ENV, SinkClock, check, forkPeer, idleCpu, inFallback, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue } = require('../../dist/cjs/index.js');
@@ -90,28 +90,28 @@ function roundTrip(mode) {
 }
 
 function throughput(mode) {
-  return async ({ size, count, cpus }) => {
+  return async ({ size, count, warmup = 0, cpus }) => {
     const name = `bench-q-${process.pid}-${mode}-tp`;
     const q = Queue.create(name, queueOptions(size, mode));
-    const child = forkPeer(self, ['sink', mode, name, size, count], cpus[1]);
+    const child = forkPeer(self, ['sink', mode, name, size, count, warmup], cpus[1]);
     try {
       await nextMessage(child, 'ready');
       const payload = new Uint8Array(size);
       const done = settled(nextMessage(child, 'done'));
-      const t0 = now();
       const c0 = process.cpuUsage();
+      const total = warmup + count;
       if (mode === 'async') {
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < total; i++) {
           stamp(payload, i);
           if (!q.trySend(payload)) await q.send(payload);
         }
       } else {
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < total; i++) {
           stamp(payload, i);
           if (!q.trySend(payload)) q.sendSync(payload);
         }
       }
-      return measured(q, size, await done, t0, c0);
+      return measured(q, size, await done, c0, warmup);
     } finally {
       child.kill();
       q.close();
@@ -127,19 +127,19 @@ function cpuSince(c0) {
 }
 
 /**
- * A throughput trial's figures: the rate, the CPU both processes spent per message (each
- * measured over its own part of the run: the sender from its first send, the receiver from
- * 'ready' to its last receive), and the shared memory the queue takes per message it can hold
- * (the whole segment, header and claims table included, over its capacity), also per byte of
- * payload.
+ * A throughput trial's figures: the rate of the timed messages (the sink's clock), the CPU both
+ * processes spent per message over the whole run, warm-up included (the sender from its first
+ * send, the receiver from 'ready' to its last receive), and the shared memory the queue takes
+ * per message it can hold (the whole segment, header and claims table included, over its
+ * capacity), also per byte of payload.
  */
-function measured(q, size, { received, cpuUs }, t0, c0) {
-  const seconds = Number(now() - t0) / 1e9;
+function measured(q, size, { received, seconds, cpuUs }, c0, warmup) {
   const { byteLength, capacity } = q.stats();
   const shmBytesPerMessage = byteLength / capacity;
   return {
-    messages: received,
+    messages: received - warmup,
     seconds,
+    warmup,
     cpuUsPerMessage: (cpuSince(c0) + cpuUs) / received,
     shmBytesPerMessage,
     shmBytesPerPayloadByte: shmBytesPerMessage / size,
@@ -176,25 +176,25 @@ function idle(mode) {
 }
 
 /** One way with batches: sendManySync / receiveManySync of up to 64 messages, spinning. */
-async function batchThroughput({ size, count, cpus }) {
+async function batchThroughput({ size, count, warmup = 0, cpus }) {
   const name = `bench-q-${process.pid}-batch-tp`;
   const q = Queue.create(name, queueOptions(size, 'spin'));
-  const child = forkPeer(self, ['batch-sink', 'spin', name, size, count], cpus[1]);
+  const child = forkPeer(self, ['batch-sink', 'spin', name, size, count, warmup], cpus[1]);
   try {
     await nextMessage(child, 'ready');
     const per = batchOf(size);
     const batch = Array.from({ length: per }, () => new Uint8Array(size));
     const done = settled(nextMessage(child, 'done'));
-    const t0 = now();
     const c0 = process.cpuUsage();
-    for (let i = 0; i < count; ) {
-      const n = Math.min(per, count - i);
+    const total = warmup + count;
+    for (let i = 0; i < total; ) {
+      const n = Math.min(per, total - i);
       const values = n === per ? batch : batch.slice(0, n);
       for (let k = 0; k < n; k++) stamp(values[k], i + k);
       q.sendManySync(values);
       i += n;
     }
-    return measured(q, size, await done, t0, c0);
+    return measured(q, size, await done, c0, warmup);
   } finally {
     child.kill();
     q.close();
@@ -206,10 +206,10 @@ async function batchThroughput({ size, count, cpus }) {
  * Zero-copy receive: the producer writes each payload straight into its slot (sendWith, one
  * copy), the consumer checks it in place (receiveWith, no copy, no allocation). Spinning.
  */
-async function zeroCopyThroughput({ size, count, cpus }) {
+async function zeroCopyThroughput({ size, count, warmup = 0, cpus }) {
   const name = `bench-q-${process.pid}-zc-tp`;
   const q = Queue.create(name, queueOptions(size, 'spin'));
-  const child = forkPeer(self, ['zc-sink', 'spin', name, size, count], cpus[1]);
+  const child = forkPeer(self, ['zc-sink', 'spin', name, size, count, warmup], cpus[1]);
   try {
     await nextMessage(child, 'ready');
     const payload = new Uint8Array(size);
@@ -219,10 +219,9 @@ async function zeroCopyThroughput({ size, count, cpus }) {
       stamp(view, seq);
     };
     const done = settled(nextMessage(child, 'done'));
-    const t0 = now();
     const c0 = process.cpuUsage();
-    for (; seq < count; seq++) if (!q.trySendWith(size, write)) q.sendWithSync(size, write);
-    return measured(q, size, await done, t0, c0);
+    for (const total = warmup + count; seq < total; seq++) if (!q.trySendWith(size, write)) q.sendWithSync(size, write);
+    return measured(q, size, await done, c0, warmup);
   } finally {
     child.kill();
     q.close();
@@ -235,21 +234,20 @@ async function zeroCopyThroughput({ size, count, cpus }) {
  * copies each message out of its slot into one buffer it reuses (receiveWith) and checks that
  * copy. What an application that keeps large messages in its own buffers gets. Spinning.
  */
-async function copyOutThroughput({ size, count, cpus }) {
+async function copyOutThroughput({ size, count, warmup = 0, cpus }) {
   const name = `bench-q-${process.pid}-co-tp`;
   const q = Queue.create(name, queueOptions(size, 'spin'));
-  const child = forkPeer(self, ['copy-sink', 'spin', name, size, count], cpus[1]);
+  const child = forkPeer(self, ['copy-sink', 'spin', name, size, count, warmup], cpus[1]);
   try {
     await nextMessage(child, 'ready');
     const payload = new Uint8Array(size);
     const done = settled(nextMessage(child, 'done'));
-    const t0 = now();
     const c0 = process.cpuUsage();
-    for (let i = 0; i < count; i++) {
+    for (let i = 0, total = warmup + count; i < total; i++) {
       stamp(payload, i);
       if (!q.trySend(payload)) q.sendSync(payload);
     }
-    return measured(q, size, await done, t0, c0);
+    return measured(q, size, await done, c0, warmup);
   } finally {
     child.kill();
     q.close();
@@ -267,25 +265,24 @@ const mixedSize = (seq) => (seq % MIXED.every === MIXED.every - 1 ? MIXED.large 
  * per payload byte against the mean message; the note gives the segment beside what slots
  * sized for the largest message would take for the same capacity.
  */
-async function mixedThroughput({ count, cpus }) {
+async function mixedThroughput({ count, warmup = 0, cpus }) {
   const name = `bench-q-${process.pid}-mixed-tp`;
   const q = Queue.create(name, { capacity: MIXED.capacity, slotSize: MIXED.slotSize, maxMessageSize: MIXED.large, wait: 'spin' });
-  const child = forkPeer(self, ['mixed-sink', 'spin', name, MIXED.large, count], cpus[1]);
+  const child = forkPeer(self, ['mixed-sink', 'spin', name, MIXED.large, count, warmup], cpus[1]);
   try {
     await nextMessage(child, 'ready');
     const small = new Uint8Array(MIXED.small);
     const large = new Uint8Array(MIXED.large);
-    let bytes = 0;
+    let bytes = 0; // of the timed messages
     const done = settled(nextMessage(child, 'done'));
-    const t0 = now();
     const c0 = process.cpuUsage();
-    for (let i = 0; i < count; i++) {
+    for (let i = 0, total = warmup + count; i < total; i++) {
       const payload = mixedSize(i) === MIXED.small ? small : large;
       stamp(payload, i);
       if (!q.trySend(payload)) q.sendSync(payload);
-      bytes += payload.length;
+      if (i >= warmup) bytes += payload.length;
     }
-    const result = measured(q, MIXED.large, await done, t0, c0);
+    const result = measured(q, MIXED.large, await done, c0, warmup);
     const { byteLength, capacity } = q.stats();
     const fixed = byteLength - capacity * (MIXED.slotSize + 16) + capacity * (MIXED.large + 16);
     return {
@@ -305,19 +302,21 @@ async function mixedThroughput({ count, cpus }) {
  * memcpy reference: Buffer#copy of `size` bytes into successive places of a 16 MiB buffer (the
  * queue's footprint, so caches favour neither), one process, one copy per message.
  */
-async function memcpy({ size, count }) {
+async function memcpy({ size, count, warmup = 0 }) {
   const source = Buffer.alloc(size, 1);
   const places = Math.max(1, Math.floor((16 << 20) / size));
   const target = Buffer.alloc(places * size);
-  for (let i = 0; i < Math.min(count, places); i++) source.copy(target, (i % places) * size);
-  const t0 = now();
-  for (let i = 0; i < count; i++) {
+  const total = warmup + count;
+  for (let i = 0; i < Math.min(total, places); i++) source.copy(target, i * size); // its pages touched
+  let t0 = now();
+  for (let i = 0; i < total; i++) {
+    if (i === warmup) t0 = now();
     stamp(source, i);
     source.copy(target, (i % places) * size);
   }
   const seconds = Number(now() - t0) / 1e9;
-  check(target.subarray(((count - 1) % places) * size, ((count - 1) % places + 1) * size), size, count - 1, 'memcpy');
-  return { messages: count, seconds };
+  check(target.subarray(((total - 1) % places) * size, ((total - 1) % places + 1) * size), size, total - 1, 'memcpy');
+  return { messages: count, seconds, warmup };
 }
 
 /** Up to 64 messages per batch, and no more than 256 KiB (a batch of 1 MiB messages is 1). */
@@ -416,7 +415,7 @@ export default mechanisms;
 
 // --- the peer -------------------------------------------------------------------------------
 
-async function peer([role, mode, name, sizeArg, countArg]) {
+async function peer([role, mode, name, sizeArg, countArg, warmupArg = '0']) {
   pinSelf();
   const size = Number(sizeArg);
   const count = Number(countArg);
@@ -432,85 +431,60 @@ async function peer([role, mode, name, sizeArg, countArg]) {
       else pong.sendSync(ping.receiveSync());
     }
     process.send({ type: 'done' });
-  } else if (role === 'idle') {
+    process.disconnect();
+    return;
+  }
+  if (role === 'idle') {
     const q = Queue.open(name, { wait });
     process.send({ type: 'ready' });
     const m = mode === 'async' ? await q.receive() : q.receiveSync();
     check(m, size, 0, `queue-${mode} idle`);
     process.send({ type: 'done' });
-  } else if (role === 'zc-sink') {
-    const q = Queue.open(name, { wait });
-    process.send({ type: 'ready' });
-    const c0 = process.cpuUsage();
-    let received = 0;
-    const read = (view) => {
-      check(view, size, received, 'queue-zero-copy sink');
-      received++;
-    };
-    while (received < count) if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
-    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
+    process.disconnect();
+    return;
+  }
+  // A throughput sink: warmup + count messages, every one checked, the last `count` timed.
+  const warmup = Number(warmupArg);
+  const total = warmup + count;
+  const q = Queue.open(name, { wait });
+  const clock = new SinkClock(warmup, count);
+  process.send({ type: 'ready' });
+  const c0 = process.cpuUsage();
+  let received = 0;
+  if (role === 'zc-sink') {
+    const read = (view) => check(view, size, received, 'queue-zero-copy sink');
+    for (; received < total; clock.at(received++)) if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
   } else if (role === 'copy-sink') {
-    const q = Queue.open(name, { wait });
-    process.send({ type: 'ready' });
-    const c0 = process.cpuUsage();
     const mine = new Uint8Array(size);
     let length = 0;
     const read = (view) => {
       mine.set(view);
       length = view.byteLength;
     };
-    let received = 0;
-    for (; received < count; received++) {
+    for (; received < total; clock.at(received++)) {
       if (!q.tryReceiveWith(read)) q.receiveWithSync(read);
       check(mine.subarray(0, length), size, received, 'queue-copy-out sink');
     }
-    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
   } else if (role === 'mixed-sink') {
-    const q = Queue.open(name, { wait });
-    process.send({ type: 'ready' });
-    const c0 = process.cpuUsage();
-    let received = 0;
-    for (; received < count; received++) {
-      const m = q.tryReceive() ?? q.receiveSync();
-      check(m, mixedSize(received), received, 'queue-mixed sink');
-    }
-    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
+    for (; received < total; clock.at(received++)) check(q.tryReceive() ?? q.receiveSync(), mixedSize(received), received, 'queue-mixed sink');
   } else if (role === 'batch-sink') {
-    const q = Queue.open(name, { wait });
-    process.send({ type: 'ready' });
-    const c0 = process.cpuUsage();
-    let received = 0;
-    while (received < count) {
+    while (received < total) {
       for (const m of q.receiveManySync(batchOf(size))) {
         check(m, size, received, 'queue-batch sink');
-        received++;
+        clock.at(received++);
       }
     }
-    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
   } else {
-    const q = Queue.open(name, { wait });
-    process.send({ type: 'ready' });
-    const c0 = process.cpuUsage();
-    let received = 0;
     const label = `queue-${mode} sink`; // built once: a template literal per message costs ~20 ns
     if (mode === 'async') {
-      for (; received < count; received++) {
-        const m = q.tryReceive() ?? (await q.receive());
-        check(m, size, received, label);
-      }
+      for (; received < total; clock.at(received++)) check(q.tryReceive() ?? (await q.receive()), size, received, label);
     } else if (mode === 'loan') {
-      for (; received < count; received++) {
-        const m = q.tryReceiveLoan() ?? q.receiveLoanSync();
-        check(m, size, received, label);
-      }
+      for (; received < total; clock.at(received++)) check(q.tryReceiveLoan() ?? q.receiveLoanSync(), size, received, label);
     } else {
-      for (; received < count; received++) {
-        const m = q.tryReceive() ?? q.receiveSync();
-        check(m, size, received, label);
-      }
+      for (; received < total; clock.at(received++)) check(q.tryReceive() ?? q.receiveSync(), size, received, label);
     }
-    process.send({ type: 'done', received, cpuUs: cpuSince(c0) });
   }
+  process.send({ type: 'done', received, seconds: clock.seconds, cpuUs: cpuSince(c0) });
   process.disconnect();
 }
 

@@ -23,13 +23,30 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { SinkClock, check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 import { NATS_MISSING, startNatsServer } from '../nats-server.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const require = createRequire(import.meta.url);
 const lib = () => require('../../dist/cjs/index.js');
 const SIZES = [64, 4096, 65536, 1048576];
+
+/**
+ * A sink's last word over its own transport: how many messages it received (u32) and the seconds
+ * its clock measured for the timed ones (f64), both little-endian.
+ */
+function doneFrame(received, seconds) {
+  const done = Buffer.alloc(12);
+  done.writeUInt32LE(received, 0);
+  done.writeDoubleLE(seconds, 4);
+  return done;
+}
+
+/** The seconds of a sink's doneFrame, after checking that it received all `total` messages. */
+function secondsOf(done, total) {
+  if (done.readUInt32LE(0) !== total) throw new Error(`peer received ${done.readUInt32LE(0)} of ${total}`);
+  return done.readDoubleLE(4);
+}
 
 function socketPath() {
   return path.join(os.tmpdir(), `interprocess-bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);
@@ -38,10 +55,10 @@ function socketPath() {
 // ---- interprocess channels ----
 
 /** Opens [channel, peer, cleanup] for one transport; the peer echoes or counts. */
-async function openChannel(transport, role, size, count, cpus) {
+async function openChannel(transport, role, size, count, cpus, warmup = 0) {
   const { listen, childChannel } = lib();
   if (transport === 'pipe') {
-    const child = fork(self, ['peer', 'channel', 'pipe://fd/4', role, size, count], {
+    const child = fork(self, ['peer', 'channel', 'pipe://fd/4', role, size, count, warmup], {
       env: { ...process.env, BENCH_CPU: cpus?.[1] === undefined ? '' : String(cpus[1]) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', 'pipe'],
     });
@@ -60,7 +77,7 @@ async function openChannel(transport, role, size, count, cpus) {
           ? nats.address(`bench.${process.pid}`)
           : 'tcp://127.0.0.1:0';
   const server = await listen(address);
-  const child = forkPeer(self, ['peer', 'channel', server.address, role, size, count], cpus?.[1]);
+  const child = forkPeer(self, ['peer', 'channel', server.address, role, size, count, warmup], cpus?.[1]);
   const ch = await server.accept();
   await nextMessage(child, 'ready');
   return {
@@ -103,21 +120,17 @@ function channelMechanism(transport, label, { batch = false } = {}) {
     }
     return out;
   }
-  async function throughput({ size, count, cpus }) {
+  async function throughput({ size, count, warmup = 0, cpus }) {
     pinSelf(cpus?.[0]);
-    const { ch, cleanup } = await openChannel(transport, batch ? 'sink-many' : 'sink', size, count, cpus);
+    const { ch, cleanup } = await openChannel(transport, batch ? 'sink-many' : 'sink', size, count, cpus, warmup);
     try {
       const msg = Buffer.alloc(size);
-      const t0 = now();
-      for (let i = 0; i < count; i++) {
+      for (let i = 0; i < warmup + count; i++) {
         stamp(msg, i);
         // trySend commits while there is room; when full, send waits for the peer.
         if (!ch.trySend(msg)) await ch.send(msg);
       }
-      const done = await ch.receive();
-      const seconds = Number(now() - t0) / 1e9;
-      if (done.readUInt32LE(0) !== count) throw new Error(`peer received ${done.readUInt32LE(0)} of ${count}`);
-      return { messages: count, seconds };
+      return { messages: count, seconds: secondsOf(await ch.receive(), warmup + count), warmup };
     } finally {
       await cleanup();
     }
@@ -134,19 +147,27 @@ function channelMechanism(transport, label, { batch = false } = {}) {
   };
 }
 
-async function channelPeer(address, role, size, count) {
+async function channelPeer(address, role, size, count, warmup) {
   const { connect } = lib();
   const ch = await connect(address);
+  const clock = new SinkClock(warmup, count);
   process.send({ type: 'ready' });
   if (role === 'echo') {
     for await (const m of ch) await ch.send(m);
   } else {
+    const total = warmup + count;
     let seq = 0;
-    if (role === 'sink-many') while (seq < count) for (const m of await ch.receiveMany(1024)) check(m, size, seq++, 'channel sink');
-    else while (seq < count) check(await ch.receive(), size, seq++, 'channel sink');
-    const done = Buffer.alloc(4);
-    done.writeUInt32LE(seq, 0);
-    await ch.send(done);
+    if (role === 'sink-many') {
+      while (seq < total) {
+        for (const m of await ch.receiveMany(1024)) {
+          check(m, size, seq, 'channel sink');
+          clock.at(seq++);
+        }
+      }
+    } else {
+      for (; seq < total; clock.at(seq++)) check(await ch.receive(), size, seq, 'channel sink');
+    }
+    await ch.send(doneFrame(seq, clock.seconds));
     for await (const _ of ch);
   }
   await ch.close();
@@ -192,11 +213,11 @@ function rawWrite(socket, msg) {
   return socket.write(frame);
 }
 
-async function openRaw(role, size, count, cpus) {
+async function openRaw(role, size, count, cpus, warmup = 0) {
   const p = socketPath();
   const server = net.createServer();
   await new Promise((resolve) => server.listen(p, resolve));
-  const child = forkPeer(self, ['peer', 'raw', p, role, size, count], cpus?.[1]);
+  const child = forkPeer(self, ['peer', 'raw', p, role, size, count, warmup], cpus?.[1]);
   const socket = await new Promise((resolve) => server.once('connection', resolve));
   socket.setNoDelay(true);
   await nextMessage(child, 'ready');
@@ -240,48 +261,42 @@ const rawMechanism = {
     }
     return out;
   },
-  async throughput({ size, count, cpus }) {
+  async throughput({ size, count, warmup = 0, cpus }) {
     pinSelf(cpus?.[0]);
-    const { socket, receive, cleanup } = await openRaw('sink', size, count, cpus);
+    const { socket, receive, cleanup } = await openRaw('sink', size, count, cpus, warmup);
     try {
       const msg = Buffer.alloc(size);
-      const t0 = now();
-      for (let i = 0; i < count; i++) {
+      for (let i = 0; i < warmup + count; i++) {
         stamp(msg, i);
         if (!rawWrite(socket, msg)) await new Promise((r) => socket.once('drain', r));
       }
-      const done = await receive();
-      const seconds = Number(now() - t0) / 1e9;
-      if (done.readUInt32LE(0) !== count) throw new Error(`peer received ${done.readUInt32LE(0)} of ${count}`);
-      return { messages: count, seconds };
+      return { messages: count, seconds: secondsOf(await receive(), warmup + count), warmup };
     } finally {
       await cleanup();
     }
   },
 };
 
-async function rawPeer(p, role, size, count) {
+async function rawPeer(p, role, size, count, warmup) {
   const socket = net.connect(p);
   socket.setNoDelay(true);
   await new Promise((r) => socket.once('connect', r));
   socket.on('end', () => process.exit(0));
+  const clock = new SinkClock(warmup, count);
   let seq = 0;
   rawFramer(socket, (m) => {
     if (role === 'echo') return rawWrite(socket, m);
-    check(m, size, seq++, 'raw sink');
-    if (seq === count) {
-      const done = Buffer.alloc(4);
-      done.writeUInt32LE(seq, 0);
-      rawWrite(socket, done);
-    }
+    check(m, size, seq, 'raw sink');
+    clock.at(seq++);
+    if (seq === warmup + count) rawWrite(socket, doneFrame(seq, clock.seconds));
   });
   process.send({ type: 'ready' });
 }
 
 // ---- baseline: child_process IPC ----
 
-function forkIpc(role, size, count, cpus) {
-  return fork(self, ['peer', 'ipc', '-', role, size, count], {
+function forkIpc(role, size, count, cpus, warmup = 0) {
+  return fork(self, ['peer', 'ipc', '-', role, size, count, warmup], {
     env: { ...process.env, BENCH_CPU: cpus?.[1] === undefined ? '' : String(cpus[1]) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced',
@@ -315,23 +330,21 @@ const ipcMechanism = {
     }
     return out;
   },
-  async throughput({ size, count, cpus }) {
+  async throughput({ size, count, warmup = 0, cpus }) {
     pinSelf(cpus?.[0]);
-    const child = forkIpc('sink', size, count, cpus);
+    const child = forkIpc('sink', size, count, cpus, warmup);
     await nextMessage(child, 'ready');
     try {
       const msg = Buffer.alloc(size);
       const done = nextMessage(child, 'done');
-      const t0 = now();
-      for (let i = 0; i < count; i++) {
+      for (let i = 0; i < warmup + count; i++) {
         stamp(msg, i);
         // child.send returns false when its queue is backed up: wait for the callback then.
         if (!child.send(msg)) await new Promise((r) => child.send(Buffer.alloc(0), r));
       }
-      const { received } = await done;
-      const seconds = Number(now() - t0) / 1e9;
-      if (received !== count) throw new Error(`peer received ${received} of ${count}`);
-      return { messages: count, seconds };
+      const { received, seconds } = await done;
+      if (received !== warmup + count) throw new Error(`peer received ${received} of ${warmup + count}`);
+      return { messages: count, seconds, warmup };
     } finally {
       child.disconnect();
       await exited(child);
@@ -339,15 +352,17 @@ const ipcMechanism = {
   },
 };
 
-function ipcPeer(role, size, count) {
+function ipcPeer(role, size, count, warmup) {
+  const clock = new SinkClock(warmup, count);
   let seq = 0;
   process.on('disconnect', () => process.exit(0));
   process.on('message', (m) => {
     if (m?.type !== undefined) return;
     if (role === 'echo') return process.send(m);
     if (m.byteLength === 0) return; // a flow-control marker
-    check(Buffer.from(m.buffer, m.byteOffset, m.byteLength), size, seq++, 'ipc sink');
-    if (seq === count) process.send({ type: 'done', received: seq });
+    check(Buffer.from(m.buffer, m.byteOffset, m.byteLength), size, seq, 'ipc sink');
+    clock.at(seq++);
+    if (seq === warmup + count) process.send({ type: 'done', received: seq, seconds: clock.seconds });
   });
   process.send({ type: 'ready' });
 }
@@ -374,7 +389,7 @@ const zmq = await optional('zeromq');
 
 /** node-ipc ('fast' profile: JSON event envelopes); payloads travel as base64 strings. */
 function nodeIpcMechanism() {
-  const open = async (role, size, count, cpus) => {
+  const open = async (role, size, count, cpus, warmup = 0) => {
     const id = `interprocess-bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const p = path.join(os.tmpdir(), `${id}.sock`);
     nodeIpc.config.silent = true;
@@ -384,7 +399,7 @@ function nodeIpcMechanism() {
       nodeIpc.serve(p, () => nodeIpc.server.on('ready', (_data, socket) => resolve(socket)));
       nodeIpc.server.start();
     });
-    const child = forkPeer(self, ['peer', 'node-ipc', p, role, size, count], cpus?.[1]);
+    const child = forkPeer(self, ['peer', 'node-ipc', p, role, size, count, warmup], cpus?.[1]);
     const socket = await connected;
     const inbox = [];
     const waiters = [];
@@ -425,22 +440,19 @@ function nodeIpcMechanism() {
       }
       return out;
     },
-    async throughput({ size, count, cpus }) {
+    async throughput({ size, count, warmup = 0, cpus }) {
       pinSelf(cpus?.[0]);
-      const link = await open('sink', size, count, cpus);
+      const link = await open('sink', size, count, cpus, warmup);
       try {
         const msg = Buffer.alloc(size);
-        const t0 = now();
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < warmup + count; i++) {
           stamp(msg, i);
           link.send(msg);
           // node-ipc has no backpressure signal: yield now and then so its queue can drain
           if (i % 64 === 63) await new Promise((r) => setImmediate(r));
         }
-        const done = Number(await link.receive());
-        const seconds = Number(now() - t0) / 1e9;
-        if (done !== count) throw new Error(`peer received ${done} of ${count}`);
-        return { messages: count, seconds };
+        // The sink's doneFrame, as base64 (node-ipc's payloads are strings).
+        return { messages: count, seconds: secondsOf(Buffer.from(await link.receive(), 'base64'), warmup + count), warmup };
       } finally {
         await link.cleanup();
       }
@@ -466,11 +478,12 @@ function createRequireVersion(name) {
   return '?';
 }
 
-function nodeIpcPeer(p, role, size, count) {
+function nodeIpcPeer(p, role, size, count, warmup) {
   nodeIpc.config.silent = true;
   nodeIpc.config.id = `peer-${process.pid}`;
   nodeIpc.config.maxRetries = 0;
   nodeIpc.config.maxMessageSize = 64 * 1024 * 1024;
+  const clock = new SinkClock(warmup, count);
   let seq = 0;
   nodeIpc.connectTo('server', p, () => {
     const server = nodeIpc.of.server;
@@ -478,19 +491,20 @@ function nodeIpcPeer(p, role, size, count) {
     server.on('bye', () => process.exit(0));
     server.on('m', (data) => {
       if (role === 'echo') return server.emit('m', data);
-      check(Buffer.from(data, 'base64'), size, seq++, 'node-ipc sink');
-      if (seq === count) server.emit('m', String(seq));
+      check(Buffer.from(data, 'base64'), size, seq, 'node-ipc sink');
+      clock.at(seq++);
+      if (seq === warmup + count) server.emit('m', doneFrame(seq, clock.seconds).toString('base64'));
     });
   });
 }
 
 /** zeromq PAIR sockets over ipc:// (a Unix socket). */
 function zmqMechanism() {
-  const open = async (role, size, count, cpus) => {
+  const open = async (role, size, count, cpus, warmup = 0) => {
     const p = path.join(os.tmpdir(), `interprocess-bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}.zmq`);
     const sock = new zmq.Pair({ sendHighWaterMark: 1000, receiveHighWaterMark: 1000 });
     await sock.bind(`ipc://${p}`);
-    const child = forkPeer(self, ['peer', 'zeromq', p, role, size, count], cpus?.[1]);
+    const child = forkPeer(self, ['peer', 'zeromq', p, role, size, count, warmup], cpus?.[1]);
     await nextMessage(child, 'ready');
     return {
       sock,
@@ -526,18 +540,15 @@ function zmqMechanism() {
       }
       return out;
     },
-    async throughput({ size, count, cpus }) {
+    async throughput({ size, count, warmup = 0, cpus }) {
       pinSelf(cpus?.[0]);
-      const { sock, cleanup } = await open('sink', size, count, cpus);
+      const { sock, cleanup } = await open('sink', size, count, cpus, warmup);
       try {
         const msg = Buffer.alloc(size);
-        const t0 = now();
         // zeromq sends the Buffer without copying: give it its own copy, as Channel.send does.
-        for (let i = 0; i < count; i++) await sock.send(Buffer.from(stamp(msg, i)));
+        for (let i = 0; i < warmup + count; i++) await sock.send(Buffer.from(stamp(msg, i)));
         const [done] = await sock.receive();
-        const seconds = Number(now() - t0) / 1e9;
-        if (done.readUInt32LE(0) !== count) throw new Error(`peer received ${done.readUInt32LE(0)} of ${count}`);
-        return { messages: count, seconds };
+        return { messages: count, seconds: secondsOf(done, warmup + count), warmup };
       } finally {
         await cleanup();
       }
@@ -545,9 +556,10 @@ function zmqMechanism() {
   };
 }
 
-async function zmqPeer(p, role, size, count) {
+async function zmqPeer(p, role, size, count, warmup) {
   const sock = new zmq.Pair({ sendHighWaterMark: 1000, receiveHighWaterMark: 1000 });
   sock.connect(`ipc://${p}`);
+  const clock = new SinkClock(warmup, count);
   process.send({ type: 'ready' });
   let seq = 0;
   for (;;) {
@@ -555,12 +567,9 @@ async function zmqPeer(p, role, size, count) {
     if (m.length === 0) break;
     if (role === 'echo') await sock.send(m);
     else {
-      check(m, size, seq++, 'zeromq sink');
-      if (seq === count) {
-        const done = Buffer.alloc(4);
-        done.writeUInt32LE(seq, 0);
-        await sock.send(done);
-      }
+      check(m, size, seq, 'zeromq sink');
+      clock.at(seq++);
+      if (seq === warmup + count) await sock.send(doneFrame(seq, clock.seconds));
     }
   }
   sock.close();
@@ -589,14 +598,15 @@ export default mechanisms;
 // ---- peer process / standalone try-out ----
 
 if (process.argv[1] === self) {
-  const [mode, kind, address, role, size, count] = process.argv.slice(2);
+  const [mode, kind, address, role, size, count, warmup = '0'] = process.argv.slice(2);
   if (mode === 'peer') {
     pinSelf();
-    if (kind === 'channel') await channelPeer(address, role, Number(size), Number(count));
-    else if (kind === 'raw') await rawPeer(address, role, Number(size), Number(count));
-    else if (kind === 'node-ipc') nodeIpcPeer(address, role, Number(size), Number(count));
-    else if (kind === 'zeromq') await zmqPeer(address, role, Number(size), Number(count));
-    else ipcPeer(role, Number(size), Number(count));
+    const args = [role, Number(size), Number(count), Number(warmup)];
+    if (kind === 'channel') await channelPeer(address, ...args);
+    else if (kind === 'raw') await rawPeer(address, ...args);
+    else if (kind === 'node-ipc') nodeIpcPeer(address, ...args);
+    else if (kind === 'zeromq') await zmqPeer(address, ...args);
+    else ipcPeer(...args);
   } else {
     const count = Number(process.argv[2] ?? 2000);
     const only = process.argv.slice(3);

@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { SinkClock, check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Topic } = require('../../dist/cjs/index.js');
@@ -89,38 +89,46 @@ function roundTrip(mode) {
   };
 }
 
-/** One publisher (this process) to `subscribers` peer processes; every peer checks every message. */
+/**
+ * One publisher (this process) to `subscribers` peer processes; every peer checks every message.
+ * warmup + count messages; the timed part runs from the moment every subscriber has had its
+ * warm-up to the moment the last has everything (the subscribers' clocks are one: CLOCK_MONOTONIC).
+ */
 function throughput(mode, subscribers) {
-  return async ({ size, count, cpus }) => {
+  return async ({ size, count, warmup = 0, cpus }) => {
     const name = uniq(`${mode}-${subscribers}-tp`);
     const t = Topic.create(name, topicOptions(size, mode));
     const children = [];
     try {
-      for (let i = 0; i < subscribers; i++) children.push(forkPeer(self, ['peer', 'sink', mode, name, size, count], cpus[1]));
+      for (let i = 0; i < subscribers; i++) children.push(forkPeer(self, ['peer', 'sink', mode, name, size, count, warmup], cpus[1]));
       await Promise.all(children.map((c) => nextMessage(c, 'ready')));
       const done = children.map((c) => settled(nextMessage(c, 'done')));
       const payload = new Uint8Array(size);
-      const t0 = now();
+      const total = warmup + count;
+      let t0 = now();
       if (mode === 'async') {
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < total; i++) {
+          if (i === warmup) t0 = now();
           stamp(payload, i);
           if (!t.tryPublish(payload)) await t.publish(payload);
         }
       } else {
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < total; i++) {
+          if (i === warmup) t0 = now();
           stamp(payload, i);
           if (!t.tryPublish(payload)) t.publishSync(payload);
         }
       }
       const published = Number(now() - t0) / 1e9;
       const results = await Promise.all(done);
-      const seconds = Number(now() - t0) / 1e9;
-      for (const r of results) if (r.received !== count) throw new Error(`a subscriber received ${r.received} of ${count}`);
+      for (const r of results) if (r.received !== total) throw new Error(`a subscriber received ${r.received} of ${total}`);
+      const latest = (key) => results.reduce((m, r) => (BigInt(r[key]) > m ? BigInt(r[key]) : m), 0n);
       return {
         messages: count,
-        seconds,
+        seconds: Number(latest('end') - latest('start')) / 1e9,
+        warmup,
         publisherMessagesPerSecond: count / published,
-        subscribers: results.map((r) => ({ messagesPerSecond: r.received / r.seconds, missed: r.missed })),
+        subscribers: results.map((r) => ({ messagesPerSecond: count / r.seconds, missed: r.missed })),
       };
     } finally {
       for (const c of children) c.kill();
@@ -130,7 +138,7 @@ function throughput(mode, subscribers) {
   };
 }
 
-async function topicPeer([kind, mode, name, sizeArg, countArg]) {
+async function topicPeer([kind, mode, name, sizeArg, countArg, warmupArg = '0']) {
   const size = Number(sizeArg);
   const count = Number(countArg);
   const wait = WAIT[mode];
@@ -149,24 +157,18 @@ async function topicPeer([kind, mode, name, sizeArg, countArg]) {
   }
   const t = Topic.open(name, { wait });
   const sub = t.subscribe();
+  const clock = new SinkClock(Number(warmupArg), count);
+  const total = clock.warmup + count;
   process.send({ type: 'ready' });
   let received = 0;
   const label = `topic-${mode} sink`;
-  let first = 0n;
   if (mode === 'async') {
-    for (; received < count; received++) {
-      const m = sub.tryReceive() ?? (await sub.receive());
-      if (received === 0) first = now();
-      check(m, size, received, label);
-    }
+    for (; received < total; clock.at(received++)) check(sub.tryReceive() ?? (await sub.receive()), size, received, label);
   } else {
-    for (; received < count; received++) {
-      const m = sub.tryReceive() ?? sub.receiveSync();
-      if (received === 0) first = now();
-      check(m, size, received, label);
-    }
+    for (; received < total; clock.at(received++)) check(sub.tryReceive() ?? sub.receiveSync(), size, received, label);
   }
-  process.send({ type: 'done', received, missed: sub.missed, seconds: Number(now() - first) / 1e9 });
+  const { seconds, start, end } = clock;
+  process.send({ type: 'done', received, missed: sub.missed, seconds, start: String(start), end: String(end) });
 }
 
 // ---- baselines -------------------------------------------------------------------------------
@@ -231,24 +233,23 @@ function pubsubMechanism(id, label, open) {
         await link.close();
       }
     },
-    async throughput({ size, count, cpus }) {
-      const link = await open('sink', size, count, cpus);
+    async throughput({ size, count, warmup = 0, cpus }) {
+      const link = await open('sink', size, count, cpus, warmup);
       try {
         const payload = Buffer.alloc(size);
         // A client that pipelines gets up to 16 MiB or 256 publishes in flight (one await at a
         // time would measure its round trip again); zeromq queues inside send() by itself.
         const window = link.pipelines ? Math.max(1, Math.min(256, Math.floor((16 << 20) / size))) : 1;
         const inFlight = [];
-        const t0 = now();
-        for (let i = 0; i < count; i++) {
+        for (let i = 0; i < warmup + count; i++) {
           inFlight.push(link.publish(stamp(Buffer.from(payload), i)));
           if (inFlight.length >= window) await inFlight.shift();
         }
         await Promise.all(inFlight);
-        const done = await link.next(); // the peer's count, once it has every message
-        const seconds = Number(now() - t0) / 1e9;
-        if (Number(done.toString()) !== count) throw new Error(`${id}: the subscriber counted ${done.toString()} of ${count}`);
-        return { messages: count, seconds };
+        // The peer's count and its clock's seconds, once it has every message.
+        const [received, seconds] = (await link.next()).toString().split(' ').map(Number);
+        if (received !== warmup + count) throw new Error(`${id}: the subscriber counted ${received} of ${warmup + count}`);
+        return { messages: count, seconds, warmup };
       } finally {
         await link.close();
       }
@@ -257,7 +258,7 @@ function pubsubMechanism(id, label, open) {
 }
 
 /** zeromq: a PUB socket each way over ipc://; HWM 0 (unbounded) so that nothing is dropped. */
-async function zmqOpen(role, size, count, cpus) {
+async function zmqOpen(role, size, count, cpus, warmup = 0) {
   const base = path.join(os.tmpdir(), `interprocess-bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
   const down = `ipc://${base}.down`;
   const up = `ipc://${base}.up`;
@@ -266,7 +267,7 @@ async function zmqOpen(role, size, count, cpus) {
   const sub = new zmq.Subscriber({ receiveHighWaterMark: 0 });
   await sub.bind(up);
   sub.subscribe();
-  const child = forkPeer(self, ['peer', 'zeromq', down, up, role, size, count], cpus[1]);
+  const child = forkPeer(self, ['peer', 'zeromq', down, up, role, size, count, warmup], cpus[1]);
   // PUB/SUB drops what is sent before the subscription arrives ("slow joiner"): say hello until
   // the peer has heard one.
   const heard = settled(nextMessage(child, 'ready'));
@@ -304,9 +305,10 @@ async function zmqOpen(role, size, count, cpus) {
   };
 }
 
-async function zmqPeer([down, up, role, sizeArg, countArg]) {
+async function zmqPeer([down, up, role, sizeArg, countArg, warmupArg = '0']) {
   const size = Number(sizeArg);
   const count = Number(countArg);
+  const clock = new SinkClock(Number(warmupArg), count);
   const sub = new zmq.Subscriber({ receiveHighWaterMark: 0 });
   sub.connect(down);
   sub.subscribe();
@@ -325,14 +327,15 @@ async function zmqPeer([down, up, role, sizeArg, countArg]) {
     clearInterval(hello);
     if (role === 'echo') await pub.send(m);
     else {
-      check(m, size, seq++, 'zeromq sink');
-      if (seq === count) await pub.send(String(seq));
+      check(m, size, seq, 'zeromq sink');
+      clock.at(seq++);
+      if (seq === clock.warmup + count) await pub.send(`${seq} ${clock.seconds}`);
     }
   }
 }
 
 /** Redis: a private redis-server on a Unix socket; two channels, one per direction. */
-async function redisOpen(role, size, count, cpus) {
+async function redisOpen(role, size, count, cpus, warmup = 0) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-bench-redis-'));
   const socket = path.join(dir, 'redis.sock');
   const args = ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no',
@@ -351,7 +354,7 @@ async function redisOpen(role, size, count, cpus) {
     else inbox.push(m);
   });
   await sub.subscribe('up');
-  const child = forkPeer(self, ['peer', 'redis', socket, role, size, count], cpus[1]);
+  const child = forkPeer(self, ['peer', 'redis', socket, role, size, count, warmup], cpus[1]);
   await nextMessage(child, 'ready');
   return {
     pipelines: true,
@@ -368,16 +371,18 @@ async function redisOpen(role, size, count, cpus) {
   };
 }
 
-async function redisPeer([socket, role, sizeArg, countArg]) {
+async function redisPeer([socket, role, sizeArg, countArg, warmupArg = '0']) {
   const size = Number(sizeArg);
   const count = Number(countArg);
+  const clock = new SinkClock(Number(warmupArg), count);
   const pub = new Redis({ path: socket });
   const sub = new Redis({ path: socket });
   let seq = 0;
   sub.on('messageBuffer', (_channel, m) => {
     if (role === 'echo') return void pub.publish('up', m);
-    check(m, size, seq++, 'redis sink');
-    if (seq === count) void pub.publish('up', String(seq));
+    check(m, size, seq, 'redis sink');
+    clock.at(seq++);
+    if (seq === clock.warmup + count) void pub.publish('up', `${seq} ${clock.seconds}`);
   });
   await sub.subscribe('down');
   process.send({ type: 'ready' });

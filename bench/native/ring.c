@@ -3,8 +3,10 @@
  * single-producer single-consumer ring over shared memory, both sides spinning, with exactly
  * the geometry of bench/mechanisms/js-ring.mjs (the JavaScript limit), so that the two differ
  * only in language and runtime, and the queue can be read against both.
- *   ring throughput SIZE COUNT [cpuA cpuB] [fresh]  one way: COUNT messages of SIZE bytes;
- *       prints {"messages","seconds","cpuUsPerMessage","ringBytes","capacity"}
+ *   ring throughput SIZE COUNT [cpuA cpuB] [fresh|reuse] [WARMUP]  one way: WARMUP messages
+ *       of SIZE bytes, then the COUNT that are timed (from the arrival of the last warm-up
+ *       message to that of the last, on the receiver's clock, as bench/util.mjs SinkClock);
+ *       prints {"messages","seconds","warmup","cpuUsPerMessage","ringBytes","capacity"}
  *   ring roundtrip  SIZE COUNT [cpuA cpuB] [fresh]  two rings, the peer echoes each message;
  *       prints round-trip percentiles in ns {"n","p50","p99","p999"}, like futex_pingpong.c
  * The parent (cpuA) sends, the forked child (cpuB) receives; a cpu of -1 leaves it unpinned.
@@ -64,6 +66,7 @@ static size_t ring_bytes(size_t size) { return SLOTS_OFFSET + (size_t)capacity_f
 struct control {
   uint32_t ready;            /* children that have touched their pages and are spinning */
   uint32_t go;               /* the parent's start signal */
+  uint64_t consumer_start_ns; /* throughput: when the last warm-up message was received */
   uint64_t consumer_end_ns;  /* throughput: when the last message was received */
   uint64_t consumer_cpu_us;  /* throughput: the consumer's CPU over the run */
 };
@@ -198,7 +201,7 @@ static void touch(const uint8_t *p, size_t bytes) {
 
 int main(int argc, char **argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: %s throughput|roundtrip SIZE COUNT [cpuA cpuB] [fresh]\n", argv[0]);
+    fprintf(stderr, "usage: %s throughput|roundtrip SIZE COUNT [cpuA cpuB] [fresh|reuse] [WARMUP]\n", argv[0]);
     return 2;
   }
   int roundtrip = strcmp(argv[1], "roundtrip") == 0;
@@ -207,7 +210,8 @@ int main(int argc, char **argv) {
   long count = atol(argv[3]);
   int cpu_a = argc > 4 ? atoi(argv[4]) : -1, cpu_b = argc > 5 ? atoi(argv[5]) : -1;
   fresh = argc > 6 && strcmp(argv[6], "fresh") == 0;
-  if (size < 4 || count <= 0) {
+  long warm = !roundtrip && argc > 7 ? atol(argv[7]) : 0; /* throughput's untimed first messages */
+  if (size < 4 || count <= 0 || warm < 0) {
     fprintf(stderr, "ring: SIZE must be >= 4 (it carries a sequence number) and COUNT > 0\n");
     return 2;
   }
@@ -250,9 +254,11 @@ int main(int argc, char **argv) {
     while (!__atomic_load_n(&ctl->go, __ATOMIC_ACQUIRE)) {
     }
     uint64_t c0 = cpu_us();
-    for (long i = 0; i < count; i++) {
+    ctl->consumer_start_ns = now_ns();
+    for (long i = 0; i < warm + count; i++) {
 #define CHECK(data, length) check(data, length, size, (uint32_t)i)
       RECEIVE(&in, buf, size, CHECK);
+      if (i == warm - 1) ctl->consumer_start_ns = now_ns();
     }
     ctl->consumer_end_ns = now_ns();
     ctl->consumer_cpu_us = cpu_us() - c0;
@@ -298,8 +304,7 @@ int main(int argc, char **argv) {
   ring_init(&ring, rings, size, 1);
   __atomic_store_n(&ctl->go, 1, __ATOMIC_RELEASE);
   uint64_t c0 = cpu_us();
-  uint64_t t0 = now_ns();
-  for (long i = 0; i < count; i++) {
+  for (long i = 0; i < warm + count; i++) {
     stamp(payload, (uint32_t)i);
     ring_send(&ring, payload, (uint32_t)size);
   }
@@ -307,9 +312,9 @@ int main(int argc, char **argv) {
   int status;
   waitpid(child, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 3;
-  /* From the first send to the last receive, on the one monotonic clock both processes read. */
-  double seconds = (double)(ctl->consumer_end_ns - t0) / 1e9;
-  printf("{\"mechanism\":\"c-ring\",\"messages\":%ld,\"seconds\":%.9f,\"cpuUsPerMessage\":%.6f,\"ringBytes\":%zu,\"capacity\":%u}\n", count, seconds,
-         (double)(producer_cpu + ctl->consumer_cpu_us) / (double)count, one, capacity_for(size));
+  /* The receiver's clock: from the last warm-up message (with none, from the go) to the last. */
+  double seconds = (double)(ctl->consumer_end_ns - ctl->consumer_start_ns) / 1e9;
+  printf("{\"mechanism\":\"c-ring\",\"messages\":%ld,\"seconds\":%.9f,\"warmup\":%ld,\"cpuUsPerMessage\":%.6f,\"ringBytes\":%zu,\"capacity\":%u}\n", count, seconds,
+         warm, (double)(producer_cpu + ctl->consumer_cpu_us) / (double)(warm + count), one, capacity_for(size));
   return 0;
 }

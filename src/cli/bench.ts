@@ -21,8 +21,10 @@ const ALL_SIZES = [64, 4096, 65536, 1048576];
 const TRIAL_TIMEOUT_MS = 120_000;
 /**
  * A sustained mechanism (queue, topic, the JavaScript and C rings) moves 64 B messages at
- * millions a second, so 2 M messages last a few tenths of a second, of which JIT warm-up takes
- * about 0.1 s: its throughput trials get up to SUSTAINED_COUNT messages (a second or so).
+ * millions a second, so 2 M messages last a few tenths of a second: its throughput trials get up
+ * to SUSTAINED_COUNT messages (a second or so), so that the timer's grain and a stray scheduling
+ * hiccup weigh little. Every throughput trial also sends a quarter as many messages first (at
+ * least 64 MiB of them), untimed (bench/util.mjs warmupFor): JIT compilation, first touches.
  */
 const SUSTAINED_COUNT = 8_000_000;
 
@@ -31,7 +33,8 @@ export const BENCH_HELP = `usage: interprocess bench [--quick] [--json] [--only 
   --quick    round trips at 64 B and throughput at 64 B and 1 MiB, small counts (well under a minute)
   --only     run only mechanisms whose id contains one of these words (e.g. queue,unix)
   --sizes    message sizes in bytes (default 64,4096,65536,1048576)
-  --count    messages per trial (overrides the size-based default)
+  --count    timed messages per throughput trial (overrides the size-based default; a
+             quarter as many, at least 64 MiB, go first as an untimed warm-up)
   --html     where to write the HTML report (default ./interprocess-bench.html)
   --save     also write the JSON results to ./interprocess-bench-<date>.json
   --json     print the results as JSON on stdout (progress still goes to stderr)`;

@@ -45,6 +45,8 @@ export interface TrialResult {
   p99?: number;
   p999?: number;
   seconds?: number;
+  /** Throughput: messages sent before the `n` timed ones, untimed (bench/util.mjs warmupFor; 0 for loops of operations). */
+  warmup?: number;
   messagesPerSecond?: number;
   bytesPerSecond?: number;
   /** Fan-out (one publisher, several subscribers): the publisher's own rate and each subscriber's. */
