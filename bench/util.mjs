@@ -163,8 +163,8 @@ export const now = () => process.hrtime.bigint();
  * and at least 64 MiB of them (up to `count` itself, for the quick run's short trials). A trial
  * starts two fresh processes, and their first laps pay for what a long-running program pays
  * once: first touches of the ring's or the socket's pages and of fresh heap (~18 µs a page on
- * the project's VM), heap growth, JIT compilation. One way, 1 MiB messages, the first 32 MiB ran
- * at 0.1-0.3 GiB/s and the rest at 10-20 (bench/results/2026-12-02-stop23-warm-trials.md):
+ * the project's VM), heap growth, JIT compilation. One way, 1 MiB messages, the first 64 MiB ran
+ * at 0.1-1.9 GiB/s and the rest at 10-16 (bench/results/2026-12-02-stop23-warm-trials.md):
  * timed from the first message, a 1 GiB trial measured mostly its start. Every row gets the same
  * warm-up, so that rows still compare.
  */
