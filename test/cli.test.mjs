@@ -159,6 +159,26 @@ export default [{ id: 'leaky', label: 'leaky', sizes: [64], async throughput() {
   }
 });
 
+test("bench's warm-up: a quarter of the timed count, at least 64 MiB, and a sink clock that refuses a trial it did not see", async () => {
+  const { SinkClock, warmupFor } = await import('../bench/util.mjs');
+  assert.equal(warmupFor(8_000_000, 64), 2_000_000); // a quarter
+  assert.equal(warmupFor(1024, 1 << 20), 256);
+  assert.equal(warmupFor(100, 1 << 20), 64); // at least 64 MiB...
+  assert.equal(warmupFor(200, 64), 200); // ...but never more than the timed count
+  const clock = new SinkClock(2, 3);
+  clock.at(0);
+  assert.throws(() => clock.seconds, /never started/);
+  clock.at(1); // the last warm-up message: the clock starts
+  clock.at(2);
+  clock.at(3);
+  assert.throws(() => clock.seconds, /never stopped/);
+  clock.at(4); // the last of the three timed ones
+  assert.ok(clock.seconds >= 0 && clock.seconds < 1, String(clock.seconds));
+  const cold = new SinkClock(0, 1); // no warm-up: timed from its making
+  cold.at(0);
+  assert.ok(cold.seconds >= 0);
+});
+
 test('bench prints a table by default and rejects bad options with exit code 2', async () => {
   const ok = await cli(['bench', '--only', 'word-spin', '--sizes', '64', '--count', '100', '--no-html']);
   assert.equal(ok.code, 0, ok.stderr);
