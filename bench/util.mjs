@@ -159,6 +159,24 @@ export function check(buf, size, seq, what) {
 export const now = () => process.hrtime.bigint();
 
 /**
+ * A sink's last word over its own transport (a socket, a broker), for sinks that cannot use
+ * Node's IPC channel: how many messages it received (u32) and the seconds
+ * its clock measured for the timed ones (f64), both little-endian.
+ */
+export function doneFrame(received, seconds) {
+  const done = Buffer.alloc(12);
+  done.writeUInt32LE(received, 0);
+  done.writeDoubleLE(seconds, 4);
+  return done;
+}
+
+/** The seconds of a sink's doneFrame, after checking that it received all `total` messages. */
+export function secondsOf(done, total) {
+  if (done.readUInt32LE(0) !== total) throw new Error(`peer received ${done.readUInt32LE(0)} of ${total}`);
+  return done.readDoubleLE(4);
+}
+
+/**
  * How many messages a throughput trial sends before the `count` it times: a quarter as many,
  * and at least 64 MiB of them (up to `count` itself, for the quick run's short trials). A trial
  * starts two fresh processes, and their first laps pay for what a long-running program pays

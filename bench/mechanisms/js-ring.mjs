@@ -23,7 +23,7 @@
 // Throughput: one ring one way, the peer receives and checks every message.
 //
 // This file is also the peer: a worker started on it (workerData.jsRing), or a process
-// `node bench/mechanisms/js-ring.mjs <echo|sink> <name> <size> <count>`.
+// `node bench/mechanisms/js-ring.mjs <echo|sink> <name> <size> <count> [warmup]`.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';

@@ -7,7 +7,7 @@
 // 16 MiB with CAP_SYS_RESOURCE) and all of a user's queues by RLIMIT_MSGQUEUE (800 KiB by
 // default), so the sizes offered and the queue depth are derived from this machine's limits.
 //
-// This file is also the peer: `node mq.mjs peer <style> <mode> <ping> <pong> <size> <count>`.
+// This file is also the peer: `node mq.mjs peer <style> <mode> <ping> <pong> <size> <count> [warmup]`.
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';

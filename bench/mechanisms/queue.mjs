@@ -21,7 +21,7 @@
 // the peer receives and checks every sequence number. bytes codec throughout, every message
 // checked (size and sequence) so nothing can be silently lost.
 //
-// This file is also the peer: `node bench/mechanisms/queue.mjs <role> <mode> <name> <size> <count>`.
+// This file is also the peer: `node bench/mechanisms/queue.mjs <role> <mode> <name> <size> <count> [warmup]`.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { FALLBACK_ENV, SinkClock, check, forkPeer, idleCpu, inFallback, nextMessage, now, pinSelf, stamp } from '../util.mjs';

@@ -23,30 +23,13 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { SinkClock, check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { SinkClock, check, doneFrame, forkPeer, nextMessage, now, pinSelf, secondsOf, stamp } from '../util.mjs';
 import { NATS_MISSING, startNatsServer } from '../nats-server.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const require = createRequire(import.meta.url);
 const lib = () => require('../../dist/cjs/index.js');
 const SIZES = [64, 4096, 65536, 1048576];
-
-/**
- * A sink's last word over its own transport: how many messages it received (u32) and the seconds
- * its clock measured for the timed ones (f64), both little-endian.
- */
-function doneFrame(received, seconds) {
-  const done = Buffer.alloc(12);
-  done.writeUInt32LE(received, 0);
-  done.writeDoubleLE(seconds, 4);
-  return done;
-}
-
-/** The seconds of a sink's doneFrame, after checking that it received all `total` messages. */
-function secondsOf(done, total) {
-  if (done.readUInt32LE(0) !== total) throw new Error(`peer received ${done.readUInt32LE(0)} of ${total}`);
-  return done.readDoubleLE(4);
-}
 
 function socketPath() {
   return path.join(os.tmpdir(), `interprocess-bench-${process.pid}-${Math.random().toString(36).slice(2, 8)}.sock`);

@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { SinkClock, check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { SinkClock, check, doneFrame, forkPeer, nextMessage, now, pinSelf, secondsOf, stamp } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Topic } = require('../../dist/cjs/index.js');
@@ -247,9 +247,7 @@ function pubsubMechanism(id, label, open) {
         }
         await Promise.all(inFlight);
         // The peer's count and its clock's seconds, once it has every message.
-        const [received, seconds] = (await link.next()).toString().split(' ').map(Number);
-        if (received !== warmup + count) throw new Error(`${id}: the subscriber counted ${received} of ${warmup + count}`);
-        return { messages: count, seconds, warmup };
+        return { messages: count, seconds: secondsOf(await link.next(), warmup + count), warmup };
       } finally {
         await link.close();
       }
@@ -329,7 +327,7 @@ async function zmqPeer([down, up, role, sizeArg, countArg, warmupArg = '0']) {
     else {
       check(m, size, seq, 'zeromq sink');
       clock.at(seq++);
-      if (seq === clock.warmup + count) await pub.send(`${seq} ${clock.seconds}`);
+      if (seq === clock.warmup + count) await pub.send(doneFrame(seq, clock.seconds));
     }
   }
 }
@@ -382,7 +380,7 @@ async function redisPeer([socket, role, sizeArg, countArg, warmupArg = '0']) {
     if (role === 'echo') return void pub.publish('up', m);
     check(m, size, seq, 'redis sink');
     clock.at(seq++);
-    if (seq === clock.warmup + count) void pub.publish('up', `${seq} ${clock.seconds}`);
+    if (seq === clock.warmup + count) void pub.publish('up', doneFrame(seq, clock.seconds));
   });
   await sub.subscribe('down');
   process.send({ type: 'ready' });
