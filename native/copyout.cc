@@ -34,7 +34,7 @@
 // The pool holds at most 128 MiB (INTERPROCESS_RECEIVE_POOL_MB changes that; 0 turns the pool
 // off) and frees blocks returned beyond that. Marking pooled blocks MADV_FREE instead, so that
 // the kernel could take them back, made reuse ten times slower than a fresh block: the pages
-// are simply kept. Blocks are rounded up to a power of two (from 64 KiB) so that messages of
+// are simply kept. Blocks are rounded up to a power of two (from 16 KiB) so that messages of
 // similar sizes share them; buffers above 64 MiB are not pooled.
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +53,7 @@ using v8::Value;
 
 namespace {
 
-constexpr size_t kMinShift = 16;  // 64 KiB: below, V8's own allocation is as cheap
+constexpr size_t kMinShift = 14;  // 16 KiB: the smallest copy src/os/copy.ts sends here (LARGE_RECEIVE)
 constexpr size_t kMaxShift = 26;  // 64 MiB: larger blocks are allocated and freed each time
 // The most the pool holds, unless INTERPROCESS_RECEIVE_POOL_MB says otherwise (0: no pool).
 constexpr size_t kDefaultPoolMiB = 128;

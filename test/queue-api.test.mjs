@@ -244,6 +244,50 @@ test('received copies from 65 B to 4 KiB (the receive arena) stay private and in
   }
 });
 
+test('received copies from 16 KiB on (the addon pool) are private, exact at the bounds, and transfer like a fresh buffer', async (t) => {
+  const name = named(t, 'pooled');
+  const q = Queue.create(name, { capacity: 8, maxMessageSize: 140000 });
+  t.after(() => q.close());
+  // Both sides of LARGE_RECEIVE (16 KiB, src/os/copy.ts) and of the pool's power-of-two blocks.
+  const sizes = [16383, 16384, 16385, 32768, 32769, 65536, 131071, 16384, 5000, 16384];
+  const fill = (size, seq) => new Uint8Array(size).map((_, k) => (seq * 131 + k * 7 + (k >> 11)) & 255);
+  const kept = [];
+  for (let seq = 0; seq < sizes.length; seq++) {
+    assert.ok(q.trySend(fill(sizes[seq], seq)));
+    kept.push(seq % 2 === 0 ? q.tryReceive() : q.receiveSync());
+  }
+  for (let seq = 0; seq < sizes.length; seq++) {
+    const m = kept[seq];
+    assert.equal(Object.getPrototypeOf(m), Uint8Array.prototype);
+    assert.ok(!(m.buffer instanceof SharedArrayBuffer));
+    // A buffer of its own, exactly the message: nothing of the block beyond it is reachable.
+    assert.equal(m.byteOffset, 0);
+    assert.equal(m.buffer.byteLength, sizes[seq]);
+    assert.deepEqual(m, fill(sizes[seq], seq), `message ${seq} (${sizes[seq]} B)`);
+  }
+  kept[1].fill(0);
+  assert.deepEqual(kept[7], fill(sizes[7], 7), 'a write into one copy changes no other');
+  // Each is its own ArrayBuffer, so a transfer moves it and touches no other message.
+  const moved = structuredClone(kept[5], { transfer: [kept[5].buffer] });
+  assert.equal(kept[5].byteLength, 0, 'detached');
+  assert.deepEqual(new Uint8Array(moved), fill(sizes[5], 5));
+  assert.deepEqual(kept[6], fill(sizes[6], 6));
+  assert.deepEqual(await new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port2.once('message', (m) => {
+      port1.close();
+      resolve(m);
+    });
+    port1.postMessage(kept[2], [kept[2].buffer]);
+  }), fill(sizes[2], 2));
+  // Later receives reuse returned blocks, never a block still held.
+  for (let seq = 20; seq < 120; seq++) {
+    assert.ok(q.trySend(fill(65536, seq)));
+    assert.deepEqual(q.tryReceive(), fill(65536, seq));
+  }
+  for (const seq of [0, 3, 4, 6, 9]) assert.deepEqual(kept[seq], fill(sizes[seq], seq), `held message ${seq}`);
+});
+
 test('the send position wraps past 2^32 without losing order', (t) => {
   const name = named(t, 'wrap');
   const q = Queue.create(name, { capacity: 4, maxMessageSize: 8 });
