@@ -24,17 +24,20 @@
 // and 22), but it looks only when a buffer is allocated through its own allocator, which ours
 // are not: left alone, it collected them every 64-100 MiB, the pool ran dry between
 // collections, and on the project VM each miss cost ~3 ms for a MiB of fresh pages (a fault per
-// 4 KiB page, ~11 µs each). So every copyOut also has V8 allocate a one-byte ArrayBuffer
+// 4 KiB page, ~11 µs each). So copyOut also has V8 allocate a one-byte ArrayBuffer
 // (NudgeCollector), which makes V8 do that check on our buffers too (a bare one-byte
 // NewBackingStore did not): with 1 MiB messages one way, 35 misses in 1,000 instead of 105-149,
-// and 1.7-1.8 GiB/s instead of 0.9-1.1 through a shm:// channel. Node 24's V8 sizes the check
+// and 1.7-1.8 GiB/s instead of 0.9-1.1 through a shm:// channel. It does so once per
+// kNudgeBytes copied, not per call: the nudge costs about a microsecond, most of what a copy
+// of 8-16 KiB costs here, while a check per 64 KiB of buffers keeps the collections' pace
+// (without any, 64 KiB copies ran 4x slower as the pool ran dry). Node 24's V8 sizes the check
 // by its young generation's limit (--scavenger-max-new-space-capacity-mb), larger by default:
 // there the nudge changes nothing unless that flag is lowered (8: ~37 MiB of growth for 400
 // messages of 1 MiB, against ~82); Node 26's has no such flag and keeps its own pace (~78).
 // The pool holds at most 128 MiB (INTERPROCESS_RECEIVE_POOL_MB changes that; 0 turns the pool
 // off) and frees blocks returned beyond that. Marking pooled blocks MADV_FREE instead, so that
 // the kernel could take them back, made reuse ten times slower than a fresh block: the pages
-// are simply kept. Blocks are rounded up to a power of two (from 16 KiB) so that messages of
+// are simply kept. Blocks are rounded up to a power of two (from 8 KiB) so that messages of
 // similar sizes share them; buffers above 64 MiB are not pooled.
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +56,9 @@ using v8::Value;
 
 namespace {
 
-constexpr size_t kMinShift = 14;  // 16 KiB: the smallest copy src/os/copy.ts sends here (LARGE_RECEIVE)
+constexpr size_t kMinShift = 13;  // 8 KiB: the smallest copy src/os/copy.ts sends here (LARGE_RECEIVE)
+// copyOut nudges the collector once this many bytes were copied since the last nudge (see the top).
+constexpr size_t kNudgeBytes = 64 * 1024;
 constexpr size_t kMaxShift = 26;  // 64 MiB: larger blocks are allocated and freed each time
 // The most the pool holds, unless INTERPROCESS_RECEIVE_POOL_MB says otherwise (0: no pool).
 constexpr size_t kDefaultPoolMiB = 128;
@@ -130,7 +135,13 @@ static void CopyOut(const FunctionCallbackInfo<Value>& args) {
     length = static_cast<size_t>(wanted);
   }
   if (length == 0) return args.GetReturnValue().Set(v8::ArrayBuffer::New(isolate, 0));
-  NudgeCollector(isolate);
+  // Per thread: each thread has its own isolate, and copies of its own to pace.
+  thread_local size_t unnudged = 0;
+  unnudged += length;
+  if (unnudged >= kNudgeBytes) {
+    unnudged = 0;
+    NudgeCollector(isolate);
+  }
   size_t shift = length <= (size_t{1} << kMaxShift) ? ShiftFor(length) : 0;
   void* block = nullptr;
   if (shift != 0) {

@@ -618,7 +618,7 @@ test('interprocess inspect shows subscribers, publishers, how far behind and whe
   assert.deepEqual(out.details.publishers.map((p) => p.published), [5]);
 });
 
-test('large messages (pooled pre-faulted copies from 16 KiB on) arrive byte-exact with both overflow policies', (t) => {
+test('large messages (pooled pre-faulted copies from 8 KiB on) arrive byte-exact with both overflow policies', (t) => {
   const fill = (size, seq) => {
     const out = new Uint8Array(size);
     for (let k = 0; k < size; k++) out[k] = (seq * 131 + k * 7 + (k >> 11)) & 255;
@@ -627,7 +627,7 @@ test('large messages (pooled pre-faulted copies from 16 KiB on) arrive byte-exac
   for (const overflow of ['block', 'overwrite']) {
     const topic = open(t, named(t, `large-${overflow}`), { capacity: 4, maxMessageSize: 1 << 20, overflow });
     const subs = [topic.subscribe(), topic.subscribe()];
-    for (const [seq, size] of [16383, 16384, 65537, 262143, 262144, 300001, 1 << 20].entries()) {
+    for (const [seq, size] of [8191, 8192, 16385, 65537, 262143, 262144, 300001, 1 << 20].entries()) {
       const want = fill(size, seq);
       assert.ok(topic.tryPublish(want));
       for (const sub of subs) {
