@@ -32,9 +32,9 @@ export const POOLED_COPY = 64 * 1024;
  * From this size on, a message the queue or a topic subscriber receives is copied with
  * largeCopy (memmove into a pooled block); below it, slice (a fresh ArrayBuffer, V8's copy)
  * wins or ties. Measured with warm trials, alternated (bench/results/2026-12-02-stop24-medium-receive.md):
- * against slice, the pool is 1.5x at 8 KiB, 1.4-1.7x at 16-32 KiB, 2.4x at 64 KiB and 2.7x at
- * 128 KiB, where slice pays a fresh ArrayBuffer and V8's half-speed copy out of shared memory;
- * at 5-6 KiB neither wins. (Until stop 24 this was 256 KiB, chosen from cold trials.) The pool's
+ * against slice, the pool is 1.2x at 8 KiB, 1.6x at 16 KiB, 1.7x at 64 KiB and 3.5x at 128 KiB,
+ * where slice pays a fresh ArrayBuffer and V8's half-speed copy out of shared memory; at 5-6 KiB
+ * neither wins. (Until stop 24 this was 256 KiB, chosen from cold trials.) The pool's
  * blocks start at the same 8 KiB (native/copyout.cc), so a pooled copy holds at most twice its
  * size.
  */
