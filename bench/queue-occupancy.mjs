@@ -11,13 +11,12 @@
 import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { capacityFor } from './mechanisms/js-ring.mjs';
 import { pinSelf, stamp } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue } = require('../dist/cjs/index.js');
 const self = fileURLToPath(import.meta.url);
-/** The queue rows' capacity for 64 B (bench/mechanisms/queue.mjs). */
-const CAPACITY = 4096;
 
 if (process.argv[2] === 'consumer') {
   const [, , , name, countArg] = process.argv;
@@ -44,11 +43,13 @@ if (process.argv[2] === 'consumer') {
   const size = Number(process.argv[2] ?? 64);
   const count = Number(process.argv[3] ?? 4_000_000);
   const rounds = Number(process.argv[4] ?? 3);
+  // The queue rows' capacity for this size (4096 slots at 64 B), so the footprint matches theirs.
+  const capacity = capacityFor(size);
   pinSelf(0);
   const msg = new Uint8Array(size);
   for (let round = 0; round < rounds; round++) {
     const name = `bench-occupancy-${process.pid}-${round}`;
-    const q = Queue.create(name, { capacity: CAPACITY, maxMessageSize: size, wait: 'spin' });
+    const q = Queue.create(name, { capacity, maxMessageSize: size, wait: 'spin' });
     try {
       const child = fork(self, ['consumer', name, String(count)]);
       const next = () => new Promise((resolve) => child.once('message', resolve));
@@ -67,19 +68,19 @@ if (process.argv[2] === 'consumer') {
   }
   // Solo: fill and drain one queue in this process; ns per send and per receive.
   const name = `bench-occupancy-${process.pid}-solo`;
-  const q = Queue.create(name, { capacity: CAPACITY, maxMessageSize: size });
+  const q = Queue.create(name, { capacity, maxMessageSize: size });
   try {
     const send = [];
     const receive = [];
     for (let loop = 0; loop < 300; loop++) {
       const t0 = process.hrtime.bigint();
-      for (let i = 0; i < CAPACITY; i++) q.trySend(msg);
+      for (let i = 0; i < capacity; i++) q.trySend(msg);
       const t1 = process.hrtime.bigint();
-      for (let i = 0; i < CAPACITY; i++) q.tryReceive();
+      for (let i = 0; i < capacity; i++) q.tryReceive();
       const t2 = process.hrtime.bigint();
       if (loop >= 50) {
-        send.push(Number(t1 - t0) / CAPACITY);
-        receive.push(Number(t2 - t1) / CAPACITY);
+        send.push(Number(t1 - t0) / capacity);
+        receive.push(Number(t2 - t1) / capacity);
       }
     }
     const median = (values) => values.sort((a, b) => a - b)[values.length >> 1];
