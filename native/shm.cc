@@ -209,14 +209,32 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
 }
 
 #if defined(__x86_64__)
-// From this size on, a copy into shared memory bypasses the cache (non-temporal stores). The
-// lines of a queue's slot were last read by the consumer, on another core: an ordinary store
-// first takes each line from that core's cache (a read for ownership, a cross-core trip per 64
-// bytes, which the seq-cst commit after the copy must wait for), a streaming store does not.
-// Measured with 1 MiB messages (alternated, 3 rounds): queue round trip p50 244-269 -> 166-176
-// µs, one way 2.9-3.3 -> 3.5-3.7 GiB/s. From 4 KiB or 64 KiB on it gained nothing or lost
-// (the shm:// channel's 8 KiB records: 1.7-1.8 -> 1.5-1.7 GiB/s), so it is for large messages
-// only. x86 only (SSE2, which every x86-64 has); elsewhere memmove.
+// From this size on, a copy into shared memory may bypass the cache (non-temporal stores),
+// when that is the faster way on this machine at this moment; which one is depends on where
+// the consumer runs, and that changes under us.
+//
+// The lines of a queue's slot were last read by the consumer. When the two processes run on
+// cores that share no cache (this project's 2-vCPU VM most of the time: a C spin ping-pong of
+// 460-480 ns), an ordinary store first takes each line from the consumer's cache (a read for
+// ownership, a cross-core trip per 64 bytes); a streaming store does not. Measured with 1 MiB
+// messages there (alternated, 3 rounds, bench/results/2026-12-02-stop25-adaptive-stream.md): a
+// plain copy costs the producer 170-180 ns per KiB, a streaming one 21-40; a loan receive runs
+// at 17.4 GiB/s with streaming stores and 6.0 without, a plain receive 11.1 against 7.1.
+// But when the host places the two vCPUs on cores that share a cache (a C ping-pong of 160-180
+// ns, which the same VM shows for minutes to hours at a time) the ordinary store hits that
+// cache, costs about as much as a streaming one (26-41 ns per KiB), and leaves the bytes where
+// the consumer reads them, while a streaming store sends them to memory: there a loan receive
+// ran at 19.9 GiB/s with ordinary stores against 16.4 with streaming ones.
+//
+// So each thread times its large copies (two clock reads, nothing next to a 256 KiB copy) and
+// streams only while that costs it less than half of an ordinary copy: a running average per
+// way, the way in use measured on every copy, the other tried again every 16th copy, backing off
+// to every 256th while the tries confirm a clear choice (a plain copy in the far placement costs
+// 6x, so frequent tries would cost more than they could find). A move of the vCPUs shows at
+// once in the way in use and flips the choice within a few copies. Below 256 KiB
+// streaming gained nothing in the far placement (the shm:// channel's 8 KiB records lost), so
+// smaller copies are plain.
+// x86 only (SSE2, which every x86-64 has); elsewhere memmove.
 static constexpr size_t kStreamBytes = 256 * 1024;
 
 // Copies with streaming stores into `to` (from its first 64-byte boundary on); the fence
@@ -240,6 +258,77 @@ static void CopyStreaming(char* to, const char* from, size_t length) {
   }
   _mm_sfence();
   memcpy(to + lines, from + lines, length - lines);
+}
+
+static uint64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// This thread's view of its large copies into shared memory: ns per KiB of each way (0 plain,
+// 1 streaming; 0 = not measured yet), copies since the other way was last tried and how many
+// copies apart its tries are, and how many copies went each way (for the tests).
+struct CopyWays {
+  double cost[2] = {0, 0};
+  uint32_t since_trial = 0;
+  uint32_t interval = 16;
+  double used[2] = {0, 0};
+};
+static thread_local CopyWays copy_ways;
+
+// Streaming only when clearly cheaper: an ordinary copy that costs about the same leaves the
+// bytes in a cache the consumer may share, where a streaming one sends them to memory.
+static int BestWay(const CopyWays& w) {
+  return 2 * w.cost[1] < w.cost[0] ? 1 : 0;
+}
+
+static void CopyLargeIntoShared(char* to, const char* from, size_t length) {
+  CopyWays& w = copy_ways;
+  int way;
+  int best = 0;
+  bool trial = false;
+  if (w.cost[0] == 0) {
+    way = 0;  // each way is measured once first
+  } else if (w.cost[1] == 0) {
+    way = 1;
+  } else {
+    best = BestWay(w);
+    trial = ++w.since_trial >= w.interval;
+    way = trial ? 1 - best : best;
+  }
+  uint64_t t0 = NowNs();
+  if (way == 1) CopyStreaming(to, from, length);
+  else memcpy(to, from, length);
+  double sample = static_cast<double>(NowNs() - t0) * 1024.0 / static_cast<double>(length);
+  if (sample <= 0) sample = 0.001;  // 0 means "not measured"
+  double& cost = w.cost[way];
+  // A trial's figure replaces the old one (which may be from before a move, or from a first
+  // copy that took page faults); the way in use keeps a running average, which one slow sample
+  // (a preemption mid-copy) moves at most 4x.
+  if (cost == 0 || trial) cost = sample;
+  else cost = 0.75 * cost + 0.25 * (sample < 4 * cost ? sample : 4 * cost);
+  w.used[way]++;
+  if (trial) {
+    // Tries back off (16, 32 .. 256 copies apart) while they confirm a choice that is clearly
+    // right, and come every 16th copy again when the choice flips or the two ways are close.
+    w.since_trial = 0;
+    int now_best = BestWay(w);
+    bool close = w.cost[1 - now_best] < 2 * w.cost[now_best];
+    w.interval = now_best != best || close ? 16 : (w.interval < 256 ? 2 * w.interval : 256);
+  }
+}
+
+// copyWays() -> [plain copies, streaming copies, plain ns/KiB, streaming ns/KiB] of this thread's
+// copies into shared memory of kStreamBytes or more.
+static void CopyWaysInfo(const FunctionCallbackInfo<Value>& args) {
+  Isolate* isolate = args.GetIsolate();
+  Local<v8::Context> context = isolate->GetCurrentContext();
+  Local<v8::Array> out = v8::Array::New(isolate, 4);
+  const CopyWays& w = copy_ways;
+  double values[4] = {w.used[0], w.used[1], w.cost[0], w.cost[1]};
+  for (uint32_t i = 0; i < 4; i++) out->Set(context, i, v8::Number::New(isolate, values[i])).Check();
+  args.GetReturnValue().Set(out);
 }
 #endif
 
@@ -265,9 +354,10 @@ static void CopyBytes(const FunctionCallbackInfo<Value>& args) {
   char* to = static_cast<char*>(into->Data()) + target->ByteOffset();
   const char* from = static_cast<const char*>(source->Buffer()->Data()) + source->ByteOffset();
 #if defined(__x86_64__)
-  // Into shared memory, large, not overlapping: streaming stores (see kStreamBytes).
+  // Into shared memory, large, not overlapping: streaming stores or not, whichever is faster now
+  // (see kStreamBytes).
   if (length >= kStreamBytes && into->IsSharedArrayBuffer() && (to + length <= from || from + length <= to)) {
-    CopyStreaming(to, from, length);
+    CopyLargeIntoShared(to, from, length);
     return;
   }
 #endif
@@ -303,6 +393,9 @@ static void ShmRelease(const FunctionCallbackInfo<Value>& args) {
 
 void InitShm(Local<Object> exports, Local<Context> context) {
   SetMethod(context, exports, "copyBytes", CopyBytes);
+#if defined(__x86_64__)
+  SetMethod(context, exports, "copyWays", CopyWaysInfo);
+#endif
   SetMethod(context, exports, "shmOpen", ShmOpen);
   SetMethod(context, exports, "shmRelease", ShmRelease);
   SetMethod(context, exports, "shmUnlink", ShmUnlink);
