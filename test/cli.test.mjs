@@ -62,9 +62,19 @@ test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML 
     }
     assert.ok(report.advice.some((a) => a.startsWith('lowest latency with a core to spare: queue-spin')), report.advice.join('\n'));
     assert.ok(!report.advice.some((a) => a.includes('word-spin')), 'primitives are not advice for message passing');
+    // The placement probe (the C ping-pong, built here) ran before the first row and after the
+    // last; every row carries the last figure before it, and the report says whether it moved.
+    assert.equal(report.placement.probe, 'c-spin');
+    assert.ok(report.placement.samples.length >= 2, JSON.stringify(report.placement));
+    assert.equal(report.placement.samples[0].beforeTrial, 0);
+    assert.equal(report.placement.samples.at(-1).beforeTrial, report.results.length);
+    for (const sample of report.placement.samples) assert.ok(sample.p50 > 0 && !Number.isNaN(Date.parse(sample.at)), JSON.stringify(sample));
+    for (const r of report.results) assert.ok(report.placement.samples.some((p) => p.p50 === r.placementNs), `${r.id}: placementNs ${r.placementNs}`);
+    assert.match(stderr, /^placement \(c-spin, one cache line between the two cores, p50 round trip\): (steady|MOVED)/m);
     const page = fs.readFileSync(html, 'utf8');
     assert.match(page, /<svg/);
     assert.match(page, /word-spin/);
+    assert.match(page, /placement \(c-spin/);
   } finally {
     fs.rmSync(html, { force: true });
   }
@@ -99,6 +109,15 @@ test('bench text report: the spinning queue against the JavaScript limit and the
   // The C ring alone still gets its line; without any of the rings (a run with --only queue), no such section.
   assert.match(renderText({ machine: {}, date: '', quick: true, results: results.filter((r) => !r.id.startsWith('js-')), advice: [] }), /c-ring .*64 B: 16\.00 M msg\/s \(976\.6 MiB\/s\); queue-spin 0\.25 of it$/m);
   assert.doesNotMatch(renderText({ machine: {}, date: '', quick: true, results: results.filter((r) => !reference(r.id)), advice: [] }), /JavaScript limit/);
+  // The placement probe: steady within 1.5x, else the report says the cores moved, and how.
+  const probe = (...p50s) => ({ probe: 'c-spin', samples: p50s.map((p50, k) => ({ beforeTrial: k * 10, at: '2026-12-02T07:00:00Z', p50 })) });
+  assert.match(renderText({ machine: {}, date: '', quick: true, results, advice: [], placement: probe(461, 481, 470) }), /^placement \(c-spin, .*\): steady, 461 ns to 481 ns over 3 samples$/m);
+  assert.match(
+    renderText({ machine: {}, date: '', quick: true, results, advice: [], placement: probe(160, 171, 532) }),
+    /^placement \(c-spin, .*\): MOVED during the run, 160 ns at the start, 532 ns at the end, 160 ns to 532 ns over 3 samples: .*placementNs/m,
+  );
+  assert.doesNotMatch(renderText({ machine: {}, date: '', quick: true, results, advice: [], placement: probe() }), /placement/);
+  assert.doesNotMatch(text, /placement/);
 });
 
 test('bench: a row the targets compare is the median of three trials, and keeps each figure', async () => {

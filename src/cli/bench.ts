@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { asyncWaitMechanism } from '../os/futex.js';
 import { UsageError, numberFlag, parseArgs } from './args.js';
 import { renderHtml } from './bench-html.js';
-import { advise, formatBytes, formatNs, formatRate, formatSize, renderText, type BenchReport, type MechanismInfo, type Mode, type TrialResult, type Waits } from './report.js';
+import { advise, formatBytes, formatNs, formatRate, formatSize, placementLine, renderText, type BenchReport, type MechanismInfo, type Mode, type Placement, type TrialResult, type Waits } from './report.js';
 
 /** The package (a checkout or node_modules/interprocess): the workloads ship in its bench/. */
 const ROOT = path.join(__dirname, '..', '..', '..');
@@ -27,6 +27,17 @@ const TRIAL_TIMEOUT_MS = 120_000;
  * least 64 MiB of them), untimed (bench/util.mjs warmupFor): JIT compilation, first touches.
  */
 const SUSTAINED_COUNT = 8_000_000;
+/**
+ * The placement probe: a spinning ping-pong of one cache line between the two cores (the C one
+ * when it was built, else JavaScript's), run before the first row, again between rows once
+ * PROBE_EVERY_MS have passed, and after the last. A virtual machine's host moves its vCPUs:
+ * on this project's 2-vCPU VM between cores that share a cache (c-spin ~160 ns) and cores that
+ * do not (~460 ns), for minutes to hours at a time, and the spinning rows move 2-6x with it
+ * (run 9 started near and ended far: bench/results/2026-12-02-stop25-adaptive-stream.md). The
+ * report says whether that happened, and every row carries the last probe before it.
+ */
+const PROBES = ['c-spin', 'word-spin'];
+const PROBE_EVERY_MS = 60_000;
 
 export const BENCH_HELP = `usage: interprocess bench [--quick] [--json] [--only ID,...] [--sizes 64,4096,...]
                          [--count N] [--html FILE | --no-html] [--save]
@@ -82,11 +93,35 @@ export async function benchCommand(argv: string[]): Promise<number> {
   log(`interprocess bench: ${plan.length} trials over ${mechanisms.length} mechanisms, ` +
     `${cpus[0] === '-' ? 'unpinned (one core)' : 'pinned to cores 0 and 1'}${quick ? ', quick' : ''}`);
 
+  const probe = cpus[0] === '-' ? undefined : PROBES.map((id) => list.find((m) => m.id === id)).find((m) => m !== undefined);
+  const placement: Placement | undefined = probe === undefined ? undefined : { probe: probe.id, samples: [] };
+  let probedAt = -Infinity;
+  const probePlacement = async (beforeTrial: number): Promise<void> => {
+    probedAt = Date.now();
+    try {
+      const out = await runTrial(probe!, 'roundTrip', 64, defaultCount('roundTrip', 64, quick, false), cpus);
+      placement!.samples.push({ beforeTrial, at: new Date().toISOString(), p50: out.p50! });
+    } catch {
+      // A probe that fails leaves a gap, nothing more: the rows are what the run is for.
+    }
+  };
+
   const results: TrialResult[] = [];
   for (const [i, trial] of plan.entries()) {
+    if (placement !== undefined && Date.now() - probedAt >= PROBE_EVERY_MS) await probePlacement(i);
+    const placementNs = placement?.samples.at(-1)?.p50;
     const what = trial.mode === 'idle' ? `${trial.m.id} idle` : `${trial.m.id} ${trial.mode === 'roundTrip' ? 'round trip' : 'throughput'} ${formatSize(trial.size)}`;
     const started = Date.now();
-    const base = { id: trial.m.id, label: trial.m.label, family: trial.m.family, waits: trial.m.waits, mode: trial.mode, size: trial.size, count: trial.count };
+    const base = {
+      id: trial.m.id,
+      label: trial.m.label,
+      family: trial.m.family,
+      waits: trial.m.waits,
+      mode: trial.mode,
+      size: trial.size,
+      count: trial.count,
+      ...(placementNs === undefined ? {} : { placementNs }),
+    };
     try {
       const out = await runTrials(trial.m, trial.mode, trial.size, trial.count, cpus, !quick && trial.mode !== 'idle' ? (trial.m.trials ?? 1) : 1);
       results.push({ ...base, ...out });
@@ -107,7 +142,21 @@ export async function benchCommand(argv: string[]): Promise<number> {
     }
   }
 
-  const report: BenchReport = { machine: await machineFacts(), date: new Date().toISOString(), quick, results, advice: advise(results), notes };
+  if (placement !== undefined) {
+    await probePlacement(plan.length);
+    const line = placementLine(placement);
+    if (line !== undefined) log(line);
+  }
+
+  const report: BenchReport = {
+    machine: await machineFacts(),
+    date: new Date().toISOString(),
+    quick,
+    results,
+    advice: advise(results),
+    notes,
+    ...(placement === undefined ? {} : { placement }),
+  };
   if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   else process.stdout.write(renderText(report) + '\n');
   if (!args.flags.has('no-html')) {

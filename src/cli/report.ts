@@ -40,6 +40,8 @@ export interface TrialResult {
   figures?: number[];
   /** A fact the mechanism measured besides its rate (e.g. bytes per entry). */
   note?: string;
+  /** The placement probe's last p50 before this row (ns): rows with like figures ran on like cores. */
+  placementNs?: number;
   n?: number;
   p50?: number;
   p99?: number;
@@ -70,6 +72,35 @@ export interface BenchReport {
   advice: string[];
   /** Why some mechanisms were left out on this machine (no C compiler, a missing package). */
   notes?: string[];
+  /** Where the two cores were during the run, by a cache-line ping-pong between them (bench.ts PROBES). */
+  placement?: Placement;
+}
+
+/** The placement probe's samples: its p50 round trip (ns), taken before row `beforeTrial` (the row count: after the last). */
+export interface Placement {
+  probe: string;
+  samples: { beforeTrial: number; at: string; p50: number }[];
+}
+
+/** A probe's spread past which the cores count as moved during the run. */
+const MOVED = 1.5;
+
+/**
+ * One line on the placement probe: steady, or moved during the run (then rows far apart in the
+ * run compare less well than their numbers suggest). Undefined without samples.
+ */
+export function placementLine(placement: Placement): string | undefined {
+  const values = placement.samples.map((s) => s.p50);
+  if (values.length === 0) return undefined;
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const what = `placement (${placement.probe}, one cache line between the two cores, p50 round trip):`;
+  if (hi < MOVED * lo) return `${what} steady, ${formatNs(lo)}${hi !== lo ? ` to ${formatNs(hi)}` : ''} over ${values.length} samples`;
+  return (
+    `${what} MOVED during the run, ${formatNs(values[0]!)} at the start, ${formatNs(values[values.length - 1]!)} at the end, ` +
+    `${formatNs(lo)} to ${formatNs(hi)} over ${values.length} samples: the host moved the cores, and spinning rows move with it; ` +
+    'compare rows measured at like placements (each row\'s placementNs in the JSON)'
+  );
 }
 
 export function formatNs(ns: number): string {
@@ -109,6 +140,8 @@ export function renderText(report: BenchReport): string {
   const m = report.machine;
   out.push(`machine: ${m['cpu']}, ${m['cores']} cores, ${m['memoryGiB']} GiB, ${m['os']}, Node ${m['node']}, ${m['package']}, commit ${m['commit']}, async waits: ${m['futexAsync']}`);
   for (const note of report.notes ?? []) out.push(`note: ${note}`);
+  const placement = report.placement === undefined ? undefined : placementLine(report.placement);
+  if (placement !== undefined) out.push(placement);
   const sizes = [...new Set(report.results.map((r) => r.size))].sort((a, b) => a - b);
   for (const primitives of [false, true]) for (const mode of ['roundTrip', 'throughput'] as const) {
     for (const size of sizes) {
