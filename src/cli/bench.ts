@@ -144,8 +144,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
 
   if (placement !== undefined) {
     await probePlacement(plan.length);
+    // With --json the report on stdout is JSON: say it on stderr too, with the progress.
     const line = placementLine(placement);
-    if (line !== undefined) log(line);
+    if (json && line !== undefined) log(line);
   }
 
   const report: BenchReport = {
