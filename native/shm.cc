@@ -230,11 +230,11 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
 // streams only while that costs it less than half of an ordinary copy: a running average per
 // way, the way in use measured on every copy, the other tried again every 16th copy, backing off
 // to every 256th while the tries confirm a clear choice (a plain copy in the far placement costs
-// 6x, so frequent tries would cost more than they could find). A move of the vCPUs shows at
-// once in the way in use and flips the choice within a few copies. Below 256 KiB
-// streaming gained nothing in the far placement (the shm:// channel's 8 KiB records lost), so
-// smaller copies are plain.
-// x86 only (SSE2, which every x86-64 has); elsewhere memmove.
+// 6x, so frequent tries would cost more than they could find; one message in 256 pays it). A
+// move of the vCPUs shows at once in the way in use and flips the choice within a few copies.
+// Below 256 KiB streaming gained nothing in the far placement (the shm:// channel's 8 KiB
+// records lost), so smaller copies are plain. x86 only (SSE2, which every x86-64 has);
+// elsewhere memmove.
 static constexpr size_t kStreamBytes = 256 * 1024;
 
 // Copies with streaming stores into `to` (from its first 64-byte boundary on); the fence
