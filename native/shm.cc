@@ -224,7 +224,7 @@ static void ShmOpen(const FunctionCallbackInfo<Value>& args) {
 // ns, which the same VM shows for minutes to hours at a time) the ordinary store hits that
 // cache, costs about as much as a streaming one (26-41 ns per KiB), and leaves the bytes where
 // the consumer reads them, while a streaming store sends them to memory: there a loan receive
-// ran at 19.9 GiB/s with ordinary stores against 16.4 with streaming ones.
+// ran at 20.0-27.5 GiB/s with ordinary stores against 16.4-16.7 with streaming ones.
 //
 // So each thread times its large copies (two clock reads, nothing next to a 256 KiB copy) and
 // streams only while that costs it less than half of an ordinary copy: a running average per
