@@ -71,10 +71,18 @@ test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML 
     for (const sample of report.placement.samples) assert.ok(sample.p50 > 0 && !Number.isNaN(Date.parse(sample.at)), JSON.stringify(sample));
     for (const r of report.results) assert.ok(report.placement.samples.some((p) => p.p50 === r.placementNs), `${r.id}: placementNs ${r.placementNs}`);
     assert.match(stderr, /^placement \(c-spin, one cache line between the two cores, p50 round trip\): (steady|MOVED)/m);
+    // The targets read off the run: the ones whose rows ran are met or not, the rest not measured.
+    const first = report.targets.find((t) => t.target.startsWith('queue, 64 B round trip, busy-wait: within 1.5x'));
+    assert.equal(typeof first.met, 'boolean', JSON.stringify(first));
+    assert.match(first.measured, /^queue-spin p50 .*js-ring-threads/);
+    assert.ok(first.placementNs.length === 2 && first.placementNs.every((p) => p > 0), JSON.stringify(first));
+    const map = report.targets.find((t) => t.target.startsWith('SharedMap: get'));
+    assert.deepEqual([map.met, map.measured], [undefined, 'not measured in this run']);
     const page = fs.readFileSync(html, 'utf8');
     assert.match(page, /<svg/);
     assert.match(page, /word-spin/);
     assert.match(page, /placement \(c-spin/);
+    assert.match(page, /<h2>Targets<\/h2><p>performance targets .*: \d+ met, \d+ not met, \d+ not measured/);
   } finally {
     fs.rmSync(html, { force: true });
   }
@@ -118,6 +126,82 @@ test('bench text report: the spinning queue against the JavaScript limit and the
   );
   assert.doesNotMatch(renderText({ machine: {}, date: '', quick: true, results, advice: [], placement: probe() }), /placement/);
   assert.doesNotMatch(text, /placement/);
+});
+
+test('bench targets: met, not met or not measured, read off the rows, with where the cores were', async () => {
+  const { checkTargets } = await import('../dist/cjs/cli/targets.js');
+  const { renderText } = await import('../dist/cjs/cli/report.js');
+  const row = (id, mode, size, figures, placementNs = 461) => ({ id, label: id, family: 'interprocess', waits: 'spin', mode, size, count: 1, n: 1, placementNs, ...figures });
+  const rt = (p50) => ({ p50, p99: p50, p999: p50 });
+  const rate = (m, size) => ({ seconds: 1, messagesPerSecond: m, bytesPerSecond: m * size });
+  const find = (checks, start) => checks.find((t) => t.target.startsWith(start));
+  const results = [
+    row('js-ring-threads', 'roundTrip', 64, rt(400), 180),
+    row('queue-spin', 'roundTrip', 64, rt(600)),
+    row('queue-spin', 'throughput', 64, rate(7e6, 64)),
+    row('queue-batch', 'throughput', 64, rate(11e6, 64)),
+    row('c-ring', 'throughput', 64, rate(6e6, 64)),
+    row('queue-async', 'throughput', 64, { ...rate(4e6, 64), figures: [2e6 * 64, 4e6 * 64, 9e6 * 64] }),
+    row('queue-spin', 'throughput', 1048576, rate(10000, 1048576)),
+    row('queue-loan', 'throughput', 1048576, rate(20000, 1048576)),
+    row('memcpy', 'throughput', 1048576, rate(30000, 1048576)),
+    row('queue-zero-copy', 'throughput', 1048576, { error: 'peer exited' }),
+    ...[64, 1048576].flatMap((size) => [
+      row('channel-shm', 'roundTrip', size, rt(1000)),
+      row('channel-unix', 'roundTrip', size, rt(size === 64 ? 40000 : 2500)),
+      row('channel-shm', 'throughput', size, rate(3e6, size)),
+      row('channel-unix', 'throughput', size, rate(1e6, size)),
+    ]),
+  ];
+  const checks = checkTargets(results);
+  // Exactly 1.5x the threads ring is within it; the placement of both rows is kept.
+  assert.deepEqual(find(checks, 'queue, 64 B round trip, busy-wait: within 1.5x'), {
+    target: 'queue, 64 B round trip, busy-wait: within 1.5x of the Node-threads spin ring',
+    measured: 'queue-spin p50 600 ns, 1.50x js-ring-threads (400 ns)',
+    met: true,
+    placementNs: [461, 180],
+  });
+  assert.equal(checkTargets(results.map((r) => (r.id === 'queue-spin' && r.mode === 'roundTrip' ? { ...r, p50: 601 } : r))).find((t) => t.target.startsWith('queue, 64 B round trip, busy-wait: within')).met, false);
+  // The best of the queue's one-way rows, named, beside queue-spin and the C ring of the run.
+  const oneWay = find(checks, 'queue, 64 B one way: at least 10 M');
+  assert.deepEqual([oneWay.met, oneWay.measured], [true, 'queue-batch 11.00 M msg/s (queue-spin 7.00 M msg/s); c-ring 6.00 M msg/s in this run']);
+  const awaited = find(checks, 'queue, 64 B one way, `await receive()`');
+  assert.deepEqual([awaited.met, awaited.measured], [false, 'queue-async 4.00 M msg/s (trials 2.00 M, 4.00 M, 9.00 M msg/s)']);
+  // 1 MiB: plain receives against memcpy, the loan beside; a failed row is not measured, never met.
+  const plain = find(checks, 'queue, 1 MiB one way with plain');
+  assert.equal(plain.met, false);
+  assert.match(plain.measured, /^queue-spin 9\.77 GiB\/s, 0\.33 of memcpy \(29\.30 GiB\/s\); receiveLoan \(queue-loan\) 19\.53 GiB\/s, 0\.67 of it$/);
+  assert.deepEqual([find(checks, 'queue, 1 MiB one way, zero-copy').met, find(checks, 'queue, 1 MiB one way, zero-copy').placementNs], [undefined, []]);
+  // Every size, both modes: one pair under 3x (throughput 3.00x passes, round trip at 1 MiB 2.50x does not).
+  const shm = find(checks, 'shm:// channel');
+  assert.deepEqual([shm.met, shm.measured], [false, 'channel-shm against channel-unix: round trip 40.0x at 64 B, 2.50x at 1 MiB; one way 3.00x at 64 B, 3.00x at 1 MiB']);
+  assert.equal(find(checks, 'SharedMap: get').met, undefined);
+  // An optional comparison not installed says how to have it.
+  assert.match(find(checks, 'socket channels: faster than node-ipc').measured, /^not measured in this run \(node-ipc is an optional comparison.*INTERPROCESS_BENCH_DEPS\)$/);
+  // The text report ends with them: the counts, then each target, its figures and placement.
+  const text = renderText({ machine: {}, date: '', quick: false, results, advice: [], targets: checks });
+  const counts = { met: checks.filter((t) => t.met === true).length, not: checks.filter((t) => t.met === false).length, none: checks.filter((t) => t.met === undefined).length };
+  assert.ok(counts.met >= 2 && counts.not >= 3 && counts.none >= 5, JSON.stringify(counts));
+  assert.match(text, new RegExp(`^performance targets \\(the spec's and issue 14's\\), read off this run: ${counts.met} met, ${counts.not} not met, ${counts.none} not measured$`, 'm'));
+  assert.match(text, /^- met +queue, 64 B round trip, busy-wait: within 1\.5x of the Node-threads spin ring\n +queue-spin p50 600 ns, 1\.50x js-ring-threads \(400 ns\)  \[placement 180 ns to 461 ns\]$/m);
+  assert.match(text, /^- NOT MET +shm:\/\/ channel/m);
+  assert.match(text, /^- not measured SharedMap: get .*\n- /m);
+  assert.match(text, /^- not measured socket channels: faster than node-ipc .*\n +not measured in this run \(node-ipc is an optional/m);
+  // A saved report from before the targets renders as it did.
+  assert.doesNotMatch(renderText({ machine: {}, date: '', quick: false, results, advice: [] }), /performance targets/);
+});
+
+test('bench --targets runs only the rows the targets compare', async () => {
+  const { code, stdout, stderr } = await cli(['bench', '--targets', '--quick', '--only', 'memcpy,word-spin', '--json', '--no-html']);
+  assert.equal(code, 0, stderr);
+  const report = JSON.parse(stdout);
+  // memcpy is read at 1 MiB only (the plain and zero-copy 1 MiB targets); word-spin by none.
+  assert.deepEqual(report.results.map((r) => [r.id, r.mode, r.size]), [['memcpy', 'throughput', 1048576]]);
+  assert.match(stderr, /interprocess bench: 1 trials over 1 mechanisms/);
+  assert.ok(report.targets.some((t) => t.met === undefined) && report.targets.every((t) => t.met === undefined || t.measured.includes('memcpy')), JSON.stringify(report.targets));
+  const none = await cli(['bench', '--targets', '--only', 'word-spin', '--no-html']);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /no trial of --only word-spin is one the targets compare/);
 });
 
 test('bench: a row the targets compare is the median of three trials, and keeps each figure', async () => {

@@ -3,7 +3,7 @@
  * one chart of round-trip latency per message size (p50 bar, p99 tick, log scale) and one of
  * throughput by message size per mechanism (log-log lines).
  */
-import { advise, formatBytes, formatNs, formatSize, placementLine, renderText, type BenchReport, type TrialResult } from './report.js';
+import { advise, formatBytes, formatNs, formatSize, placementLine, renderText, targetPlacement, targetsSummary, targetVerdict, type BenchReport, type TrialResult } from './report.js';
 
 const PALETTE = [
   '#4269d0', '#efb118', '#ff725c', '#6cc5b0', '#3ca951', '#ff8ab7', '#a463f2', '#97bbf5', '#9c6b4e', '#9498a0',
@@ -87,11 +87,17 @@ export function renderHtml(report: BenchReport): string {
   const sizes = [...new Set(report.results.filter((r) => r.mode === 'roundTrip').map((r) => r.size))].sort((a, b) => a - b);
   const advice = report.advice.length > 0 ? report.advice : advise(report.results);
   const placement = report.placement === undefined ? undefined : placementLine(report.placement);
+  const targets = report.targets ?? [];
+  const target = (t: (typeof targets)[number]): string => {
+    const where = targetPlacement(t);
+    return `<li><b>${esc(targetVerdict(t))}</b>: ${esc(t.target)}<br>${esc(t.measured)}${where === '' ? '' : ` <small>(${esc(where)})</small>`}</li>`;
+  };
   return `<!doctype html><html><head><meta charset="utf-8"><title>interprocess bench</title>
 <style>body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}</style></head><body>
 <h1>interprocess bench</h1>
 <p>${esc(report.date)}${report.quick ? ' (quick run)' : ''}: ${esc(Object.entries(report.machine).map(([k, v]) => `${k} ${v}`).join(', '))}</p>${placement === undefined ? '' : `\n<p>${esc(placement)}</p>`}
 <h2>Which to use</h2><ul>${advice.map((a) => `<li>${esc(a)}</li>`).join('')}</ul>
+${targets.length === 0 ? '' : `<h2>Targets</h2><p>${esc(targetsSummary(targets, report.quick))}</p><ul>${targets.map(target).join('')}</ul>`}
 ${sizes.map((s) => latencyChart(report.results.filter((r) => r.mode === 'roundTrip' && r.size === s && r.family !== 'primitive'), `Round trip, ${formatSize(s)}`, colors)).join('\n')}
 ${latencyChart(report.results.filter((r) => r.mode === 'roundTrip' && r.family === 'primitive'), 'Synchronization primitives, hand-off between two processes (no payload)', colors)}
 ${throughputChart(report.results, colors)}

@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { asyncWaitMechanism } from '../os/futex.js';
 import { UsageError, numberFlag, parseArgs } from './args.js';
 import { renderHtml } from './bench-html.js';
+import { checkTargets, targetNeeds } from './targets.js';
 import { advise, formatBytes, formatNs, formatRate, formatSize, placementLine, renderText, type BenchReport, type MechanismInfo, type Mode, type Placement, type TrialResult, type Waits } from './report.js';
 
 /** The package (a checkout or node_modules/interprocess): the workloads ship in its bench/. */
@@ -39,9 +40,11 @@ const SUSTAINED_COUNT = 8_000_000;
 const PROBES = ['c-spin', 'word-spin'];
 const PROBE_EVERY_MS = 60_000;
 
-export const BENCH_HELP = `usage: interprocess bench [--quick] [--json] [--only ID,...] [--sizes 64,4096,...]
+export const BENCH_HELP = `usage: interprocess bench [--quick] [--targets] [--json] [--only ID,...] [--sizes 64,4096,...]
                          [--count N] [--html FILE | --no-html] [--save]
   --quick    round trips at 64 B and throughput at 64 B and 1 MiB, small counts (well under a minute)
+  --targets  run only the rows the performance targets compare (every report ends with the
+             targets read off its rows: met, not met, or not measured)
   --only     run only mechanisms whose id contains one of these words (e.g. queue,unix)
   --sizes    message sizes in bytes (default 64,4096,65536,1048576)
   --count    timed messages per throughput trial (overrides the size-based default; a
@@ -51,13 +54,14 @@ export const BENCH_HELP = `usage: interprocess bench [--quick] [--json] [--only 
   --json     print the results as JSON on stdout (progress still goes to stderr)`;
 
 export async function benchCommand(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ['only', 'sizes', 'count', 'html'], ['quick', 'json', 'no-html', 'save', 'help']);
+  const args = parseArgs(argv, ['only', 'sizes', 'count', 'html'], ['quick', 'targets', 'json', 'no-html', 'save', 'help']);
   if (args.flags.has('help')) {
     process.stdout.write(BENCH_HELP + '\n');
     return 0;
   }
   if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${args.positionals[0]}`);
   const quick = args.flags.has('quick');
+  const targetsOnly = args.flags.has('targets');
   const json = args.flags.has('json');
   const only = (args.flags.get('only') as string | undefined)?.split(',').filter(Boolean);
   const sizes = args.flags.has('sizes')
@@ -81,8 +85,10 @@ export async function benchCommand(argv: string[]): Promise<number> {
   for (const m of mechanisms) {
     for (const mode of m.modes) {
       // An idle trial moves no message: it runs once, at the mechanism's first size.
-      const wanted = mode === 'idle' ? [m.sizes[0]!] : sizes ?? (quick ? (mode === 'roundTrip' ? [64] : [64, 1048576]) : ALL_SIZES);
+      // --targets: the sizes the targets read, whatever --quick would pick (its counts still apply).
+      const wanted = mode === 'idle' ? [m.sizes[0]!] : sizes ?? (quick && !targetsOnly ? (mode === 'roundTrip' ? [64] : [64, 1048576]) : ALL_SIZES);
       for (const size of wanted) {
+        if (targetsOnly && !targetNeeds(m.id, mode, size)) continue;
         // A mechanism runs the sizes it lists; sizes asked for with --sizes also go to every
         // mechanism that takes a payload at all (those that list more than one size).
         if (!m.sizes.includes(size) && !(sizes !== undefined && m.sizes.length > 1)) continue;
@@ -90,7 +96,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
       }
     }
   }
-  log(`interprocess bench: ${plan.length} trials over ${mechanisms.length} mechanisms, ` +
+  if (targetsOnly && plan.length === 0) throw new UsageError(`no trial of ${only === undefined ? 'any mechanism' : `--only ${only.join(',')}`} is one the targets compare`);
+  log(`interprocess bench: ${plan.length} trials over ${new Set(plan.map((t) => t.m)).size} mechanisms, ` +
     `${cpus[0] === '-' ? 'unpinned (one core)' : 'pinned to cores 0 and 1'}${quick ? ', quick' : ''}`);
 
   const probe = cpus[0] === '-' ? undefined : PROBES.map((id) => list.find((m) => m.id === id)).find((m) => m !== undefined);
@@ -156,6 +163,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
     results,
     advice: advise(results),
     notes,
+    targets: checkTargets(results),
     ...(placement === undefined ? {} : { placement }),
   };
   if (json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');

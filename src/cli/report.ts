@@ -4,6 +4,7 @@
  * other.
  */
 import { table } from './args.js';
+import type { TargetCheck } from './targets.js';
 
 /** idle: the CPU of a receiver waiting on nothing (no payload, no size). */
 export type Mode = 'roundTrip' | 'throughput' | 'idle';
@@ -74,6 +75,8 @@ export interface BenchReport {
   notes?: string[];
   /** Where the two cores were during the run, by a cache-line ping-pong between them (bench.ts PROBES). */
   placement?: Placement;
+  /** The performance targets read off this run's rows (targets.ts). */
+  targets?: TargetCheck[];
 }
 
 /** The placement probe's samples: its p50 round trip (ns), taken before row `beforeTrial` (the row count: after the last). */
@@ -101,6 +104,39 @@ export function placementLine(placement: Placement): string | undefined {
     `${formatNs(lo)} to ${formatNs(hi)} over ${values.length} samples: the host moved the cores, and spinning rows move with it; ` +
     'compare rows measured at like placements (each row\'s placementNs in the JSON)'
   );
+}
+
+/** How many targets were met, not met and not measured: the first line of the targets' section. */
+export function targetsSummary(targets: TargetCheck[], quick: boolean): string {
+  const count = (met: boolean | undefined): number => targets.filter((t) => t.met === met).length;
+  const missing = count(undefined);
+  return `performance targets (the spec's and issue 14's), read off this run: ${count(true)} met, ${count(false)} not met` +
+    (missing > 0 ? `, ${missing} not measured` : '') +
+    (quick ? " (a quick run's short trials are no test of them)" : '');
+}
+
+/** Where the cores were for a target's rows: one figure, or the range when they differ. */
+export function targetPlacement(t: TargetCheck): string {
+  if (t.placementNs.length === 0) return '';
+  const lo = Math.min(...t.placementNs);
+  const hi = Math.max(...t.placementNs);
+  return `placement ${lo === hi ? formatNs(lo) : `${formatNs(lo)} to ${formatNs(hi)}`}`;
+}
+
+/** What a target whose rows did not run says (targets.ts). */
+export const NOT_MEASURED = 'not measured in this run';
+
+export const targetVerdict = (t: TargetCheck): string => (t.met === undefined ? 'not measured' : t.met ? 'met' : 'NOT MET');
+
+function renderTargets(targets: TargetCheck[], quick: boolean): string {
+  const out = [targetsSummary(targets, quick)];
+  for (const t of targets) {
+    out.push(`- ${targetVerdict(t).padEnd(12)} ${t.target}`);
+    const where = targetPlacement(t);
+    // A target not measured has nothing more to say, unless why is not plain.
+    if (t.met !== undefined || t.measured !== NOT_MEASURED) out.push(`  ${' '.repeat(12)} ${t.measured}${where === '' ? '' : `  [${where}]`}`);
+  }
+  return out.join('\n');
 }
 
 export function formatNs(ns: number): string {
@@ -207,6 +243,7 @@ export function renderText(report: BenchReport): string {
   const limit = jsLimit(report.results);
   if (limit.length > 0) out.push('\nagainst the JavaScript limit and the C ring (same run)', ...limit.map((l) => `- ${l}`));
   if (report.advice.length > 0) out.push('\nwhich to use', ...report.advice.map((a) => `- ${a}`));
+  if (report.targets !== undefined && report.targets.length > 0) out.push('', renderTargets(report.targets, report.quick));
   return out.join('\n');
 }
 
