@@ -77,7 +77,7 @@ test('bench --quick on a tiny budget: progress, table, advice, JSON and an HTML 
     assert.match(first.measured, /^queue-spin p50 .*js-ring-threads/);
     assert.ok(first.placementNs.length === 2 && first.placementNs.every((p) => p > 0), JSON.stringify(first));
     const map = report.targets.find((t) => t.target.startsWith('SharedMap: get'));
-    assert.deepEqual([map.met, map.measured], [undefined, 'not measured in this run']);
+    assert.deepEqual([map.met, map.measured], [undefined, 'not measured in this run (no map-get throughput 64 B, map-set throughput 64 B)']);
     const page = fs.readFileSync(html, 'utf8');
     assert.match(page, /<svg/);
     assert.match(page, /word-spin/);
@@ -177,7 +177,9 @@ test('bench targets: met, not met or not measured, read off the rows, with where
   assert.deepEqual([shm.met, shm.measured], [false, 'channel-shm against channel-unix: round trip 40.0x at 64 B, 2.50x at 1 MiB; one way 3.00x at 64 B, 3.00x at 1 MiB']);
   assert.equal(find(checks, 'SharedMap: get').met, undefined);
   // An optional comparison not installed says how to have it.
-  assert.match(find(checks, 'socket channels: faster than node-ipc').measured, /^not measured in this run \(node-ipc is an optional comparison.*INTERPROCESS_BENCH_DEPS\)$/);
+  // Not measured says which rows the run lacks; an optional comparison also how to have it.
+  assert.equal(find(checks, 'queue, 1 MiB one way, zero-copy').measured, 'not measured in this run (no queue-zero-copy throughput 1 MiB)');
+  assert.match(find(checks, 'socket channels: faster than node-ipc').measured, /^not measured in this run \(no node-ipc round trip, node-ipc throughput; node-ipc is an optional comparison.*INTERPROCESS_BENCH_DEPS\)$/);
   // The text report ends with them: the counts, then each target, its figures and placement.
   const text = renderText({ machine: {}, date: '', quick: false, results, advice: [], targets: checks });
   const counts = { met: checks.filter((t) => t.met === true).length, not: checks.filter((t) => t.met === false).length, none: checks.filter((t) => t.met === undefined).length };
@@ -185,8 +187,8 @@ test('bench targets: met, not met or not measured, read off the rows, with where
   assert.match(text, new RegExp(`^performance targets \\(the spec's and issue 14's\\), read off this run: ${counts.met} met, ${counts.not} not met, ${counts.none} not measured$`, 'm'));
   assert.match(text, /^- met +queue, 64 B round trip, busy-wait: within 1\.5x of the Node-threads spin ring\n +queue-spin p50 600 ns, 1\.50x js-ring-threads \(400 ns\)  \[placement 180 ns to 461 ns\]$/m);
   assert.match(text, /^- NOT MET +shm:\/\/ channel/m);
-  assert.match(text, /^- not measured SharedMap: get .*\n- /m);
-  assert.match(text, /^- not measured socket channels: faster than node-ipc .*\n +not measured in this run \(node-ipc is an optional/m);
+  assert.match(text, /^- not measured SharedMap: get .*\n +not measured in this run \(no map-get throughput 64 B, map-set throughput 64 B\)$/m);
+  assert.match(text, /^- not measured socket channels: faster than node-ipc .*\n +not measured in this run \(no node-ipc round trip, node-ipc throughput; node-ipc is an optional/m);
   // A saved report from before the targets renders as it did.
   assert.doesNotMatch(renderText({ machine: {}, date: '', quick: false, results, advice: [] }), /performance targets/);
 });

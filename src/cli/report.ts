@@ -123,9 +123,6 @@ export function targetPlacement(t: TargetCheck): string {
   return `placement ${lo === hi ? formatNs(lo) : `${formatNs(lo)} to ${formatNs(hi)}`}`;
 }
 
-/** What a target whose rows did not run says (targets.ts). */
-export const NOT_MEASURED = 'not measured in this run';
-
 export const targetVerdict = (t: TargetCheck): string => (t.met === undefined ? 'not measured' : t.met ? 'met' : 'NOT MET');
 
 function renderTargets(targets: TargetCheck[], quick: boolean): string {
@@ -133,8 +130,7 @@ function renderTargets(targets: TargetCheck[], quick: boolean): string {
   for (const t of targets) {
     out.push(`- ${targetVerdict(t).padEnd(12)} ${t.target}`);
     const where = targetPlacement(t);
-    // A target not measured has nothing more to say, unless why is not plain.
-    if (t.met !== undefined || t.measured !== NOT_MEASURED) out.push(`  ${' '.repeat(12)} ${t.measured}${where === '' ? '' : `  [${where}]`}`);
+    out.push(`  ${' '.repeat(12)} ${t.measured}${where === '' ? '' : `  [${where}]`}`);
   }
   return out.join('\n');
 }

@@ -8,7 +8,7 @@
  * not measured, never as met. Where the spec gives no number ("about 2x") the threshold used is
  * in the target's text.
  */
-import { NOT_MEASURED, formatBytes, formatNs, formatRate, formatSize, type Mode, type TrialResult } from './report.js';
+import { formatBytes, formatNs, formatRate, formatSize, type Mode, type TrialResult } from './report.js';
 
 /** One target, as this run measured it. */
 export interface TargetCheck {
@@ -46,6 +46,7 @@ interface Target {
 }
 
 const MiB = 1048576;
+const NOT_MEASURED = 'not measured in this run';
 const x = (ratio: number): string => `${ratio.toFixed(ratio < 10 ? 2 : 1)}x`;
 const rate = (r: TrialResult): string => `${formatRate(r.messagesPerSecond!)} msg/s`;
 const bytes = (r: TrialResult): string => `${formatBytes(r.bytesPerSecond!)}/s`;
@@ -300,7 +301,14 @@ export function checkTargets(results: TrialResult[]): TargetCheck[] {
   const get: Get = (id, mode, size) => results.find((r) => r.id === id && r.mode === mode && r.size === size && r.error === undefined);
   return TARGETS.map((t) => {
     const outcome = t.check(get, results);
-    if (outcome === undefined) return { target: t.target, measured: `${NOT_MEASURED}${t.absent === undefined ? '' : ` (${t.absent})`}`, met: undefined, placementNs: [] };
+    if (outcome === undefined) {
+      // Which of its rows this run lacks (left out, failed, or not chosen), and why where known.
+      const lacking = t.needs
+        .filter((n) => !results.some((r) => r.id === n.id && r.mode === n.mode && (n.size === undefined || r.size === n.size) && r.error === undefined))
+        .map((n) => `${n.id} ${n.mode === 'roundTrip' ? 'round trip' : n.mode}${n.size === undefined ? '' : ` ${formatSize(n.size)}`}`);
+      const why = [...(lacking.length > 0 ? [`no ${lacking.join(', ')}`] : []), ...(t.absent === undefined ? [] : [t.absent])];
+      return { target: t.target, measured: `${NOT_MEASURED}${why.length > 0 ? ` (${why.join('; ')})` : ''}`, met: undefined, placementNs: [] };
+    }
     const placementNs = outcome.rows.flatMap((r) => (r.placementNs === undefined ? [] : [r.placementNs]));
     return { target: t.target, measured: outcome.measured, met: outcome.met, placementNs };
   });
