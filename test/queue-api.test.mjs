@@ -603,6 +603,8 @@ for (const wait of ['spin', 'block', 'spin-then-block']) {
     t.after(() => q.close());
     assert.throws(() => q.receiveSync({ timeout: 10 }), { code: 'IPC_ERR_TIMEOUT' });
     await expectCode(() => q.receive({ timeout: 10 }), 'IPC_ERR_TIMEOUT');
+    // A timeout shorter than the spin (20 µs), or none at all: the spin counts toward it.
+    for (const timeout of [0, 0.005]) await expectCode(() => q.receive({ timeout }), 'IPC_ERR_TIMEOUT');
     const ac = new AbortController();
     const pending = q.receive({ signal: ac.signal });
     ac.abort(new Error('stop'));

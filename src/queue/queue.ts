@@ -151,6 +151,8 @@ type Wait = { timeout: number; signal: AbortSignal | undefined };
 const FOREVER: Wait = { timeout: Infinity, signal: undefined };
 
 const NONE: unique symbol = Symbol('none');
+/** The result of an async call that resolves to nothing. */
+const NOTHING = (): undefined => undefined;
 type Taken<T> = T | typeof NONE;
 
 const token = Symbol('Queue');
@@ -306,7 +308,7 @@ export class Queue<T = Uint8Array> {
       const wait = this.#asyncWait(options, 'send');
       const bytes = this.#encode(value);
       if (this.#put(bytes)) return Promise.resolve();
-      return this.#waitAsync(true, () => this.#put(bytes), wait, 'send').then(() => undefined);
+      return this.#settle(true, () => this.#put(bytes), wait, 'send', NOTHING);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -339,7 +341,7 @@ export class Queue<T = Uint8Array> {
       const wait = this.#asyncWait(options, 'sendWith');
       this.#checkLength(byteLength, write);
       if (this.#putWith(byteLength, write)) return Promise.resolve();
-      return this.#waitAsync(true, () => this.#putWith(byteLength, write), wait, 'sendWith').then(() => undefined);
+      return this.#settle(true, () => this.#putWith(byteLength, write), wait, 'sendWith', NOTHING);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -378,7 +380,7 @@ export class Queue<T = Uint8Array> {
         return sent === encoded.length;
       };
       if (attempt()) return Promise.resolve();
-      return this.#waitAsync(true, attempt, wait, 'sendMany');
+      return this.#settle(true, attempt, wait, 'sendMany', NOTHING);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -413,7 +415,7 @@ export class Queue<T = Uint8Array> {
       const value = this.#take();
       if (value !== NONE) return Promise.resolve(value);
       let got: Taken<T> = NONE;
-      return this.#waitAsync(false, () => (got = this.#take()) !== NONE, wait, 'receive').then(() => got as T);
+      return this.#settle(false, () => (got = this.#take()) !== NONE, wait, 'receive', () => got as T);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -455,7 +457,7 @@ export class Queue<T = Uint8Array> {
       const wait = this.#asyncWait(options, 'receiveWith');
       if (typeof read !== 'function') throw new TypeError('receiveWith: read must be a function');
       if (this.#takeWith(read)) return Promise.resolve();
-      return this.#waitAsync(false, () => this.#takeWith(read), wait, 'receiveWith').then(() => undefined);
+      return this.#settle(false, () => this.#takeWith(read), wait, 'receiveWith', NOTHING);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -491,7 +493,7 @@ export class Queue<T = Uint8Array> {
       const got = this.#takeLoan();
       if (got !== undefined) return Promise.resolve(got);
       let taken: Uint8Array | undefined;
-      return this.#waitAsync(false, () => (taken = this.#takeLoan()) !== undefined, wait, 'receiveLoan').then(() => taken!);
+      return this.#settle(false, () => (taken = this.#takeLoan()) !== undefined, wait, 'receiveLoan', () => taken!);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -539,7 +541,7 @@ export class Queue<T = Uint8Array> {
         return out.length !== 0;
       };
       if (attempt()) return Promise.resolve(out);
-      return this.#waitAsync(false, attempt, wait, 'receiveMany').then(() => out);
+      return this.#settle(false, attempt, wait, 'receiveMany', () => out);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -583,7 +585,7 @@ export class Queue<T = Uint8Array> {
       const got = this.#takeLease(leaseTime);
       if (got !== undefined) return Promise.resolve(got);
       let taken: Lease<T> | undefined;
-      return this.#waitAsync(false, () => (taken = this.#takeLease(leaseTime)) !== undefined, wait, 'lease').then(() => taken!);
+      return this.#settle(false, () => (taken = this.#takeLease(leaseTime)) !== undefined, wait, 'lease', () => taken!);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -1227,6 +1229,25 @@ export class Queue<T = Uint8Array> {
     }
   }
 
+  /**
+   * The slow path of every async call: `attempt` until it succeeds (or the wait ends), then
+   * `result()`. With spin-then-block the spin runs here, before any promise exists, so that what
+   * it finds resolves the caller's promise directly: inside #waitAsync it would take the async
+   * function's promise and a then() as well, two more microtask turns on the way to the caller
+   * (a round trip of two awaiting processes has two receives in it). Not with an aborted
+   * signal, which #waitAsync rejects first.
+   */
+  #settle<R>(sending: boolean, attempt: () => boolean, wait: Wait, what: string, result: () => R): Promise<R> {
+    if (this.#wait === 'spin-then-block' && wait.signal?.aborted !== true) {
+      const started = now();
+      if (this.#spin(attempt, Math.min(this.#spinMs, wait.timeout))) return Promise.resolve(result());
+      // The timeout counts the spin.
+      wait = { timeout: wait.timeout - (now() - started), signal: wait.signal };
+    }
+    return this.#waitAsync(sending, attempt, wait, what).then(result);
+  }
+
+  /** Waits (spinning with 'spin', sleeping otherwise: #settle spun first) until attempt() succeeds. */
   async #waitAsync(sending: boolean, attempt: () => boolean, { timeout, signal: userSignal }: Wait, what: string): Promise<void> {
     const label = `queue '${this.#name}' ${what}`;
     if (userSignal?.aborted) throw abortError(label, userSignal.reason);
@@ -1250,7 +1271,6 @@ export class Queue<T = Uint8Array> {
         stop();
       }
     }
-    if (this.#wait === 'spin-then-block' && this.#spin(attempt, Math.min(this.#spinMs, timeout))) return;
     for (;;) {
       stop();
       Atomics.add(i32, sleeping, 1); // seq-cst; pairs with the waker's load after its commit/release
