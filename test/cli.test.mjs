@@ -207,7 +207,8 @@ test('bench --targets runs only the rows the targets compare', async () => {
 });
 
 test('bench: a row the targets compare is the median of three trials, and keeps each figure', async () => {
-  // js-ring-threads asks for three trials; word-spin for the default one. Without --quick.
+  // js-ring-threads asks for three trials; word-spin for the default one; memcpy for one too,
+  // but a target reads it at 1 MiB (against the plain and zero-copy receives). Without --quick.
   const { code, stdout, stderr } = await cli(['bench', '--only', 'js-ring-threads,word-spin', '--sizes', '64', '--count', '2000', '--json', '--no-html']);
   assert.equal(code, 0, stderr);
   assert.match(stderr, /js-ring-threads throughput 64 B .*median of 3/);
@@ -220,6 +221,12 @@ test('bench: a row the targets compare is the median of three trials, and keeps 
     assert.equal(r.mode === 'roundTrip' ? r.p50 : r.bytesPerSecond, median);
   }
   for (const r of results.filter((r) => r.id === 'word-spin')) assert.equal(r.figures, undefined);
+  const copies = await cli(['bench', '--only', 'memcpy', '--sizes', '64,1048576', '--count', '200', '--json', '--no-html']);
+  assert.equal(copies.code, 0, copies.stderr);
+  const memcpy = (size) => JSON.parse(copies.stdout).results.find((r) => r.id === 'memcpy' && r.size === size);
+  assert.equal(memcpy(64).figures, undefined);
+  assert.equal(memcpy(1048576).figures.length, 3);
+  assert.equal(memcpy(1048576).bytesPerSecond, [...memcpy(1048576).figures].sort((a, b) => a - b)[1]);
 });
 
 test('bench: a failed trial takes its peers, its sockets and its shared memory with it', async () => {
