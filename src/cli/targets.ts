@@ -92,16 +92,23 @@ function everySize(results: TrialResult[], a: string, b: string, least: number, 
   return parts.length === 0 ? undefined : { measured: what(parts.join('; ')), met, rows };
 }
 
+/** `a`'s round trip (p50 at `size`) no slower than `factor` times `b`'s. */
+function roundTripWithin(a: string, b: string, size: number, factor: number): Pick<Target, 'needs' | 'check'> {
+  return {
+    needs: [need(a, 'roundTrip', size), need(b, 'roundTrip', size)],
+    check(get) {
+      const ra = get(a, 'roundTrip', size);
+      const rb = get(b, 'roundTrip', size);
+      if (ra === undefined || rb === undefined) return undefined;
+      return { measured: `${a} p50 ${formatNs(ra.p50!)}, ${x(ra.p50! / rb.p50!)} ${b} (${formatNs(rb.p50!)})`, met: ra.p50! <= factor * rb.p50!, rows: [ra, rb] };
+    },
+  };
+}
+
 const TARGETS: Target[] = [
   {
     target: 'queue, 64 B round trip, busy-wait: within 1.5x of the Node-threads spin ring',
-    needs: [need('queue-spin', 'roundTrip', 64), need('js-ring-threads', 'roundTrip', 64)],
-    check(get) {
-      const q = get('queue-spin', 'roundTrip', 64);
-      const t = get('js-ring-threads', 'roundTrip', 64);
-      if (q === undefined || t === undefined) return undefined;
-      return { measured: `queue-spin p50 ${formatNs(q.p50!)}, ${x(q.p50! / t.p50!)} js-ring-threads (${formatNs(t.p50!)})`, met: q.p50! <= 1.5 * t.p50!, rows: [q, t] };
-    },
+    ...roundTripWithin('queue-spin', 'js-ring-threads', 64, 1.5),
   },
   {
     target: 'queue, 64 B round trip, busy-wait: at least 30x faster than a Unix socket',
@@ -115,13 +122,7 @@ const TARGETS: Target[] = [
   },
   {
     target: 'queue, blocking (futex) receivers: no slower than a C futex ping-pong',
-    needs: [need('queue-block', 'roundTrip', 64), need('c-futex', 'roundTrip', 64)],
-    check(get) {
-      const q = get('queue-block', 'roundTrip', 64);
-      const c = get('c-futex', 'roundTrip', 64);
-      if (q === undefined || c === undefined) return undefined;
-      return { measured: `queue-block p50 ${formatNs(q.p50!)}, ${x(q.p50! / c.p50!)} c-futex (${formatNs(c.p50!)})`, met: q.p50! <= c.p50!, rows: [q, c] };
-    },
+    ...roundTripWithin('queue-block', 'c-futex', 64, 1),
   },
   {
     target: 'queue, `await q.receive()`: round trip p50 under 1.2 µs (64 B)',
@@ -181,13 +182,7 @@ const TARGETS: Target[] = [
   },
   {
     target: 'queue, 1 MiB round trip, busy-wait: faster than MessagePort between threads (issue 14)',
-    needs: [need('queue-spin', 'roundTrip', MiB), need('message-port', 'roundTrip', MiB)],
-    check(get) {
-      const q = get('queue-spin', 'roundTrip', MiB);
-      const p = get('message-port', 'roundTrip', MiB);
-      if (q === undefined || p === undefined) return undefined;
-      return { measured: `queue-spin p50 ${formatNs(q.p50!)}, message-port ${formatNs(p.p50!)}`, met: q.p50! < p.p50!, rows: [q, p] };
-    },
+    ...roundTripWithin('queue-spin', 'message-port', MiB, 1),
   },
   {
     target: 'shm:// channel: at least 3x the unix:// channel at every message size, round trip and throughput',
@@ -217,13 +212,7 @@ const TARGETS: Target[] = [
   },
   {
     target: "Mutex: async hand-off as fast as the semaphore's (issue 14: within 2x)",
-    needs: [need('mutex-handoff-event-loop', 'roundTrip', 64), need('semaphore-handoff-event-loop', 'roundTrip', 64)],
-    check(get) {
-      const m = get('mutex-handoff-event-loop', 'roundTrip', 64);
-      const s = get('semaphore-handoff-event-loop', 'roundTrip', 64);
-      if (m === undefined || s === undefined) return undefined;
-      return { measured: `mutex-handoff-event-loop p50 ${formatNs(m.p50!)}, ${x(m.p50! / s.p50!)} semaphore-handoff-event-loop (${formatNs(s.p50!)})`, met: m.p50! <= 2 * s.p50!, rows: [m, s] };
-    },
+    ...roundTripWithin('mutex-handoff-event-loop', 'semaphore-handoff-event-loop', 64, 2),
   },
   {
     target: 'SharedMap: get at least 5 M/s and set at least 1 M/s from one process (64 B values)',
