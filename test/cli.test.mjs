@@ -129,7 +129,13 @@ test('bench text report: the spinning queue against the JavaScript limit and the
 });
 
 test('bench targets: met, not met or not measured, read off the rows, with where the cores were', async () => {
-  const { checkTargets } = await import('../dist/cjs/cli/targets.js');
+  const { checkTargets, targetCompares, targetNeeds } = await import('../dist/cjs/cli/targets.js');
+  // Which rows a target reads (--targets runs them) and compares (full runs give them three trials):
+  // a fan-out row only has to be measured.
+  assert.deepEqual([targetNeeds('memcpy', 'throughput', 1048576), targetCompares('memcpy', 'throughput', 1048576)], [true, true]);
+  assert.deepEqual([targetNeeds('memcpy', 'throughput', 64), targetCompares('memcpy', 'throughput', 64)], [false, false]);
+  assert.deepEqual([targetNeeds('topic-fanout-2', 'throughput', 4096), targetCompares('topic-fanout-2', 'throughput', 4096)], [true, false]);
+  assert.deepEqual([targetNeeds('channel-shm', 'roundTrip', 65536), targetCompares('channel-shm', 'roundTrip', 65536)], [true, true]);
   const { renderText } = await import('../dist/cjs/cli/report.js');
   const row = (id, mode, size, figures, placementNs = 461) => ({ id, label: id, family: 'interprocess', waits: 'spin', mode, size, count: 1, n: 1, placementNs, ...figures });
   const rt = (p50) => ({ p50, p99: p50, p999: p50 });

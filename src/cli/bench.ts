@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { asyncWaitMechanism } from '../os/futex.js';
 import { UsageError, numberFlag, parseArgs } from './args.js';
 import { renderHtml } from './bench-html.js';
-import { checkTargets, targetNeeds } from './targets.js';
+import { checkTargets, targetCompares, targetNeeds } from './targets.js';
 import { advise, formatBytes, formatNs, formatRate, formatSize, placementLine, renderText, type BenchReport, type MechanismInfo, type Mode, type Placement, type TrialResult, type Waits } from './report.js';
 
 /** The package (a checkout or node_modules/interprocess): the workloads ship in its bench/. */
@@ -237,12 +237,12 @@ async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[
  */
 /**
  * Trials a row runs in a full run (its median is reported): what the mechanism asks for, and at
- * least TARGET_TRIALS for every row a performance target reads (targets.ts), its references
+ * least TARGET_TRIALS for every row a performance target compares (targets.ts), its references
  * included (a Unix socket's round trip, memcpy, the C futex ping-pong): one trial of a baseline
  * on this VM can be 20% off, and a target read against it would be judged on that.
  */
 function trialsOf(m: MechanismInfo, mode: Mode, size: number): number {
-  return Math.max(m.trials ?? 1, targetNeeds(m.id, mode, size) ? TARGET_TRIALS : 1);
+  return Math.max(m.trials ?? 1, targetCompares(m.id, mode, size) ? TARGET_TRIALS : 1);
 }
 
 async function runTrials(m: MechanismInfo, mode: Mode, size: number, count: number, cpus: string[], times: number): Promise<Partial<TrialResult>> {

@@ -41,6 +41,8 @@ interface Target {
   needs: Need[];
   /** Why its rows may be missing, beyond --only (an optional comparison). */
   absent?: string;
+  /** The target asks only that its rows were measured: they need no repeated trials. */
+  presence?: true;
   /** undefined when a row it needs is missing. */
   check(get: Get, results: TrialResult[]): Outcome | undefined;
 }
@@ -258,6 +260,7 @@ const TARGETS: Target[] = [
   },
   {
     target: 'Topic: fan-out to 2 and 4 async subscribers measured',
+    presence: true,
     needs: [need('topic-fanout-2', 'throughput'), need('topic-fanout-4', 'throughput')],
     check(_get, results) {
       const rows = results.filter((r) => (r.id === 'topic-fanout-2' || r.id === 'topic-fanout-4') && r.error === undefined);
@@ -303,10 +306,18 @@ export function checkTargets(results: TrialResult[]): TargetCheck[] {
   });
 }
 
+const reads = (t: Target, id: string, mode: Mode, size: number): boolean =>
+  t.needs.some((n) => n.id === id && n.mode === mode && (n.size === undefined || n.size === size));
+
 /**
  * Whether a trial is one that some target reads (`interprocess bench --targets` runs only
  * those): by mechanism, mode and size (any size for targets that compare every size).
  */
 export function targetNeeds(id: string, mode: Mode, size: number): boolean {
-  return TARGETS.some((t) => t.needs.some((n) => n.id === id && n.mode === mode && (n.size === undefined || n.size === size)));
+  return TARGETS.some((t) => reads(t, id, mode, size));
+}
+
+/** Whether some target compares this trial's figure (such rows run several trials: bench.ts). */
+export function targetCompares(id: string, mode: Mode, size: number): boolean {
+  return TARGETS.some((t) => t.presence !== true && reads(t, id, mode, size));
 }
