@@ -182,7 +182,6 @@ test('bench targets: met, not met or not measured, read off the rows, with where
   const shm = find(checks, 'shm:// channel');
   assert.deepEqual([shm.met, shm.measured], [false, 'channel-shm against channel-unix: round trip 40.0x at 64 B, 2.50x at 1 MiB; one way 3.00x at 64 B, 3.00x at 1 MiB']);
   assert.equal(find(checks, 'SharedMap: get').met, undefined);
-  // An optional comparison not installed says how to have it.
   // Not measured says which rows the run lacks; an optional comparison also how to have it.
   assert.equal(find(checks, 'queue, 1 MiB one way, zero-copy').measured, 'not measured in this run (no queue-zero-copy throughput 1 MiB)');
   assert.match(find(checks, 'socket channels: faster than node-ipc').measured, /^not measured in this run \(no node-ipc round trip, node-ipc throughput; node-ipc is an optional comparison.*INTERPROCESS_BENCH_DEPS\)$/);
@@ -272,6 +271,44 @@ export default [{ id: 'leaky', label: 'leaky', sizes: [64], async throughput() {
     assert.ok(state === 'gone' || state === 'Z', `the peer is still running (${state})`);
     assert.deepEqual(fs.readdirSync('/dev/shm').filter((f) => f.includes('bench-leaky-')), []);
     assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('interprocess-bench-trial-')), scratchBefore);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bench: the trials of the rows of one mode and size alternate, and a row that fails runs no more', async () => {
+  // Mechanisms that log each trial they run: alpha and beta ask for three trials, gamma for one,
+  // delta for three but fails in its second.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-t-order-'));
+  const logFile = path.join(dir, 'trials.log');
+  fs.writeFileSync(
+    path.join(dir, 'order.mjs'),
+    `import * as fs from 'node:fs';
+const trial = (id) => async ({ size, count }) => {
+  fs.appendFileSync(${JSON.stringify(logFile)}, id + ' ' + size + '\\n');
+  const ran = fs.readFileSync(${JSON.stringify(logFile)}, 'utf8').split('\\n').filter((l) => l === id + ' ' + size).length;
+  if (id === 'delta' && ran === 2) throw new Error('delta failed on purpose');
+  return new Float64Array(count).fill(1000 * ran);
+};
+export default ['alpha', 'beta', 'gamma', 'delta'].map((id) => ({ id, label: id, sizes: [64, 128], trials: id === 'gamma' ? 1 : 3, roundTrip: trial(id) }));
+`,
+  );
+  try {
+    const { code, stdout, stderr } = await cli(['bench', '--only', 'alpha,beta,gamma,delta', '--sizes', '64,128', '--count', '10', '--json', '--no-html'], { env: { ...process.env, INTERPROCESS_BENCH_MECHANISMS: dir } });
+    assert.equal(code, 1, stderr); // delta failed
+    const round = (size, ids) => ids.map((id) => `${id} ${size}`);
+    const order = fs.readFileSync(logFile, 'utf8').trim().split('\n');
+    assert.deepEqual(order, [
+      ...round(64, ['alpha', 'beta', 'gamma', 'delta']), ...round(64, ['alpha', 'beta', 'delta']), ...round(64, ['alpha', 'beta']),
+      ...round(128, ['alpha', 'beta', 'gamma', 'delta']), ...round(128, ['alpha', 'beta', 'delta']), ...round(128, ['alpha', 'beta']),
+    ]);
+    const { results } = JSON.parse(stdout);
+    const row = (id, size) => results.find((r) => r.id === id && r.size === size);
+    assert.deepEqual(row('alpha', 64).figures, [1000, 2000, 3000]);
+    assert.equal(row('alpha', 64).p50, 2000);
+    assert.equal(row('gamma', 128).figures, undefined);
+    assert.match(row('delta', 64).error, /delta failed on purpose/);
+    assert.match(stderr, /\[\d+\/8\] delta round trip 64 B +FAILED: .*delta failed on purpose/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

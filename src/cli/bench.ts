@@ -115,12 +115,29 @@ export async function benchCommand(argv: string[]): Promise<number> {
     }
   };
 
+  // Rows run grouped by mode and size, and the trials of a row alternate with those of the other
+  // rows of its group (ABCABC, as bench/ab.mjs does): the rows that one table or one target
+  // compares are measured over the same minutes, not minutes apart. On this project's VM a Unix
+  // socket's round trip drifted from 29 to 42 µs within a run, which made the same channel read
+  // 0.52x and 0.96x of it.
+  interface Row {
+    trial: (typeof plan)[number];
+    times: number;
+    runs: Partial<TrialResult>[];
+    seconds: number;
+    error?: string;
+    placementNs?: number;
+  }
+  const groups = new Map<string, Row[]>();
+  for (const trial of plan) {
+    const key = `${trial.mode} ${trial.size}`;
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key)!.push({ trial, times: quick || trial.mode === 'idle' ? 1 : trialsOf(trial.m, trial.mode, trial.size), runs: [], seconds: 0 });
+  }
   const results: TrialResult[] = [];
-  for (const [i, trial] of plan.entries()) {
-    if (placement !== undefined && Date.now() - probedAt >= PROBE_EVERY_MS) await probePlacement(i);
-    const placementNs = placement?.samples.at(-1)?.p50;
+  const finish = (row: Row): void => {
+    const { trial } = row;
     const what = trial.mode === 'idle' ? `${trial.m.id} idle` : `${trial.m.id} ${trial.mode === 'roundTrip' ? 'round trip' : 'throughput'} ${formatSize(trial.size)}`;
-    const started = Date.now();
     const base = {
       id: trial.m.id,
       label: trial.m.label,
@@ -129,30 +146,48 @@ export async function benchCommand(argv: string[]): Promise<number> {
       mode: trial.mode,
       size: trial.size,
       count: trial.count,
-      ...(placementNs === undefined ? {} : { placementNs }),
+      ...(row.placementNs === undefined ? {} : { placementNs: row.placementNs }),
     };
-    try {
-      const out = await runTrials(trial.m, trial.mode, trial.size, trial.count, cpus, quick || trial.mode === 'idle' ? 1 : trialsOf(trial.m, trial.mode, trial.size));
-      results.push({ ...base, ...out });
-      const shown =
-        trial.mode === 'roundTrip'
-          ? `p50 ${formatNs(out.p50!)}  p99 ${formatNs(out.p99!)}`
-          : trial.mode === 'idle'
-            ? `${out.cpuPercent!.toFixed(2)} % CPU`
-            : `${formatRate(out.messagesPerSecond!)} msg/s  ${formatBytes(out.bytesPerSecond!)}/s`;
-      // A row the targets compare runs several trials (a spinning pair's rate on a shared
-      // two-core machine moves by 2x from one trial to the next): the median one is reported.
-      const median = out.figures === undefined ? '' : `, median of ${out.figures.length}`;
-      log(`[${i + 1}/${plan.length}] ${what.padEnd(40)} ${shown}  (${((Date.now() - started) / 1000).toFixed(1)} s${median})`);
-    } catch (err) {
-      const message = (err as Error).message.split('\n')[0] ?? String(err);
-      results.push({ ...base, error: message });
-      log(`[${i + 1}/${plan.length}] ${what.padEnd(40)} FAILED: ${message}`);
+    const at = `[${results.length + 1}/${plan.length}] ${what.padEnd(40)}`;
+    if (row.error !== undefined) {
+      results.push({ ...base, error: row.error });
+      log(`${at} FAILED: ${row.error}`);
+      return;
+    }
+    const out = medianRun(trial.mode, row.runs);
+    results.push({ ...base, ...out });
+    const shown =
+      trial.mode === 'roundTrip'
+        ? `p50 ${formatNs(out.p50!)}  p99 ${formatNs(out.p99!)}`
+        : trial.mode === 'idle'
+          ? `${out.cpuPercent!.toFixed(2)} % CPU`
+          : `${formatRate(out.messagesPerSecond!)} msg/s  ${formatBytes(out.bytesPerSecond!)}/s`;
+    // A row the targets compare runs several trials (a spinning pair's rate on a shared
+    // two-core machine moves by 2x from one trial to the next): the median one is reported.
+    const median = out.figures === undefined ? '' : `, median of ${out.figures.length}`;
+    log(`${at} ${shown}  (${row.seconds.toFixed(1)} s${median})`);
+  };
+  for (const rows of groups.values()) {
+    const rounds = Math.max(...rows.map((r) => r.times));
+    for (let round = 0; round < rounds; round++) {
+      for (const row of rows) {
+        if (round >= row.times || row.error !== undefined) continue;
+        if (placement !== undefined && Date.now() - probedAt >= PROBE_EVERY_MS) await probePlacement(results.length);
+        if (round === 0) row.placementNs = placement?.samples.at(-1)?.p50;
+        const started = Date.now();
+        try {
+          row.runs.push(await runTrial(row.trial.m, row.trial.mode, row.trial.size, row.trial.count, cpus));
+        } catch (err) {
+          row.error = (err as Error).message.split('\n')[0] ?? String(err);
+        }
+        row.seconds += (Date.now() - started) / 1000;
+        if (row.error !== undefined || row.runs.length === row.times) finish(row);
+      }
     }
   }
 
   if (placement !== undefined) {
-    await probePlacement(plan.length);
+    await probePlacement(results.length);
     // With --json the report on stdout is JSON: say it on stderr too, with the progress.
     const line = placementLine(placement);
     if (json && line !== undefined) log(line);
@@ -245,10 +280,9 @@ function trialsOf(m: MechanismInfo, mode: Mode, size: number): number {
   return Math.max(m.trials ?? 1, targetCompares(m.id, mode, size) ? TARGET_TRIALS : 1);
 }
 
-async function runTrials(m: MechanismInfo, mode: Mode, size: number, count: number, cpus: string[], times: number): Promise<Partial<TrialResult>> {
-  if (times === 1) return runTrial(m, mode, size, count, cpus);
-  const runs: Partial<TrialResult>[] = [];
-  for (let i = 0; i < times; i++) runs.push(await runTrial(m, mode, size, count, cpus));
+/** A row's result from its trials: the one with the median figure (p50, or bytes/s), with every figure when there were several. */
+function medianRun(mode: Mode, runs: Partial<TrialResult>[]): Partial<TrialResult> {
+  if (runs.length === 1) return runs[0]!;
   const figure = (r: Partial<TrialResult>): number => (mode === 'roundTrip' ? r.p50! : r.bytesPerSecond!);
   const sorted = [...runs].sort((a, b) => figure(a) - figure(b));
   return { ...sorted[sorted.length >> 1]!, figures: runs.map(figure) };
