@@ -159,7 +159,7 @@ export function formatSize(n: number): string {
 }
 
 /** The Unix-socket figure every other mechanism is compared with, when it was measured. */
-function unixBaseline(results: TrialResult[], mode: Mode, size: number): TrialResult | undefined {
+export function unixBaseline(results: TrialResult[], mode: Mode, size: number): TrialResult | undefined {
   for (const id of ['net-unix-raw', 'channel-unix']) {
     const r = results.find((x) => x.id === id && x.mode === mode && x.size === size && x.error === undefined);
     if (r !== undefined) return r;
