@@ -367,6 +367,25 @@ for (const transport of transports) {
         await cleanup();
       }
     });
+
+    if (['unix', 'tcp', 'fifo', 'pipe'].includes(transport)) {
+      test('trySend in one turn: the frames a stream link corks go out once a high-water mark of them is gathered, not when the turn ends', async () => {
+        const { a, b, cleanup } = await channelPair(transport);
+        try {
+          // One synchronous loop: the stream's high-water mark is 16 KiB. A link that held every
+          // frame of the turn corked would say "full" after about 5 of 4 KiB; one that sends
+          // what it gathered takes more while the OS takes them (its buffer, at least 64 KiB).
+          const size = 4096;
+          let accepted = 0;
+          while (accepted < 64 && a.trySend(payload(size, accepted))) accepted++;
+          assert.ok(accepted >= 8, `only ${accepted} frames of 4 KiB committed in one turn`);
+          for (let i = 0; i < accepted; i++) checkPayload(await watchdog(b.receive(), WATCHDOG, `frame ${i}`), size, i);
+          assert.equal(b.tryReceive(), undefined);
+        } finally {
+          await cleanup();
+        }
+      });
+    }
   });
 }
 

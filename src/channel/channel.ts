@@ -13,7 +13,7 @@ import { abortError, closedError, IpcError, isIpcError } from '../errors.js';
 import { checkInteger, checkTimeout, waitOptions } from '../options.js';
 import { resolveCodec, type Codec, type CodecOption } from '../codec/index.js';
 import { DEFAULT_MAX_MESSAGE_SIZE, FrameType, LIMIT_MAX_MESSAGE_SIZE } from './framing.js';
-import type { Link } from './link.js';
+import { unwatched, type Link } from './link.js';
 
 export interface ChannelOptions<T = unknown> {
   /** 'bytes' (default), 'json', 'structured', 'msgpack' or { encode, decode }. */
@@ -211,7 +211,7 @@ export class Channel<T = Uint8Array> implements AsyncIterable<T> {
     if (this.#terminal !== undefined) throw this.#sendClosedError();
     const payload = this.#encode(message, 'trySend');
     if (this.#sendQueue.length > 0 || this.#link.needsDrain) return false;
-    this.#link.write(FrameType.Message, 0, payload, noop, payload === message);
+    this.#link.write(FrameType.Message, 0, payload, unwatched, payload === message);
     return true;
   }
 

@@ -12,6 +12,9 @@ import { startTimer } from '../deadline.js';
 import { IpcError } from '../errors.js';
 import { encodeFrame, FrameDecoder, type FrameType } from './framing.js';
 
+/** A write's `done` for a sender that does not wait for it (trySend): a link need not track it. */
+export function unwatched(): void {}
+
 export interface LinkHandler {
   /** One complete frame from the peer. `payload` is owned by the receiver from now on. */
   frame(type: FrameType, id: number, payload: Uint8Array): void;
@@ -203,23 +206,38 @@ export class StreamLink implements Link {
     }
     const parts = encodeFrame(type, id, payload, borrowed);
     // The first frame of a turn of the event loop goes straight out (latency); the ones that
-    // follow it in the same turn are corked and leave together in one writev (throughput).
+    // follow it in the same turn are corked and leave together in one writev (throughput),
+    // a high-water mark of them at a time: corked bytes are ours, not a backlog, and a stream
+    // whose buffer reaches its mark says "full" (writableNeedDrain) until the next tick, even
+    // once the writev has emptied it. So what is gathered goes out before it gets there.
     if (this.#writesThisTurn++ === 0) process.nextTick(this.#endTurn);
-    else if (!this.#corked) {
-      this.#corked = true;
-      out.cork();
+    else {
+      let bytes = 0;
+      for (const part of parts) bytes += part.byteLength;
+      if (this.#corked && out.writableLength + bytes >= out.writableHighWaterMark) {
+        this.#corked = false;
+        out.uncork();
+      }
+      if (!this.#corked && out.writableLength + bytes < out.writableHighWaterMark) {
+        this.#corked = true;
+        out.cork();
+      }
     }
     for (let i = 0; i < parts.length - 1; i++) out.write(parts[i]);
     // Node calls the callbacks of writes still queued or in flight when a stream is destroyed
     // with *no* error (onWriteComplete on a destroyed stream): a send would then resolve for
     // bytes that never left. So the link tracks its unfinished writes and fails them itself
     // when it tears the stream down; Node's late callback is then ignored.
-    const entry: InflightWrite = { done };
-    this.#inflight.add(entry);
-    out.write(parts[parts.length - 1], (error?: Error | null) => {
-      if (!this.#inflight.delete(entry)) return;
-      done(error);
-    });
+    if (done === unwatched) {
+      out.write(parts[parts.length - 1]);
+    } else {
+      const entry: InflightWrite = { done };
+      this.#inflight.add(entry);
+      out.write(parts[parts.length - 1], (error?: Error | null) => {
+        if (!this.#inflight.delete(entry)) return;
+        done(error);
+      });
+    }
   }
 
   #failInflight(): void {
