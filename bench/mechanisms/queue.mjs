@@ -433,6 +433,7 @@ mechanisms.push(
     label: 'memcpy (Buffer#copy in one process, reference)',
     family: 'reference',
     waits: 'spin',
+    sustained: true, // the reference of sustained rows: trials as long as theirs
     sizes: [64, 4096, 65536, 1048576],
     throughput: memcpy,
   },

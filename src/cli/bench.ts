@@ -21,13 +21,19 @@ const BENCH_DIR = path.join(ROOT, 'bench');
 const ALL_SIZES = [64, 4096, 65536, 1048576];
 const TRIAL_TIMEOUT_MS = 120_000;
 /**
- * A sustained mechanism (queue, topic, the JavaScript and C rings) moves 64 B messages at
- * millions a second, so 2 M messages last a few tenths of a second: its throughput trials get up
- * to SUSTAINED_COUNT messages (a second or so), so that the timer's grain and a stray scheduling
- * hiccup weigh little. Every throughput trial also sends a quarter as many messages first (at
- * least 64 MiB of them), untimed (bench/util.mjs warmupFor): JIT compilation, first touches.
+ * A sustained mechanism (queue, topic, the JavaScript and C rings, memcpy) moves 64 B messages
+ * at millions a second, so 2 M messages last a few tenths of a second: its throughput trials get
+ * up to SUSTAINED_COUNT messages (a second or so), so that the timer's grain and a stray
+ * scheduling hiccup weigh little. For the same reason its trials of large messages move
+ * SUSTAINED_BYTES, not the 1 GiB of other rows: 1024 messages of 1 MiB took the queue ~0.1 s, and
+ * single trials read 6.3-10.0 GiB/s there against 8.9-10.4 from 4096 messages on (a collection
+ * or a compilation weighs a third of so short a trial; the C ring read the same either way:
+ * bench/results/2026-12-02-stop27-trial-length.md). Every throughput trial also sends a quarter
+ * as many messages first (at least 64 MiB of them), untimed (bench/util.mjs warmupFor): JIT
+ * compilation, first touches.
  */
 const SUSTAINED_COUNT = 8_000_000;
+const SUSTAINED_BYTES = 2 ** 32;
 /**
  * The placement probe: a spinning ping-pong of one cache line between the two cores (the C one
  * when it was built, else JavaScript's), run before the first row, again between rows once
@@ -222,7 +228,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
 function defaultCount(mode: Mode, size: number, quick: boolean, sustained: boolean): number {
   const clamp = (n: number, lo: number, hi: number): number => Math.max(lo, Math.min(hi, Math.floor(n)));
   if (mode === 'roundTrip') return quick ? clamp(2 ** 24 / size, 50, 2000) : clamp(2 ** 28 / size, 200, 20000);
-  return quick ? clamp(2 ** 26 / size, 100, 200_000) : clamp(2 ** 30 / size, 500, sustained ? SUSTAINED_COUNT : 2_000_000);
+  return quick ? clamp(2 ** 26 / size, 100, 200_000) : clamp((sustained ? SUSTAINED_BYTES : 2 ** 30) / size, 500, sustained ? SUSTAINED_COUNT : 2_000_000);
 }
 
 async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[] }> {
