@@ -1,7 +1,7 @@
 // The other process of the SharedMap benchmarks (bench/mechanisms/map.mjs):
 //   reader NAME COUNT   opens map NAME, warms up (200 000 gets), waits for word 0 of NAME-go to
 //                       be 1, does COUNT gets of the benchmark's keys in 10 slices, and reports
-//                       { type: 'done', seconds: the median slice's time x COUNT, wall }
+//                       { type: 'done', seconds: the median slice's time x COUNT }
 //   writer NAME         sets the benchmark's keys round and round until word 0 of NAME-go is 2,
 //                       and reports { type: 'done', sets, seconds }
 //   cluster-worker      a node:cluster worker asking the primary's Map for values over IPC:
@@ -72,7 +72,7 @@ if (cluster.isWorker) {
       from += n;
     }
     times.sort((a, b) => a - b);
-    process.send({ type: 'done', seconds: times[5] * count, wall: Number(process.hrtime.bigint() - t0) / 1e9 });
+    process.send({ type: 'done', seconds: times[5] * count });
   } else {
     const value = new Uint8Array(VALUE_BYTES).fill(2);
     let sets = 0;

@@ -26,7 +26,7 @@ const TRIAL_TIMEOUT_MS = 120_000;
  * up to SUSTAINED_COUNT messages (a second or so), so that the timer's grain and a stray
  * scheduling hiccup weigh little. For the same reason its trials of large messages move
  * SUSTAINED_BYTES, not the 1 GiB of other rows: 1024 messages of 1 MiB took the queue ~0.1 s, and
- * single trials read 6.3-10.0 GiB/s there against 8.9-10.4 from 4096 messages on (a collection
+ * single trials read 6.3-10.7 GiB/s there against 8.9-10.5 from 4096 messages on (a collection
  * or a compilation weighs a third of so short a trial; the C ring read the same either way:
  * bench/results/2026-12-02-stop27-trial-length.md). Every throughput trial also sends a quarter
  * as many messages first (at least 64 MiB of them), untimed (bench/util.mjs warmupFor): JIT

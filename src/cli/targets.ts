@@ -177,7 +177,7 @@ const TARGETS: Target[] = [
     // Zero-copy means no copy: the transfer of a message built in place (queue-in-place, whose
     // producer writes only its stamp, as iceoryx's iceperf measures zero-copy) against a memcpy
     // of the same bytes. A producer that copies its payload in from a buffer of its own
-    // (queue-zero-copy) is shown beside: that is a copy, judged by the plain-send target above.
+    // (queue-zero-copy) is shown beside it: that measures a copy, not the transfer.
     target: 'queue, 1 MiB one way, zero-copy: at least memcpy',
     needs: [need('queue-in-place', 'throughput', MiB), need('memcpy', 'throughput', MiB), need('queue-in-place', 'throughput', 64), need('queue-zero-copy', 'throughput', MiB)],
     check(get) {
