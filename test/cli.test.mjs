@@ -282,6 +282,49 @@ export default [{ id: 'leaky', label: 'leaky', sizes: [64], async throughput() {
   }
 });
 
+test('bench stopped by a signal mid-trial: the trial, its sockets folder and its shared memory go with it', async () => {
+  const { spawn } = await import('node:child_process');
+  // A trial that makes a segment and a socket file, says so, then runs until it is killed.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-t-stop-'));
+  const dist = path.join(path.dirname(bin), '..', 'dist', 'cjs', 'index.js');
+  const readyFile = path.join(dir, 'ready');
+  fs.writeFileSync(
+    path.join(dir, 'stuck.mjs'),
+    `import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+const { SharedMemory } = createRequire(import.meta.url)(${JSON.stringify(dist)});
+export default [{ id: 'stuck', label: 'stuck', sizes: [64], async throughput() {
+  SharedMemory.create('bench-stuck-' + process.pid + '-x', { byteLength: 4096 });
+  fs.writeFileSync(path.join(os.tmpdir(), 'stuck.sock'), '');
+  fs.writeFileSync(${JSON.stringify(readyFile)}, String(process.pid));
+  await new Promise(() => {});
+} }];
+`,
+  );
+  const scratchBefore = fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('interprocess-bench-trial-'));
+  try {
+    const bench = spawn(process.execPath, [bin, 'bench', '--only', 'stuck', '--no-html'], { env: { ...process.env, INTERPROCESS_BENCH_MECHANISMS: dir }, stdio: 'ignore' });
+    const exited = new Promise((resolve) => bench.once('exit', (code, signal) => resolve({ code, signal })));
+    const deadline = Date.now() + 60_000;
+    while (!fs.existsSync(readyFile)) {
+      assert.ok(Date.now() < deadline, 'the trial never started');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const trial = Number(fs.readFileSync(readyFile, 'utf8'));
+    bench.kill('SIGTERM');
+    const { code, signal } = await exited;
+    assert.ok(signal === 'SIGTERM' || code !== 0, `the bench exited with ${code}`);
+    const state = fs.existsSync(`/proc/${trial}/stat`) ? fs.readFileSync(`/proc/${trial}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
+    assert.ok(state === 'gone' || state === 'Z', `the trial is still running (${state})`);
+    assert.deepEqual(fs.readdirSync('/dev/shm').filter((f) => f.includes('bench-stuck-')), []);
+    assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('interprocess-bench-trial-')), scratchBefore);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('bench: the trials of the rows of one mode and size alternate, and a row that fails runs no more', async () => {
   // Mechanisms that log each trial they run: alpha and beta ask for three trials, gamma for one,
   // delta for three but fails in its second.
