@@ -10,7 +10,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { startTimer } from '../deadline.js';
 import { IpcError } from '../errors.js';
-import { encodeFrame, FrameDecoder, type FrameType } from './framing.js';
+import { encodeFrame, FrameDecoder, HEADER_BYTES, type FrameType } from './framing.js';
 
 /** A write's `done` for a sender that does not wait for it (trySend): a link need not track it. */
 export function unwatched(): void {}
@@ -212,8 +212,7 @@ export class StreamLink implements Link {
     // once the writev has emptied it. So what is gathered goes out before it gets there.
     if (this.#writesThisTurn++ === 0) process.nextTick(this.#endTurn);
     else {
-      let bytes = 0;
-      for (const part of parts) bytes += part.byteLength;
+      const bytes = HEADER_BYTES + payload.byteLength; // the frame, in one part or two
       if (this.#corked && out.writableLength + bytes >= out.writableHighWaterMark) {
         this.#corked = false;
         out.uncork();

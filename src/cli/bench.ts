@@ -273,10 +273,6 @@ async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[
 }
 
 /**
- * Runs `times` trials of one row, one after the other, and returns the median one (by p50 for a
- * round trip, bytes/s for throughput) with every trial's figure in `figures`; one trial as is.
- */
-/**
  * Trials a row runs in a full run (its median is reported): what the mechanism asks for, and at
  * least TARGET_TRIALS for every row a performance target compares (targets.ts), its references
  * included (a Unix socket's round trip, memcpy, the C futex ping-pong): one trial of a baseline
