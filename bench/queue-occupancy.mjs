@@ -11,8 +11,7 @@
 import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { capacityFor } from './mechanisms/js-ring.mjs';
-import { pinSelf, stamp } from './util.mjs';
+import { capacityFor, pinSelf, stamp } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue } = require('../dist/cjs/index.js');

@@ -15,8 +15,8 @@
 // JIT warm-up. bench/results/2026-12-01-regimes.md shows what it printed.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Ring, capacityFor, ringBytes } from './mechanisms/js-ring.mjs';
-import { check, forkPeer, nextMessage, pinSelf, stamp } from './util.mjs';
+import { Ring, ringBytes } from './mechanisms/js-ring.mjs';
+import { capacityFor, check, forkPeer, nextMessage, pinSelf, stamp } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue, Topic, SharedMemory } = require('../dist/cjs/index.js');

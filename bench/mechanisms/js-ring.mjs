@@ -29,7 +29,7 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { SinkClock, check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { SinkClock, capacityFor, check, forkPeer, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const HEADER = 16;
@@ -38,8 +38,6 @@ const SLOTS_OFFSET = 256;
 /** A spinning side gives up after this long without progress: a dead peer must not hang a trial for good. */
 const STALL_MS = 30_000;
 
-/** The queue rows' capacity for this size (bench/mechanisms/queue.mjs): enough slots within ~16 MiB. */
-export const capacityFor = (size) => Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
 const strideFor = (size) => Math.ceil((HEADER + size) / 16) * 16;
 export const ringBytes = (size) => SLOTS_OFFSET + capacityFor(size) * strideFor(size);
 

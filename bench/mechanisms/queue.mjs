@@ -29,7 +29,7 @@
 // This file is also the peer: `node bench/mechanisms/queue.mjs <role> <mode> <name> <size> <count> [warmup]`.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { FALLBACK_ENV, SinkClock, check, forkPeer, idleCpu, inFallback, nextMessage, now, pinSelf, stamp } from '../util.mjs';
+import { FALLBACK_ENV, SinkClock, capacityFor, check, forkPeer, idleCpu, inFallback, nextMessage, now, pinSelf, stamp } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Queue } = require('../../dist/cjs/index.js');
@@ -43,10 +43,9 @@ function settled(promise) {
   return promise;
 }
 
-/** Enough slots that the producer rarely waits on the consumer, within ~16 MiB. */
+/** The rows' ring geometry (capacityFor: slots within RING_BYTES), one message per slot. */
 function queueOptions(size, mode) {
-  const capacity = Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
-  return { capacity, maxMessageSize: size, wait: WAIT[mode] };
+  return { capacity: capacityFor(size), maxMessageSize: size, wait: WAIT[mode] };
 }
 
 function roundTrip(mode) {
@@ -308,12 +307,13 @@ async function mixedThroughput({ count, warmup = 0, cpus }) {
 }
 
 /**
- * memcpy reference: Buffer#copy of `size` bytes into successive places of a 16 MiB buffer (the
- * queue's footprint, so caches favour neither), one process, one copy per message.
+ * memcpy reference: Buffer#copy of `size` bytes into successive places of a buffer of as many
+ * places as the queue has slots (its footprint, so caches favour neither), one process, one copy
+ * per message.
  */
 async function memcpy({ size, count, warmup = 0 }) {
   const source = Buffer.alloc(size, 1);
-  const places = Math.max(1, Math.floor((16 << 20) / size));
+  const places = capacityFor(size);
   const target = Buffer.alloc(places * size);
   const total = warmup + count;
   for (let i = 0; i < Math.min(total, places); i++) source.copy(target, i * size); // its pages touched

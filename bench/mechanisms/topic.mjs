@@ -23,7 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { SinkClock, check, doneFrame, forkPeer, nextMessage, now, pinSelf, secondsOf, stamp } from '../util.mjs';
+import { DEEP_RING_BYTES, SinkClock, capacityFor, check, doneFrame, forkPeer, nextMessage, now, pinSelf, secondsOf, stamp } from '../util.mjs';
 
 const require = createRequire(import.meta.url);
 const { Topic } = require('../../dist/cjs/index.js');
@@ -37,10 +37,12 @@ function settled(promise) {
   return promise;
 }
 
-/** Enough slots that the publisher rarely waits, within ~16 MiB (as the queue's bench). */
-function topicOptions(size, mode) {
-  const capacity = Math.max(4, Math.min(4096, 2 ** Math.floor(Math.log2((16 << 20) / (size + 16)))));
-  return { capacity, maxMessageSize: size, overflow: 'block', wait: WAIT[mode], exclusivePublisher: mode === 'exclusive' };
+/**
+ * The queue rows' ring geometry (capacityFor), one message per slot; a deep ring for fan-out,
+ * whose subscribers share one core and read in turns.
+ */
+function topicOptions(size, mode, subscribers = 1) {
+  return { capacity: capacityFor(size, subscribers > 1 ? DEEP_RING_BYTES : undefined), maxMessageSize: size, overflow: 'block', wait: WAIT[mode], exclusivePublisher: mode === 'exclusive' };
 }
 
 const uniq = (tag) => `bench-t-${process.pid}-${tag}-${Math.random().toString(36).slice(2, 8)}`;
@@ -97,7 +99,7 @@ function roundTrip(mode) {
 function throughput(mode, subscribers) {
   return async ({ size, count, warmup = 0, cpus }) => {
     const name = uniq(`${mode}-${subscribers}-tp`);
-    const t = Topic.create(name, topicOptions(size, mode));
+    const t = Topic.create(name, topicOptions(size, mode, subscribers));
     const children = [];
     try {
       for (let i = 0; i < subscribers; i++) children.push(forkPeer(self, ['peer', 'sink', mode, name, size, count, warmup], cpus[1]));

@@ -51,12 +51,12 @@
 /* Where the two processes meet outside the rings (start, stop, figures): its own page. */
 #define CONTROL_BYTES 4096
 
-/* Queue rows' capacity (bench/mechanisms/queue.mjs, js-ring.mjs): a power of two of slots within ~16 MiB, 4..4096. */
+/* Queue rows' capacity (capacityFor in bench/util.mjs): a power of two of slots within 2 MiB, 2..4096. */
 static uint32_t capacity_for(size_t size) {
   uint32_t cap = 1;
-  while ((uint64_t)cap * 2 * (size + 16) <= (16u << 20)) cap *= 2; /* 2 ** floor(log2(16 MiB / (size + 16))) */
+  while ((uint64_t)cap * 2 * (size + 16) <= (2u << 20)) cap *= 2; /* 2 ** floor(log2(2 MiB / (size + 16))) */
   if (cap > 4096) cap = 4096;
-  if (cap < 4) cap = 4;
+  if (cap < 2) cap = 2;
   return cap;
 }
 static size_t stride_for(size_t size) { return (HEADER + size + 15) / 16 * 16; }
