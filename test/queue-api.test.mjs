@@ -355,9 +355,9 @@ test('zero-copy sendWith / receiveWith; a writer that throws sends nothing', asy
   await expectCode(() => q.receiveWith(() => {}, { timeout: 5 }), 'IPC_ERR_TIMEOUT');
 });
 
-test('loans: a copy in a reused buffer, detached (never overwritten) by the next loan', async (t) => {
+test('loans: copies carved from a reused buffer, never overwritten: detached before their memory is used again', async (t) => {
   const name = named(t, 'loan');
-  const q = Queue.create(name, { capacity: 8, maxMessageSize: 1 << 16 });
+  const q = Queue.create(name, { capacity: 8, maxMessageSize: 1 << 17 });
   t.after(() => q.close());
   const fill = (size, seq) => new Uint8Array(size).map((_, k) => (seq * 31 + k) & 255);
   assert.equal(q.tryReceiveLoan(), undefined, 'empty');
@@ -368,18 +368,44 @@ test('loans: a copy in a reused buffer, detached (never overwritten) by the next
   assert.equal(Object.getPrototypeOf(first), Uint8Array.prototype);
   assert.ok(!(first.buffer instanceof SharedArrayBuffer), 'private memory, not the slot');
   assert.deepEqual(first, fill(100, 1));
-  // The next loan (larger: the buffer grows) detaches the first: it reads as empty, not as message 2.
+  // Loans are carved one after another from the buffer (64 KiB at least): the second goes after
+  // the first (8-byte aligned), which keeps reading its own message.
   const second = q.receiveLoanSync();
-  assert.equal(first.length, 0);
-  assert.equal(first.buffer.byteLength, 0);
+  assert.equal(second.buffer, first.buffer);
+  assert.equal(second.byteOffset, 104);
   assert.deepEqual(second, fill(40000, 2));
+  assert.deepEqual(first, fill(100, 1), 'never overwritten');
   const third = await q.receiveLoan();
-  assert.equal(second.length, 0);
   assert.deepEqual(third, fill(3, 3));
-  // The buffer is reused: the same memory, so no allocation per loan, while old views stay empty.
+  // releaseLoan detaches every view of the buffer: they read as empty, not as a later message.
   q.releaseLoan();
-  assert.equal(third.length, 0, 'releaseLoan detaches');
+  for (const view of [first, second, third]) assert.equal(view.length, 0, 'releaseLoan detaches');
+  assert.equal(first.buffer.byteLength, 0);
   q.releaseLoan(); // no loan out: nothing to do
+  // A loan that does not fit in the rest of the buffer detaches it first (here the buffer also
+  // grows to the next power of two, 128 KiB); the memory is reused, so no allocation per fill.
+  q.trySend(fill(50000, 10));
+  q.trySend(fill(100000, 11));
+  const a = q.tryReceiveLoan();
+  const b = q.tryReceiveLoan();
+  assert.equal(a.length, 0, 'detached by the loan that did not fit');
+  assert.deepEqual(b, fill(100000, 11));
+  assert.equal(b.buffer.byteLength, 1 << 17);
+  // Small loans share one detach per fill: 1024 loans of 64 B fill 64 KiB; every view reads its
+  // own message until the loan that does not fit, which detaches them all.
+  const small = Queue.open(name);
+  t.after(() => small.close());
+  const views = [];
+  for (let i = 0; i < 2048; i++) {
+    small.trySend(fill(64, i));
+    views.push(small.tryReceiveLoan());
+  }
+  const detached = views.filter((v) => v.length === 0).length;
+  for (const [i, v] of views.entries()) if (v.length !== 0) assert.deepEqual(v, fill(64, i), `loan ${i} reads its own message`);
+  assert.ok(detached >= 1024 && detached < 2048, `${detached} of 2048 small loans detached`);
+  assert.ok(views.slice(0, 1024).every((v) => v.length === 0), 'the first fill detached whole');
+  small.releaseLoan();
+  assert.ok(views.every((v) => v.length === 0));
   // A loan the user transfers away is theirs; the next loan gets a new buffer.
   q.trySend(fill(500, 4));
   q.trySend(fill(500, 5));
@@ -396,8 +422,15 @@ test('loans: a copy in a reused buffer, detached (never overwritten) by the next
   q.trySend(fill(64, 7));
   const kept = q.tryReceiveLoan();
   markAsUntransferable(kept.buffer);
-  assert.deepEqual(q.tryReceiveLoan(), fill(64, 7));
-  assert.deepEqual(kept, fill(64, 6), 'never overwritten');
+  const next = q.tryReceiveLoan();
+  assert.deepEqual(next, fill(64, 7));
+  q.releaseLoan();
+  assert.deepEqual(kept, fill(64, 6), 'never overwritten, never detached');
+  assert.deepEqual(next, fill(64, 7), 'carved from the same buffer: the caller\'s too');
+  q.trySend(fill(64, 12));
+  const fresh = q.tryReceiveLoan();
+  assert.notEqual(fresh.buffer, kept.buffer, 'the next loan takes a new buffer');
+  assert.deepEqual(fresh, fill(64, 12));
   // Skip records (a writer that threw) are passed over; loans ignore the codec, as receiveWith does.
   assert.throws(() => q.trySendWith(4, () => { throw new Error('writer failed'); }), /writer failed/);
   const json = Queue.open(name, { codec: 'json' });
