@@ -14,6 +14,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import cluster from 'node:cluster';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -161,6 +162,18 @@ function redisServer() {
   }
 }
 
+/** Whether a Unix socket accepts a connection now. */
+function accepts(socket) {
+  return new Promise((resolve) => {
+    const probe = net.createConnection(socket);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
 async function withRedis(cpus, body) {
   const { default: Redis } = await import('ioredis');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-redis-'));
@@ -172,7 +185,9 @@ async function withRedis(cpus, body) {
   const exited = new Promise((resolve) => server.once('exit', resolve));
   let client;
   try {
-    for (let i = 0; !fs.existsSync(socket); i++) {
+    // Until it accepts: the socket file appears at bind(), before listen(), and a connect in
+    // between is refused (one redis-get trial in a targets run failed so).
+    for (let i = 0; !(await accepts(socket)); i++) {
       if (i > 500 || server.exitCode !== null) throw new Error('redis-server did not start');
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
