@@ -177,6 +177,22 @@ export function secondsOf(done, total) {
 }
 
 /**
+ * The slots a ring of `size`-byte messages gets in the queue, topic, JavaScript ring and C ring
+ * rows (bench/native/ring.c's capacity_for is the same rule): a power of two, 2 to 4096, whose
+ * slots fit in RING_BYTES. A ring that stays in a core's cache moves large messages faster than
+ * a long one whose lines go out to memory and back: on the 2-core Xeon VM (4 MiB of L2 per
+ * core), queue-spin went 1.25x faster at 1 MiB with 2 slots than with 8, 1.3x at 64 KiB with 16
+ * than 256, 1.3x at 4 KiB with 256 than 4096 (bench/results/2026-12-02-stop28-ring-bytes.md).
+ * Until stop 28 the rings took 16 MiB. That depth is still what a ring needs when its readers
+ * share a core and take turns on it (the topic's fan-out rows): it must hold what the writer
+ * makes in a time slice (topic-fanout-2 ran 0.60-0.73x with 2 MiB), so those rows pass
+ * DEEP_RING_BYTES.
+ */
+export const RING_BYTES = 2 << 20;
+export const DEEP_RING_BYTES = 16 << 20;
+export const capacityFor = (size, ringBytes = RING_BYTES) => Math.max(2, Math.min(4096, 2 ** Math.floor(Math.log2(ringBytes / (size + 16)))));
+
+/**
  * How many messages a throughput trial sends before the `count` it times: a quarter as many,
  * and at least 64 MiB of them (up to `count` itself, for the quick run's short trials). A trial
  * starts two fresh processes, and their first laps pay for what a long-running program pays
@@ -186,21 +202,6 @@ export function secondsOf(done, total) {
  * timed from the first message, a 1 GiB trial measured mostly its start. Every row gets the same
  * warm-up, so that rows still compare.
  */
-/**
- * The slots a ring of `size`-byte messages gets in the queue, topic, JavaScript ring and C ring
- * rows (bench/native/ring.c's capacity_for is the same rule): a power of two, 2 to 4096, whose
- * slots fit in RING_BYTES. A ring that stays in a core's cache moves large messages faster than
- * a long one whose lines go out to memory and back: on the 2-core Xeon VM (4 MiB of L2 per
- * core), queue-spin went 1.25x faster at 1 MiB with 2 slots than with 8, 1.3x at 64 KiB with 16
- * than 256, 1.3x at 4 KiB with 256 than 4096 (bench/results/2026-12-02-stop28-ring-bytes.md).
- * Until stop 28 the rings took 16 MiB. That depth is still what a ring needs when its readers
- * share a core and take turns on it (the topic's fan-out rows): it must hold what the writer
- * makes in a time slice (topic-fanout-2 ran 0.6-0.75x with 2 MiB), so those rows pass DEEP_RING_BYTES.
- */
-export const RING_BYTES = 2 << 20;
-export const DEEP_RING_BYTES = 16 << 20;
-export const capacityFor = (size, ringBytes = RING_BYTES) => Math.max(2, Math.min(4096, 2 ** Math.floor(Math.log2(ringBytes / (size + 16)))));
-
 export const warmupFor = (count, size) => Math.max(Math.ceil(count / 4), Math.min(count, Math.ceil((64 << 20) / size)));
 
 /**

@@ -1050,9 +1050,8 @@ export class Queue<T = Uint8Array> {
    * that their views stay as they are, or, when the rest is too short, at 0 once every view of
    * the buffer is detached (#recallLoan). Detaching costs ~0.8 µs on Node 20 (a transferring
    * structuredClone), ten times a 64 B receive, and ~0.2 µs on Node 22 (ArrayBuffer#transfer),
-   * so small loans share that cost: the buffer holds
-   * at least LOAN_BYTES and is detached once per fill, while a large loan fills it alone and is
-   * detached at the next loan, as before. The buffer grows to the next power of two of a longer
+   * so small loans share that cost: the buffer holds at least LOAN_BYTES and is detached once
+   * per fill, while a large loan fills it alone and is detached at the next loan, as before. The buffer grows to the next power of two of a longer
    * message (at most maxMessageSize), so a stream of large messages allocates once. Regions
    * start 8-byte aligned, so a loan can be viewed as a Float64Array.
    */
