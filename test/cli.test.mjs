@@ -363,6 +363,31 @@ export default ['alpha', 'beta', 'gamma', 'delta'].map((id) => ({ id, label: id,
   }
 });
 
+test("bench: a row's trialBytes caps its full throughput trials (at least 32 messages); other rows move 1 GiB", async () => {
+  // Two throughput mechanisms that report the count they were given; slow declares 16 MiB.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'interprocess-t-bytes-'));
+  fs.writeFileSync(
+    path.join(dir, 'bytes.mjs'),
+    `const throughput = async ({ count, warmup = 0 }) => ({ messages: count, seconds: 0.001, warmup });
+export default [
+  { id: 'plain', label: 'plain', sizes: [65536, 1 << 20], throughput },
+  { id: 'slow', label: 'slow', sizes: [65536, 1 << 20], trialBytes: 16 << 20, throughput },
+];
+`,
+  );
+  try {
+    const { code, stdout, stderr } = await cli(['bench', '--only', 'plain,slow', '--json', '--no-html'], { env: { ...process.env, INTERPROCESS_BENCH_MECHANISMS: dir } });
+    assert.equal(code, 0, stderr);
+    const count = (id, size) => JSON.parse(stdout).results.find((r) => r.id === id && r.size === size).count;
+    assert.equal(count('plain', 65536), 16384); // 1 GiB
+    assert.equal(count('slow', 65536), 256); // 16 MiB
+    assert.equal(count('plain', 1 << 20), 1024);
+    assert.equal(count('slow', 1 << 20), 32); // 16 messages would do: trialBytes' floor
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("bench's warm-up: a quarter of the timed count, at least 64 MiB, and a sink clock that refuses a trial it did not see", async () => {
   const { SinkClock, warmupFor } = await import('../bench/util.mjs');
   assert.equal(warmupFor(8_000_000, 64), 2_000_000); // a quarter

@@ -404,6 +404,8 @@ function nodeIpcMechanism() {
     label: `node-ipc ${createRequireVersion('node-ipc')} (unix socket, JSON envelopes, base64 payload)`,
     family: 'baseline',
     sizes: SIZES,
+    // Base64 in JSON: a 1 GiB trial of 1 MiB messages outlasted the trial timeout (120 s).
+    trialBytes: 64 << 20,
     async roundTrip({ size, count, cpus }) {
       pinSelf(cpus?.[0]);
       const link = await open('echo', size, count, cpus);

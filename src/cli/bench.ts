@@ -100,7 +100,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
         // A mechanism runs the sizes it lists; sizes asked for with --sizes also go to every
         // mechanism that takes a payload at all (those that list more than one size).
         if (!m.sizes.includes(size) && !(sizes !== undefined && m.sizes.length > 1)) continue;
-        plan.push({ m, mode, size, count: mode === 'idle' ? 1 : count ?? m.count?.[quick ? 'quick' : 'full'] ?? defaultCount(mode, size, quick, m.sustained === true) });
+        plan.push({ m, mode, size, count: mode === 'idle' ? 1 : count ?? m.count?.[quick ? 'quick' : 'full'] ?? defaultCount(mode, size, quick, m.sustained === true, m.trialBytes) });
       }
     }
   }
@@ -225,10 +225,17 @@ export async function benchCommand(argv: string[]): Promise<number> {
   return results.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
-function defaultCount(mode: Mode, size: number, quick: boolean, sustained: boolean): number {
+/**
+ * A row's own trialBytes (a baseline too slow for 1 GiB within TRIAL_TIMEOUT_MS: node-ipc moved
+ * under 9 MB/s of 1 MiB messages, so its trial timed out) caps a full throughput trial, at
+ * least 32 messages; the quick run's 64 MiB stays as it is.
+ */
+function defaultCount(mode: Mode, size: number, quick: boolean, sustained: boolean, trialBytes?: number): number {
   const clamp = (n: number, lo: number, hi: number): number => Math.max(lo, Math.min(hi, Math.floor(n)));
   if (mode === 'roundTrip') return quick ? clamp(2 ** 24 / size, 50, 2000) : clamp(2 ** 28 / size, 200, 20000);
-  return quick ? clamp(2 ** 26 / size, 100, 200_000) : clamp((sustained ? SUSTAINED_BYTES : 2 ** 30) / size, 500, sustained ? SUSTAINED_COUNT : 2_000_000);
+  if (quick) return clamp(2 ** 26 / size, 100, 200_000);
+  if (trialBytes !== undefined) return clamp(trialBytes / size, 32, 2_000_000);
+  return clamp((sustained ? SUSTAINED_BYTES : 2 ** 30) / size, 500, sustained ? SUSTAINED_COUNT : 2_000_000);
 }
 
 async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[] }> {
@@ -262,6 +269,7 @@ async function loadMechanisms(): Promise<{ list: MechanismInfo[]; notes: string[
         ...(m['env'] !== undefined ? { env: m['env'] as Record<string, string> } : {}),
         ...(m['count'] !== undefined ? { count: m['count'] as { quick: number; full: number } } : {}),
         ...(m['sustained'] === true ? { sustained: true } : {}),
+        ...(typeof m['trialBytes'] === 'number' ? { trialBytes: m['trialBytes'] } : {}),
         ...(typeof m['trials'] === 'number' ? { trials: m['trials'] } : {}),
       });
     }

@@ -24,6 +24,8 @@ export interface MechanismInfo {
   count?: { quick: number; full: number };
   /** Moves millions of small messages a second: longer throughput trials (see bench.ts). */
   sustained?: boolean;
+  /** Bytes a full run's throughput trial moves, for rows too slow for the default 1 GiB (see bench.ts). */
+  trialBytes?: number;
   /** Trials per row, reported as the median one (default 1): for rows the targets compare. */
   trials?: number;
 }
