@@ -226,9 +226,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
 }
 
 /**
- * A row's own trialBytes (a baseline too slow for 1 GiB within TRIAL_TIMEOUT_MS: node-ipc moved
- * under 9 MB/s of 1 MiB messages, so its trial timed out) caps a full throughput trial, at
- * least 32 messages; the quick run's 64 MiB stays as it is.
+ * A row's own trialBytes (an optional baseline whose receiver slows down with the bytes of a
+ * trial: node-ipc, see sockets.mjs) caps a full throughput trial, at least 32 messages; the quick
+ * run's 64 MiB stays as it is.
  */
 function defaultCount(mode: Mode, size: number, quick: boolean, sustained: boolean, trialBytes?: number): number {
   const clamp = (n: number, lo: number, hi: number): number => Math.max(lo, Math.min(hi, Math.floor(n)));
