@@ -416,6 +416,18 @@ test('loans: copies carved from a reused buffer, never overwritten: detached bef
   assert.deepEqual(new Uint8Array(await arrived), fill(500, 4));
   port1.close();
   assert.deepEqual(q.tryReceiveLoan(), fill(500, 5));
+  // A zero-length message right after the loan buffer was transferred away: an empty loan in a
+  // new buffer (until stop 28 it threw: a view of the detached one).
+  q.trySend(fill(8, 13));
+  const away = q.tryReceiveLoan();
+  const channel = new MessageChannel();
+  channel.port1.postMessage(away, [away.buffer]);
+  channel.port1.close();
+  assert.equal(away.buffer.byteLength, 0);
+  q.trySend(new Uint8Array(0));
+  const empty = q.tryReceiveLoan();
+  assert.equal(empty.length, 0);
+  assert.ok(empty.buffer.byteLength > 0, 'a new buffer, not the transferred one');
   // A loan made untransferable cannot be detached: it is left to the user unchanged.
   const { markAsUntransferable } = await import('node:worker_threads');
   q.trySend(fill(64, 6));
