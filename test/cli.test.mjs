@@ -271,16 +271,22 @@ export default [{ id: 'leaky', label: 'leaky', sizes: [64], async throughput() {
     assert.equal(code, 1, stderr);
     assert.match(stderr, /leaky throughput 64 B .*FAILED: .*leaky failed on purpose/);
     assert.ok(Date.now() - started < 60_000, 'the live peer must not hold the failed trial until its timeout');
-    const peer = Number(fs.readFileSync(pidFile, 'utf8'));
-    // Killed: gone, or a zombie waiting for init to reap it.
-    const state = fs.existsSync(`/proc/${peer}/stat`) ? fs.readFileSync(`/proc/${peer}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
-    assert.ok(state === 'gone' || state === 'Z', `the peer is still running (${state})`);
-    assert.deepEqual(fs.readdirSync('/dev/shm').filter((f) => f.includes('bench-leaky-')), []);
-    assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('interprocess-bench-trial-')), scratchBefore);
+    assertCleared(Number(fs.readFileSync(pidFile, 'utf8')), 'peer', 'bench-leaky-', scratchBefore);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/**
+ * A killed bench process (`who`: a trial or its peer) is gone, or a zombie waiting for init to
+ * reap it, and its shared memory (names with `shmTag`) and scratch folder went with it.
+ */
+function assertCleared(pid, who, shmTag, scratchBefore) {
+  const state = fs.existsSync(`/proc/${pid}/stat`) ? fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
+  assert.ok(state === 'gone' || state === 'Z', `the ${who} is still running (${state})`);
+  assert.deepEqual(fs.readdirSync('/dev/shm').filter((f) => f.includes(shmTag)), []);
+  assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('interprocess-bench-trial-')), scratchBefore);
+}
 
 test('bench stopped by a signal mid-trial: the trial, its sockets folder and its shared memory go with it', async () => {
   const { spawn } = await import('node:child_process');
@@ -316,10 +322,7 @@ export default [{ id: 'stuck', label: 'stuck', sizes: [64], async throughput() {
     bench.kill('SIGTERM');
     const { code, signal } = await exited;
     assert.ok(signal === 'SIGTERM' || code !== 0, `the bench exited with ${code}`);
-    const state = fs.existsSync(`/proc/${trial}/stat`) ? fs.readFileSync(`/proc/${trial}/stat`, 'utf8').split(') ')[1]?.[0] : 'gone';
-    assert.ok(state === 'gone' || state === 'Z', `the trial is still running (${state})`);
-    assert.deepEqual(fs.readdirSync('/dev/shm').filter((f) => f.includes('bench-stuck-')), []);
-    assert.deepEqual(fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('interprocess-bench-trial-')), scratchBefore);
+    assertCleared(trial, 'trial', 'bench-stuck-', scratchBefore);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

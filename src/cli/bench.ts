@@ -319,16 +319,13 @@ function runTrial(m: MechanismInfo, mode: Mode, size: number, count: number, cpu
         // the group is gone already
       }
     };
-    // What a trial that never reached its finally blocks leaves behind.
-    const removeAll = (): void => {
-      removeLeftovers(group);
-      fs.rmSync(scratch, { recursive: true, force: true });
-    };
     // A bench stopped by Ctrl-C or a signal takes the trial's group with it (it is not in the
     // terminal's foreground group, so the signal would not reach it), and what it left.
     const onSignal = (signal: NodeJS.Signals): void => {
       killGroup();
-      removeAll();
+      // What a trial that never reached its finally blocks leaves behind.
+      removeLeftovers(group);
+      fs.rmSync(scratch, { recursive: true, force: true });
       process.kill(process.pid, signal);
     };
     process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
@@ -348,8 +345,8 @@ function runTrial(m: MechanismInfo, mode: Mode, size: number, count: number, cpu
       clearTimeout(timer);
       process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
       const failed = timedOut || code !== 0;
-      if (failed) removeAll();
-      else fs.rmSync(scratch, { recursive: true, force: true });
+      if (failed) removeLeftovers(group);
+      fs.rmSync(scratch, { recursive: true, force: true });
       if (failed) {
         const reason = (stderr.trim().split('\n').find((l) => /Error|error/.test(l)) ?? `exit ${code ?? signal}`).trim();
         return reject(new Error(timedOut ? `timed out after ${TRIAL_TIMEOUT_MS / 1000} s` : reason));
